@@ -1,0 +1,198 @@
+//! The server side of the binary: `up` (every service in one process) and
+//! `serve <service>` (one), sharing one NATS connection and one HTTP port.
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use anyhow::Context as _;
+use axum::Router;
+use imagestreams_common::{
+    config::Config,
+    nats,
+    runtime::{self, Deps, Health, Service},
+    telemetry,
+};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{cli::ServiceName, local_nats::LocalNats};
+
+/// `imagestreams up`.
+pub async fn up(config: Option<&Path>) -> anyhow::Result<()> {
+    start(config, &ServiceName::ALL, Mode::Monolith).await
+}
+
+/// `imagestreams serve <service>`.
+pub async fn serve(config: Option<&Path>, service: ServiceName) -> anyhow::Result<()> {
+    start(config, &[service], Mode::Microservice).await
+}
+
+async fn start(config: Option<&Path>, services: &[ServiceName], mode: Mode) -> anyhow::Result<()> {
+    let config = Arc::new(Config::load(config)?);
+    telemetry::init(&config.telemetry);
+    let shutdown = runtime::shutdown_on_signals();
+    App::build(config, services, mode)
+        .await?
+        .run_until_stopped(shutdown)
+        .await
+}
+
+/// How the process runs its services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every service in this process (`up`); may start a local nats-server.
+    Monolith,
+    /// One service in this process (`serve`).
+    Microservice,
+}
+
+/// A process of built services, ready to run.
+pub struct App {
+    services: Vec<Box<dyn Service>>,
+    http: Option<(TcpListener, Router)>,
+    addrs: Vec<(&'static str, SocketAddr)>,
+    health: Health,
+    nats: async_nats::Client,
+    local_nats: Option<LocalNats>,
+}
+
+impl App {
+    /// Connects to NATS (starting a local server in monolith mode when none
+    /// answers), declares the topology, and builds every service.
+    pub async fn build(
+        config: Arc<Config>,
+        names: &[ServiceName],
+        mode: Mode,
+    ) -> anyhow::Result<App> {
+        let local_nats = match mode {
+            Mode::Monolith => LocalNats::ensure(&config.nats).await?,
+            Mode::Microservice => None,
+        };
+        let client = nats::connect(&config.nats, "imagestreams").await?;
+        let topology = nats::provision(&client, config.nats.replicas).await?;
+        let health = Health::new(Some(client.clone()));
+        let deps = Deps {
+            nats: client.clone(),
+            topology,
+        };
+        let mut services = Vec::with_capacity(names.len());
+        for &name in names {
+            services.push(build_service(name, config.clone(), deps.clone()).await?);
+        }
+        let http_listen = match (mode, names) {
+            (Mode::Monolith, _) => Some(config.gateway.http_listen),
+            (Mode::Microservice, [ServiceName::Gateway]) => Some(config.gateway.http_listen),
+            (Mode::Microservice, [ServiceName::StreamStore]) => {
+                Some(config.stream_store.http_listen)
+            }
+            (Mode::Microservice, [ServiceName::TagSyncer]) => Some(config.tag_syncer.http_listen),
+            (Mode::Microservice, [ServiceName::Trigger]) => Some(config.trigger.http_listen),
+            // the watcher serves health on its own notification port
+            (Mode::Microservice, _) => None,
+        };
+        let http = match http_listen {
+            Some(addr) => {
+                let router = services
+                    .iter()
+                    .fold(health.router(), |router, s| router.merge(s.routes()));
+                Some((runtime::bind(addr).await?, router))
+            }
+            None => None,
+        };
+        let mut addrs: Vec<_> = services.iter().flat_map(|s| s.listen_addrs()).collect();
+        if let Some((listener, _)) = &http {
+            addrs.push(("http", listener.local_addr()?));
+        }
+        Ok(App {
+            services,
+            http,
+            addrs,
+            health,
+            nats: client,
+            local_nats,
+        })
+    }
+
+    /// The bound addresses by role: `http` (health, metrics, REST), and what
+    /// the services report (`grpc`, `notifications`).
+    pub fn addrs(&self) -> &[(&'static str, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The address bound for `role`, if any.
+    pub fn addr(&self, role: &str) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(r, _)| *r == role).map(|(_, a)| *a)
+    }
+
+    /// Runs every service until `shutdown` is cancelled or one of them fails,
+    /// then stops the rest and drains NATS.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Some((listener, router)) = self.http {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "HTTP listening (/healthz, /readyz)");
+            let token = shutdown.child_token();
+            let failed = failed_tx.clone();
+            tracker.spawn(async move {
+                if let Err(e) = runtime::serve_http(listener, router, token).await {
+                    let _ = failed.send(anyhow::Error::new(e).context("HTTP server"));
+                }
+            });
+        }
+        for service in self.services {
+            let name = service.name();
+            let token = shutdown.child_token();
+            let failed = failed_tx.clone();
+            tracker.spawn(async move {
+                if let Err(e) = service.run(token).await {
+                    let _ = failed.send(e.context(format!("{name} failed")));
+                }
+            });
+        }
+        tracker.close();
+        drop(failed_tx);
+        self.health.set_started();
+        tracing::info!("imagestreams is up");
+        let failure = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            failure = failed_rx.recv() => failure,
+        };
+        shutdown.cancel();
+        tracker.wait().await;
+        self.nats.drain().await.context("draining NATS")?;
+        if let Some(local) = self.local_nats {
+            local.stop().await;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn build_service(
+    name: ServiceName,
+    config: Arc<Config>,
+    deps: Deps,
+) -> anyhow::Result<Box<dyn Service>> {
+    Ok(match name {
+        ServiceName::RegistryWatcher => Box::new(
+            imagestreams_registry_watcher::RegistryWatcherService::build(config, deps).await?,
+        ),
+        ServiceName::TagSyncer => {
+            Box::new(imagestreams_tag_syncer::TagSyncerService::build(config, deps).await?)
+        }
+        ServiceName::StreamStore => {
+            Box::new(imagestreams_stream_store::StreamStoreService::build(config, deps).await?)
+        }
+        ServiceName::Trigger => {
+            Box::new(imagestreams_trigger::TriggerService::build(config, deps).await?)
+        }
+        ServiceName::Gateway => {
+            Box::new(imagestreams_gateway::GatewayService::build(config, deps).await?)
+        }
+    })
+}

@@ -1,0 +1,8 @@
+//! The `imagestreams` binary as a library: the server side (`up`, `serve`)
+//! and the client verbs, so that tests drive exactly what users run.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+mod local_nats;
+pub mod reference;

@@ -1,0 +1,28 @@
+//! The `imagestreams` binary: `up` runs every service in one process, `serve
+//! <service>` runs one, and the other verbs are an `oc`-like client.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use imagestreams::{
+    app, reference,
+    cli::{Cli, Command},
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up => app::up(cli.config.as_deref()).await,
+        Command::Serve { service } => app::serve(cli.config.as_deref(), service).await,
+        Command::Ref(cmd) => return reference::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

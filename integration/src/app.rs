@@ -1,0 +1,93 @@
+//! `TestApp`: the real `imagestreams` services, built exactly as the binary
+//! builds them, against a real nats-server, with every listener on port 0.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use imagestreams::{
+    app::{App, Mode},
+    cli::ServiceName,
+};
+use imagestreams_common::config::Config;
+use imagestreams_proto::v1::image_streams_client::ImageStreamsClient;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::NatsServer;
+
+/// A running set of services and the addresses they bound.
+pub struct TestApp {
+    /// The configuration the services run with.
+    pub config: Arc<Config>,
+    addrs: Vec<(&'static str, SocketAddr)>,
+    token: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Every service in one process (as `imagestreams up`), on `nats`.
+    pub async fn spawn(nats: &NatsServer) -> anyhow::Result<TestApp> {
+        Self::spawn_with(nats, &ServiceName::ALL, |_| {}).await
+    }
+
+    /// The given services, with `configure` applied to the test configuration.
+    pub async fn spawn_with(
+        nats: &NatsServer,
+        services: &[ServiceName],
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestApp> {
+        let mut config = Config::for_tests(&nats.url());
+        config.nats.auto_start = false;
+        configure(&mut config);
+        let config = Arc::new(config);
+        let app = App::build(config.clone(), services, Mode::Microservice).await?;
+        let addrs = app.addrs().to_vec();
+        let token = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(token.clone()));
+        Ok(TestApp {
+            config,
+            addrs,
+            token,
+            task: Some(task),
+        })
+    }
+
+    /// The address bound for `role` (`grpc`, `http`, `notifications`).
+    pub fn addr(&self, role: &str) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no {role} listener in {:?}", self.addrs))
+    }
+
+    /// `http://<grpc addr>`, as the CLI's `--server` takes it.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.addr("grpc"))
+    }
+
+    /// `http://<http addr>` of the REST API and health endpoints.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr("http"))
+    }
+
+    /// A gRPC client of the gateway.
+    pub async fn client(&self) -> anyhow::Result<ImageStreamsClient<Channel>> {
+        Ok(ImageStreamsClient::connect(self.grpc_url()).await?)
+    }
+
+    /// Stops the services gracefully and returns how they ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.token.cancel();
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}

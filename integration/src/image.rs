@@ -1,0 +1,238 @@
+//! Tiny OCI images built offline with `umoci` and pushed with `skopeo`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokio::process::Command;
+
+use crate::binaries;
+use crate::registry::Registry;
+use crate::util::TestDir;
+
+/// The tag of the image inside its OCI layout.
+pub const LAYOUT_TAG: &str = "image";
+
+/// The file, at the root of the image, holding a fresh UUID so each built image has its own digest.
+pub const NONCE_FILE: &str = "imagestreams-nonce";
+
+/// Builds a one-layer OCI image holding a unique file, plus optional files, labels, env and entrypoint.
+///
+/// ```no_run
+/// # async fn f(registry: &imagestreams_integration::Registry) -> anyhow::Result<()> {
+/// use imagestreams_integration::ImageBuilder;
+/// let image = ImageBuilder::new().label("app", "demo").build().await?;
+/// let digest = image.push(&registry.image_ref("ns1/app:1"), registry.credentials()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ImageBuilder {
+    labels: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+    entrypoint: Option<Vec<String>>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl ImageBuilder {
+    /// A builder for an image with only the unique file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the config label `key=value`.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds the config environment variable `key=value`.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the config entrypoint.
+    pub fn entrypoint<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entrypoint = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a file at `path` (relative to the image root) with `contents`.
+    pub fn file(mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((path.into(), contents.into()));
+        self
+    }
+
+    /// Builds the image into a fresh OCI layout: `umoci init`, `new`, `unpack --rootless`, write files, `repack`,
+    /// then `umoci config` when labels, env or an entrypoint were given.
+    ///
+    /// # Panics
+    ///
+    /// Panics with an install hint when `umoci` is not on `PATH`.
+    pub async fn build(&self) -> anyhow::Result<OciImage> {
+        let umoci = binaries::umoci();
+        let dir = TestDir::new("image")?;
+        let layout = dir.join("layout");
+        let bundle = dir.join("bundle");
+        let image = format!("{}:{LAYOUT_TAG}", layout.display());
+
+        run(Command::new(&umoci)
+            .arg("init")
+            .arg("--layout")
+            .arg(&layout))
+        .await?;
+        run(Command::new(&umoci).args(["new", "--image", &image])).await?;
+        run(Command::new(&umoci)
+            .args(["unpack", "--rootless", "--image", &image])
+            .arg(&bundle))
+        .await?;
+
+        let rootfs = bundle.join("rootfs");
+        let nonce = uuid::Uuid::new_v4().to_string();
+        std::fs::write(rootfs.join(NONCE_FILE), &nonce).context("writing the nonce file")?;
+        for (path, contents) in &self.files {
+            let target = rootfs.join(path.trim_start_matches('/'));
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&target, contents)
+                .with_context(|| format!("writing {}", target.display()))?;
+        }
+        run(Command::new(&umoci)
+            .args(["repack", "--image", &image])
+            .arg(&bundle))
+        .await?;
+
+        if !self.labels.is_empty() || !self.env.is_empty() || self.entrypoint.is_some() {
+            let mut cmd = Command::new(&umoci);
+            cmd.args(["config", "--image", &image]);
+            for (k, v) in &self.labels {
+                cmd.arg(format!("--config.label={k}={v}"));
+            }
+            for (k, v) in &self.env {
+                cmd.arg(format!("--config.env={k}={v}"));
+            }
+            for arg in self.entrypoint.iter().flatten() {
+                cmd.arg(format!("--config.entrypoint={arg}"));
+            }
+            run(&mut cmd).await?;
+        }
+        std::fs::remove_dir_all(&bundle).context("removing the unpacked bundle")?;
+        Ok(OciImage { layout, nonce, dir })
+    }
+}
+
+/// An image in an OCI layout on disk, as built by [`ImageBuilder`].
+#[derive(Debug)]
+pub struct OciImage {
+    layout: PathBuf,
+    nonce: String,
+    // Holds the layout; removed on drop.
+    dir: TestDir,
+}
+
+impl OciImage {
+    /// The OCI layout directory.
+    pub fn layout_dir(&self) -> &Path {
+        &self.layout
+    }
+
+    /// The skopeo/containers reference of this image, `oci:<layout>:<tag>`.
+    pub fn layout_ref(&self) -> String {
+        format!("oci:{}:{LAYOUT_TAG}", self.layout.display())
+    }
+
+    /// The UUID written to [`NONCE_FILE`].
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// The temporary directory holding the layout.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The manifest digest recorded in the layout's `index.json`; pushing does not change it.
+    pub fn digest(&self) -> anyhow::Result<String> {
+        let path = self.layout.join("index.json");
+        let index: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        )?;
+        index["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == LAYOUT_TAG)
+            .and_then(|m| m["digest"].as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("no manifest tagged {LAYOUT_TAG} in {}", path.display()))
+    }
+
+    /// Pushes the image to `dest` (`HOST/repo:tag`, e.g. `127.0.0.1:5000/ns1/app:1`) and returns the manifest
+    /// digest skopeo wrote to `--digestfile`.
+    pub async fn push(&self, dest: &str, creds: Option<(&str, &str)>) -> anyhow::Result<String> {
+        copy(&self.layout_ref(), dest, creds).await
+    }
+}
+
+/// Copies the image at containers reference `src` (e.g. `oci:DIR:TAG`) to `docker://<dest>` over plain HTTP with
+/// `skopeo copy --preserve-digests`, returning the pushed manifest digest.
+///
+/// # Panics
+///
+/// Panics with an install hint when `skopeo` is not on `PATH`.
+pub async fn copy(src: &str, dest: &str, creds: Option<(&str, &str)>) -> anyhow::Result<String> {
+    let skopeo = binaries::skopeo();
+    let tmp = TestDir::new("skopeo")?;
+    let digest_file = tmp.join("digest");
+    let mut cmd = Command::new(&skopeo);
+    cmd.args([
+        "--insecure-policy",
+        "copy",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+    ])
+    .arg("--digestfile")
+    .arg(&digest_file);
+    match creds {
+        Some((user, password)) => cmd.arg(format!("--dest-creds={user}:{password}")),
+        None => cmd.arg("--dest-no-creds"),
+    };
+    cmd.arg(src).arg(format!("docker://{dest}"));
+    run(&mut cmd).await?;
+    let digest = std::fs::read_to_string(&digest_file)
+        .with_context(|| format!("reading {}", digest_file.display()))?;
+    Ok(digest.trim().to_owned())
+}
+
+/// Builds a fresh unique image and pushes it to `registry` as `repo_tag` (e.g. `ns1/app:1`), using the registry's
+/// credentials if any. Returns the pushed manifest digest.
+pub async fn push_unique_image(registry: &Registry, repo_tag: &str) -> anyhow::Result<String> {
+    let image = ImageBuilder::new().build().await?;
+    image
+        .push(&registry.image_ref(repo_tag), registry.credentials())
+        .await
+}
+
+/// Runs `cmd` to completion, failing with its stderr when it exits non-zero.
+async fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{:?}", cmd.as_std());
+    let output = cmd
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running {shown}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{shown} exited with {}:\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}

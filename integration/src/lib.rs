@@ -1,0 +1,22 @@
+//! The real-parts test kit: starts `nats-server` and `docker-registry`, builds images with `umoci` and pushes them with `skopeo`.
+//!
+//! Every server is started on a port it reads back, in its own temporary directory, and is killed when dropped.
+//! A missing binary fails the test with an install hint; nothing is skipped silently.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod binaries;
+pub mod image;
+pub mod nats;
+pub mod notify;
+mod process;
+pub mod registry;
+pub mod util;
+
+pub use app::TestApp;
+pub use binaries::require;
+pub use image::{ImageBuilder, OciImage, push_unique_image};
+pub use nats::NatsServer;
+pub use notify::{NotificationSink, ReceivedRequest, is_push_of};
+pub use registry::{Registry, RegistryOptions};
+pub use util::{TestDir, free_port, wait_for, wait_for_some};

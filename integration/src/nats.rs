@@ -1,0 +1,174 @@
+//! A real `nats-server -js` on a port it reads back, with a temporary store, that tests can stop, kill and restart.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::binaries;
+use crate::process::{DEFAULT_LOG_TAIL_LINES, LoggedChild, file_len, log_tail, read_from};
+use crate::util::TestDir;
+
+/// How long to wait for the server to report that it is ready.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long [`NatsServer::stop`] waits after SIGTERM before it kills the server.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
+
+const LISTENING: &str = "Listening for client connections on ";
+const READY: &str = "Server is ready";
+
+/// A running `nats-server` with JetStream on 127.0.0.1, killed on drop.
+///
+/// Its store directory and log (`nats-server.log`) live in a [`TestDir`], so a restart finds the same data.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    child: Option<LoggedChild>,
+    log_path: PathBuf,
+    store_dir: PathBuf,
+    // Dropped last: the child must be killed before its directory goes.
+    dir: TestDir,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js -a 127.0.0.1 -p -1 --store_dir <tmp>` and waits until it is ready.
+    ///
+    /// # Panics
+    ///
+    /// Panics with an install hint when no `nats-server` >= 2.10 is found (see [`binaries::nats_server`]).
+    pub async fn start() -> anyhow::Result<Self> {
+        let binary = binaries::nats_server();
+        let dir = TestDir::new("nats")?;
+        let store_dir = dir.join("store");
+        std::fs::create_dir_all(&store_dir).context("creating the JetStream store dir")?;
+        let mut server = Self {
+            binary,
+            port: 0,
+            child: None,
+            log_path: dir.join("nats-server.log"),
+            store_dir,
+            dir,
+        };
+        server.launch(None).await?;
+        Ok(server)
+    }
+
+    /// The client URL, `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port; it stays the same across [`restart`](Self::restart).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The JetStream store directory (`--store_dir`).
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    /// The temporary directory holding the store and the log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.exited().is_none())
+    }
+
+    /// Connects a new client to this server.
+    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        async_nats::connect(self.url())
+            .await
+            .with_context(|| format!("connecting to {}", self.url()))
+    }
+
+    /// Stops the server gracefully (SIGTERM, then SIGKILL after [`DEFAULT_STOP_GRACE`]). No-op when not running.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child
+                .terminate(DEFAULT_STOP_GRACE)
+                .await
+                .context("stopping nats-server")?;
+        }
+        Ok(())
+    }
+
+    /// Kills the server with SIGKILL, as a crash would. No-op when not running.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().context("killing nats-server")?;
+        }
+        Ok(())
+    }
+
+    /// Stops the server if it runs, then starts it again on the same port with the same store.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.launch(Some(self.port)).await
+    }
+
+    async fn launch(&mut self, port: Option<u16>) -> anyhow::Result<()> {
+        let offset = file_len(&self.log_path);
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("-js")
+            .args(["-a", "127.0.0.1"])
+            .arg("-p")
+            .arg(port.map_or_else(|| "-1".to_owned(), |p| p.to_string()))
+            .arg("--store_dir")
+            .arg(&self.store_dir);
+        let mut child = LoggedChild::spawn("nats-server", cmd, &self.log_path)?;
+        let deadline = Instant::now() + DEFAULT_START_TIMEOUT;
+        loop {
+            let log = read_from(&self.log_path, offset);
+            if let (Some(listen_port), true) = (parse_listen_port(&log), log.contains(READY)) {
+                self.port = listen_port;
+                self.child = Some(child);
+                return Ok(());
+            }
+            let exited = child.exited();
+            if exited.is_some() || Instant::now() >= deadline {
+                let why = match exited {
+                    Some(status) => format!("exited with {status}"),
+                    None => format!("not ready within {DEFAULT_START_TIMEOUT:?}"),
+                };
+                anyhow::bail!(
+                    "nats-server {why}; log {}:\n{}",
+                    self.log_path.display(),
+                    log_tail(&self.log_path, DEFAULT_LOG_TAIL_LINES)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The port in the server's "Listening for client connections on 127.0.0.1:PORT" log line.
+fn parse_listen_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(LISTENING))?;
+    let addr = &line[line.find(LISTENING)? + LISTENING.len()..];
+    addr.trim().rsplit(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_listen_line() {
+        let log = "[1] 2026/01/01 00:00:00.000 [INF] Starting nats-server\n\
+                   [1] 2026/01/01 00:00:00.001 [INF] Listening for client connections on 127.0.0.1:41234\n";
+        assert_eq!(parse_listen_port(log), Some(41234));
+        assert_eq!(parse_listen_port("nothing here"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Tests of the gateway (to be written).

@@ -1,0 +1,6 @@
+//! Integration tests of the stream API against a real nats-server: the
+//! stream-store's write path, the gateway (gRPC and REST) and the CLI.
+
+mod cli;
+mod gateway;
+mod store;

@@ -1,0 +1,14 @@
+//! What every imagestreams service shares: the OpenShift model, image references,
+//! NATS subjects, configuration, and the runtime kit (NATS setup, telemetry,
+//! health endpoints, shutdown).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod nats;
+pub mod reference;
+pub mod runtime;
+pub mod store;
+pub mod subjects;
+pub mod telemetry;

@@ -1,0 +1,176 @@
+//! NATS setup: connecting with retry, declaring the JetStream streams and KV
+//! buckets idempotently, and publishing protobuf events with a message id.
+
+use std::time::Duration;
+
+use async_nats::{
+    Client, ConnectOptions, HeaderMap,
+    jetstream::{self, context::PublishAckFuture, kv, stream},
+};
+use tokio::time::Instant;
+
+use crate::{config::NatsConfig, subjects};
+
+/// How long JetStream remembers a message id to drop a duplicate publish.
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// How many revisions of one stream the KV bucket keeps (NATS' maximum).
+pub const DEFAULT_KV_HISTORY: i64 = 64;
+/// How long events are kept in their JetStream streams.
+pub const DEFAULT_EVENT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Errors of the NATS layer.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The server could not be reached before the connect timeout.
+    #[error(
+        "cannot reach NATS at {url} ({reason}); start a server with `nats-server -js` or set IMAGESTREAMS_NATS__URL"
+    )]
+    Unreachable {
+        /// The configured URL.
+        url: String,
+        /// The last connection error.
+        reason: String,
+    },
+    /// A JetStream stream could not be declared.
+    #[error("cannot declare JetStream stream {name}")]
+    Stream {
+        /// Stream name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A KV bucket could not be declared.
+    #[error("cannot declare KV bucket {name}")]
+    Bucket {
+        /// Bucket name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A publish was not acknowledged by JetStream.
+    #[error("publish to {subject} failed")]
+    Publish {
+        /// Subject.
+        subject: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Connects to NATS, retrying until `connect_timeout_secs` has passed. Once
+/// connected the client reconnects on its own forever.
+pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, NatsError> {
+    let deadline = Instant::now() + Duration::from_secs(cfg.connect_timeout_secs);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let options = ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(2))
+            .max_reconnects(None);
+        match options.connect(cfg.url.as_str()).await {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() + delay >= deadline => {
+                return Err(NatsError::Unreachable {
+                    url: cfg.url.clone(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => {
+                tracing::debug!(url = %cfg.url, error = %e, "NATS not reachable yet, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// The declared JetStream topology.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    /// The JetStream context.
+    pub js: jetstream::Context,
+    /// The ImageStreams KV bucket.
+    pub streams: kv::Store,
+}
+
+/// Declares every JetStream stream and KV bucket (idempotent: existing ones
+/// are kept as they are).
+pub async fn provision(client: &Client, replicas: usize) -> Result<Topology, NatsError> {
+    let js = jetstream::new(client.clone());
+    for name in subjects::STREAMS {
+        let config = stream::Config {
+            name: name.to_owned(),
+            subjects: subjects::stream_subjects(name),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            max_age: DEFAULT_EVENT_MAX_AGE,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| NatsError::Stream {
+                name: name.to_owned(),
+                source: Box::new(e),
+            })?;
+    }
+    let streams = get_or_create_bucket(
+        &js,
+        kv::Config {
+            bucket: subjects::BUCKET_STREAMS.to_owned(),
+            description: "ImageStreams, one per key <namespace>.<name>".to_owned(),
+            history: DEFAULT_KV_HISTORY,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Topology { js, streams })
+}
+
+/// Opens a KV bucket, creating it when it does not exist.
+pub async fn get_or_create_bucket(
+    js: &jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, NatsError> {
+    let name = config.bucket.clone();
+    if let Ok(store) = js.get_key_value(&name).await {
+        return Ok(store);
+    }
+    js.create_key_value(config)
+        .await
+        .map_err(|e| NatsError::Bucket {
+            name,
+            source: Box::new(e),
+        })
+}
+
+/// Publishes a protobuf event to JetStream with `Nats-Msg-Id: msg_id` and waits
+/// for the acknowledgement. A duplicate (same id within the duplicate window)
+/// is acknowledged without being stored again.
+pub async fn publish_event(
+    js: &jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    event: &impl prost::Message,
+    mut headers: HeaderMap,
+) -> Result<jetstream::publish::PublishAck, NatsError> {
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+    let payload = event.encode_to_vec();
+    let ack: PublishAckFuture = js
+        .publish_with_headers(subject.clone(), headers, payload.into())
+        .await
+        .map_err(|e| NatsError::Publish {
+            subject: subject.clone(),
+            source: Box::new(e),
+        })?;
+    ack.await.map_err(|e| NatsError::Publish {
+        subject,
+        source: Box::new(e),
+    })
+}

@@ -1,0 +1,336 @@
+//! Every NATS subject, JetStream stream, KV bucket and key of imagestreams, and
+//! the token encoding that keeps names safe inside them.
+//!
+//! # Hierarchy
+//!
+//! `imagestreams.<kind>.<namespace>.<name>`, for example
+//! `imagestreams.images.pushed.ns1.app` or `imagestreams.tags.changed.ns1.app`.
+//!
+//! # Token encoding
+//!
+//! Stream names may contain `.` (OpenShift allows `ruby.v2`), and a NATS token
+//! must hold none of `.`, `*`, `>` or whitespace. Every namespace and name is
+//! therefore written as one token with [`encode_token`]:
+//!
+//! - the bytes `a-z`, `A-Z`, `0-9`, `-` and `_` stand for themselves;
+//! - every other byte of the UTF-8 text becomes `=XX`, two upper-case hex digits
+//!   (so `=` itself is `=3D`, `.` is `=2E`);
+//! - the empty string becomes `=` alone.
+//!
+//! The encoding is injective and [`decode_token`] reverses it for every string,
+//! and the alphabet (`A-Za-z0-9-_=`) is also valid in JetStream KV keys, so the
+//! same tokens name KV keys. Valid namespaces (DNS-1123 labels) are unchanged,
+//! and a valid stream name only changes where it holds a `.`:
+//! `ruby.v2` → `ruby=2Ev2`.
+
+use std::fmt::Write as _;
+
+/// Prefix of every subject.
+pub const ROOT: &str = "imagestreams";
+
+/// JetStream stream holding image events (`imagestreams.images.>`).
+pub const STREAM_IMAGES: &str = "IMAGESTREAMS_IMAGES";
+/// JetStream stream holding tag events (`imagestreams.tags.>`).
+pub const STREAM_TAGS: &str = "IMAGESTREAMS_TAGS";
+/// JetStream stream holding import requests and results (`imagestreams.imports.>`).
+pub const STREAM_IMPORTS: &str = "IMAGESTREAMS_IMPORTS";
+/// JetStream stream holding build and deployment requests (`imagestreams.builds.>`, `imagestreams.deployments.>`).
+pub const STREAM_TRIGGERS: &str = "IMAGESTREAMS_TRIGGERS";
+
+/// KV bucket holding one ImageStream per key (see [`stream_key`]).
+pub const BUCKET_STREAMS: &str = "imagestreams";
+
+/// Subject kinds: the second and third tokens of a subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `ImagePushed`.
+    ImagesPushed,
+    /// `ImageDeleted`.
+    ImagesDeleted,
+    /// `TagsChanged`.
+    TagsChanged,
+    /// Import requests.
+    ImportsRequested,
+    /// Import results.
+    ImportsCompleted,
+    /// `BuildRequested`.
+    BuildsRequested,
+    /// `DeploymentRequested`.
+    DeploymentsRequested,
+}
+
+impl Kind {
+    /// Every kind, for tests and topology.
+    pub const ALL: [Kind; 7] = [
+        Kind::ImagesPushed,
+        Kind::ImagesDeleted,
+        Kind::TagsChanged,
+        Kind::ImportsRequested,
+        Kind::ImportsCompleted,
+        Kind::BuildsRequested,
+        Kind::DeploymentsRequested,
+    ];
+
+    /// The kind's tokens, e.g. `images.pushed`.
+    pub fn tokens(self) -> &'static str {
+        match self {
+            Kind::ImagesPushed => "images.pushed",
+            Kind::ImagesDeleted => "images.deleted",
+            Kind::TagsChanged => "tags.changed",
+            Kind::ImportsRequested => "imports.requested",
+            Kind::ImportsCompleted => "imports.completed",
+            Kind::BuildsRequested => "builds.requested",
+            Kind::DeploymentsRequested => "deployments.requested",
+        }
+    }
+
+    /// The JetStream stream that stores this kind.
+    pub fn stream(self) -> &'static str {
+        match self {
+            Kind::ImagesPushed | Kind::ImagesDeleted => STREAM_IMAGES,
+            Kind::TagsChanged => STREAM_TAGS,
+            Kind::ImportsRequested | Kind::ImportsCompleted => STREAM_IMPORTS,
+            Kind::BuildsRequested | Kind::DeploymentsRequested => STREAM_TRIGGERS,
+        }
+    }
+
+    /// The subject of one object: `imagestreams.<kind>.<ns>.<name>`.
+    pub fn subject(self, namespace: &str, name: &str) -> String {
+        format!(
+            "{ROOT}.{}.{}.{}",
+            self.tokens(),
+            encode_token(namespace),
+            encode_token(name)
+        )
+    }
+
+    /// A filter for every object of one namespace: `imagestreams.<kind>.<ns>.*`.
+    pub fn namespace_filter(self, namespace: &str) -> String {
+        format!("{ROOT}.{}.{}.*", self.tokens(), encode_token(namespace))
+    }
+
+    /// A filter for every object: `imagestreams.<kind>.*.*`.
+    pub fn all_filter(self) -> String {
+        format!("{ROOT}.{}.*.*", self.tokens())
+    }
+
+    /// Splits a subject of this kind back into `(namespace, name)`.
+    pub fn parse(self, subject: &str) -> Option<(String, String)> {
+        let rest = subject
+            .strip_prefix(ROOT)?
+            .strip_prefix('.')?
+            .strip_prefix(self.tokens())?
+            .strip_prefix('.')?;
+        let (ns, name) = rest.split_once('.')?;
+        if name.contains('.') {
+            return None;
+        }
+        Some((decode_token(ns)?, decode_token(name)?))
+    }
+}
+
+/// The subjects a JetStream stream captures.
+pub fn stream_subjects(stream: &str) -> Vec<String> {
+    let mut tokens: Vec<&str> = Kind::ALL
+        .iter()
+        .filter(|k| k.stream() == stream)
+        .map(|k| k.tokens().split('.').next().unwrap_or_default())
+        .collect();
+    tokens.dedup();
+    tokens
+        .into_iter()
+        .map(|first| format!("{ROOT}.{first}.>"))
+        .collect()
+}
+
+/// Every JetStream stream of imagestreams.
+pub const STREAMS: [&str; 4] = [STREAM_IMAGES, STREAM_TAGS, STREAM_IMPORTS, STREAM_TRIGGERS];
+
+/// Request-reply subjects of the stream-store API (core NATS, queue group
+/// [`STORE_QUEUE`]): `imagestreams.api.store.<op>`.
+pub fn store_api(op: &str) -> String {
+    format!("{ROOT}.api.store.{op}")
+}
+
+/// Queue group of the stream-store API responders.
+pub const STORE_QUEUE: &str = "stream-store";
+
+/// The KV key of one stream: `<ns>.<name>`, both encoded.
+pub fn stream_key(namespace: &str, name: &str) -> String {
+    format!("{}.{}", encode_token(namespace), encode_token(name))
+}
+
+/// The KV key filter of one namespace: `<ns>.*`.
+pub fn namespace_keys(namespace: &str) -> String {
+    format!("{}.*", encode_token(namespace))
+}
+
+/// Splits a KV key from [`stream_key`] back into `(namespace, name)`.
+pub fn parse_stream_key(key: &str) -> Option<(String, String)> {
+    let (ns, name) = key.split_once('.')?;
+    if name.contains('.') {
+        return None;
+    }
+    Some((decode_token(ns)?, decode_token(name)?))
+}
+
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Encodes any string as one subject token (see the module docs).
+pub fn encode_token(s: &str) -> String {
+    if s.is_empty() {
+        return "=".to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if is_plain(b) {
+            out.push(b as char);
+        } else {
+            // can't fail: writing to a String
+            let _ = write!(out, "={b:02X}");
+        }
+    }
+    out
+}
+
+/// Decodes a token made by [`encode_token`]; `None` when it is not one.
+pub fn decode_token(token: &str) -> Option<String> {
+    if token == "=" {
+        return Some(String::new());
+    }
+    if token.is_empty() {
+        return None;
+    }
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if is_plain(b) {
+            out.push(b);
+            i += 1;
+        } else if b == b'=' {
+            let hex = token.get(i + 1..i + 3)?;
+            if !hex
+                .bytes()
+                .all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(&h))
+            {
+                return None;
+            }
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            if is_plain(v) {
+                // a plain byte is never escaped: the encoding is canonical
+                return None;
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn token_is_safe(t: &str) -> bool {
+        !t.is_empty()
+            && !t
+                .chars()
+                .any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace())
+    }
+
+    #[test]
+    fn plain_names_are_unchanged() {
+        assert_eq!(encode_token("ns1"), "ns1");
+        assert_eq!(encode_token("my-app_2"), "my-app_2");
+        assert_eq!(encode_token("ruby.v2"), "ruby=2Ev2");
+        assert_eq!(encode_token(""), "=");
+        assert_eq!(encode_token("a=b"), "a=3Db");
+    }
+
+    #[test]
+    fn subjects_follow_the_hierarchy() {
+        assert_eq!(
+            Kind::ImagesPushed.subject("ns", "app"),
+            "imagestreams.images.pushed.ns.app"
+        );
+        assert_eq!(
+            Kind::TagsChanged.subject("ns", "app.v2"),
+            "imagestreams.tags.changed.ns.app=2Ev2"
+        );
+        assert_eq!(
+            Kind::TagsChanged.parse("imagestreams.tags.changed.ns.app=2Ev2"),
+            Some(("ns".into(), "app.v2".into()))
+        );
+        assert_eq!(
+            Kind::TagsChanged.parse("imagestreams.images.pushed.ns.app"),
+            None
+        );
+        assert_eq!(
+            stream_subjects(STREAM_IMAGES),
+            vec!["imagestreams.images.>".to_owned()]
+        );
+        assert_eq!(
+            stream_subjects(STREAM_TRIGGERS),
+            vec![
+                "imagestreams.builds.>".to_owned(),
+                "imagestreams.deployments.>".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn every_kind_belongs_to_a_declared_stream() {
+        for kind in Kind::ALL {
+            assert!(STREAMS.contains(&kind.stream()));
+            let subject = kind.subject("a", "b");
+            assert!(
+                stream_subjects(kind.stream())
+                    .iter()
+                    .any(|f| subject.starts_with(f.trim_end_matches('>'))),
+                "{subject} not captured by {}",
+                kind.stream()
+            );
+        }
+    }
+
+    #[test]
+    fn non_canonical_tokens_are_refused() {
+        assert_eq!(decode_token("a=61"), None, "escaped plain byte");
+        assert_eq!(decode_token("a=2e"), None, "lower-case hex");
+        assert_eq!(decode_token("a=2"), None, "short escape");
+        assert_eq!(decode_token("a.b"), None);
+        assert_eq!(decode_token(""), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_round_trips(s in ".*") {
+            let t = encode_token(&s);
+            prop_assert!(token_is_safe(&t), "unsafe token {t:?}");
+            prop_assert_eq!(decode_token(&t), Some(s));
+        }
+
+        #[test]
+        fn valid_names_round_trip_through_subjects_and_keys(
+            ns in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+            name in "[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+){0,6}",
+        ) {
+            for kind in Kind::ALL {
+                let subject = kind.subject(&ns, &name);
+                prop_assert_eq!(subject.split('.').count(), 5);
+                prop_assert!(subject.split('.').all(token_is_safe));
+                prop_assert_eq!(kind.parse(&subject), Some((ns.clone(), name.clone())));
+            }
+            let key = stream_key(&ns, &name);
+            prop_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=.".contains(&b)));
+            prop_assert_eq!(parse_stream_key(&key), Some((ns.clone(), name.clone())));
+        }
+    }
+}
