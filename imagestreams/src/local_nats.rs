@@ -74,11 +74,12 @@ impl LocalNats {
 
     /// Stops the server gracefully (SIGTERM), or kills it after 5 s.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = tokio::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
             .await

@@ -1,5 +1,7 @@
 //! Integration tests proving the real-parts test kit: registry notifications, nats-server restarts, image builds.
 
+mod binary;
+
 use std::time::Duration;
 
 use imagestreams_integration::{

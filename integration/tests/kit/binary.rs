@@ -1,0 +1,151 @@
+//! The `imagestreams` binary's foundation behaviour: `ref parse`, `up` against a
+//! real nats-server with a clean SIGTERM exit, and one clear line when NATS is
+//! unreachable.
+
+use std::{process::Stdio, time::Duration};
+
+use imagestreams_integration::{NatsServer, binaries, free_port, wait_for};
+use serde_json::Value;
+
+fn ref_parse(reference: &str) -> (i32, Value) {
+    let out = std::process::Command::new(binaries::imagestreams())
+        .args(["ref", "parse", reference, "-o", "json"])
+        .output()
+        .expect("run imagestreams ref parse");
+    let json = serde_json::from_slice(&out.stdout).expect("ref parse prints one JSON object");
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn ref_parse_answers_like_dockers_parser() {
+    let (code, json) = ref_parse("openshift/ruby-20-centos7");
+    assert_eq!(code, 0);
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["name"], "docker.io/openshift/ruby-20-centos7");
+    assert_eq!(json["domain"], "docker.io");
+    assert_eq!(json["path"], "openshift/ruby-20-centos7");
+    assert_eq!(json["familiar"], "openshift/ruby-20-centos7");
+    assert!(json.get("tag").is_none(), "no implicit latest: {json}");
+
+    let (code, json) = ref_parse("index.docker.io/ubuntu:22.04");
+    assert_eq!(code, 0);
+    assert_eq!(json["name"], "docker.io/library/ubuntu");
+    assert_eq!(json["tag"], "22.04");
+    assert_eq!(json["familiar"], "ubuntu:22.04");
+
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let (code, json) = ref_parse(&format!("localhost:5000/ns/app:1@{digest}"));
+    assert_eq!(code, 0);
+    assert_eq!(json["domain"], "localhost:5000");
+    assert_eq!(json["digest"], digest.as_str());
+
+    let (code, json) = ref_parse("Ubuntu");
+    assert_eq!(code, 1);
+    assert_eq!(json["valid"], false);
+    assert_eq!(
+        json["error"],
+        "invalid reference format: repository name (library/Ubuntu) must be lowercase"
+    );
+    let (code, json) = ref_parse(&"a".repeat(64));
+    assert_eq!(code, 1);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("64-byte hexadecimal")
+    );
+}
+
+#[tokio::test]
+async fn up_serves_health_and_exits_cleanly_on_sigterm() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let http_port = free_port().expect("free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(binaries::imagestreams())
+        .arg("up")
+        .current_dir(dir.path())
+        .env("IMAGESTREAMS_NATS__URL", nats.url())
+        .env("IMAGESTREAMS_NATS__AUTO_START", "false")
+        .env(
+            "IMAGESTREAMS_GATEWAY__HTTP_LISTEN",
+            format!("127.0.0.1:{http_port}"),
+        )
+        .env(
+            "IMAGESTREAMS_GATEWAY__GRPC_LISTEN",
+            format!("127.0.0.1:{}", free_port().expect("free port")),
+        )
+        .env(
+            "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
+            format!("127.0.0.1:{}", free_port().expect("free port")),
+        )
+        .env("IMAGESTREAMS_REGISTRY_WATCHER__INSECURE", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn imagestreams up");
+    let ready = format!("http://127.0.0.1:{http_port}/readyz");
+    wait_for(
+        || async {
+            reqwest::get(&ready)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("up becomes ready");
+    let pid = rustix::process::Pid::from_raw(child.id().expect("pid") as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("up exits within 10 s of SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "up exited with {status}");
+}
+
+#[test]
+fn up_without_nats_prints_one_clear_line() {
+    let port = free_port().expect("free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(binaries::imagestreams())
+        .arg("up")
+        .current_dir(dir.path())
+        .env("IMAGESTREAMS_NATS__URL", format!("nats://127.0.0.1:{port}"))
+        .env("IMAGESTREAMS_NATS__AUTO_START", "false")
+        .env("IMAGESTREAMS_NATS__CONNECT_TIMEOUT_SECS", "1")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run imagestreams up");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got: {stderr}");
+    assert!(
+        lines[0].starts_with("error: cannot reach NATS at nats://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[0].contains("nats-server -js"),
+        "says how to start one: {stderr}"
+    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"));
+}
+
+#[test]
+fn unknown_config_keys_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("imagestreams.toml"),
+        "[gateway]\ngrpc_lissten = \"x\"\n",
+    )
+    .expect("write config");
+    let out = std::process::Command::new(binaries::imagestreams())
+        .arg("up")
+        .current_dir(dir.path())
+        .output()
+        .expect("run imagestreams up");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("grpc_lissten"), "{stderr}");
+}
