@@ -73,6 +73,7 @@ impl App {
         let deps = Deps {
             nats: client.clone(),
             topology,
+            health: health.clone(),
         };
         let mut services = Vec::with_capacity(names.len());
         for &name in names {

@@ -23,6 +23,8 @@ pub struct Deps {
     pub nats: async_nats::Client,
     /// JetStream streams and KV buckets.
     pub topology: Topology,
+    /// The process's readiness, for services that serve health on a port of their own.
+    pub health: Health,
 }
 
 /// Returns the root token, cancelled on the first SIGINT or SIGTERM. A second
