@@ -1,0 +1,282 @@
+//! The deployment files agree with each other and with the services:
+//! docker-compose.yml (the registry's notification URL and token against the
+//! registry-watcher's listen address and token, published ports against
+//! listen addresses, NATS URLs, health checks), in its default form and with
+//! the `microservices` profile. The Helm chart is checked by
+//! ci/validate_deploy.py (rendered with Helm's engine, validated against the
+//! Kubernetes schemas).
+
+mod compose;
+
+use compose::{Env, MICROSERVICES, MONOLITH, Project, interpolate, raw_compose};
+use serde_json::Value;
+
+/// The variables compose would see: none (every default applies), or a
+/// token of the operator's.
+fn environments() -> [Env; 2] {
+    [
+        Env::new(),
+        Env::from([(
+            "REGISTRY_WATCHER_TOKEN".to_owned(),
+            "operator-chosen-4f1d9a".to_owned(),
+        )]),
+    ]
+}
+
+/// The default form: `docker compose up`.
+fn monolith(raw: &Value, env: &Env) -> Project {
+    Project::new(raw, env, &[], &[]).expect("the compose file interpolates")
+}
+
+/// `docker compose --profile microservices up --scale imagestreams=0`.
+fn microservices(raw: &Value, env: &Env) -> Project {
+    Project::new(raw, env, &[MICROSERVICES], &[MONOLITH]).expect("the compose file interpolates")
+}
+
+fn assert_consistent(project: &Project, what: &str) {
+    let problems = project.problems();
+    assert!(
+        problems.is_empty(),
+        "{what} is inconsistent:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+/// Asserts that `mutate` makes both forms report a problem containing
+/// `expected`, in every environment.
+fn assert_caught(mutate: impl Fn(&mut Value), expected: &str) {
+    assert_caught_in(&environments(), mutate, expected);
+}
+
+fn assert_caught_in(envs: &[Env], mutate: impl Fn(&mut Value), expected: &str) {
+    let mut raw = raw_compose().expect("docker-compose.yml parses");
+    mutate(&mut raw);
+    for env in envs {
+        for (what, project) in [
+            ("default", monolith(&raw, env)),
+            ("microservices", microservices(&raw, env)),
+        ] {
+            let problems = project.problems();
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{what} with {env:?}: expected a problem with {expected:?}, got {problems:#?}"
+            );
+        }
+    }
+}
+
+/// Replaces `from` (which must occur) in the registry's inline configuration.
+fn edit_registry_config(raw: &mut Value, from: &str, to: &str) {
+    let content = raw["configs"]["registry-config"]["content"]
+        .as_str()
+        .expect("the registry configuration is inline")
+        .to_owned();
+    assert!(
+        content.contains(from),
+        "{from:?} is not in the registry configuration"
+    );
+    raw["configs"]["registry-config"]["content"] = Value::String(content.replace(from, to));
+}
+
+#[test]
+fn the_default_form_runs_the_monolith_consistently() {
+    let raw = raw_compose().expect("docker-compose.yml parses");
+    for env in environments() {
+        let project = monolith(&raw, &env);
+        let names: Vec<_> = project.services().map(|(name, _)| name).collect();
+        assert_eq!(names, ["imagestreams", "nats", "registry"], "{env:?}");
+        assert_consistent(&project, "docker compose up");
+    }
+}
+
+#[test]
+fn the_microservices_profile_runs_each_service_consistently() {
+    let raw = raw_compose().expect("docker-compose.yml parses");
+    for env in environments() {
+        let project = microservices(&raw, &env);
+        let mut names: Vec<_> = project.services().map(|(name, _)| name).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "gateway",
+                "nats",
+                "registry",
+                "registry-watcher",
+                "stream-store",
+                "tag-syncer",
+                "trigger"
+            ],
+            "{env:?}"
+        );
+        assert_consistent(
+            &project,
+            "docker compose --profile microservices up --scale imagestreams=0",
+        );
+    }
+}
+
+#[test]
+fn the_microservices_profile_without_scaling_down_the_monolith_refuses_to_start() {
+    // Two watchers would both answer `registry-watcher`; the colliding
+    // published ports make compose refuse instead.
+    let raw = raw_compose().expect("docker-compose.yml parses");
+    let project = Project::new(&raw, &Env::new(), &[MICROSERVICES], &[]).expect("interpolates");
+    let problems = project.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("both publish host port")),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_notification_url_on_the_wrong_port_is_caught() {
+    assert_caught(
+        |raw| edit_registry_config(raw, "registry-watcher:8085/", "registry-watcher:8086/"),
+        "listens for notifications on",
+    );
+}
+
+#[test]
+fn a_notification_url_to_another_host_is_caught() {
+    assert_caught(
+        |raw| edit_registry_config(raw, "http://registry-watcher:8085", "http://gateway:8085"),
+        "host gateway",
+    );
+}
+
+#[test]
+fn a_token_the_watcher_does_not_expect_is_caught() {
+    assert_caught(
+        |raw| {
+            edit_registry_config(
+                raw,
+                "Bearer ${REGISTRY_WATCHER_TOKEN:-dev-only-change-me}",
+                "Bearer not-the-token",
+            )
+        },
+        "Authorization header",
+    );
+}
+
+#[test]
+fn a_token_that_ignores_the_operators_variable_is_caught() {
+    // Equal to the default, so only an operator's REGISTRY_WATCHER_TOKEN tells.
+    let [_, operator] = environments();
+    assert_caught_in(
+        &[operator],
+        |raw| {
+            edit_registry_config(
+                raw,
+                "Bearer ${REGISTRY_WATCHER_TOKEN:-dev-only-change-me}",
+                "Bearer dev-only-change-me",
+            )
+        },
+        "Authorization header",
+    );
+}
+
+#[test]
+fn a_watcher_listening_elsewhere_is_caught() {
+    assert_caught(
+        |raw| {
+            for service in ["imagestreams", "registry-watcher"] {
+                raw["services"][service]["environment"]["IMAGESTREAMS_REGISTRY_WATCHER__LISTEN"] =
+                    "0.0.0.0:9999".into();
+            }
+        },
+        "listens for notifications on 0.0.0.0:9999",
+    );
+}
+
+#[test]
+fn a_service_without_a_health_check_is_caught() {
+    assert_caught(
+        |raw| {
+            for service in ["imagestreams", "stream-store"] {
+                raw["services"][service]
+                    .as_object_mut()
+                    .expect("a service")
+                    .remove("healthcheck");
+            }
+        },
+        "no health check",
+    );
+}
+
+#[test]
+fn a_health_check_on_the_wrong_port_is_caught() {
+    assert_caught(
+        |raw| {
+            for service in ["imagestreams", "gateway"] {
+                for word in raw["services"][service]["healthcheck"]["test"]
+                    .as_array_mut()
+                    .expect("a health check command")
+                {
+                    if word.as_str().is_some_and(|w| w.starts_with("http://")) {
+                        *word = "http://127.0.0.1:8081/readyz".into();
+                    }
+                }
+            }
+        },
+        "is not GET /readyz on its HTTP port",
+    );
+}
+
+#[test]
+fn a_nats_url_to_no_nats_service_is_caught() {
+    assert_caught(
+        |raw| {
+            for service in raw["services"]
+                .as_object_mut()
+                .expect("services")
+                .values_mut()
+            {
+                let env = &mut service["environment"];
+                if env.get("IMAGESTREAMS_NATS__URL").is_some() {
+                    env["IMAGESTREAMS_NATS__URL"] = "nats://natz:4222".into();
+                }
+            }
+        },
+        "nats.url nats://natz:4222",
+    );
+}
+
+#[test]
+fn an_unknown_configuration_key_is_caught() {
+    assert_caught(
+        |raw| {
+            for service in ["imagestreams", "trigger"] {
+                raw["services"][service]["environment"]["IMAGESTREAMS_TRIGGER__HTTP_LISTN"] =
+                    "0.0.0.0:8083".into();
+            }
+        },
+        "http_listn",
+    );
+}
+
+#[test]
+fn interpolation_follows_compose() {
+    let env = Env::from([
+        ("SET".to_owned(), "x".to_owned()),
+        ("EMPTY".to_owned(), String::new()),
+    ]);
+    let cases = [
+        ("${SET}", "x"),
+        ("$SET/$UNSET.", "x/."),
+        ("${UNSET:-d}", "d"),
+        ("${EMPTY:-d}", "d"),
+        ("${EMPTY-d}", ""),
+        ("${SET:-d}", "x"),
+        ("${SET:+alt}", "alt"),
+        ("${UNSET+alt}", ""),
+        ("$$SET", "$SET"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(interpolate(input, &env).expect(input), expected, "{input}");
+    }
+    assert!(interpolate("${UNSET:?needed}", &env).is_err());
+    assert!(interpolate("${SET", &env).is_err());
+}
