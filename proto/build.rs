@@ -10,6 +10,8 @@ const PROTOS: &[&str] = &[
     "imagestreams/v1/events.proto",
     "imagestreams/v1/image_streams.proto",
     "imagestreams/v1/store.proto",
+    "imagestreams/v1/triggers.proto",
+    "imagestreams/v1/tag_syncer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

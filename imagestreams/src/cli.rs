@@ -1,8 +1,10 @@
-//! Command-line grammar of the `imagestreams` binary.
+//! Command-line grammar of the `imagestreams` binary: the server verbs (`up`,
+//! `serve`), `ref`, and the `oc`-like client verbs.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use imagestreams_common::config::Secret;
 
 /// OpenShift-style image streams for any container registry.
 #[derive(Debug, Parser)]
@@ -11,9 +13,29 @@ pub struct Cli {
     /// Configuration file (default: ./imagestreams.toml when it exists).
     #[arg(long, global = true, env = "IMAGESTREAMS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Where the client verbs find the gateway's gRPC API.
+    #[arg(long, global = true, env = "IMAGESTREAMS_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// The namespace of the client verbs (default: `default`, or the
+    /// document's own for `create`).
+    #[arg(short = 'n', long, global = true, env = "IMAGESTREAMS_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// A bearer token sent with every API call.
+    #[arg(
+        long,
+        global = true,
+        env = "IMAGESTREAMS_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub token: Option<Secret>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
 }
 
 /// The verbs.
@@ -29,6 +51,218 @@ pub enum Command {
     /// Image reference tools.
     #[command(subcommand)]
     Ref(RefCommand),
+    /// The client verbs.
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// The `oc`-like client verbs, which talk to the gateway at `--server`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCommand {
+    /// Create image streams from a file (JSON or YAML) or stdin.
+    Create(CreateArgs),
+    /// Display one or many image streams.
+    Get(GetArgs),
+    /// Show the details of image streams: tags, their sources and histories.
+    Describe(DescribeArgs),
+    /// Delete image streams by name.
+    Delete(DeleteArgs),
+    /// Stream the changes of image streams as they happen.
+    Watch(WatchArgs),
+    /// Tag existing images into image streams, as `oc tag` does.
+    Tag(TagArgs),
+    /// Set up resources: `set triggers` creates a build or deploy trigger.
+    #[command(subcommand)]
+    Set(SetCommand),
+    /// Import images from an external registry into an image stream, as `oc import-image` does.
+    ImportImage(ImportImageArgs),
+    /// Registry credentials of the namespace, used by its imports.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+/// `imagestreams import-image NAME[:TAG]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportImageArgs {
+    /// The image stream, `NAME` or `NAME:TAG` (with `--confirm`, also a pull spec).
+    pub name: String,
+    /// Import from this image reference instead of the stream's source.
+    #[arg(long, value_name = "REF")]
+    pub from: Option<String>,
+    /// Import every tag of the repository (the default for a stream with `spec.dockerImageRepository`).
+    #[arg(long)]
+    pub all: bool,
+    /// Create the stream when it does not exist, or change its source.
+    #[arg(long)]
+    pub confirm: bool,
+    /// Re-import the tag periodically (sets `importPolicy.scheduled`).
+    #[arg(long)]
+    pub scheduled: bool,
+    /// The registry needs plain HTTP (sets `importPolicy.insecure`).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// `imagestreams secrets …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SecretsCommand {
+    /// Store a registry username and password (read from stdin) for this namespace's imports.
+    CreateRegistry(CreateRegistrySecretArgs),
+    /// List the registry secrets of the namespace (without their passwords).
+    List,
+    /// Delete a registry secret.
+    Delete {
+        /// The secret's name.
+        name: String,
+    },
+}
+
+/// `imagestreams secrets create-registry NAME --server HOST --username U --password-stdin`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CreateRegistrySecretArgs {
+    /// The secret's name (a DNS-1123 label).
+    pub name: String,
+    /// The registry, `host[:port][/path]`; matched by the longest prefix.
+    #[arg(long, value_name = "HOST")]
+    pub server: String,
+    /// The user name.
+    #[arg(long, value_name = "USER")]
+    pub username: String,
+    /// Read the password from stdin (its first line).
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+}
+
+/// The default of `--server`.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// The namespace used when neither `-n` nor the environment names one.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// `imagestreams create`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CreateArgs {
+    /// Files holding ImageStreams (JSON or YAML, a `List`, or several YAML
+    /// documents); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    pub filenames: Vec<PathBuf>,
+}
+
+/// `imagestreams get`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GetArgs {
+    /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`.
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+    /// Stream names; none lists the namespace.
+    pub names: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<GetOutput>,
+    /// Label selector, e.g. `app=web,tier!=db`.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// List the streams of every namespace.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+}
+
+/// Output of `get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GetOutput {
+    /// The OpenShift object (a `List` without a name).
+    Json,
+    /// The same as YAML.
+    Yaml,
+    /// The table with more columns.
+    Wide,
+    /// `imagestream.image.openshift.io/NAME` lines.
+    Name,
+}
+
+/// `imagestreams describe`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DescribeArgs {
+    /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`.
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+    /// Stream names; none describes every stream of the namespace.
+    pub names: Vec<String>,
+}
+
+/// `imagestreams delete`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeleteArgs {
+    /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`.
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+    /// Stream names.
+    pub names: Vec<String>,
+}
+
+/// `imagestreams watch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`.
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+    /// Watch only this stream.
+    pub name: Option<String>,
+    /// Output format: one JSON object per line, `{"type":…,"object":…}`.
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<WatchOutput>,
+    /// Deliver the changes after this resourceVersion; none starts with
+    /// ADDED for every current stream.
+    #[arg(long = "resource-version", value_name = "RV")]
+    pub resource_version: Option<String>,
+    /// Label selector, e.g. `app=web`.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Watch every namespace.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+}
+
+/// Output of `watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchOutput {
+    /// One JSON object per line: the event type and the object.
+    Json,
+}
+
+/// `imagestreams tag`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    override_usage = "imagestreams tag [--source=SOURCETYPE] SOURCE DEST [DEST ...]\n       imagestreams tag --delete DEST [DEST ...]"
+)]
+pub struct TagArgs {
+    /// SOURCE then DEST... (`[NAMESPACE/]STREAM:TAG`); with `--delete`, only DESTs.
+    #[arg(required = true, value_name = "SOURCE DEST")]
+    pub args: Vec<String>,
+    /// Hint for the source type: imagestreamtag (istag), imagestreamimage
+    /// (isimage) or docker (dockerimage).
+    #[arg(long = "source", value_name = "SOURCETYPE")]
+    pub source: Option<String>,
+    /// Delete the given spec tags.
+    #[arg(short = 'd', long = "delete")]
+    pub delete: bool,
+    /// Make the destination track the source tag instead of copying its
+    /// current image (same image stream only).
+    #[arg(long)]
+    pub alias: bool,
+    /// The destination only points at the source: nothing is imported.
+    #[arg(long)]
+    pub reference: bool,
+    /// Re-import a container image periodically.
+    #[arg(long)]
+    pub scheduled: bool,
+    /// The registry of a container image needs plain HTTP or an unverified certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// How pull specs of the destination tags resolve: `source` (the
+    /// original registry, the default) or `local` (the integrated registry).
+    #[arg(long = "reference-policy", value_name = "source|local")]
+    pub reference_policy: Option<String>,
 }
 
 /// The services `serve` can run.
@@ -77,4 +311,45 @@ pub enum RefOutput {
     Text,
     /// One JSON object.
     Json,
+}
+
+/// `imagestreams set …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SetCommand {
+    /// Create a build or deploy trigger fired by new images of an
+    /// ImageStreamTag. A tag that already holds an image fires it at once,
+    /// unless `--no-fire-existing`.
+    Triggers(SetTriggersArgs),
+}
+
+/// `imagestreams set triggers NAME --from-image STREAM:TAG (--build|--deploy) …`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("trigger_kind").required(true).args(["build", "deploy"])))]
+pub struct SetTriggersArgs {
+    /// The trigger's name (a DNS-1123 label).
+    pub name: String,
+    /// The ImageStreamTag whose new images fire it, `[NAMESPACE/]STREAM:TAG`.
+    #[arg(long = "from-image", value_name = "[NAMESPACE/]STREAM:TAG")]
+    pub from_image: String,
+    /// Request a build (publishes BuildRequested).
+    #[arg(long)]
+    pub build: bool,
+    /// Request a deployment (publishes DeploymentRequested).
+    #[arg(long)]
+    pub deploy: bool,
+    /// POST every firing to this http(s) URL.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Read the webhook's HMAC-SHA256 signing secret from stdin.
+    #[arg(long = "secret-stdin", requires = "webhook")]
+    pub secret_stdin: bool,
+    /// Deploy only: the container whose image the deployment sets.
+    #[arg(short = 'c', long, value_name = "CONTAINER", requires = "deploy")]
+    pub container: Option<String>,
+    /// Create it paused: it does not fire.
+    #[arg(long)]
+    pub paused: bool,
+    /// Do not fire for the image the tag holds now.
+    #[arg(long = "no-fire-existing")]
+    pub no_fire_existing: bool,
 }

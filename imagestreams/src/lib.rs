@@ -4,5 +4,6 @@
 
 pub mod app;
 pub mod cli;
+pub mod client;
 mod local_nats;
 pub mod reference;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use imagestreams::{
-    app, reference,
+    app,
     cli::{Cli, Command},
+    client, reference,
 };
 
 #[tokio::main]
@@ -17,6 +18,14 @@ async fn main() -> ExitCode {
         Command::Up => app::up(cli.config.as_deref()).await,
         Command::Serve { service } => app::serve(cli.config.as_deref(), service).await,
         Command::Ref(cmd) => return reference::run(cmd),
+        Command::Client(cmd) => {
+            let globals = client::Globals {
+                server: cli.server,
+                namespace: cli.namespace,
+                token: cli.token,
+            };
+            return client::main(globals, cmd).await;
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

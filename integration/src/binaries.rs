@@ -145,6 +145,28 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The `imagestreams` binary built beside the running test (`target/<profile>/imagestreams`).
+///
+/// # Panics
+///
+/// Panics with a build hint when it has not been built (`cargo nextest run --workspace` builds it).
+pub fn imagestreams() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let binary = profile_dir.join("imagestreams");
+    if !is_executable(&binary) {
+        panic!(
+            "the imagestreams binary is not built at {}: run `cargo build -p imagestreams` (or ./dev test)",
+            binary.display()
+        );
+    }
+    binary
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,26 +198,4 @@ mod tests {
             "install it with `apt-get install nothing`",
         );
     }
-}
-
-/// The `imagestreams` binary built beside the running test (`target/<profile>/imagestreams`).
-///
-/// # Panics
-///
-/// Panics with a build hint when it has not been built (`cargo nextest run --workspace` builds it).
-pub fn imagestreams() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/<test-binary>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
-    let binary = profile_dir.join("imagestreams");
-    if !is_executable(&binary) {
-        panic!(
-            "the imagestreams binary is not built at {}: run `cargo build -p imagestreams` (or ./dev test)",
-            binary.display()
-        );
-    }
-    binary
 }

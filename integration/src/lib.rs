@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod binaries;
+pub mod fake_registry;
 pub mod image;
 pub mod nats;
 pub mod notify;

@@ -101,12 +101,18 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The stream-store service.
     pub stream_store: ServiceHttpConfig,
-    /// The tag-syncer service.
-    pub tag_syncer: ServiceHttpConfig,
-    /// The trigger service.
-    pub trigger: ServiceHttpConfig,
+    /// The tag-syncer service: its HTTP port, registry limits, credentials and schedule.
+    pub tag_syncer: TagSyncerConfig,
+    /// The trigger service: its HTTP port, firing and webhook settings.
+    pub trigger: TriggerConfig,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
+    /// Registry rules, containers-registries.conf(5) style: the top-level
+    /// `[[registry]]` array (with `[[registry.mirror]]`).
+    #[serde(rename = "registry")]
+    pub registries: Vec<RegistryRuleConfig>,
+    /// The encryption key of registry secrets at rest.
+    pub secrets: SecretsConfig,
 }
 
 impl Default for Config {
@@ -118,9 +124,11 @@ impl Default for Config {
             integrated_registry: IntegratedRegistryConfig::default(),
             auth: AuthConfig::default(),
             stream_store: ServiceHttpConfig::listening(DEFAULT_STREAM_STORE_HTTP_LISTEN),
-            tag_syncer: ServiceHttpConfig::listening(DEFAULT_TAG_SYNCER_HTTP_LISTEN),
-            trigger: ServiceHttpConfig::listening(DEFAULT_TRIGGER_HTTP_LISTEN),
+            tag_syncer: TagSyncerConfig::default(),
+            trigger: TriggerConfig::default(),
             telemetry: TelemetryConfig::default(),
+            registries: Vec::new(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -312,6 +320,258 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
 }
 
+/// Default period of the trigger service's full resync (index rebuild, outbox
+/// re-drive, current-image check), in milliseconds.
+pub const DEFAULT_TRIGGER_RESYNC_INTERVAL_MS: u64 = 30_000;
+/// Default lease a trigger replica holds on a firing while it performs its
+/// side effects, in milliseconds; another replica takes over once it expires.
+pub const DEFAULT_TRIGGER_LEASE_MS: u64 = 30_000;
+/// Default number of webhook delivery attempts per firing.
+pub const DEFAULT_WEBHOOK_MAX_ATTEMPTS: u32 = 8;
+/// Default delay before the second webhook attempt, in milliseconds (doubled per attempt).
+pub const DEFAULT_WEBHOOK_INITIAL_BACKOFF_MS: u64 = 1_000;
+/// Default upper bound of the webhook retry delay, in milliseconds.
+pub const DEFAULT_WEBHOOK_MAX_BACKOFF_MS: u64 = 300_000;
+/// Default per-request timeout of a webhook delivery, in milliseconds.
+pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+/// Default number of webhook requests in flight at once, per trigger replica.
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 256;
+
+/// The trigger service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggerConfig {
+    /// Listen address of `/healthz`, `/readyz` and `/metrics` in `serve` mode.
+    pub http_listen: SocketAddr,
+    /// Period of the full resync, in milliseconds.
+    pub resync_interval_ms: u64,
+    /// Lease on a firing's side effects, in milliseconds.
+    pub lease_ms: u64,
+    /// Outbound webhooks.
+    pub webhook: WebhookConfig,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig {
+            http_listen: addr(DEFAULT_TRIGGER_HTTP_LISTEN),
+            resync_interval_ms: DEFAULT_TRIGGER_RESYNC_INTERVAL_MS,
+            lease_ms: DEFAULT_TRIGGER_LEASE_MS,
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+/// Outbound webhooks of triggers: retries and the SSRF policy.
+///
+/// # SSRF policy
+///
+/// A webhook URL is checked when the trigger is created (for an IP literal) and
+/// again at every delivery, against every address its host resolves to (the
+/// connection goes only to an address that passed, so DNS rebinding cannot
+/// slip through). Redirects are not followed and no proxy is used. Refused:
+///
+/// - loopback (`127.0.0.0/8`, `::1`) unless `allow_loopback`;
+/// - private (`10/8`, `172.16/12`, `192.168/16`, `100.64/10`, `fc00::/7`)
+///   unless `allow_private`;
+/// - always: link-local (`169.254/16` — cloud metadata — and `fe80::/10`),
+///   unspecified, broadcast, multicast and documentation addresses.
+///
+/// A refused target is a final delivery failure, recorded in the firing's log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Allow targets in private ranges.
+    pub allow_private: bool,
+    /// Allow loopback targets.
+    pub allow_loopback: bool,
+    /// Attempts per firing before the delivery is given up.
+    pub max_attempts: u32,
+    /// Delay before the second attempt, in milliseconds; doubled per attempt, with jitter.
+    pub initial_backoff_ms: u64,
+    /// Upper bound of the retry delay, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Per-request timeout, in milliseconds.
+    pub timeout_ms: u64,
+    /// Requests in flight at once per replica.
+    pub concurrency: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            allow_private: false,
+            allow_loopback: false,
+            max_attempts: DEFAULT_WEBHOOK_MAX_ATTEMPTS,
+            initial_backoff_ms: DEFAULT_WEBHOOK_INITIAL_BACKOFF_MS,
+            max_backoff_ms: DEFAULT_WEBHOOK_MAX_BACKOFF_MS,
+            timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
+            concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
+        }
+    }
+}
+
+/// Default maximum number of tags one import takes from a repository
+/// (OpenShift's `maxImagesBulkImportedPerRepository`).
+pub const DEFAULT_MAX_TAGS_PER_IMPORT: usize = 50;
+/// Default concurrent requests per registry.
+pub const DEFAULT_REGISTRY_CONCURRENCY: usize = 16;
+/// Default requests per second per registry (`0` turns the limit off).
+pub const DEFAULT_REGISTRY_REQUESTS_PER_SECOND: f64 = 100.0;
+/// Default TCP and TLS connect timeout of registry requests, in milliseconds.
+pub const DEFAULT_REGISTRY_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Default timeout of one registry request including its body, in milliseconds.
+pub const DEFAULT_REGISTRY_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Default retries of a registry request after a 429, a 5xx, a timeout or a connection failure.
+pub const DEFAULT_REGISTRY_MAX_RETRIES: u32 = 2;
+/// Default first retry delay, in milliseconds (doubled per retry, with jitter).
+pub const DEFAULT_REGISTRY_BACKOFF_INITIAL_MS: u64 = 200;
+/// Default longest `Retry-After` honoured before a request fails as TooManyRequests, in seconds.
+pub const DEFAULT_REGISTRY_MAX_RETRY_AFTER_SECS: u64 = 10;
+/// Default bound of one whole import (every registry call of it), in milliseconds:
+/// below the gateway's 30 s request deadline, so `import-image` answers in time.
+pub const DEFAULT_IMPORT_TIMEOUT_MS: u64 = 25_000;
+/// Default number of imports the tag-syncer runs at once.
+pub const DEFAULT_IMPORT_CONCURRENCY: usize = 8;
+/// Default interval of scheduled imports, in seconds (OpenShift's 15 minutes).
+pub const DEFAULT_SCHEDULE_INTERVAL_SECS: u64 = 900;
+/// Default floor of the scheduled-import interval, in seconds.
+pub const DEFAULT_MIN_SCHEDULE_INTERVAL_SECS: u64 = 60;
+/// Default cluster-wide limit on scheduled imports per minute (OpenShift's
+/// `maxScheduledImageImportsPerMinute`).
+pub const DEFAULT_MAX_IMPORTS_PER_MINUTE: u32 = 60;
+/// Default period of the tag-syncer's resync (streams whose import is due
+/// but was missed), in seconds.
+pub const DEFAULT_IMPORT_RESYNC_INTERVAL_SECS: u64 = 300;
+/// Where `up` keeps the generated encryption key of registry secrets when none is configured.
+pub const DEFAULT_SECRETS_KEY_FILE: &str = ".imagestreams/secrets.key";
+
+/// The tag-syncer: imports from external registries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagSyncerConfig {
+    /// Listen address of `/healthz`, `/readyz` and `/metrics` in `serve` mode.
+    pub http_listen: SocketAddr,
+    /// Most tags one import takes from a repository, in OpenShift's order:
+    /// `latest`, then versions newest first, then the rest.
+    pub max_tags_per_import: usize,
+    /// Concurrent requests per registry.
+    pub max_concurrency: usize,
+    /// Requests per second per registry; `0` turns the limit off.
+    pub requests_per_second: f64,
+    /// Connect timeout of registry requests, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Timeout of one registry request including its body, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Retries of a registry request after a 429, a 5xx, a timeout or a connection failure.
+    pub max_retries: u32,
+    /// First retry delay, in milliseconds; doubled per retry, with jitter.
+    pub backoff_initial_ms: u64,
+    /// Longest `Retry-After` honoured, in seconds; a longer one fails the tag as TooManyRequests.
+    pub max_retry_after_secs: u64,
+    /// Bound of one whole import, in milliseconds; tags not done by then fail with `Timeout`.
+    pub import_timeout_ms: u64,
+    /// Imports run at once.
+    pub import_concurrency: usize,
+    /// A docker `config.json` (`auths`) with credentials for every namespace's imports.
+    pub docker_config: Option<PathBuf>,
+    /// Interval of scheduled imports (`importPolicy.scheduled`), in seconds.
+    pub schedule_interval_secs: u64,
+    /// Floor of that interval, in seconds.
+    pub min_schedule_interval_secs: u64,
+    /// Scheduled imports started per minute, across every replica.
+    pub max_imports_per_minute: u32,
+    /// Period of the resync that catches imports missed (e.g. while stopped), in seconds.
+    pub resync_interval_secs: u64,
+}
+
+impl Default for TagSyncerConfig {
+    fn default() -> Self {
+        TagSyncerConfig {
+            http_listen: addr(DEFAULT_TAG_SYNCER_HTTP_LISTEN),
+            max_tags_per_import: DEFAULT_MAX_TAGS_PER_IMPORT,
+            max_concurrency: DEFAULT_REGISTRY_CONCURRENCY,
+            requests_per_second: DEFAULT_REGISTRY_REQUESTS_PER_SECOND,
+            connect_timeout_ms: DEFAULT_REGISTRY_CONNECT_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REGISTRY_REQUEST_TIMEOUT_MS,
+            max_retries: DEFAULT_REGISTRY_MAX_RETRIES,
+            backoff_initial_ms: DEFAULT_REGISTRY_BACKOFF_INITIAL_MS,
+            max_retry_after_secs: DEFAULT_REGISTRY_MAX_RETRY_AFTER_SECS,
+            import_timeout_ms: DEFAULT_IMPORT_TIMEOUT_MS,
+            import_concurrency: DEFAULT_IMPORT_CONCURRENCY,
+            docker_config: None,
+            schedule_interval_secs: DEFAULT_SCHEDULE_INTERVAL_SECS,
+            min_schedule_interval_secs: DEFAULT_MIN_SCHEDULE_INTERVAL_SECS,
+            max_imports_per_minute: DEFAULT_MAX_IMPORTS_PER_MINUTE,
+            resync_interval_secs: DEFAULT_IMPORT_RESYNC_INTERVAL_SECS,
+        }
+    }
+}
+
+impl TagSyncerConfig {
+    /// The interval of scheduled imports: the configured one, at least the floor.
+    pub fn schedule_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.schedule_interval_secs
+                .max(self.min_schedule_interval_secs)
+                .max(1),
+        )
+    }
+}
+
+/// One `[[registry]]` rule, as containers-registries.conf(5) writes it:
+/// names under `prefix` are served from `location` (mirrors first).
+///
+/// ```toml
+/// [[registry]]
+/// prefix = "docker.io"
+/// location = "127.0.0.1:5000"
+/// insecure = true
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryRuleConfig {
+    /// `host[:port][/path]`, or `*.domain`; defaults to `location`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `host[:port][/path]` replacing the prefix; defaults to the prefix.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Plain HTTP to `location`.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Refuse every name under the prefix.
+    #[serde(default)]
+    pub blocked: bool,
+    /// Mirrors tried, in order, before `location` (manifests only).
+    #[serde(default, rename = "mirror")]
+    pub mirrors: Vec<RegistryMirrorConfig>,
+}
+
+/// One `[[registry.mirror]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryMirrorConfig {
+    /// `host[:port][/path]` replacing the rule's prefix.
+    pub location: String,
+    /// Plain HTTP to this mirror.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// The key registry secrets are encrypted with at rest (XChaCha20-Poly1305,
+/// 32 bytes). `key` wins over `key_file`; with neither, the tag-syncer uses
+/// (and on first need creates, mode 0600) [`DEFAULT_SECRETS_KEY_FILE`].
+/// Replicas must share one key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// A file holding the key: 32 raw bytes, or their base64 (one line).
+    pub key_file: Option<PathBuf>,
+    /// The key as base64, typically from `IMAGESTREAMS_SECRETS__KEY`.
+    pub key: Option<Secret>,
+}
+
 #[cfg(test)]
 // figment's `Jail` closures must return `figment::Error`, which is large by design.
 #[allow(clippy::result_large_err)]
@@ -403,6 +663,88 @@ mod tests {
             assert!(err.contains("grpc_listen"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn trigger_settings_layer_and_keep_http_listen() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                DEFAULT_CONFIG_FILE,
+                "[trigger]\nhttp_listen = \"127.0.0.1:9083\"\n[trigger.webhook]\nallow_loopback = true\n",
+            )?;
+            jail.set_env("IMAGESTREAMS_TRIGGER__WEBHOOK__MAX_ATTEMPTS", "3");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.trigger.http_listen.to_string(), "127.0.0.1:9083");
+            assert!(c.trigger.webhook.allow_loopback);
+            assert!(!c.trigger.webhook.allow_private);
+            assert_eq!(c.trigger.webhook.max_attempts, 3);
+            assert_eq!(c.trigger.lease_ms, DEFAULT_TRIGGER_LEASE_MS);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn registry_rules_and_tag_syncer_settings_layer() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                DEFAULT_CONFIG_FILE,
+                r#"
+                [tag_syncer]
+                max_tags_per_import = 10
+                docker_config = "/etc/imagestreams/config.json"
+                schedule_interval_secs = 30
+                min_schedule_interval_secs = 120
+
+                [secrets]
+                key_file = "/etc/imagestreams/secrets.key"
+
+                [[registry]]
+                prefix = "docker.io"
+                location = "127.0.0.1:5000"
+                insecure = true
+
+                [[registry]]
+                prefix = "quay.io"
+                blocked = true
+                [[registry.mirror]]
+                location = "mirror.example.com/quay"
+                "#,
+            )?;
+            jail.set_env("IMAGESTREAMS_TAG_SYNCER__MAX_IMPORTS_PER_MINUTE", "5");
+            jail.set_env("IMAGESTREAMS_SECRETS__KEY", "a2V5");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.tag_syncer.max_tags_per_import, 10);
+            assert_eq!(c.tag_syncer.max_imports_per_minute, 5);
+            assert_eq!(
+                c.tag_syncer.http_listen.to_string(),
+                DEFAULT_TAG_SYNCER_HTTP_LISTEN
+            );
+            assert_eq!(
+                c.tag_syncer.schedule_interval(),
+                std::time::Duration::from_secs(120),
+                "the floor wins"
+            );
+            assert_eq!(c.registries.len(), 2);
+            assert_eq!(c.registries[0].location.as_deref(), Some("127.0.0.1:5000"));
+            assert!(c.registries[0].insecure);
+            assert!(c.registries[1].blocked);
+            assert_eq!(
+                c.registries[1].mirrors[0].location,
+                "mirror.example.com/quay"
+            );
+            assert_eq!(c.secrets.key.as_ref().map(Secret::expose), Some("a2V5"));
+            assert!(!format!("{c:?}").contains("a2V5"));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file(DEFAULT_CONFIG_FILE, "[[registry]]\nprefixx = \"x\"\n")?;
+            let err = Config::load(None).unwrap_err().to_string().to_lowercase();
+            assert!(err.contains("prefixx"), "{err}");
+            Ok(())
+        });
+        let d = Config::default();
+        assert_eq!(d.tag_syncer.schedule_interval().as_secs(), 900);
+        assert!(d.registries.is_empty());
     }
 
     #[test]

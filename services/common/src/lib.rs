@@ -5,10 +5,14 @@
 
 pub mod config;
 pub mod error;
+pub mod imports;
 pub mod model;
 pub mod nats;
 pub mod reference;
 pub mod runtime;
+pub mod secrets;
+pub mod selector;
 pub mod store;
 pub mod subjects;
 pub mod telemetry;
+pub mod triggers;

@@ -15,8 +15,13 @@ use crate::{config::NatsConfig, subjects};
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// How many revisions of one stream the KV bucket keeps (NATS' maximum).
 pub const DEFAULT_KV_HISTORY: i64 = 64;
+/// How many revisions of one trigger the triggers bucket keeps.
+pub const DEFAULT_TRIGGER_KV_HISTORY: i64 = 5;
 /// How long events are kept in their JetStream streams.
 pub const DEFAULT_EVENT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long a per-minute import counter lives in [`subjects::BUCKET_IMPORT_RATE`].
+pub const DEFAULT_IMPORT_RATE_MAX_AGE: Duration = Duration::from_secs(5 * 60);
 
 /// Errors of the NATS layer.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +99,16 @@ pub struct Topology {
     pub js: jetstream::Context,
     /// The ImageStreams KV bucket.
     pub streams: kv::Store,
+    /// The triggers KV bucket ([`subjects::BUCKET_TRIGGERS`]).
+    pub triggers: kv::Store,
+    /// The firings KV bucket ([`subjects::BUCKET_FIRINGS`]).
+    pub firings: kv::Store,
+    /// The registry secrets KV bucket ([`subjects::BUCKET_REGISTRY_SECRETS`]).
+    pub registry_secrets: kv::Store,
+    /// The import schedule KV bucket ([`subjects::BUCKET_IMPORT_SCHEDULE`]).
+    pub import_schedule: kv::Store,
+    /// The scheduled-import rate counters ([`subjects::BUCKET_IMPORT_RATE`]).
+    pub import_rate: kv::Store,
 }
 
 /// Declares every JetStream stream and KV bucket (idempotent: existing ones
@@ -130,7 +145,78 @@ pub async fn provision(client: &Client, replicas: usize) -> Result<Topology, Nat
         },
     )
     .await?;
-    Ok(Topology { js, streams })
+    let triggers = get_or_create_bucket(
+        &js,
+        kv::Config {
+            bucket: subjects::BUCKET_TRIGGERS.to_owned(),
+            description: "Build and deploy triggers, one per key <namespace>.<name>".to_owned(),
+            history: DEFAULT_TRIGGER_KV_HISTORY,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let firings = get_or_create_bucket(
+        &js,
+        kv::Config {
+            bucket: subjects::BUCKET_FIRINGS.to_owned(),
+            description:
+                "Trigger firings (Builds, Deployments), one per key <namespace>.<trigger>.<id>"
+                    .to_owned(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let registry_secrets = get_or_create_bucket(
+        &js,
+        kv::Config {
+            bucket: subjects::BUCKET_REGISTRY_SECRETS.to_owned(),
+            description: "Registry secrets, encrypted, one per key <namespace>.<name>".to_owned(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let import_schedule = get_or_create_bucket(
+        &js,
+        kv::Config {
+            bucket: subjects::BUCKET_IMPORT_SCHEDULE.to_owned(),
+            description: "Next scheduled import, one per key <namespace>.<name>".to_owned(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let import_rate = get_or_create_bucket(
+        &js,
+        kv::Config {
+            bucket: subjects::BUCKET_IMPORT_RATE.to_owned(),
+            description: "Scheduled imports started, one counter per minute".to_owned(),
+            history: 1,
+            max_age: DEFAULT_IMPORT_RATE_MAX_AGE,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Topology {
+        js,
+        streams,
+        triggers,
+        firings,
+        registry_secrets,
+        import_schedule,
+        import_rate,
+    })
 }
 
 /// Opens a KV bucket, creating it when it does not exist.
@@ -158,8 +244,55 @@ pub async fn publish_event(
     subject: String,
     msg_id: &str,
     event: &impl prost::Message,
-    mut headers: HeaderMap,
+    headers: HeaderMap,
 ) -> Result<jetstream::publish::PublishAck, NatsError> {
+    send_event(js, subject, msg_id, event, headers).await?.await
+}
+
+/// The acknowledgement of an event sent by [`send_event`], still to come.
+pub struct PendingAck {
+    subject: String,
+    ack: PublishAckFuture,
+}
+
+impl PendingAck {
+    /// Waits for JetStream's acknowledgement.
+    pub async fn await_ack(self) -> Result<jetstream::publish::PublishAck, NatsError> {
+        let PendingAck { subject, ack } = self;
+        ack.await.map_err(|e| NatsError::Publish {
+            subject,
+            source: Box::new(e),
+        })
+    }
+}
+
+impl std::future::IntoFuture for PendingAck {
+    type Output = Result<jetstream::publish::PublishAck, NatsError>;
+    type IntoFuture = futures::future::BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.await_ack())
+    }
+}
+
+impl std::fmt::Debug for PendingAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAck")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends a protobuf event like [`publish_event`] without waiting for the
+/// acknowledgement, so that a caller can keep several in flight (in order,
+/// on one connection) and await them later.
+pub async fn send_event(
+    js: &jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    event: &impl prost::Message,
+    mut headers: HeaderMap,
+) -> Result<PendingAck, NatsError> {
     headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
     let payload = event.encode_to_vec();
     let ack: PublishAckFuture = js
@@ -169,8 +302,5 @@ pub async fn publish_event(
             subject: subject.clone(),
             source: Box::new(e),
         })?;
-    ack.await.map_err(|e| NatsError::Publish {
-        subject,
-        source: Box::new(e),
-    })
+    Ok(PendingAck { subject, ack })
 }

@@ -32,6 +32,10 @@
 //! - The path (the part before the first `:` of what follows the domain) must be
 //!   lower case, and at most 255 characters long.
 //! - No tag is added: a name-only reference stays name-only.
+//! - Unlike upstream, a first component taken for a domain that the grammar
+//!   reads only as a path component (`a_b.example.com/app`: a host has no
+//!   `_`) is refused as "invalid reference format"; upstream returns it with
+//!   an empty domain, which names no registry.
 //!
 //! The familiar form (what `docker` prints) drops `docker.io/` and a `library/`
 //! prefix of a one-component path: `docker.io/library/ubuntu:22.04` is
@@ -212,7 +216,13 @@ impl Reference {
         if go_to_lower(remote) != remote {
             return Err(ReferenceError::PathNotLowercase(remote.to_owned()));
         }
-        parse(&format!("{domain}/{remainder}"))
+        let reference = parse(&format!("{domain}/{remainder}"))?;
+        // The grammar reads a would-be domain that is no host (`a_b.example.com`)
+        // as a path component, leaving no domain: refused (upstream accepts it).
+        if reference.domain.is_empty() {
+            return Err(ReferenceError::InvalidFormat);
+        }
+        Ok(reference)
     }
 
     /// Docker's `ParseNamed`: [`Reference::parse_normalized`], refusing any

@@ -5,7 +5,11 @@
 //! `metadata.resourceVersion` is the KV revision of the entry (the sequence of
 //! its message in the bucket's stream); it is never stored inside the value.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    ops::Bound,
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     self,
@@ -13,12 +17,12 @@ use async_nats::jetstream::{
     kv,
 };
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{error::ApiError, model::ImageStream, subjects};
+use crate::{error::ApiError, model::ImageStream, selector::Selector, subjects};
 
 /// How many applied event ids a record remembers to drop redeliveries.
 pub const APPLIED_EVENTS_KEPT: usize = 256;
@@ -133,9 +137,14 @@ impl Record {
 
     /// Encodes the record for the KV; the `resourceVersion` is not stored.
     pub fn encode(&self) -> Result<Bytes, ApiError> {
-        let mut record = self.clone();
-        record.stream.metadata.resource_version.clear();
-        serde_json::to_vec(&record)
+        let encoded = if self.stream.metadata.resource_version.is_empty() {
+            serde_json::to_vec(self)
+        } else {
+            let mut record = self.clone();
+            record.stream.metadata.resource_version.clear();
+            serde_json::to_vec(&record)
+        };
+        encoded
             .map(Bytes::from)
             .map_err(|e| ApiError::Internal(format!("cannot encode stream: {e}")))
     }
@@ -176,10 +185,112 @@ impl WatchEvent {
             WatchEvent::Added(s) | WatchEvent::Modified(s) | WatchEvent::Deleted(s) => s,
         }
     }
+
+    /// Takes the stream out of the event.
+    pub fn into_object(self) -> ImageStream {
+        match self {
+            WatchEvent::Added(s) | WatchEvent::Modified(s) | WatchEvent::Deleted(s) => s,
+        }
+    }
+
+    /// The revision the event was written at (the object's resourceVersion).
+    pub fn revision(&self) -> u64 {
+        self.object().metadata.resource_version.parse().unwrap_or(0)
+    }
+}
+
+/// The changes a watch delivers, in revision order.
+pub type WatchStream = BoxStream<'static, Result<WatchEvent, ApiError>>;
+
+/// How long a list waits for the next stored entry before it gives up.
+pub const DEFAULT_SCAN_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`StreamReader::list_page`] lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListQuery<'a> {
+    /// Only this namespace; every namespace when `None`.
+    pub namespace: Option<&'a str>,
+    /// Only streams whose labels match.
+    pub selector: Option<&'a Selector>,
+    /// At most this many items; all when `None`.
+    pub limit: Option<usize>,
+    /// Start after this `(namespace, name)` (exclusive): the last item of the previous page.
+    pub after: Option<(&'a str, &'a str)>,
+}
+
+/// One page of streams, sorted by namespace and name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListPage {
+    /// The streams of the page.
+    pub items: Vec<ImageStream>,
+    /// The revision the list was read at: a watch from it misses nothing.
+    pub revision: u64,
+    /// Whether more matching streams follow the last item.
+    pub more: bool,
+}
+
+/// The live entries under a key filter, by `(namespace, name)`, with the
+/// revision they are current at.
+struct Snapshot {
+    entries: BTreeMap<(String, String), (Bytes, u64)>,
+    revision: u64,
+}
+
+/// What readers need of a stored record: the stream and how its revision
+/// came about. The applied-event ids (up to [`APPLIED_EVENTS_KEPT`]) and the
+/// change are skipped without being built.
+#[derive(Deserialize)]
+struct StoredStream {
+    stream: ImageStream,
+    #[serde(default)]
+    op: RecordOp,
+}
+
+/// Decodes the stream of a KV value written at `revision`, which becomes its
+/// `resourceVersion`.
+fn decode_stream(value: &[u8], revision: u64) -> Result<(ImageStream, RecordOp), ApiError> {
+    let mut stored: StoredStream = serde_json::from_slice(value)
+        .map_err(|e| ApiError::Internal(format!("undecodable stored stream: {e}")))?;
+    stored.stream.metadata.resource_version = revision.to_string();
+    Ok((stored.stream, stored.op))
+}
+
+/// Just the labels of a stored record, to filter without decoding the rest.
+#[derive(Deserialize)]
+struct LabelsOnly {
+    stream: LabelsOnlyStream,
+}
+
+#[derive(Deserialize)]
+struct LabelsOnlyStream {
+    #[serde(default)]
+    metadata: LabelsOnlyMeta,
+}
+
+#[derive(Deserialize, Default)]
+struct LabelsOnlyMeta {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+fn labels_of(value: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
+    serde_json::from_slice::<LabelsOnly>(value)
+        .map(|r| r.stream.metadata.labels.unwrap_or_default())
+        .map_err(|e| ApiError::Internal(format!("undecodable stored stream: {e}")))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(format!("storage unavailable: {e}"))
+}
+
+/// The KV key filter of a watch or list: one stream, one namespace, or all.
+fn key_filter(namespace: Option<&str>, name: Option<&str>) -> String {
+    match (namespace, name) {
+        (Some(ns), Some(name)) => subjects::stream_key(ns, name),
+        (Some(ns), None) => subjects::namespace_keys(ns),
+        (None, Some(name)) => format!("*.{}", subjects::encode_token(name)),
+        (None, None) => ">".to_owned(),
+    }
 }
 
 /// Reads streams from the KV bucket.
@@ -195,7 +306,11 @@ impl StreamReader {
     }
 
     /// The current record of a stream, with its revision.
-    pub async fn record(&self, namespace: &str, name: &str) -> Result<Option<(Record, u64)>, ApiError> {
+    pub async fn record(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(Record, u64)>, ApiError> {
         let entry = self
             .kv
             .entry(subjects::stream_key(namespace, name))
@@ -211,86 +326,204 @@ impl StreamReader {
 
     /// One stream.
     pub async fn get(&self, namespace: &str, name: &str) -> Result<ImageStream, ApiError> {
-        self.record(namespace, name)
-            .await?
-            .map(|(r, _)| r.stream)
-            .ok_or_else(|| ApiError::stream_not_found(namespace, name))
+        let entry = self
+            .kv
+            .entry(subjects::stream_key(namespace, name))
+            .await
+            .map_err(unavailable)?;
+        match entry {
+            Some(e) if e.operation == kv::Operation::Put => {
+                Ok(decode_stream(&e.value, e.revision)?.0)
+            }
+            _ => Err(ApiError::stream_not_found(namespace, name)),
+        }
     }
 
     /// Every stream of `namespace` (all when `None`), sorted by namespace and
-    /// name, and a revision the list is at least as new as.
+    /// name, and the revision the list is current at.
     pub async fn list(&self, namespace: Option<&str>) -> Result<(Vec<ImageStream>, u64), ApiError> {
+        let page = self
+            .list_page(ListQuery {
+                namespace,
+                ..ListQuery::default()
+            })
+            .await?;
+        Ok((page.items, page.revision))
+    }
+
+    /// One page of streams, sorted by namespace and name. Only the streams of
+    /// the page are decoded in full; a selector reads just the labels of the
+    /// others.
+    pub async fn list_page(&self, query: ListQuery<'_>) -> Result<ListPage, ApiError> {
+        let snapshot = self.snapshot(&key_filter(query.namespace, None)).await?;
+        let start = match query.after {
+            Some((ns, name)) => Bound::Excluded((ns.to_owned(), name.to_owned())),
+            None => Bound::Unbounded,
+        };
+        let selector = query.selector.filter(|s| !s.is_empty());
+        let mut page = ListPage {
+            revision: snapshot.revision,
+            ..ListPage::default()
+        };
+        for (value, revision) in snapshot
+            .entries
+            .range((start, Bound::Unbounded))
+            .map(|(_, v)| v)
+        {
+            if let Some(selector) = selector
+                && !selector.matches(&labels_of(value)?)
+            {
+                continue;
+            }
+            if query.limit.is_some_and(|limit| page.items.len() >= limit) {
+                page.more = true;
+                break;
+            }
+            page.items.push(decode_stream(value, *revision)?.0);
+        }
+        Ok(page)
+    }
+
+    /// Reads the last entry of every key under `filter`. The result is the
+    /// state at `revision`: every write under the filter up to it is applied.
+    async fn snapshot(&self, filter: &str) -> Result<Snapshot, ApiError> {
         let mut stream = self.kv.stream.clone();
         let info = stream.info().await.map_err(unavailable)?;
-        let revision = info.state.last_sequence;
-        let filter = match namespace {
-            Some(ns) => subjects::namespace_keys(ns),
-            None => ">".to_owned(),
-        };
+        let mut revision = info.state.last_sequence;
+        let prefix = format!("$KV.{}.", self.kv.name);
         let consumer = stream
             .create_consumer(OrderedConfig {
-                filter_subject: format!("$KV.{}.{filter}", self.kv.name),
+                filter_subject: format!("{prefix}{filter}"),
                 deliver_policy: DeliverPolicy::LastPerSubject,
                 ..Default::default()
             })
             .await
             .map_err(unavailable)?;
-        let mut items = Vec::new();
+        let mut entries = BTreeMap::new();
         if consumer.cached_info().num_pending > 0 {
             let mut messages = consumer.messages().await.map_err(unavailable)?;
-            while let Some(message) = messages.next().await {
-                let message = message.map_err(unavailable)?;
+            loop {
+                let message =
+                    match tokio::time::timeout(DEFAULT_SCAN_IDLE_TIMEOUT, messages.next()).await {
+                        Err(_) => return Err(unavailable("listing stalled")),
+                        Ok(None) => break,
+                        Ok(Some(message)) => message.map_err(unavailable)?,
+                    };
                 let info = message.info().map_err(unavailable)?;
-                let pending = info.pending;
-                let sequence = info.stream_sequence;
-                if !is_delete(&message) {
-                    items.push(Record::decode(&message.payload, sequence)?.stream);
+                let (pending, sequence) = (info.pending, info.stream_sequence);
+                // Writes made while listing are delivered too, in order: the
+                // map ends up at the state of the last one.
+                revision = revision.max(sequence);
+                let key = message
+                    .subject
+                    .as_str()
+                    .strip_prefix(&prefix)
+                    .and_then(subjects::parse_stream_key);
+                if let Some(key) = key {
+                    if is_delete(&message) {
+                        entries.remove(&key);
+                    } else {
+                        entries.insert(key, (message.payload.clone(), sequence));
+                    }
                 }
                 if pending == 0 {
                     break;
                 }
             }
         }
-        items.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
-        });
-        Ok((items, revision))
+        Ok(Snapshot { entries, revision })
     }
 
-    /// Changes of the streams of `namespace` (all when `None`). Without a
-    /// revision it starts with `Added` for every current stream; with one, it
-    /// delivers every change after it, or fails with `Gone` when the bucket no
-    /// longer holds changes that old.
+    /// The state of a stream just before `revision`: `None` when it did not
+    /// exist then, or when the bucket no longer holds that revision.
+    pub async fn previous(
+        &self,
+        namespace: &str,
+        name: &str,
+        revision: u64,
+    ) -> Result<Option<ImageStream>, ApiError> {
+        let mut history = self
+            .kv
+            .history(subjects::stream_key(namespace, name))
+            .await
+            .map_err(unavailable)?;
+        let mut last = None;
+        while let Some(entry) = history.next().await {
+            let entry = entry.map_err(unavailable)?;
+            if entry.revision >= revision {
+                break;
+            }
+            last = Some(entry);
+        }
+        match last {
+            Some(e) if e.operation == kv::Operation::Put => {
+                Ok(Some(decode_stream(&e.value, e.revision)?.0))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Changes of the streams of `namespace` (all when `None`), or of one
+    /// stream when `name` is given too.
+    ///
+    /// Without a revision it starts with `Added` for every current stream (in
+    /// key order) and goes on with every later change. With one, it delivers
+    /// every change after it, or fails with `Gone` when the bucket no longer
+    /// holds changes that old, and `Invalid` when it is newer than the bucket.
+    /// Changes come in revision order, each once.
     pub async fn watch(
         &self,
         namespace: Option<&str>,
         name: Option<&str>,
         from_revision: Option<u64>,
-    ) -> Result<impl Stream<Item = Result<WatchEvent, ApiError>> + Send + 'static, ApiError> {
-        let filter = match (namespace, name) {
-            (Some(ns), Some(name)) => subjects::stream_key(ns, name),
-            (Some(ns), None) => subjects::namespace_keys(ns),
-            _ => ">".to_owned(),
-        };
-        let watch = match from_revision {
-            None => self.kv.watch_with_history(&filter).await,
+    ) -> Result<WatchStream, ApiError> {
+        let filter = key_filter(namespace, name);
+        match from_revision {
+            None => {
+                let snapshot = self.snapshot(&filter).await?;
+                let live = self.watch_after(&filter, snapshot.revision).await?;
+                let initial = snapshot.entries.into_values().map(|(value, revision)| {
+                    decode_stream(&value, revision).map(|(stream, _)| WatchEvent::Added(stream))
+                });
+                Ok(futures::stream::iter(initial).chain(live).boxed())
+            }
             Some(revision) => {
                 let mut stream = self.kv.stream.clone();
-                let first_sequence = stream.info().await.map_err(unavailable)?.state.first_sequence;
-                if revision + 1 < first_sequence {
+                let info = stream.info().await.map_err(unavailable)?;
+                let state = &info.state;
+                if revision > state.last_sequence {
+                    return Err(ApiError::invalid(
+                        "resourceVersion",
+                        format!(
+                            "resource version {revision} is newer than the store's current one ({})",
+                            state.last_sequence
+                        ),
+                    ));
+                }
+                if revision + 1 < state.first_sequence {
                     return Err(ApiError::Gone(format!(
                         "too old resource version: {revision} (oldest available: {})",
-                        first_sequence.saturating_sub(1)
+                        state.first_sequence.saturating_sub(1)
                     )));
                 }
-                self.kv.watch_from_revision(&filter, revision + 1).await
+                Ok(self.watch_after(&filter, revision).await?.boxed())
             }
         }
-        .map_err(unavailable)?;
-        let initial = from_revision.is_none();
-        Ok(watch.map_err(unavailable).and_then(move |entry| async move {
-            event_of(entry, initial)
-        }))
+    }
+
+    async fn watch_after(
+        &self,
+        filter: &str,
+        revision: u64,
+    ) -> Result<impl Stream<Item = Result<WatchEvent, ApiError>> + Send + 'static, ApiError> {
+        let watch = self
+            .kv
+            .watch_from_revision(filter, revision + 1)
+            .await
+            .map_err(unavailable)?;
+        Ok(watch
+            .map_err(unavailable)
+            .and_then(|entry| async move { event_of(entry) }))
     }
 }
 
@@ -302,15 +535,14 @@ fn is_delete(message: &jetstream::Message) -> bool {
         .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE")
 }
 
-fn event_of(entry: kv::Entry, initial: bool) -> Result<WatchEvent, ApiError> {
+fn event_of(entry: kv::Entry) -> Result<WatchEvent, ApiError> {
     match entry.operation {
         kv::Operation::Put => {
-            let record = Record::decode(&entry.value, entry.revision)?;
-            let added = record.op == RecordOp::Created || (initial && !entry.seen_current);
-            Ok(if added {
-                WatchEvent::Added(record.stream)
+            let (stream, op) = decode_stream(&entry.value, entry.revision)?;
+            Ok(if op == RecordOp::Created {
+                WatchEvent::Added(stream)
             } else {
-                WatchEvent::Modified(record.stream)
+                WatchEvent::Modified(stream)
             })
         }
         kv::Operation::Delete | kv::Operation::Purge => {

@@ -174,6 +174,72 @@ pub fn parse_stream_key(key: &str) -> Option<(String, String)> {
     Some((decode_token(ns)?, decode_token(name)?))
 }
 
+/// KV bucket holding one trigger per key `<ns>.<name>` (see [`trigger_key`]);
+/// the trigger service is its single writer.
+pub const BUCKET_TRIGGERS: &str = "imagestreams-triggers";
+/// KV bucket holding one firing (a Build or a Deployment) per key
+/// `<ns>.<trigger>.<firing id>` (see [`firing_key`]).
+pub const BUCKET_FIRINGS: &str = "imagestreams-firings";
+/// The durable consumer of `TagsChanged` that the trigger replicas share.
+pub const DURABLE_TRIGGER: &str = "trigger";
+/// Queue group of the trigger service's write API responders.
+pub const TRIGGER_QUEUE: &str = "trigger";
+
+/// Request-reply subjects of the trigger service's write API (core NATS, queue
+/// group [`TRIGGER_QUEUE`]): `imagestreams.api.trigger.<op>`.
+pub fn trigger_api(op: &str) -> String {
+    format!("{ROOT}.api.trigger.{op}")
+}
+
+/// The KV key of one trigger: `<ns>.<name>`, both encoded.
+pub fn trigger_key(namespace: &str, name: &str) -> String {
+    stream_key(namespace, name)
+}
+
+/// The KV key of one firing: `<ns>.<trigger>.<id>`, each encoded.
+pub fn firing_key(namespace: &str, trigger: &str, id: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        encode_token(namespace),
+        encode_token(trigger),
+        encode_token(id)
+    )
+}
+
+/// The KV key filter of the firings of one namespace (all when `None`) and
+/// one trigger (all when `None`).
+pub fn firing_keys(namespace: Option<&str>, trigger: Option<&str>) -> String {
+    match (namespace, trigger) {
+        (Some(ns), Some(t)) => format!("{}.{}.*", encode_token(ns), encode_token(t)),
+        (Some(ns), None) => format!("{}.*.*", encode_token(ns)),
+        (None, Some(t)) => format!("*.{}.*", encode_token(t)),
+        (None, None) => "*.*.*".to_owned(),
+    }
+}
+
+/// Queue group of the tag-syncer's request-reply API (import-image and secrets).
+pub const TAG_SYNCER_QUEUE: &str = "tag-syncer";
+
+/// Request-reply subjects of the tag-syncer (core NATS, queue group
+/// [`TAG_SYNCER_QUEUE`]): `imagestreams.api.tagsyncer.<op>`, op ∈ `import`,
+/// `secrets.create`, `secrets.list`, `secrets.delete`.
+pub fn tag_syncer_api(op: &str) -> String {
+    format!("{ROOT}.api.tagsyncer.{op}")
+}
+
+/// KV bucket of per-namespace registry secrets, one per key `<ns>.<name>`,
+/// each value encrypted (XChaCha20-Poly1305) with the key bound to its KV key.
+pub const BUCKET_REGISTRY_SECRETS: &str = "imagestreams-registry-secrets";
+/// KV bucket of the import schedule: `<ns>.<name>` → next run of the
+/// stream's scheduled tags (a compare-and-swap lease per stream per interval).
+pub const BUCKET_IMPORT_SCHEDULE: &str = "imagestreams-import-schedule";
+/// KV bucket of the cluster-wide scheduled-import counters, one per minute
+/// (`m<unix minute>`), expiring on their own.
+pub const BUCKET_IMPORT_RATE: &str = "imagestreams-import-rate";
+/// The durable consumer of the streams bucket that the tag-syncer replicas
+/// share, to import streams when they are created or their spec asks for it.
+pub const DURABLE_TAG_SYNCER: &str = "tag-syncer";
+
 fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
@@ -298,6 +364,16 @@ mod tests {
                 kind.stream()
             );
         }
+    }
+
+    #[test]
+    fn trigger_and_firing_keys_are_encoded() {
+        assert_eq!(trigger_key("ns", "t.1"), "ns.t=2E1");
+        assert_eq!(firing_key("ns", "t", "t-00ff"), "ns.t.t-00ff");
+        assert_eq!(firing_keys(Some("ns"), Some("a.b")), "ns.a=2Eb.*");
+        assert_eq!(firing_keys(Some("ns"), None), "ns.*.*");
+        assert_eq!(firing_keys(None, None), "*.*.*");
+        assert_eq!(trigger_api("create"), "imagestreams.api.trigger.create");
     }
 
     #[test]

@@ -1,31 +1,218 @@
-//! The gateway service: serves the public gRPC API, REST JSON and the registry token endpoint.
+//! The gateway service: the public gRPC API (`imagestreams.v1.ImageStreams`
+//! plus `grpc.health.v1` and server reflection) and the REST JSON API at
+//! OpenShift's paths.
+//!
+//! Writes go to the stream-store (the single writer) over NATS
+//! request-reply; reads (get, list, watch) come straight from the JetStream
+//! KV bucket, so the gateway holds no state and scales out freely.
+//!
+//! # Limits
+//!
+//! - gRPC messages up to [`DEFAULT_MAX_MESSAGE_BYTES`] are decoded (tonic
+//!   answers `OUT_OF_RANGE` beyond); a stream whose JSON exceeds
+//!   `model::MAX_DOCUMENT_BYTES` is refused with `INVALID_ARGUMENT` (REST: 413).
+//! - Unary calls end after [`DEFAULT_REQUEST_TIMEOUT`] with
+//!   `DEADLINE_EXCEEDED` (REST: 504); a client's shorter `grpc-timeout` wins.
+//!   Watch streams are not cut.
+//! - Unknown fields: REST bodies are parsed strictly (an unknown field is a
+//!   400 naming its path). gRPC messages follow protobuf's rules: fields this
+//!   server does not know are skipped by the decoder, as every proto3 server
+//!   does, so that newer clients keep working.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+mod grpc;
+mod query;
+mod rest;
+mod streams;
+pub mod triggers;
+mod watch;
 
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::Router;
 use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
+    imports::ImportClient,
     runtime::{Deps, Service},
+    secrets::SecretsApi,
+    store::StreamReader,
 };
+use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::{Server, server::TcpIncoming};
+
+pub use watch::lagged_total;
+
+use crate::{grpc::Grpc, streams::Streams};
 
 /// The service's name, as `serve <name>` spells it.
 pub const NAME: &str = "gateway";
 
-/// The gateway service, built and ready to run.
+/// The largest gRPC message decoded or encoded.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a unary call (gRPC or REST) may take.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events a watch buffers for its client.
+pub const DEFAULT_WATCH_BUFFER: usize = 256;
+/// How long a watch waits for a client that does not read before ending it
+/// with `RESOURCE_EXHAUSTED`.
+pub const DEFAULT_WATCH_LAG_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 keepalive pings on idle gRPC connections.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The gRPC service names the health service reports as serving (`""` is
+/// the server as a whole).
+pub const HEALTH_SERVICES: [&str; 4] = [
+    "",
+    imagestreams_proto::v1::image_streams_server::SERVICE_NAME,
+    imagestreams_proto::v1::triggers_server::SERVICE_NAME,
+    imagestreams_proto::v1::secrets_server::SERVICE_NAME,
+];
+
+/// Limits and timeouts of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// The largest gRPC message decoded or encoded.
+    pub max_message_bytes: usize,
+    /// How long a unary call may take.
+    pub request_timeout: Duration,
+    /// Events a watch buffers for its client (at least 2).
+    pub watch_buffer: usize,
+    /// How long a full watch buffer is tolerated.
+    pub watch_lag_timeout: Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            watch_buffer: DEFAULT_WATCH_BUFFER,
+            watch_lag_timeout: DEFAULT_WATCH_LAG_TIMEOUT,
+        }
+    }
+}
+
+/// Why the gateway could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The gRPC address could not be bound.
+    #[error("cannot listen for gRPC on {addr}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The reflection service could not load the descriptors.
+    #[error("cannot build the gRPC reflection service")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// The gateway service, built (gRPC listener bound) and ready to run.
 pub struct GatewayService {
-    _config: Arc<Config>,
-    _deps: Deps,
+    listener: TcpListener,
+    addr: SocketAddr,
+    streams: Arc<Streams>,
+    triggers: triggers::TriggersApi,
+    imports: ImportClient,
+    secrets: SecretsApi,
 }
 
 impl GatewayService {
-    /// Builds the service; listeners are bound here, so port 0 works.
+    /// Builds the service with the default options; the gRPC listener is
+    /// bound here, so port 0 works.
     pub async fn build(config: Arc<Config>, deps: Deps) -> anyhow::Result<Self> {
-        Ok(Self {
-            _config: config,
-            _deps: deps,
+        Ok(Self::build_with(config, deps, GatewayOptions::default()).await?)
+    }
+
+    /// Builds the service with `options`.
+    pub async fn build_with(
+        config: Arc<Config>,
+        deps: Deps,
+        options: GatewayOptions,
+    ) -> Result<Self, GatewayError> {
+        let addr = config.gateway.grpc_listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let streams = Arc::new(Streams::new(
+            StreamReader::new(deps.topology.streams.clone()),
+            deps.nats.clone(),
+            options,
+        ));
+        Ok(GatewayService {
+            listener,
+            addr,
+            streams,
+            triggers: triggers::TriggersApi::new(&deps),
+            imports: ImportClient::new(deps.nats.clone()),
+            secrets: SecretsApi::new(deps.nats.clone()),
         })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn serve(self, shutdown: CancellationToken) -> Result<(), GatewayError> {
+        let options = &self.streams.options;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for service in HEALTH_SERVICES {
+            health
+                .set_service_status(service, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(imagestreams_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().map_err(GatewayError::Reflection)?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(GatewayError::Reflection)?;
+        let api = ImageStreamsServer::new(Grpc::new(self.streams.clone(), self.imports.clone()))
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes);
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let streams = self.streams.clone();
+        let stopping = async move {
+            shutdown.cancelled().await;
+            for service in HEALTH_SERVICES {
+                health
+                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            // ends every watch, so that the graceful shutdown can finish
+            streams.shutdown.cancel();
+        };
+        tracing::info!(addr = %self.addr, "gRPC listening");
+        Server::builder()
+            .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(api)
+            .add_service(self.triggers.into_server())
+            .add_service(self.secrets.into_server())
+            .serve_with_incoming_shutdown(incoming, stopping)
+            .await
+            .map_err(GatewayError::Serve)?;
+        self.streams.tasks.close();
+        self.streams.tasks.wait().await;
+        tracing::info!("gRPC stopped");
+        Ok(())
     }
 }
 
@@ -34,12 +221,16 @@ impl Service for GatewayService {
         NAME
     }
 
+    fn routes(&self) -> Router {
+        rest::router(self.streams.clone())
+    }
+
+    fn listen_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        vec![("grpc", self.addr)]
+    }
+
     fn run(self: Box<Self>, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
-        Box::pin(async move {
-            tracing::info!(service = NAME, "running");
-            shutdown.cancelled().await;
-            Ok(())
-        })
+        Box::pin(async move { Ok(self.serve(shutdown).await?) })
     }
 }
 

@@ -1828,6 +1828,23 @@ fn grammar_edges() {
     check_all(&cases);
 }
 
+/// A first component that `splitDockerDomain` takes for a domain (it holds a
+/// `.`) but that the grammar reads only as a path component (a host has no
+/// `_`) is refused. Upstream returns such a reference with an empty domain,
+/// which names no registry. Found by the `reference_parse` fuzz target.
+#[test]
+fn a_domain_that_is_only_a_path_component_is_refused() {
+    let d = sha256_f();
+    for input in [
+        s("index.d_cker.io/foo"),
+        s("a_b.example.com/ns/app:1"),
+        s("foo__bar.io/x"),
+        format!("a.b_c/app@{d}"),
+    ] {
+        check(&input, &Want::Err(s(INVALID)));
+    }
+}
+
 /// Names stay name-only: no implicit `latest`.
 #[test]
 fn no_implicit_latest() {

@@ -1,0 +1,106 @@
+//! Times as `oc` prints them: docker/go-units' `HumanDuration` ("3 minutes",
+//! "About an hour", "2 weeks") and the "… ago" of tables and descriptions.
+
+use chrono::{DateTime, Utc};
+
+/// Parses an RFC 3339 timestamp of the model; `None` when empty or malformed.
+pub fn parse_time(timestamp: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(timestamp)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// docker/go-units `HumanDuration`: a rough, friendly length of time.
+/// Negative durations (clock skew) read as "Less than a second".
+pub fn human_duration(d: chrono::TimeDelta) -> String {
+    let seconds = d.num_seconds();
+    if seconds < 1 {
+        return "Less than a second".to_owned();
+    }
+    if seconds == 1 {
+        return "1 second".to_owned();
+    }
+    if seconds < 60 {
+        return format!("{seconds} seconds");
+    }
+    let minutes = d.num_minutes();
+    if minutes == 1 {
+        return "About a minute".to_owned();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    // go-units rounds hours to the nearest (math.Round).
+    let hours = (d.num_milliseconds() as f64 / 3_600_000.0).round() as i64;
+    if hours == 1 {
+        return "About an hour".to_owned();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", d.num_hours() / 24 / 365)
+}
+
+/// "3 minutes ago", measured from `now`.
+pub fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!("{} ago", human_duration(now - then))
+}
+
+/// [`ago`] of an RFC 3339 timestamp; empty when it does not parse.
+pub fn ago_str(timestamp: &str, now: DateTime<Utc>) -> String {
+    parse_time(timestamp)
+        .map(|t| ago(t, now))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    #[test]
+    fn follows_go_units() {
+        let cases = [
+            (TimeDelta::milliseconds(-5), "Less than a second"),
+            (TimeDelta::milliseconds(999), "Less than a second"),
+            (TimeDelta::seconds(1), "1 second"),
+            (TimeDelta::seconds(59), "59 seconds"),
+            (TimeDelta::seconds(60), "About a minute"),
+            (TimeDelta::seconds(119), "About a minute"),
+            (TimeDelta::minutes(3), "3 minutes"),
+            (TimeDelta::minutes(59), "59 minutes"),
+            (TimeDelta::minutes(60), "About an hour"),
+            (TimeDelta::minutes(89), "About an hour"),
+            (TimeDelta::minutes(90), "2 hours"),
+            (TimeDelta::hours(47), "47 hours"),
+            (TimeDelta::hours(48), "2 days"),
+            (TimeDelta::days(13), "13 days"),
+            (TimeDelta::days(14), "2 weeks"),
+            (TimeDelta::days(59), "8 weeks"),
+            (TimeDelta::days(60), "2 months"),
+            (TimeDelta::days(729), "24 months"),
+            (TimeDelta::days(730), "2 years"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(human_duration(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn ago_of_a_timestamp() {
+        let now = parse_time("2015-05-05T19:14:57Z").unwrap();
+        assert_eq!(ago_str("2015-05-05T19:11:57Z", now), "3 minutes ago");
+        assert_eq!(ago_str("not a time", now), "");
+        assert_eq!(ago_str("", now), "");
+    }
+}

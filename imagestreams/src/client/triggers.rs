@@ -1,0 +1,1003 @@
+//! The client verbs of build and deploy triggers, over the gateway's
+//! `Triggers` gRPC service:
+//!
+//! - `set triggers NAME --from-image [NS/]STREAM:TAG (--build|--deploy)
+//!   [--webhook URL [--secret-stdin]] [-c CONTAINER] [--paused]
+//!   [--no-fire-existing]` creates a trigger. Created on a tag that already
+//!   holds an image, it fires for that image at once, unless
+//!   `--no-fire-existing`;
+//! - `get triggers|builds|deployments [NAME...] [-A] [-o json|yaml|wide|name]`;
+//! - `describe trigger NAME...`: spec, status, and the recent firings with
+//!   their webhook delivery logs;
+//! - `delete trigger NAME...`.
+
+use std::io::{Read, Write};
+
+use chrono::Utc;
+use imagestreams_common::triggers::{
+    NewTrigger, TagRef, TriggerKind, TriggerSpec, Webhook, WebhookSecret,
+};
+use imagestreams_proto::v1::{self as pb, triggers_client::TriggersClient};
+use serde::Serialize;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    transport::{Channel, Endpoint},
+};
+
+use super::{
+    ClientError, Context,
+    connection::{DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, normalize_server},
+    humanize::ago_str,
+    tabwriter::TabWriter,
+};
+use crate::cli::{DeleteArgs, DescribeArgs, GetArgs, GetOutput, SetTriggersArgs};
+
+/// The apiVersion of triggers in `-o json|yaml`.
+pub const API_VERSION: &str = "imagestreams.io/v1";
+/// How many firings `describe trigger` shows.
+pub const DESCRIBE_FIRINGS: usize = 10;
+
+/// What a resource argument names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// Triggers.
+    Triggers,
+    /// Firings of Build triggers.
+    Builds,
+    /// Firings of Deploy triggers.
+    Deployments,
+}
+
+impl Resource {
+    /// The resource `name` (a `TYPE` or `TYPE/NAME` argument) names, if it is one of these.
+    pub fn of(name: &str) -> Option<Resource> {
+        let kind = name
+            .split_once('/')
+            .map_or(name, |(k, _)| k)
+            .to_ascii_lowercase();
+        match kind.as_str() {
+            "trigger" | "triggers" | "trigger.imagestreams.io" | "triggers.imagestreams.io" => {
+                Some(Resource::Triggers)
+            }
+            "build" | "builds" => Some(Resource::Builds),
+            "deployment" | "deployments" | "deploy" => Some(Resource::Deployments),
+            _ => None,
+        }
+    }
+
+    fn kind(self) -> Option<TriggerKind> {
+        match self {
+            Resource::Triggers => None,
+            Resource::Builds => Some(TriggerKind::Build),
+            Resource::Deployments => Some(TriggerKind::Deploy),
+        }
+    }
+
+    fn singular(self) -> &'static str {
+        match self {
+            Resource::Triggers => "trigger",
+            Resource::Builds => "build",
+            Resource::Deployments => "deployment",
+        }
+    }
+}
+
+/// Whether `get`/`describe`/`delete` of `resource` belong here.
+pub fn handles(resource: &str) -> bool {
+    Resource::of(resource).is_some()
+}
+
+/// The names of `TYPE NAME...` or `TYPE/NAME...`.
+fn names(resource: &str, rest: &[String]) -> Result<Vec<String>, ClientError> {
+    let mut names = Vec::new();
+    if let Some((_, name)) = resource.split_once('/') {
+        names.push(name.to_owned());
+    }
+    for arg in rest {
+        match arg.split_once('/') {
+            Some((kind, name)) if Resource::of(kind) == Resource::of(resource) => {
+                names.push(name.to_owned())
+            }
+            Some(_) => {
+                return Err(ClientError::usage(format!(
+                    "arguments in resource/name form must name the same resource: {arg:?}"
+                )));
+            }
+            None => names.push(arg.clone()),
+        }
+    }
+    if names.iter().any(String::is_empty) {
+        return Err(ClientError::usage("a name may not be empty"));
+    }
+    Ok(names)
+}
+
+/// A connection to the `Triggers` service at `--server`.
+struct Triggers {
+    inner: TriggersClient<Channel>,
+    server: String,
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl Triggers {
+    async fn connect(ctx: &Context) -> Result<Triggers, ClientError> {
+        let globals = ctx.globals();
+        let server = normalize_server(&globals.server)?;
+        let endpoint = Endpoint::from_shared(server.clone())
+            .map_err(|e| ClientError::BadServer {
+                server: globals.server.clone(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        let authorization = match globals
+            .token
+            .as_ref()
+            .map(|t| t.expose())
+            .filter(|t| !t.is_empty())
+        {
+            Some(token) => {
+                let mut value: MetadataValue<Ascii> =
+                    format!("Bearer {token}").parse().map_err(|_| {
+                        ClientError::usage("--token holds characters a header cannot carry")
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                server: server.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(Triggers {
+            inner: TriggersClient::new(channel),
+            server,
+            authorization,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(DEFAULT_CALL_TIMEOUT);
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
+    }
+
+    fn status(&self, status: tonic::Status) -> ClientError {
+        ClientError::from_status(&self.server, status)
+    }
+
+    async fn create(
+        &mut self,
+        request: pb::CreateTriggerRequest,
+    ) -> Result<pb::Trigger, ClientError> {
+        let request = self.request(request);
+        let reply = self.inner.create(request).await;
+        reply.map(|r| r.into_inner()).map_err(|s| self.status(s))
+    }
+
+    async fn get(&mut self, namespace: &str, name: &str) -> Result<pb::Trigger, ClientError> {
+        let request = self.request(pb::GetTriggerRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+        let reply = self.inner.get(request).await;
+        reply.map(|r| r.into_inner()).map_err(|s| self.status(s))
+    }
+
+    async fn list(&mut self, namespace: &str) -> Result<Vec<pb::Trigger>, ClientError> {
+        let request = self.request(pb::ListTriggersRequest {
+            namespace: namespace.to_owned(),
+        });
+        let reply = self.inner.list(request).await;
+        reply
+            .map(|r| r.into_inner().items)
+            .map_err(|s| self.status(s))
+    }
+
+    async fn delete(&mut self, namespace: &str, name: &str) -> Result<(), ClientError> {
+        let request = self.request(pb::DeleteTriggerRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+        let reply = self.inner.delete(request).await;
+        reply.map(|_| ()).map_err(|s| self.status(s))
+    }
+
+    async fn firings(
+        &mut self,
+        namespace: &str,
+        trigger: &str,
+        kind: Option<TriggerKind>,
+    ) -> Result<Vec<pb::Firing>, ClientError> {
+        let request = self.request(pb::ListFiringsRequest {
+            namespace: namespace.to_owned(),
+            trigger: trigger.to_owned(),
+            kind: kind.map_or(pb::TriggerKind::Unspecified, Into::into) as i32,
+        });
+        let reply = self.inner.list_firings(request).await;
+        reply
+            .map(|r| r.into_inner().items)
+            .map_err(|s| self.status(s))
+    }
+}
+
+/// Runs `set triggers`; the secret, with `--secret-stdin`, is read from `stdin`.
+pub async fn set(
+    ctx: &mut Context,
+    args: &SetTriggersArgs,
+    stdin: &mut impl Read,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let namespace = ctx.namespace().to_owned();
+    let secret = if args.secret_stdin {
+        let mut secret = String::new();
+        stdin
+            .read_to_string(&mut secret)
+            .map_err(|e| ClientError::usage(format!("cannot read the secret from stdin: {e}")))?;
+        let secret = secret.trim_end_matches(['\r', '\n']).to_owned();
+        if secret.is_empty() {
+            return Err(ClientError::usage("--secret-stdin: stdin held no secret"));
+        }
+        Some(WebhookSecret::new(secret))
+    } else {
+        None
+    };
+    let trigger = NewTrigger {
+        namespace: namespace.clone(),
+        name: args.name.clone(),
+        spec: TriggerSpec {
+            from: TagRef::parse(&args.from_image, &namespace)?,
+            kind: if args.deploy {
+                TriggerKind::Deploy
+            } else {
+                TriggerKind::Build
+            },
+            paused: args.paused,
+            container: args.container.clone().unwrap_or_default(),
+            webhook: args.webhook.clone().map(|url| Webhook { url, secret }),
+        },
+        fire_existing: !args.no_fire_existing,
+    };
+    let mut triggers = Triggers::connect(ctx).await?;
+    let created = triggers
+        .create(pb::CreateTriggerRequest::from(&trigger))
+        .await?;
+    writeln!(out, "trigger.imagestreams.io/{} created", created.name)?;
+    Ok(())
+}
+
+/// Runs `get triggers|builds|deployments`.
+pub async fn get(
+    ctx: &mut Context,
+    args: &GetArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), ClientError> {
+    let resource =
+        Resource::of(&args.resource).ok_or_else(|| ClientError::usage("not a trigger resource"))?;
+    let names = names(&args.resource, &args.names)?;
+    if args.selector.is_some() {
+        return Err(ClientError::usage(format!(
+            "{}s have no labels to select by",
+            resource.singular()
+        )));
+    }
+    if !names.is_empty() && args.all_namespaces {
+        return Err(ClientError::usage(
+            "a resource cannot be retrieved by name across all namespaces",
+        ));
+    }
+    let namespace = ctx.namespace().to_owned();
+    let scope = if args.all_namespaces {
+        String::new()
+    } else {
+        namespace.clone()
+    };
+    let mut triggers = Triggers::connect(ctx).await?;
+    let now = Utc::now();
+    match resource {
+        Resource::Triggers => {
+            let items = if names.is_empty() {
+                triggers.list(&scope).await?
+            } else {
+                let mut items = Vec::with_capacity(names.len());
+                for name in &names {
+                    items.push(triggers.get(&namespace, name).await?);
+                }
+                items
+            };
+            let views: Vec<TriggerView> = items.iter().map(TriggerView::from).collect();
+            match args.output {
+                Some(GetOutput::Json) => write_document(out, &views, names.len() == 1, false)?,
+                Some(GetOutput::Yaml) => write_document(out, &views, names.len() == 1, true)?,
+                Some(GetOutput::Name) => {
+                    for t in &items {
+                        writeln!(out, "trigger.imagestreams.io/{}", t.name)?;
+                    }
+                }
+                _ if items.is_empty() => no_resources(err, &scope)?,
+                output => out.write_all(
+                    trigger_table(
+                        &items,
+                        args.all_namespaces,
+                        output == Some(GetOutput::Wide),
+                        now,
+                    )
+                    .as_bytes(),
+                )?,
+            }
+        }
+        Resource::Builds | Resource::Deployments => {
+            let mut items = triggers.firings(&scope, "", resource.kind()).await?;
+            if !names.is_empty() {
+                items.retain(|f| names.contains(&f.id));
+                if let Some(missing) = names.iter().find(|n| !items.iter().any(|f| &f.id == *n)) {
+                    return Err(ClientError::Api(
+                        imagestreams_common::error::ApiError::NotFound(format!(
+                            "{}s \"{missing}\" not found in namespace \"{namespace}\"",
+                            resource.singular()
+                        )),
+                    ));
+                }
+            }
+            let views: Vec<FiringView> = items.iter().map(FiringView::from).collect();
+            match args.output {
+                Some(GetOutput::Json) => write_document(out, &views, names.len() == 1, false)?,
+                Some(GetOutput::Yaml) => write_document(out, &views, names.len() == 1, true)?,
+                Some(GetOutput::Name) => {
+                    for f in &items {
+                        writeln!(out, "{}.imagestreams.io/{}", resource.singular(), f.id)?;
+                    }
+                }
+                _ if items.is_empty() => no_resources(err, &scope)?,
+                output => out.write_all(
+                    firing_table(
+                        &items,
+                        args.all_namespaces,
+                        output == Some(GetOutput::Wide),
+                        now,
+                    )
+                    .as_bytes(),
+                )?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn no_resources(err: &mut impl Write, scope: &str) -> Result<(), ClientError> {
+    if scope.is_empty() {
+        writeln!(err, "No resources found")?;
+    } else {
+        writeln!(err, "No resources found in {scope} namespace.")?;
+    }
+    Ok(())
+}
+
+/// Runs `describe trigger NAME...` (every trigger of the namespace without names).
+pub async fn describe(
+    ctx: &mut Context,
+    args: &DescribeArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), ClientError> {
+    if Resource::of(&args.resource) != Some(Resource::Triggers) {
+        return Err(ClientError::usage(
+            "describe supports trigger here (builds and deployments: use get -o yaml)",
+        ));
+    }
+    let names = names(&args.resource, &args.names)?;
+    let namespace = ctx.namespace().to_owned();
+    let mut triggers = Triggers::connect(ctx).await?;
+    let items = if names.is_empty() {
+        triggers.list(&namespace).await?
+    } else {
+        let mut items = Vec::with_capacity(names.len());
+        for name in &names {
+            items.push(triggers.get(&namespace, name).await?);
+        }
+        items
+    };
+    if items.is_empty() {
+        return no_resources(err, &namespace);
+    }
+    let now = Utc::now();
+    for (i, trigger) in items.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+            writeln!(out)?;
+        }
+        let firings = triggers
+            .firings(&trigger.namespace, &trigger.name, None)
+            .await?;
+        out.write_all(describe_trigger(trigger, &firings, now).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Runs `delete trigger NAME...`.
+pub async fn delete(
+    ctx: &mut Context,
+    args: &DeleteArgs,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    if Resource::of(&args.resource) != Some(Resource::Triggers) {
+        return Err(ClientError::usage(
+            "only triggers can be deleted; their builds and deployments go with them",
+        ));
+    }
+    let names = names(&args.resource, &args.names)?;
+    if names.is_empty() {
+        return Err(ClientError::usage(
+            "resource(s) were provided, but no name was specified",
+        ));
+    }
+    let namespace = ctx.namespace().to_owned();
+    let mut triggers = Triggers::connect(ctx).await?;
+    for name in &names {
+        triggers.delete(&namespace, name).await?;
+        writeln!(out, "trigger.imagestreams.io \"{name}\" deleted")?;
+    }
+    Ok(())
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::TriggerKind::try_from(kind) {
+        Ok(pb::TriggerKind::Build) => "Build",
+        Ok(pb::TriggerKind::Deploy) => "Deploy",
+        _ => "Unknown",
+    }
+}
+
+fn delivery_state(delivery: Option<&pb::Delivery>) -> &'static str {
+    match delivery.map(|d| pb::DeliveryState::try_from(d.state)) {
+        Some(Ok(pb::DeliveryState::Pending)) => "Pending",
+        Some(Ok(pb::DeliveryState::Succeeded)) => "Succeeded",
+        Some(Ok(pb::DeliveryState::Failed)) => "Failed",
+        Some(Ok(pb::DeliveryState::None)) => "<none>",
+        _ => "<none>",
+    }
+}
+
+fn from_string(from: Option<&pb::ImageStreamTagReference>, namespace: &str) -> String {
+    match from {
+        Some(f) if f.namespace == namespace || f.namespace.is_empty() => {
+            format!("{}:{}", f.stream, f.tag)
+        }
+        Some(f) => format!("{}/{}:{}", f.namespace, f.stream, f.tag),
+        None => String::new(),
+    }
+}
+
+/// `sha256:0123456789ab…` → `sha256:0123456789ab` (as `oc` shortens image ids).
+fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) if hex.len() > 12 => format!("{algorithm}:{}", &hex[..12]),
+        _ => digest.to_owned(),
+    }
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() { "<none>" } else { s }
+}
+
+fn trigger_table(
+    items: &[pb::Trigger],
+    all_namespaces: bool,
+    wide: bool,
+    now: chrono::DateTime<Utc>,
+) -> String {
+    let mut table = TabWriter::table();
+    let mut header = vec![
+        "NAME",
+        "TYPE",
+        "FROM",
+        "PAUSED",
+        "LAST IMAGE",
+        "LAST TRIGGERED",
+        "DELIVERY",
+    ];
+    if all_namespaces {
+        header.insert(0, "NAMESPACE");
+    }
+    if wide {
+        header.extend(["WEBHOOK", "SUBJECT"]);
+    }
+    table.row(&header);
+    for t in items {
+        let spec = t.spec.clone().unwrap_or_default();
+        let status = t.status.clone().unwrap_or_default();
+        let mut row = vec![
+            t.name.clone(),
+            kind_name(spec.kind).to_owned(),
+            from_string(spec.from.as_ref(), &t.namespace),
+            spec.paused.to_string(),
+            or_none(&short_digest(&status.last_triggered_image)).to_owned(),
+            or_none(&ago_str(&status.last_trigger_time, now)).to_owned(),
+            delivery_state(status.last_delivery.as_ref()).to_owned(),
+        ];
+        if all_namespaces {
+            row.insert(0, t.namespace.clone());
+        }
+        if wide {
+            row.push(or_none(&spec.webhook.map(|w| w.url).unwrap_or_default()).to_owned());
+            row.push(t.subject.clone());
+        }
+        table.row(&row);
+    }
+    table.finish()
+}
+
+fn firing_table(
+    items: &[pb::Firing],
+    all_namespaces: bool,
+    wide: bool,
+    now: chrono::DateTime<Utc>,
+) -> String {
+    let mut table = TabWriter::table();
+    let mut header = vec![
+        "NAME", "TRIGGER", "FROM", "IMAGE", "WEBHOOK", "ATTEMPTS", "AGE",
+    ];
+    if all_namespaces {
+        header.insert(0, "NAMESPACE");
+    }
+    if wide {
+        header.extend(["REFERENCE", "CAUSE", "LAST ERROR"]);
+    }
+    table.row(&header);
+    for f in items {
+        let delivery = f.delivery.clone().unwrap_or_default();
+        let mut row = vec![
+            f.id.clone(),
+            f.trigger.clone(),
+            from_string(f.from.as_ref(), &f.namespace),
+            short_digest(&f.image),
+            delivery_state(f.delivery.as_ref()).to_owned(),
+            delivery.attempts.to_string(),
+            ago_str(&f.time, now).trim_end_matches(" ago").to_owned(),
+        ];
+        if all_namespaces {
+            row.insert(0, f.namespace.clone());
+        }
+        if wide {
+            row.push(f.docker_image_reference.clone());
+            row.push(f.cause.clone());
+            row.push(or_none(&delivery.last_error).to_owned());
+        }
+        table.row(&row);
+    }
+    table.finish()
+}
+
+fn describe_trigger(t: &pb::Trigger, firings: &[pb::Firing], now: chrono::DateTime<Utc>) -> String {
+    let spec = t.spec.clone().unwrap_or_default();
+    let status = t.status.clone().unwrap_or_default();
+    let mut d = TabWriter::describe();
+    d.row(&["Name:", &t.name]);
+    d.row(&["Namespace:", &t.namespace]);
+    d.row(&["Created:", &ago_str(&t.creation_timestamp, now)]);
+    d.row(&["Type:", kind_name(spec.kind)]);
+    d.row(&[
+        "From:",
+        &format!(
+            "ImageStreamTag {}",
+            from_string(spec.from.as_ref(), &t.namespace)
+        ),
+    ]);
+    d.row(&["Paused:", &spec.paused.to_string()]);
+    if !spec.container.is_empty() {
+        d.row(&["Container:", &spec.container]);
+    }
+    d.row(&["Event subject:", &t.subject]);
+    match &spec.webhook {
+        Some(w) => {
+            d.row(&["Webhook:", &w.url]);
+            d.row(&[
+                "Webhook secret:",
+                if w.has_secret { "<set>" } else { "<none>" },
+            ]);
+        }
+        None => d.row(&["Webhook:", "<none>"]),
+    }
+    d.row(&[
+        "Last triggered image:",
+        or_none(&status.last_triggered_image),
+    ]);
+    let last_time = if status.last_trigger_time.is_empty() {
+        "<never>".to_owned()
+    } else {
+        format!(
+            "{} ({})",
+            status.last_trigger_time,
+            ago_str(&status.last_trigger_time, now)
+        )
+    };
+    d.row(&["Last triggered:", &last_time]);
+    if let Some(delivery) = &status.last_delivery {
+        d.row(&["Last delivery:", &delivery_line(delivery)]);
+    }
+    if !status.pending_firings.is_empty() {
+        d.row(&["Pending firings:", &status.pending_firings.join(", ")]);
+    }
+    let mut out = d.finish();
+    out.push('\n');
+    if firings.is_empty() {
+        out.push_str("Firings:\t<none>\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "Firings ({} {}, newest first):\n",
+        firings.len(),
+        if kind_name(spec.kind) == "Deploy" {
+            "deployments"
+        } else {
+            "builds"
+        }
+    ));
+    let mut table = TabWriter::table();
+    table.row(&[
+        "  NAME", "IMAGE", "AGE", "EVENT", "WEBHOOK", "ATTEMPTS", "LAST",
+    ]);
+    for f in firings.iter().take(DESCRIBE_FIRINGS) {
+        let delivery = f.delivery.clone().unwrap_or_default();
+        table.row(&[
+            format!("  {}", f.id),
+            short_digest(&f.image),
+            ago_str(&f.time, now).trim_end_matches(" ago").to_owned(),
+            if f.event_published {
+                "published"
+            } else {
+                "pending"
+            }
+            .to_owned(),
+            delivery_state(f.delivery.as_ref()).to_owned(),
+            delivery.attempts.to_string(),
+            last_attempt(&delivery),
+        ]);
+    }
+    out.push_str(&table.finish());
+    out
+}
+
+fn last_attempt(d: &pb::Delivery) -> String {
+    match (d.last_status_code, d.last_error.as_str()) {
+        (0, "") => "<none>".to_owned(),
+        (0, error) => error.to_owned(),
+        (code, _) => format!("HTTP {code}"),
+    }
+}
+
+fn delivery_line(d: &pb::Delivery) -> String {
+    let mut line = format!(
+        "{} after {} attempt(s)",
+        delivery_state(Some(d)),
+        d.attempts
+    );
+    if d.last_status_code != 0 {
+        line.push_str(&format!(", last HTTP {}", d.last_status_code));
+    }
+    if !d.last_error.is_empty() {
+        line.push_str(&format!(": {}", d.last_error));
+    }
+    if !d.next_attempt_time.is_empty() {
+        line.push_str(&format!("; next attempt at {}", d.next_attempt_time));
+    }
+    line
+}
+
+/// A trigger as `-o json|yaml` shows it (never with a secret: the API has none to give).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TriggerView {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    spec: TriggerSpecView,
+    status: TriggerStatusView,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    name: String,
+    namespace: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    uid: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    resource_version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    creation_timestamp: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FromView {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TriggerSpecView {
+    from: Option<FromView>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    paused: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    container: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<WebhookView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookView {
+    url: String,
+    has_secret: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TriggerStatusView {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    last_triggered_image: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    last_trigger_time: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    last_firing: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_delivery: Option<DeliveryView>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pending_firings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryView {
+    state: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    url: String,
+    attempts: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    last_status_code: i32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    last_error: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    last_attempt_time: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    next_attempt_time: String,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+impl From<&pb::Delivery> for DeliveryView {
+    fn from(d: &pb::Delivery) -> Self {
+        DeliveryView {
+            state: delivery_state(Some(d)),
+            url: d.url.clone(),
+            attempts: d.attempts,
+            last_status_code: d.last_status_code,
+            last_error: d.last_error.clone(),
+            last_attempt_time: d.last_attempt_time.clone(),
+            next_attempt_time: d.next_attempt_time.clone(),
+        }
+    }
+}
+
+fn from_view(from: Option<&pb::ImageStreamTagReference>) -> Option<FromView> {
+    from.map(|f| FromView {
+        kind: "ImageStreamTag",
+        namespace: f.namespace.clone(),
+        name: format!("{}:{}", f.stream, f.tag),
+    })
+}
+
+impl From<&pb::Trigger> for TriggerView {
+    fn from(t: &pb::Trigger) -> Self {
+        let spec = t.spec.clone().unwrap_or_default();
+        let status = t.status.clone().unwrap_or_default();
+        TriggerView {
+            api_version: API_VERSION,
+            kind: "Trigger",
+            metadata: Metadata {
+                name: t.name.clone(),
+                namespace: t.namespace.clone(),
+                uid: t.uid.clone(),
+                resource_version: t.resource_version.clone(),
+                creation_timestamp: t.creation_timestamp.clone(),
+            },
+            spec: TriggerSpecView {
+                from: from_view(spec.from.as_ref()),
+                kind: kind_name(spec.kind),
+                paused: spec.paused,
+                container: spec.container,
+                webhook: spec.webhook.map(|w| WebhookView {
+                    url: w.url,
+                    has_secret: w.has_secret,
+                }),
+            },
+            status: TriggerStatusView {
+                last_triggered_image: status.last_triggered_image,
+                last_trigger_time: status.last_trigger_time,
+                last_firing: status.last_firing,
+                last_delivery: status.last_delivery.as_ref().map(Into::into),
+                pending_firings: status.pending_firings,
+            },
+        }
+    }
+}
+
+/// A Build or Deployment as `-o json|yaml` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FiringView {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    trigger: String,
+    from: Option<FromView>,
+    image: String,
+    docker_image_reference: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    previous_image: String,
+    cause: String,
+    time: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    container: String,
+    event_published: bool,
+    complete: bool,
+    delivery: Option<DeliveryView>,
+}
+
+impl From<&pb::Firing> for FiringView {
+    fn from(f: &pb::Firing) -> Self {
+        FiringView {
+            api_version: API_VERSION,
+            kind: if kind_name(f.kind) == "Deploy" {
+                "Deployment"
+            } else {
+                "Build"
+            },
+            metadata: Metadata {
+                name: f.id.clone(),
+                namespace: f.namespace.clone(),
+                uid: String::new(),
+                resource_version: String::new(),
+                creation_timestamp: f.time.clone(),
+            },
+            trigger: f.trigger.clone(),
+            from: from_view(f.from.as_ref()),
+            image: f.image.clone(),
+            docker_image_reference: f.docker_image_reference.clone(),
+            previous_image: f.previous_image.clone(),
+            cause: f.cause.clone(),
+            time: f.time.clone(),
+            container: f.container.clone(),
+            event_published: f.event_published,
+            complete: f.complete,
+            delivery: f.delivery.as_ref().map(Into::into),
+        }
+    }
+}
+
+/// One object when `single`, else a `List`, as JSON or YAML.
+fn write_document<T: Serialize>(
+    out: &mut impl Write,
+    items: &[T],
+    single: bool,
+    yaml: bool,
+) -> Result<(), ClientError> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct List<'a, T> {
+        api_version: &'static str,
+        kind: &'static str,
+        items: &'a [T],
+    }
+    let text = match (single, items.first()) {
+        (true, Some(item)) => render(item, yaml)?,
+        _ => render(
+            &List {
+                api_version: "v1",
+                kind: "List",
+                items,
+            },
+            yaml,
+        )?,
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn render<T: Serialize>(value: &T, yaml: bool) -> Result<String, ClientError> {
+    if yaml {
+        serde_norway::to_string(value).map_err(|e| ClientError::BadResponse(e.to_string()))
+    } else {
+        serde_json::to_string_pretty(value)
+            .map(|mut s| {
+                s.push('\n');
+                s
+            })
+            .map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_and_names() {
+        assert_eq!(Resource::of("triggers"), Some(Resource::Triggers));
+        assert_eq!(Resource::of("trigger/app"), Some(Resource::Triggers));
+        assert_eq!(Resource::of("builds"), Some(Resource::Builds));
+        assert_eq!(Resource::of("Deployments"), Some(Resource::Deployments));
+        assert_eq!(Resource::of("is"), None);
+        assert_eq!(
+            names("trigger/a", &["trigger/b".into()]).unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(names("triggers", &["a".into()]).unwrap(), vec!["a"]);
+        assert!(names("trigger", &["is/b".into()]).is_err());
+    }
+
+    #[test]
+    fn tables_show_the_status_and_never_a_secret() {
+        let trigger = pb::Trigger {
+            namespace: "ns".into(),
+            name: "app-build".into(),
+            spec: Some(pb::TriggerSpec {
+                from: Some(pb::ImageStreamTagReference {
+                    namespace: "ns".into(),
+                    stream: "app".into(),
+                    tag: "latest".into(),
+                }),
+                kind: pb::TriggerKind::Build as i32,
+                webhook: Some(pb::Webhook {
+                    url: "https://ci/hook".into(),
+                    secret: String::new(),
+                    has_secret: true,
+                }),
+                ..Default::default()
+            }),
+            status: Some(pb::TriggerStatus {
+                last_triggered_image: format!("sha256:{}", "ab".repeat(32)),
+                last_delivery: Some(pb::Delivery {
+                    state: pb::DeliveryState::Succeeded as i32,
+                    attempts: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let table = trigger_table(std::slice::from_ref(&trigger), false, false, Utc::now());
+        assert!(table.starts_with("NAME"), "{table}");
+        assert!(table.contains("app-build"));
+        assert!(table.contains("app:latest"));
+        assert!(table.contains("sha256:abababababab"));
+        assert!(table.contains("Succeeded"));
+        let mut json = Vec::new();
+        write_document(&mut json, &[TriggerView::from(&trigger)], true, false).unwrap();
+        let json = String::from_utf8(json).unwrap();
+        assert!(json.contains("\"hasSecret\": true"), "{json}");
+        let described = describe_trigger(&trigger, &[], Utc::now());
+        assert!(
+            described
+                .lines()
+                .any(|l| l.starts_with("Webhook secret:") && l.ends_with("<set>")),
+            "{described}"
+        );
+    }
+}

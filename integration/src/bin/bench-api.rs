@@ -1,0 +1,391 @@
+//! `bench-api`: the gateway's read path against a real nats-server and the
+//! real stream-store, with its floor measured in the same run.
+//!
+//! - **Get** throughput with `--clients` concurrent gRPC clients (one
+//!   connection each), reading 256 streams in rotation, against the floor: the gRPC health `Check` served by
+//!   the same tonic server over the same connections (a no-op call). Short
+//!   rounds alternate floor and Get so that each pair sees the same machine
+//!   load; the figure is the median of the per-pair ratios.
+//! - **List** over `--streams` streams (10,000 by default): one full list,
+//!   and a paged walk with `--page` items per page.
+//!
+//! ```text
+//! NATS_SERVER=/path/to/nats-server cargo run --release -p imagestreams-integration --bin bench-api
+//! ```
+#![forbid(unsafe_code)]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use futures::{StreamExt as _, stream};
+use imagestreams::cli::ServiceName;
+use imagestreams_common::model::{self, ImageStream, ObjectReference, TagReference};
+use imagestreams_integration::{NatsServer, TestApp};
+use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
+use tokio::sync::Barrier;
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// Concurrent clients of the throughput runs.
+const DEFAULT_CLIENTS: usize = 16;
+/// Length of one measured round.
+const DEFAULT_ROUND: Duration = Duration::from_millis(1500);
+/// Rounds of each call.
+const DEFAULT_ROUNDS: usize = 6;
+/// Streams listed.
+const DEFAULT_STREAMS: usize = 10_000;
+/// Page size of the paged list.
+const DEFAULT_PAGE: i64 = 500;
+/// Concurrent creates while seeding.
+const SEED_CONCURRENCY: usize = 64;
+/// Streams the Get runs read, in rotation.
+const GET_STREAMS: usize = 256;
+/// The namespace of the listed streams.
+const NAMESPACE: &str = "bench";
+
+#[derive(Debug, Clone, Copy)]
+struct Args {
+    clients: usize,
+    round: Duration,
+    rounds: usize,
+    streams: usize,
+    page: i64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        clients: DEFAULT_CLIENTS,
+        round: DEFAULT_ROUND,
+        rounds: DEFAULT_ROUNDS,
+        streams: DEFAULT_STREAMS,
+        page: DEFAULT_PAGE,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--clients" => args.clients = value()?.parse()?,
+            "--seconds" => args.round = Duration::from_secs_f64(value()?.parse()?),
+            "--rounds" => args.rounds = value()?.parse()?,
+            "--streams" => args.streams = value()?.parse()?,
+            "--page" => args.page = value()?.parse()?,
+            other => anyhow::bail!(
+                "unknown argument {other}; use --clients N --seconds S --rounds N --streams N --page N"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+/// A stream like the ones users create: one DockerImage tag, two labels.
+fn sample(name: &str) -> ImageStream {
+    let mut is = ImageStream::new(NAMESPACE, name);
+    is.metadata.labels.insert("app".into(), name.into());
+    is.metadata.labels.insert("team".into(), "bench".into());
+    is.spec.docker_image_repository = format!("quay.io/bench/{name}");
+    is.spec.tags.push(TagReference {
+        name: "latest".into(),
+        from: Some(ObjectReference {
+            kind: model::FROM_DOCKER_IMAGE.into(),
+            name: format!("quay.io/bench/{name}:latest"),
+            namespace: String::new(),
+        }),
+        ..TagReference::default()
+    });
+    is
+}
+
+/// Runs `call` on `clients` tasks for `round`, returning calls per second
+/// and the CPU microseconds (all processes) per call.
+async fn throughput<C, F, Fut>(
+    clients: &[C],
+    round: Duration,
+    call: F,
+) -> anyhow::Result<(f64, f64)>
+where
+    C: Clone + Send + 'static,
+    F: Fn(C) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let barrier = Arc::new(Barrier::new(clients.len() + 1));
+    let mut tasks = Vec::new();
+    for client in clients {
+        let (client, call, barrier) = (client.clone(), call.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            // warm up: the connection, the server's caches
+            for _ in 0..50 {
+                call(client.clone()).await?;
+            }
+            barrier.wait().await;
+            let end = Instant::now() + round;
+            let mut calls = 0u64;
+            while Instant::now() < end {
+                call(client.clone()).await?;
+                calls += 1;
+            }
+            anyhow::Ok(calls)
+        }));
+    }
+    barrier.wait().await;
+    let (start, cpu) = (Instant::now(), cpu_seconds());
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    let (elapsed, cpu) = (start.elapsed(), cpu_seconds() - cpu);
+    Ok((
+        total as f64 / elapsed.as_secs_f64(),
+        1e6 * cpu / total as f64,
+    ))
+}
+
+async fn seed(client: &ImageStreamsClient<Channel>, count: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<()>> = stream::iter(0..count)
+        .map(|i| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .create(proto::CreateRequest {
+                        namespace: NAMESPACE.into(),
+                        image_stream: Some(sample(&format!("s{i:05}")).into()),
+                    })
+                    .await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(SEED_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<()>>()?;
+    Ok(start.elapsed())
+}
+
+/// Linux's USER_HZ: the unit of the CPU times in `/proc/<pid>/stat`.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds (user + system) used so far by this process and its children
+/// that are still running (the nats-server), from `/proc`.
+fn cpu_seconds() -> f64 {
+    let ticks = |pid: &str| -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return 0.0;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15; `fields` starts at field 3
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        field(11) + field(12)
+    };
+    let mut total = ticks("self");
+    let tasks = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten();
+    for task in tasks {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            total += ticks(child);
+        }
+    }
+    total / CLOCK_TICKS_PER_SECOND
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let nats = NatsServer::start().await?;
+    let app = TestApp::spawn_with(
+        &nats,
+        &[ServiceName::StreamStore, ServiceName::Gateway],
+        |_| {},
+    )
+    .await?;
+    let url = app.grpc_url();
+    println!(
+        "bench-api: nats-server + stream-store + gateway in one process, {} clients, {} rounds of {:?}",
+        args.clients, args.rounds, args.round
+    );
+
+    let mut channels = Vec::new();
+    for _ in 0..args.clients {
+        channels.push(Channel::from_shared(url.clone())?.connect().await?);
+    }
+    let api = ImageStreamsClient::new(channels[0].clone());
+    for i in 0..GET_STREAMS {
+        api.clone()
+            .create(proto::CreateRequest {
+                namespace: NAMESPACE.into(),
+                image_stream: Some(sample(&format!("get-{i:03}")).into()),
+            })
+            .await?;
+    }
+    // Gets rotate over GET_STREAMS streams, so concurrent gets read different keys.
+    let next = Arc::new(AtomicUsize::new(0));
+
+    let check = |channel: Channel| async move {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        anyhow::Ok(())
+    };
+    let get = move |channel: Channel| {
+        let name = format!(
+            "get-{:03}",
+            next.fetch_add(1, Ordering::Relaxed) % GET_STREAMS
+        );
+        async move {
+            ImageStreamsClient::new(channel)
+                .get(proto::GetRequest {
+                    namespace: NAMESPACE.into(),
+                    name,
+                })
+                .await?;
+            anyhow::Ok(())
+        }
+    };
+    let (mut floors, mut gets, mut ratios, mut cpu_ratios) = (vec![], vec![], vec![], vec![]);
+    for round in 1..=args.rounds {
+        let (floor, floor_us) = throughput(&channels, args.round, check).await?;
+        let (got, get_us) = throughput(&channels, args.round, get.clone()).await?;
+        println!(
+            "  round {round}: floor (health Check) {floor:>7.0} ops/s {floor_us:>5.0} us CPU/call   \
+             Get {got:>7.0} ops/s {get_us:>5.0} us CPU/call   {:>3.0}%",
+            100.0 * got / floor
+        );
+        floors.push(floor);
+        gets.push(got);
+        ratios.push(got / floor);
+        cpu_ratios.push(floor_us / get_us);
+    }
+    // diagnostic: the KV read alone, straight from async-nats, no gRPC
+    let nats_client = async_nats::connect(nats.url()).await?;
+    let kv = async_nats::jetstream::new(nats_client)
+        .get_key_value(imagestreams_common::subjects::BUCKET_STREAMS)
+        .await?;
+    let kvs: Vec<_> = (0..args.clients).map(|_| kv.clone()).collect();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let raw = move |kv: async_nats::jetstream::kv::Store| {
+        let key = imagestreams_common::subjects::stream_key(
+            NAMESPACE,
+            &format!(
+                "get-{:03}",
+                counter.fetch_add(1, Ordering::Relaxed) % GET_STREAMS
+            ),
+        );
+        async move {
+            kv.entry(key).await?;
+            anyhow::Ok(())
+        }
+    };
+    let (raw_rate, raw_us) = throughput(&kvs, args.round, raw).await?;
+    println!(
+        "  KV direct get alone (async-nats, no gRPC): {raw_rate:>7.0} ops/s {raw_us:>5.0} us CPU/call"
+    );
+
+    let (floor, got, ratio) = (median(floors), median(gets), median(ratios));
+    println!(
+        "Get: {got:.0} ops/s vs no-op floor {floor:.0} ops/s (medians); median ratio {:.0}% (goal >= 50%)",
+        100.0 * ratio
+    );
+    println!(
+        "Get CPU per call vs the floor's (all processes, load-independent): {:.0}% (median)",
+        100.0 * median(cpu_ratios)
+    );
+
+    let seeded = seed(&api, args.streams).await?;
+    println!(
+        "seeded {} streams through Create in {:.1} s ({:.0} creates/s, {SEED_CONCURRENCY} in flight)",
+        args.streams,
+        seeded.as_secs_f64(),
+        args.streams as f64 / seeded.as_secs_f64()
+    );
+    let total = args.streams + GET_STREAMS;
+
+    let mut full = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let list = api
+            .clone()
+            .list(proto::ListRequest {
+                namespace: NAMESPACE.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        full.push(start.elapsed());
+        anyhow::ensure!(list.items.len() == total, "listed {}", list.items.len());
+    }
+    full.sort();
+    println!(
+        "List {total} streams, one call: {:.0} ms (median of 3; best {:.0} ms)",
+        millis(full[1]),
+        millis(full[0])
+    );
+
+    let start = Instant::now();
+    let (mut token, mut pages, mut items) = (String::new(), 0, 0);
+    let mut slowest = Duration::ZERO;
+    loop {
+        let page_start = Instant::now();
+        let page = api
+            .clone()
+            .list(proto::ListRequest {
+                namespace: NAMESPACE.into(),
+                limit: args.page,
+                continue_token: token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        slowest = slowest.max(page_start.elapsed());
+        pages += 1;
+        items += page.items.len();
+        if page.continue_token.is_empty() {
+            break;
+        }
+        token = page.continue_token;
+    }
+    let walk = start.elapsed();
+    anyhow::ensure!(items == total, "paged {items}");
+    println!(
+        "List {total} streams in pages of {}: {pages} pages in {:.0} ms, {:.1} ms per page (slowest {:.1} ms)",
+        args.page,
+        millis(walk),
+        millis(walk) / pages as f64,
+        millis(slowest)
+    );
+
+    drop(api);
+    drop(channels);
+    app.stop().await?;
+    Ok(())
+}

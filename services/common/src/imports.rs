@@ -1,0 +1,139 @@
+//! Imports from external registries, as the other services see them: the
+//! client of the tag-syncer's `import-image` (gateway → tag-syncer, NATS
+//! request-reply) and the client of the stream-store's `import` operation
+//! (tag-syncer → stream-store), which applies an import's outcome as one
+//! write.
+//!
+//! # `import-image`
+//!
+//! [`ImportClient::import_image`] sends an `ImportImageRequest` to
+//! [`subjects::tag_syncer_api`]`("import")` (queue group
+//! [`subjects::TAG_SYNCER_QUEUE`]) and waits for the outcome: the stream after
+//! the import and one [`proto::TagImportResult`] per tag, with status
+//! [`STATUS_SUCCESS`] (the tag moved to a new image), [`STATUS_UNCHANGED`]
+//! or [`STATUS_FAILURE`] (with the reason and message of the tag's
+//! `ImportSuccess=False` condition). The gateway's `ImportImage` is
+//! [`import_image`].
+
+use std::time::Duration;
+
+use imagestreams_proto::v1 as proto;
+use prost::Message as _;
+
+use crate::{error::ApiError, subjects};
+
+/// The status of a tag whose import moved it to a new image.
+pub const STATUS_SUCCESS: &str = "Success";
+/// The status of a tag whose import found the image it already had.
+pub const STATUS_UNCHANGED: &str = "Unchanged";
+/// The status of a tag whose import failed (its condition says why).
+pub const STATUS_FAILURE: &str = "Failure";
+
+/// How long a caller waits for the outcome of an `import-image`: a little
+/// longer than the tag-syncer's own bound on an import.
+pub const DEFAULT_IMPORT_WAIT: Duration = Duration::from_secs(30);
+/// How long the tag-syncer waits for the stream-store to apply an import.
+pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn unreachable(who: &str, e: async_nats::RequestError) -> ApiError {
+    match e.kind() {
+        async_nats::RequestErrorKind::NoResponders => {
+            ApiError::Unavailable(format!("{who} is not running"))
+        }
+        async_nats::RequestErrorKind::TimedOut => {
+            ApiError::Timeout(format!("{who} did not answer in time"))
+        }
+        _ => ApiError::Unavailable(format!("{who} is unreachable: {e}")),
+    }
+}
+
+/// The client of imports over NATS request-reply; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ImportClient {
+    nats: async_nats::Client,
+    wait: Duration,
+    apply_timeout: Duration,
+}
+
+impl ImportClient {
+    /// A client over `nats`.
+    pub fn new(nats: async_nats::Client) -> Self {
+        ImportClient {
+            nats,
+            wait: DEFAULT_IMPORT_WAIT,
+            apply_timeout: DEFAULT_APPLY_TIMEOUT,
+        }
+    }
+
+    /// The same client waiting at most `wait` for an `import-image`.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Asks the tag-syncer to import (`import-image`) and waits for the outcome.
+    pub async fn import_image(
+        &self,
+        request: &proto::ImportImageRequest,
+    ) -> Result<proto::ImportImageResponse, ApiError> {
+        let reply = tokio::time::timeout(
+            self.wait,
+            self.nats.request(
+                subjects::tag_syncer_api("import"),
+                request.encode_to_vec().into(),
+            ),
+        )
+        .await
+        .map_err(|_| ApiError::Timeout("the import did not finish in time".into()))?
+        .map_err(|e| unreachable("the tag-syncer", e))?;
+        let reply = proto::ImportImageReply::decode(reply.payload)
+            .map_err(|e| ApiError::Internal(format!("undecodable tag-syncer reply: {e}")))?;
+        match reply.result {
+            Some(proto::import_image_reply::Result::Response(r)) => Ok(r),
+            Some(proto::import_image_reply::Result::Error(e)) => Err(e.into()),
+            None => Err(ApiError::Internal("empty tag-syncer reply".into())),
+        }
+    }
+
+    /// Asks the stream-store to apply an import's outcome (one write, or none
+    /// when nothing changed).
+    pub async fn apply(
+        &self,
+        result: &proto::ImportResult,
+    ) -> Result<proto::ImportApplied, ApiError> {
+        let reply = tokio::time::timeout(
+            self.apply_timeout,
+            self.nats
+                .request(subjects::store_api("import"), result.encode_to_vec().into()),
+        )
+        .await
+        .map_err(|_| ApiError::Unavailable("stream-store did not answer in time".into()))?
+        .map_err(|e| unreachable("stream-store", e))?;
+        let reply = proto::ImportReply::decode(reply.payload)
+            .map_err(|e| ApiError::Internal(format!("undecodable stream-store reply: {e}")))?;
+        match reply.result {
+            Some(proto::import_reply::Result::Applied(a)) => Ok(a),
+            Some(proto::import_reply::Result::Error(e)) => Err(e.into()),
+            None => Err(ApiError::Internal("empty stream-store reply".into())),
+        }
+    }
+}
+
+/// The gateway's `ImportImage`: forwards to the tag-syncer and waits.
+pub async fn import_image(
+    client: &ImportClient,
+    request: proto::ImportImageRequest,
+) -> Result<proto::ImportImageResponse, ApiError> {
+    if request.namespace.is_empty() {
+        return Err(ApiError::invalid("namespace", "namespace: Required value"));
+    }
+    if request.name.is_empty() {
+        return Err(ApiError::invalid("name", "name: Required value"));
+    }
+    client.import_image(&request).await
+}
+
+/// Whether any tag of `response` failed (the CLI then exits non-zero).
+pub fn any_failed(response: &proto::ImportImageResponse) -> bool {
+    response.tags.iter().any(|t| t.status == STATUS_FAILURE)
+}

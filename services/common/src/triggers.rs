@@ -1,0 +1,1159 @@
+//! Build and deploy triggers: the validated domain types (a [`Trigger`], its
+//! [`Firing`]s and their webhook [`Delivery`] logs), their stored form in the
+//! JetStream KV buckets [`subjects::BUCKET_TRIGGERS`] and
+//! [`subjects::BUCKET_FIRINGS`], the protobuf edge (`TryFrom` in, `From` out),
+//! the read side every service may use ([`TriggerReader`]) and the client of
+//! the trigger service's write API ([`TriggerClient`]). Only the trigger
+//! service writes the buckets.
+//!
+//! # Secrets
+//!
+//! A webhook secret is kept in the trigger's KV entry (the bucket is the
+//! system of record, like a Kubernetes Secret in etcd) as a [`WebhookSecret`],
+//! whose `Debug` is redacted. It never leaves through the API: the wire type
+//! carries only `has_secret`.
+//!
+//! # Revisions
+//!
+//! A trigger's `resourceVersion` is the KV revision of its entry, never stored
+//! inside the value; writes compare-and-swap on it.
+
+use std::{fmt, time::Duration};
+
+use async_nats::jetstream::{
+    self,
+    consumer::{DeliverPolicy, pull::OrderedConfig},
+    kv,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use imagestreams_proto::v1 as proto;
+use prost::Message as _;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{
+    error::ApiError,
+    model::{is_dns1123_label, is_valid_stream_name},
+    reference::is_valid_tag,
+    subjects::{self, Kind},
+};
+
+/// The cause every firing records.
+pub const CAUSE_IMAGE_CHANGE: &str = "Image change";
+/// How long a caller waits for the trigger service to answer a write.
+pub const DEFAULT_TRIGGER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many delivery attempts a firing's log keeps.
+pub const DELIVERY_HISTORY_KEPT: usize = 10;
+/// How long a bucket scan waits for the next entry before giving up.
+pub const DEFAULT_SCAN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest accepted webhook URL.
+pub const MAX_WEBHOOK_URL_LENGTH: usize = 2048;
+
+/// What a trigger requests when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TriggerKind {
+    /// A build (`BuildRequested`).
+    Build,
+    /// A deployment (`DeploymentRequested`).
+    Deploy,
+}
+
+impl TriggerKind {
+    /// The subject kind of the event this trigger publishes.
+    pub fn event_kind(self) -> Kind {
+        match self {
+            TriggerKind::Build => Kind::BuildsRequested,
+            TriggerKind::Deploy => Kind::DeploymentsRequested,
+        }
+    }
+
+    /// What a firing of this kind is called: `Build` or `Deployment`.
+    pub fn firing_noun(self) -> &'static str {
+        match self {
+            TriggerKind::Build => "Build",
+            TriggerKind::Deploy => "Deployment",
+        }
+    }
+}
+
+impl From<TriggerKind> for proto::TriggerKind {
+    fn from(kind: TriggerKind) -> Self {
+        match kind {
+            TriggerKind::Build => proto::TriggerKind::Build,
+            TriggerKind::Deploy => proto::TriggerKind::Deploy,
+        }
+    }
+}
+
+impl TryFrom<proto::TriggerKind> for TriggerKind {
+    type Error = ApiError;
+
+    fn try_from(kind: proto::TriggerKind) -> Result<Self, ApiError> {
+        match kind {
+            proto::TriggerKind::Build => Ok(TriggerKind::Build),
+            proto::TriggerKind::Deploy => Ok(TriggerKind::Deploy),
+            proto::TriggerKind::Unspecified => {
+                Err(invalid("spec.kind", "Required value: Build or Deploy"))
+            }
+        }
+    }
+}
+
+/// An ImageStreamTag a trigger follows: `namespace/stream:tag`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TagRef {
+    /// The stream's namespace.
+    pub namespace: String,
+    /// The stream's name.
+    pub stream: String,
+    /// The tag.
+    pub tag: String,
+}
+
+impl TagRef {
+    /// Parses `[namespace/]stream:tag`; the namespace defaults to `default_namespace`.
+    pub fn parse(s: &str, default_namespace: &str) -> Result<TagRef, ApiError> {
+        let bad = || {
+            invalid(
+                "spec.from",
+                format!("{s:?} is not an ImageStreamTag [NAMESPACE/]STREAM:TAG"),
+            )
+        };
+        let (namespace, rest) = match s.split_once('/') {
+            Some((ns, rest)) => (ns, rest),
+            None => (default_namespace, s),
+        };
+        let (stream, tag) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let tag_ref = TagRef {
+            namespace: namespace.to_owned(),
+            stream: stream.to_owned(),
+            tag: tag.to_owned(),
+        };
+        tag_ref.validate("spec.from")?;
+        Ok(tag_ref)
+    }
+
+    fn validate(&self, field: &str) -> Result<(), ApiError> {
+        if !is_dns1123_label(&self.namespace) {
+            return Err(invalid(
+                format!("{field}.namespace"),
+                format!("Invalid value: {:?}: not a valid namespace", self.namespace),
+            ));
+        }
+        if !is_valid_stream_name(&self.stream) {
+            return Err(invalid(
+                format!("{field}.stream"),
+                format!(
+                    "Invalid value: {:?}: not a valid image stream name",
+                    self.stream
+                ),
+            ));
+        }
+        if !is_valid_tag(&self.tag) {
+            return Err(invalid(
+                format!("{field}.tag"),
+                format!("Invalid value: {:?}: not a valid tag", self.tag),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for TagRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.namespace, self.stream, self.tag)
+    }
+}
+
+impl From<&TagRef> for proto::ImageStreamTagReference {
+    fn from(t: &TagRef) -> Self {
+        proto::ImageStreamTagReference {
+            namespace: t.namespace.clone(),
+            stream: t.stream.clone(),
+            tag: t.tag.clone(),
+        }
+    }
+}
+
+/// A webhook's signing key: stored, used to sign, never printed or returned.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        WebhookSecret(value.into())
+    }
+
+    /// The key, for the one place that signs with it.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+/// Where a trigger POSTs its firings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// An http or https URL.
+    pub url: String,
+    /// The HMAC-SHA256 key; without one, deliveries carry no signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<WebhookSecret>,
+}
+
+/// What a trigger follows and what it requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerSpec {
+    /// The ImageStreamTag whose new images fire the trigger.
+    pub from: TagRef,
+    /// Build or Deploy.
+    pub kind: TriggerKind,
+    /// A paused trigger does not fire.
+    #[serde(default)]
+    pub paused: bool,
+    /// Deploy only: the container whose image to set (empty: the deployment decides).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container: String,
+    /// Optional webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// A firing decided (its compare-and-swap committed) whose side effects are
+/// not complete yet: the trigger's outbox entry. It stays in the trigger's
+/// status until the firing is recorded, its event published and its webhook
+/// delivered or given up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingFiring {
+    /// The firing id.
+    pub id: String,
+    /// The image that fired.
+    pub image: String,
+    /// Its pinned pull spec.
+    #[serde(default)]
+    pub docker_image_reference: String,
+    /// The image fired before (empty for the first firing).
+    #[serde(default)]
+    pub previous_image: String,
+    /// When the trigger fired (RFC 3339).
+    pub time: String,
+    /// W3C `traceparent` of the event that caused it, carried to the event it publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+/// What a trigger last did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerStatus {
+    /// The image of the last firing (or, with `--no-fire-existing`, the image
+    /// the tag held at creation).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_triggered_image: String,
+    /// When it last fired (RFC 3339); empty when never.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_trigger_time: String,
+    /// The streams-bucket revision of the tag change that last fired it (or
+    /// that it was created at): older changes are ignored.
+    #[serde(default)]
+    pub last_source_revision: u64,
+    /// The id of the last firing.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_firing: String,
+    /// The outbox: firings whose side effects are not complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingFiring>,
+}
+
+/// A build or deploy trigger, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// Namespace.
+    pub namespace: String,
+    /// Name (a DNS-1123 label).
+    pub name: String,
+    /// Assigned on create.
+    pub uid: String,
+    /// RFC 3339.
+    pub creation_timestamp: String,
+    /// What it follows and requests.
+    pub spec: TriggerSpec,
+    /// What it last did.
+    #[serde(default)]
+    pub status: TriggerStatus,
+}
+
+impl Trigger {
+    /// The KV key of this trigger.
+    pub fn key(&self) -> String {
+        subjects::trigger_key(&self.namespace, &self.name)
+    }
+
+    /// The subject of the events it publishes.
+    pub fn subject(&self) -> String {
+        self.spec
+            .kind
+            .event_kind()
+            .subject(&self.namespace, &self.name)
+    }
+
+    /// The wire form: no secret, and `last_delivery` as given (it lives in the
+    /// last firing's record).
+    pub fn to_proto(&self, revision: u64, last_delivery: Option<&Delivery>) -> proto::Trigger {
+        let spec = &self.spec;
+        proto::Trigger {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            resource_version: revision.to_string(),
+            creation_timestamp: self.creation_timestamp.clone(),
+            spec: Some(proto::TriggerSpec {
+                from: Some((&spec.from).into()),
+                kind: proto::TriggerKind::from(spec.kind) as i32,
+                paused: spec.paused,
+                container: spec.container.clone(),
+                webhook: spec.webhook.as_ref().map(|w| proto::Webhook {
+                    url: w.url.clone(),
+                    secret: String::new(),
+                    has_secret: w.secret.is_some(),
+                }),
+            }),
+            status: Some(proto::TriggerStatus {
+                last_triggered_image: self.status.last_triggered_image.clone(),
+                last_trigger_time: self.status.last_trigger_time.clone(),
+                last_firing: self.status.last_firing.clone(),
+                last_delivery: last_delivery.map(Into::into),
+                pending_firings: self.status.pending.iter().map(|p| p.id.clone()).collect(),
+            }),
+            subject: self.subject(),
+        }
+    }
+}
+
+/// A trigger to create, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTrigger {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// What it follows and requests.
+    pub spec: TriggerSpec,
+    /// Fire for the image the tag already holds (the default).
+    pub fire_existing: bool,
+}
+
+impl TryFrom<proto::CreateTriggerRequest> for NewTrigger {
+    type Error = ApiError;
+
+    /// Validates a create request; the request's namespace fills an empty
+    /// `trigger.namespace` and must match a set one, and an empty
+    /// `from.namespace` means the trigger's own.
+    fn try_from(request: proto::CreateTriggerRequest) -> Result<Self, ApiError> {
+        let trigger = request
+            .trigger
+            .ok_or_else(|| invalid("trigger", "Required value"))?;
+        let namespace = match (request.namespace.as_str(), trigger.namespace.as_str()) {
+            ("", "") => return Err(invalid("namespace", "Required value")),
+            (ns, "") | ("", ns) => ns.to_owned(),
+            (a, b) if a == b => a.to_owned(),
+            (a, b) => {
+                return Err(invalid(
+                    "namespace",
+                    format!(
+                        "the namespace of the request ({a}) does not match the trigger's ({b})"
+                    ),
+                ));
+            }
+        };
+        if !is_dns1123_label(&namespace) {
+            return Err(invalid(
+                "namespace",
+                format!("Invalid value: {namespace:?}: not a valid namespace"),
+            ));
+        }
+        if !is_dns1123_label(&trigger.name) {
+            return Err(invalid(
+                "name",
+                format!(
+                    "Invalid value: {:?}: a trigger name must be a lowercase RFC 1123 label",
+                    trigger.name
+                ),
+            ));
+        }
+        let spec = trigger
+            .spec
+            .ok_or_else(|| invalid("spec", "Required value"))?;
+        let from = spec
+            .from
+            .ok_or_else(|| invalid("spec.from", "Required value"))?;
+        let from = TagRef {
+            namespace: if from.namespace.is_empty() {
+                namespace.clone()
+            } else {
+                from.namespace
+            },
+            stream: from.stream,
+            tag: from.tag,
+        };
+        from.validate("spec.from")?;
+        let kind = TriggerKind::try_from(
+            proto::TriggerKind::try_from(spec.kind).unwrap_or(proto::TriggerKind::Unspecified),
+        )?;
+        if kind == TriggerKind::Build && !spec.container.is_empty() {
+            return Err(invalid(
+                "spec.container",
+                "Forbidden: a container is set only for Deploy triggers",
+            ));
+        }
+        if !spec.container.is_empty() && !is_dns1123_label(&spec.container) {
+            return Err(invalid(
+                "spec.container",
+                format!(
+                    "Invalid value: {:?}: not a valid container name",
+                    spec.container
+                ),
+            ));
+        }
+        let webhook = match spec.webhook {
+            None => None,
+            Some(w) if w.url.is_empty() && w.secret.is_empty() => None,
+            Some(w) if w.url.is_empty() => {
+                return Err(invalid(
+                    "spec.webhook.url",
+                    "Required value: a secret needs a webhook URL",
+                ));
+            }
+            Some(w) => {
+                check_webhook_url_shape(&w.url)?;
+                Some(Webhook {
+                    url: w.url,
+                    secret: (!w.secret.is_empty()).then(|| WebhookSecret::new(w.secret)),
+                })
+            }
+        };
+        Ok(NewTrigger {
+            namespace,
+            name: trigger.name,
+            spec: TriggerSpec {
+                from,
+                kind,
+                paused: spec.paused,
+                container: spec.container,
+                webhook,
+            },
+            fire_existing: !request.no_fire_existing,
+        })
+    }
+}
+
+impl From<&NewTrigger> for proto::CreateTriggerRequest {
+    fn from(t: &NewTrigger) -> Self {
+        proto::CreateTriggerRequest {
+            namespace: t.namespace.clone(),
+            trigger: Some(proto::Trigger {
+                namespace: t.namespace.clone(),
+                name: t.name.clone(),
+                spec: Some(proto::TriggerSpec {
+                    from: Some((&t.spec.from).into()),
+                    kind: proto::TriggerKind::from(t.spec.kind) as i32,
+                    paused: t.spec.paused,
+                    container: t.spec.container.clone(),
+                    webhook: t.spec.webhook.as_ref().map(|w| proto::Webhook {
+                        url: w.url.clone(),
+                        secret: w
+                            .secret
+                            .as_ref()
+                            .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
+                            .unwrap_or_default(),
+                        has_secret: w.secret.is_some(),
+                    }),
+                }),
+                ..Default::default()
+            }),
+            no_fire_existing: !t.fire_existing,
+        }
+    }
+}
+
+/// The shape check of a webhook URL that needs no network: `http(s)://host…`,
+/// no whitespace, no user info. The trigger service also applies its SSRF policy.
+pub fn check_webhook_url_shape(url: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| invalid("spec.webhook.url", format!("Invalid value: {url:?}: {why}"));
+    if url.len() > MAX_WEBHOOK_URL_LENGTH {
+        return Err(bad("too long"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("holds whitespace"));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("must be an http or https URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(bad("must not hold credentials"));
+    }
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err(bad("has no host"));
+    }
+    Ok(())
+}
+
+/// Where a firing's webhook delivery stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryState {
+    /// The trigger has no webhook.
+    #[default]
+    None,
+    /// More attempts will be made.
+    Pending,
+    /// The receiver answered 2xx.
+    Succeeded,
+    /// Given up (final answer, policy, or attempt limit).
+    Failed,
+}
+
+impl DeliveryState {
+    /// Whether no more attempts will be made.
+    pub fn is_final(self) -> bool {
+        !matches!(self, DeliveryState::Pending)
+    }
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryAttempt {
+    /// When it started (RFC 3339).
+    pub time: String,
+    /// The HTTP status; 0 when none came.
+    #[serde(default)]
+    pub status_code: u16,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// How long it took.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// The delivery log of one firing's webhook.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// The URL delivered to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// Attempts made.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the next attempt is due (unix milliseconds; `Pending` only).
+    #[serde(default)]
+    pub next_attempt_ms: i64,
+    /// The last [`DELIVERY_HISTORY_KEPT`] attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<DeliveryAttempt>,
+}
+
+impl Delivery {
+    /// The last attempt, if any.
+    pub fn last(&self) -> Option<&DeliveryAttempt> {
+        self.history.last()
+    }
+
+    /// Appends an attempt, keeping the last [`DELIVERY_HISTORY_KEPT`].
+    pub fn record(&mut self, attempt: DeliveryAttempt) {
+        self.attempts += 1;
+        self.history.push(attempt);
+        if self.history.len() > DELIVERY_HISTORY_KEPT {
+            let excess = self.history.len() - DELIVERY_HISTORY_KEPT;
+            self.history.drain(..excess);
+        }
+    }
+}
+
+impl From<&Delivery> for proto::Delivery {
+    fn from(d: &Delivery) -> Self {
+        let last = d.last();
+        proto::Delivery {
+            state: match d.state {
+                DeliveryState::None => proto::DeliveryState::None,
+                DeliveryState::Pending => proto::DeliveryState::Pending,
+                DeliveryState::Succeeded => proto::DeliveryState::Succeeded,
+                DeliveryState::Failed => proto::DeliveryState::Failed,
+            } as i32,
+            attempts: d.attempts,
+            last_status_code: last.map_or(0, |a| i32::from(a.status_code)),
+            last_error: last.map(|a| a.error.clone()).unwrap_or_default(),
+            last_attempt_time: last.map(|a| a.time.clone()).unwrap_or_default(),
+            next_attempt_time: if d.state == DeliveryState::Pending && d.next_attempt_ms > 0 {
+                format_millis(d.next_attempt_ms)
+            } else {
+                String::new()
+            },
+            history: d
+                .history
+                .iter()
+                .map(|a| proto::DeliveryAttempt {
+                    time: a.time.clone(),
+                    status_code: i32::from(a.status_code),
+                    error: a.error.clone(),
+                    duration_ms: i64::try_from(a.duration_ms).unwrap_or(i64::MAX),
+                })
+                .collect(),
+            url: d.url.clone(),
+        }
+    }
+}
+
+/// Who may perform a firing's side effects, until when.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// The replica holding it; empty when free.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub holder: String,
+    /// When it lapses (unix milliseconds).
+    #[serde(default)]
+    pub expires_ms: i64,
+}
+
+impl Lease {
+    /// Whether `replica` may act on the firing at `now_ms`: it holds the lease,
+    /// or nobody holds a live one.
+    pub fn available_to(&self, replica: &str, now_ms: i64) -> bool {
+        self.holder.is_empty() || self.holder == replica || self.expires_ms <= now_ms
+    }
+}
+
+/// One firing of a trigger: a Build or a Deployment, with its side effects'
+/// progress. Keyed by [`subjects::firing_key`]; its id is deterministic in
+/// (trigger uid, image), so a second record for the same pair cannot exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Firing {
+    /// `<trigger>-<hash>`; the event's message id and the webhook's delivery id.
+    pub id: String,
+    /// The trigger's namespace.
+    pub namespace: String,
+    /// The trigger's name.
+    pub trigger: String,
+    /// The trigger's uid.
+    pub trigger_uid: String,
+    /// Build or Deploy.
+    pub kind: TriggerKind,
+    /// The ImageStreamTag that changed.
+    pub from: TagRef,
+    /// The image that fired.
+    pub image: String,
+    /// Its pinned pull spec.
+    #[serde(default)]
+    pub docker_image_reference: String,
+    /// The image fired before.
+    #[serde(default)]
+    pub previous_image: String,
+    /// Always [`CAUSE_IMAGE_CHANGE`].
+    pub cause: String,
+    /// When the trigger fired (RFC 3339).
+    pub time: String,
+    /// Deploy only: the container.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container: String,
+    /// Whether the event was published.
+    #[serde(default)]
+    pub event_published: bool,
+    /// The webhook delivery log.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Who performs the side effects.
+    #[serde(default)]
+    pub lease: Lease,
+    /// W3C `traceparent` of the event that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+impl Firing {
+    /// The firing of `pending` by `trigger`, nothing done yet.
+    pub fn new(trigger: &Trigger, pending: &PendingFiring) -> Firing {
+        let delivery = match &trigger.spec.webhook {
+            Some(w) => Delivery {
+                state: DeliveryState::Pending,
+                url: w.url.clone(),
+                ..Delivery::default()
+            },
+            None => Delivery::default(),
+        };
+        Firing {
+            id: pending.id.clone(),
+            namespace: trigger.namespace.clone(),
+            trigger: trigger.name.clone(),
+            trigger_uid: trigger.uid.clone(),
+            kind: trigger.spec.kind,
+            from: trigger.spec.from.clone(),
+            image: pending.image.clone(),
+            docker_image_reference: pending.docker_image_reference.clone(),
+            previous_image: pending.previous_image.clone(),
+            cause: CAUSE_IMAGE_CHANGE.to_owned(),
+            time: pending.time.clone(),
+            container: trigger.spec.container.clone(),
+            event_published: false,
+            delivery,
+            lease: Lease::default(),
+            traceparent: pending.traceparent.clone(),
+        }
+    }
+
+    /// The KV key of this firing.
+    pub fn key(&self) -> String {
+        subjects::firing_key(&self.namespace, &self.trigger, &self.id)
+    }
+
+    /// Whether every side effect is done.
+    pub fn is_complete(&self) -> bool {
+        self.event_published && self.delivery.state.is_final()
+    }
+}
+
+impl From<&Firing> for proto::Firing {
+    fn from(f: &Firing) -> Self {
+        proto::Firing {
+            id: f.id.clone(),
+            namespace: f.namespace.clone(),
+            trigger: f.trigger.clone(),
+            trigger_uid: f.trigger_uid.clone(),
+            kind: proto::TriggerKind::from(f.kind) as i32,
+            from: Some((&f.from).into()),
+            image: f.image.clone(),
+            docker_image_reference: f.docker_image_reference.clone(),
+            previous_image: f.previous_image.clone(),
+            cause: f.cause.clone(),
+            time: f.time.clone(),
+            container: f.container.clone(),
+            event_published: f.event_published,
+            delivery: Some((&f.delivery).into()),
+            complete: f.is_complete(),
+        }
+    }
+}
+
+/// A stored value with the KV revision it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored<T> {
+    /// The value.
+    pub value: T,
+    /// Its KV revision.
+    pub revision: u64,
+}
+
+/// Decodes a stored JSON value.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("undecodable stored value: {e}")))
+}
+
+/// Encodes a value for the KV.
+pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(format!("cannot encode value: {e}")))
+}
+
+/// Formats unix milliseconds as RFC 3339 UTC with milliseconds.
+pub fn format_millis(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// `trigger "<name>" not found`.
+pub fn trigger_not_found(namespace: &str, name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "triggers \"{name}\" not found in namespace \"{namespace}\""
+    ))
+}
+
+/// An `Invalid` error whose message starts with the field, as Kubernetes words it.
+fn invalid(field: impl Into<String>, detail: impl fmt::Display) -> ApiError {
+    let field = field.into();
+    let message = format!("{field}: {detail}");
+    ApiError::invalid(field, message)
+}
+
+fn unavailable(e: impl fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("storage unavailable: {e}"))
+}
+
+/// Reads triggers and firings from their KV buckets.
+#[derive(Clone, Debug)]
+pub struct TriggerReader {
+    triggers: kv::Store,
+    firings: kv::Store,
+}
+
+impl TriggerReader {
+    /// A reader of the two buckets ([`crate::nats::Topology::triggers`] and
+    /// [`crate::nats::Topology::firings`]).
+    pub fn new(triggers: kv::Store, firings: kv::Store) -> Self {
+        TriggerReader { triggers, firings }
+    }
+
+    /// One trigger, if it exists.
+    pub async fn entry(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Stored<Trigger>>, ApiError> {
+        read_entry(&self.triggers, subjects::trigger_key(namespace, name)).await
+    }
+
+    /// One trigger; `NotFound` when it does not exist.
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Stored<Trigger>, ApiError> {
+        self.entry(namespace, name)
+            .await?
+            .ok_or_else(|| trigger_not_found(namespace, name))
+    }
+
+    /// Every trigger of `namespace` (all when `None`), sorted by namespace and name.
+    pub async fn list(&self, namespace: Option<&str>) -> Result<Vec<Stored<Trigger>>, ApiError> {
+        let filter = match namespace {
+            Some(ns) => subjects::namespace_keys(ns),
+            None => ">".to_owned(),
+        };
+        let mut items: Vec<Stored<Trigger>> = scan(&self.triggers, &filter).await?;
+        items.sort_by(|a, b| {
+            (&a.value.namespace, &a.value.name).cmp(&(&b.value.namespace, &b.value.name))
+        });
+        Ok(items)
+    }
+
+    /// One firing, if it exists.
+    pub async fn firing(
+        &self,
+        namespace: &str,
+        trigger: &str,
+        id: &str,
+    ) -> Result<Option<Stored<Firing>>, ApiError> {
+        read_entry(&self.firings, subjects::firing_key(namespace, trigger, id)).await
+    }
+
+    /// The firings of a namespace (all when `None`) and trigger (all when
+    /// `None`), newest first.
+    pub async fn firings(
+        &self,
+        namespace: Option<&str>,
+        trigger: Option<&str>,
+    ) -> Result<Vec<Stored<Firing>>, ApiError> {
+        let mut items: Vec<Stored<Firing>> =
+            scan(&self.firings, &subjects::firing_keys(namespace, trigger)).await?;
+        items.sort_by(|a, b| {
+            b.value
+                .time
+                .cmp(&a.value.time)
+                .then(b.revision.cmp(&a.revision))
+        });
+        Ok(items)
+    }
+
+    /// The wire form of a trigger, with its last firing's delivery.
+    pub async fn to_proto(&self, trigger: &Stored<Trigger>) -> Result<proto::Trigger, ApiError> {
+        let t = &trigger.value;
+        let last = if t.status.last_firing.is_empty() {
+            None
+        } else {
+            self.firing(&t.namespace, &t.name, &t.status.last_firing)
+                .await?
+        };
+        Ok(t.to_proto(trigger.revision, last.as_ref().map(|f| &f.value.delivery)))
+    }
+}
+
+async fn read_entry<T: DeserializeOwned>(
+    kv: &kv::Store,
+    key: String,
+) -> Result<Option<Stored<T>>, ApiError> {
+    match kv.entry(key).await.map_err(unavailable)? {
+        Some(e) if e.operation == kv::Operation::Put => Ok(Some(Stored {
+            value: decode(&e.value)?,
+            revision: e.revision,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Every live entry of `kv` under the key filter, decoded.
+pub async fn scan<T: DeserializeOwned>(
+    kv: &kv::Store,
+    filter: &str,
+) -> Result<Vec<Stored<T>>, ApiError> {
+    let stream = kv.stream.clone();
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("$KV.{}.{filter}", kv.name),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    let mut items = Vec::new();
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(items);
+    }
+    let mut messages = consumer.messages().await.map_err(unavailable)?;
+    loop {
+        let next = tokio::time::timeout(DEFAULT_SCAN_TIMEOUT, messages.next())
+            .await
+            .map_err(|_| ApiError::Unavailable("storage scan timed out".into()))?;
+        let Some(message) = next else { break };
+        let message = message.map_err(unavailable)?;
+        let info = message.info().map_err(unavailable)?;
+        let (pending, revision) = (info.pending, info.stream_sequence);
+        if !is_delete(&message) {
+            items.push(Stored {
+                value: decode(&message.payload)?,
+                revision,
+            });
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(items)
+}
+
+fn is_delete(message: &jetstream::Message) -> bool {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE")
+}
+
+/// The client of the trigger service's write API (NATS request-reply).
+#[derive(Clone, Debug)]
+pub struct TriggerClient {
+    nats: async_nats::Client,
+    timeout: Duration,
+}
+
+impl TriggerClient {
+    /// A client over `nats`.
+    pub fn new(nats: async_nats::Client) -> Self {
+        TriggerClient {
+            nats,
+            timeout: DEFAULT_TRIGGER_TIMEOUT,
+        }
+    }
+
+    /// Creates a trigger; returns it as stored (without its secret).
+    pub async fn create(&self, trigger: &NewTrigger) -> Result<proto::Trigger, ApiError> {
+        self.call("create", &proto::CreateTriggerRequest::from(trigger))
+            .await
+    }
+
+    /// Deletes a trigger and its firings; returns its last state.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<proto::Trigger, ApiError> {
+        let request = proto::DeleteTriggerRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.call("delete", &request).await
+    }
+
+    async fn call(
+        &self,
+        op: &str,
+        request: &impl prost::Message,
+    ) -> Result<proto::Trigger, ApiError> {
+        let reply = tokio::time::timeout(
+            self.timeout,
+            self.nats
+                .request(subjects::trigger_api(op), request.encode_to_vec().into()),
+        )
+        .await
+        .map_err(|_| ApiError::Unavailable("the trigger service did not answer in time".into()))?
+        .map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => {
+                ApiError::Unavailable("the trigger service is not running".into())
+            }
+            _ => ApiError::Unavailable(format!("the trigger service is unreachable: {e}")),
+        })?;
+        let reply = proto::TriggerReply::decode(reply.payload)
+            .map_err(|e| ApiError::Internal(format!("undecodable trigger service reply: {e}")))?;
+        match reply.result {
+            Some(proto::trigger_reply::Result::Trigger(t)) => Ok(t),
+            Some(proto::trigger_reply::Result::Error(e)) => Err(e.into()),
+            None => Err(ApiError::Internal("empty trigger service reply".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> proto::CreateTriggerRequest {
+        proto::CreateTriggerRequest {
+            namespace: "ns1".into(),
+            trigger: Some(proto::Trigger {
+                name: "app-build".into(),
+                spec: Some(proto::TriggerSpec {
+                    from: Some(proto::ImageStreamTagReference {
+                        namespace: String::new(),
+                        stream: "app".into(),
+                        tag: "latest".into(),
+                    }),
+                    kind: proto::TriggerKind::Build as i32,
+                    webhook: Some(proto::Webhook {
+                        url: "https://ci.example.com/hook".into(),
+                        secret: "s3cret".into(),
+                        has_secret: false,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            no_fire_existing: false,
+        }
+    }
+
+    #[test]
+    fn a_valid_request_converts_and_defaults_the_namespace() {
+        let t = NewTrigger::try_from(request()).unwrap();
+        assert_eq!(t.namespace, "ns1");
+        assert_eq!(t.spec.from.to_string(), "ns1/app:latest");
+        assert_eq!(t.spec.kind, TriggerKind::Build);
+        assert!(t.fire_existing);
+        let back = NewTrigger::try_from(proto::CreateTriggerRequest::from(&t)).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn invalid_requests_name_the_field() {
+        let field = |r: proto::CreateTriggerRequest| match NewTrigger::try_from(r) {
+            Err(ApiError::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        let mut r = request();
+        r.trigger.as_mut().unwrap().spec.as_mut().unwrap().kind = 0;
+        assert_eq!(field(r), "spec.kind");
+        let mut r = request();
+        r.trigger.as_mut().unwrap().name = "Bad_Name".into();
+        assert_eq!(field(r), "name");
+        let mut r = request();
+        r.trigger
+            .as_mut()
+            .unwrap()
+            .spec
+            .as_mut()
+            .unwrap()
+            .from
+            .as_mut()
+            .unwrap()
+            .tag = "bad tag".into();
+        assert_eq!(field(r), "spec.from.tag");
+        let mut r = request();
+        r.trigger.as_mut().unwrap().spec.as_mut().unwrap().container = "web".into();
+        assert_eq!(field(r), "spec.container");
+        let mut r = request();
+        r.trigger
+            .as_mut()
+            .unwrap()
+            .spec
+            .as_mut()
+            .unwrap()
+            .webhook
+            .as_mut()
+            .unwrap()
+            .url = "ftp://x/".into();
+        assert_eq!(field(r), "spec.webhook.url");
+        let mut r = request();
+        r.namespace = "other".into();
+        r.trigger.as_mut().unwrap().namespace = "ns1".into();
+        assert_eq!(field(r), "namespace");
+    }
+
+    #[test]
+    fn tag_refs_parse_with_an_optional_namespace() {
+        assert_eq!(
+            TagRef::parse("app:v1", "ns").unwrap().to_string(),
+            "ns/app:v1"
+        );
+        assert_eq!(
+            TagRef::parse("other/app.v2:latest", "ns")
+                .unwrap()
+                .to_string(),
+            "other/app.v2:latest"
+        );
+        assert!(TagRef::parse("app", "ns").is_err());
+        assert!(TagRef::parse("app:", "ns").is_err());
+    }
+
+    #[test]
+    fn secrets_never_leave_through_debug_or_the_wire() {
+        let t = NewTrigger::try_from(request()).unwrap();
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let stored = Trigger {
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+            uid: "u".into(),
+            creation_timestamp: String::new(),
+            spec: t.spec.clone(),
+            status: TriggerStatus::default(),
+        };
+        let wire = stored.to_proto(3, None);
+        let webhook = wire.spec.unwrap().webhook.unwrap();
+        assert!(webhook.secret.is_empty());
+        assert!(webhook.has_secret);
+        assert_eq!(wire.resource_version, "3");
+        assert_eq!(wire.subject, "imagestreams.builds.requested.ns1.app-build");
+    }
+
+    #[test]
+    fn url_shapes_are_checked() {
+        assert!(check_webhook_url_shape("http://127.0.0.1:8080/x").is_ok());
+        assert!(check_webhook_url_shape("https://h").is_ok());
+        assert!(check_webhook_url_shape("https://u:p@h/").is_err());
+        assert!(check_webhook_url_shape("https:///x").is_err());
+        assert!(check_webhook_url_shape("http://h/a b").is_err());
+    }
+
+    #[test]
+    fn leases_are_available_when_free_own_or_lapsed() {
+        let lease = Lease {
+            holder: "a".into(),
+            expires_ms: 100,
+        };
+        assert!(lease.available_to("a", 50));
+        assert!(!lease.available_to("b", 50));
+        assert!(lease.available_to("b", 100));
+        assert!(Lease::default().available_to("b", 0));
+    }
+
+    #[test]
+    fn delivery_history_is_bounded() {
+        let mut d = Delivery::default();
+        for i in 0..15 {
+            d.record(DeliveryAttempt {
+                status_code: 500 + i,
+                ..Default::default()
+            });
+        }
+        assert_eq!(d.attempts, 15);
+        assert_eq!(d.history.len(), DELIVERY_HISTORY_KEPT);
+        assert_eq!(d.last().unwrap().status_code, 514);
+    }
+}

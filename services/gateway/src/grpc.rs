@@ -1,0 +1,193 @@
+//! The `imagestreams.v1.ImageStreams` gRPC service: converts the wire types
+//! at the edge (`TryFrom` into validated domain types, `From` back) and
+//! delegates to [`Streams`]. Errors become `tonic::Status` through
+//! `ApiError`'s one mapping.
+
+use std::sync::Arc;
+
+use imagestreams_common::{
+    error::ApiError,
+    imports::{self, ImportClient},
+    model::ImageStream,
+};
+use imagestreams_proto::v1::{self as proto, image_streams_server::ImageStreams};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::{
+    query::{self, ContinueToken},
+    streams::{ListParams, Streams},
+    watch::{self, EventStream, WatchParams},
+};
+
+/// The gRPC face of the gateway.
+#[derive(Debug, Clone)]
+pub(crate) struct Grpc {
+    streams: Arc<Streams>,
+    imports: ImportClient,
+}
+
+impl Grpc {
+    /// Serves `streams`; `ImportImage` goes to the tag-syncer through `imports`.
+    pub fn new(streams: Arc<Streams>, imports: ImportClient) -> Self {
+        Grpc { streams, imports }
+    }
+}
+
+/// The stream of a create or update request, converted and validated.
+fn incoming(stream: Option<proto::ImageStream>) -> Result<ImageStream, ApiError> {
+    let stream =
+        stream.ok_or_else(|| ApiError::invalid("image_stream", "image_stream: Required value"))?;
+    Ok(ImageStream::try_from(stream)?)
+}
+
+#[tonic::async_trait]
+impl ImageStreams for Grpc {
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err(level = "debug"))]
+    async fn create(
+        &self,
+        request: Request<proto::CreateRequest>,
+    ) -> Result<Response<proto::ImageStream>, Status> {
+        let request = request.into_inner();
+        let created = self
+            .streams
+            .deadline(async {
+                let stream = incoming(request.image_stream)?;
+                self.streams.create(&request.namespace, stream).await
+            })
+            .await?;
+        Ok(Response::new(created.into()))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err(level = "debug"))]
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::ImageStream>, Status> {
+        let request = request.get_ref();
+        let stream = self
+            .streams
+            .deadline(self.streams.get(&request.namespace, &request.name))
+            .await?;
+        Ok(Response::new(stream.into()))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err(level = "debug"))]
+    async fn list(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListResponse>, Status> {
+        let request = request.into_inner();
+        let result = self
+            .streams
+            .deadline(async {
+                let namespace = query::namespace_or_all(&request.namespace, "namespace")?;
+                let params = ListParams {
+                    selector: query::selector(&request.label_selector)?,
+                    limit: query::limit(request.limit, "limit")?,
+                    after: ContinueToken::decode(
+                        &request.continue_token,
+                        namespace.as_deref(),
+                        "continue_token",
+                    )?,
+                    namespace,
+                };
+                self.streams.list(&params).await
+            })
+            .await?;
+        Ok(Response::new(proto::ListResponse {
+            items: result.page.items.into_iter().map(Into::into).collect(),
+            resource_version: result.page.revision.to_string(),
+            continue_token: result.continue_token,
+        }))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err(level = "debug"))]
+    async fn update(
+        &self,
+        request: Request<proto::UpdateRequest>,
+    ) -> Result<Response<proto::ImageStream>, Status> {
+        let request = request.into_inner();
+        let updated = self
+            .streams
+            .deadline(async {
+                let stream = incoming(request.image_stream)?;
+                self.streams.update(&request.namespace, None, stream).await
+            })
+            .await?;
+        Ok(Response::new(updated.into()))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err(level = "debug"))]
+    async fn delete(
+        &self,
+        request: Request<proto::DeleteRequest>,
+    ) -> Result<Response<proto::DeleteResponse>, Status> {
+        let request = request.get_ref();
+        self.streams
+            .deadline(self.streams.delete(
+                &request.namespace,
+                &request.name,
+                &request.resource_version,
+            ))
+            .await?;
+        Ok(Response::new(proto::DeleteResponse {}))
+    }
+
+    type WatchStream = EventStream;
+
+    #[instrument(skip_all, fields(
+        namespace = %request.get_ref().namespace,
+        name = %request.get_ref().name,
+        resource_version = %request.get_ref().resource_version,
+    ), err(level = "debug"))]
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let request = request.into_inner();
+        let events = self
+            .streams
+            .deadline(async {
+                let namespace = query::namespace_or_all(&request.namespace, "namespace")?;
+                if !request.name.is_empty() && namespace.is_none() {
+                    return Err(ApiError::invalid(
+                        "namespace",
+                        "namespace: Required value: watching one stream by name needs its namespace",
+                    ));
+                }
+                let params = WatchParams {
+                    namespace,
+                    name: Some(request.name).filter(|n| !n.is_empty()),
+                    from: query::watch_revision(&request.resource_version, "resource_version")?,
+                    selector: query::selector(&request.label_selector)?,
+                };
+                watch::start(&self.streams, params).await
+            })
+            .await?;
+        Ok(Response::new(events))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err(level = "debug"))]
+    async fn import_image(
+        &self,
+        request: Request<proto::ImportImageRequest>,
+    ) -> Result<Response<proto::ImportImageResponse>, Status> {
+        // an import waits for registries: it has its own, longer deadline
+        // (the ImportClient's wait), not the unary one
+        let response = imports::import_image(&self.imports, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, source = %request.get_ref().source), err(level = "debug"))]
+    async fn tag(
+        &self,
+        request: Request<proto::TagRequest>,
+    ) -> Result<Response<proto::TagResponse>, Status> {
+        let request = request.into_inner();
+        let changed = self.streams.deadline(self.streams.tag(request)).await?;
+        Ok(Response::new(proto::TagResponse {
+            image_streams: changed.into_iter().map(Into::into).collect(),
+        }))
+    }
+}

@@ -1,0 +1,328 @@
+//! The operations both front ends (gRPC and REST) serve: writes go to the
+//! stream-store over NATS ([`StoreClient`]), reads come straight from the KV
+//! bucket ([`StreamReader`]). Domain objects in, domain objects out; each
+//! front end converts at its edge.
+
+use std::{future::Future, time::Duration};
+
+use imagestreams_common::{
+    error::ApiError,
+    model::{self, ImageStream},
+    selector::Selector,
+    store::{ListPage, ListQuery, StoreClient, StreamReader},
+};
+use imagestreams_proto::v1 as proto;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{GatewayOptions, query::ContinueToken};
+
+/// Room left in a NATS message for the request envelope and headers.
+const NATS_ENVELOPE_BYTES: usize = 4 * 1024;
+
+/// What a list asks for, parsed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListParams {
+    /// One namespace, or all.
+    pub namespace: Option<String>,
+    /// Only matching streams.
+    pub selector: Selector,
+    /// Page size; all when `None`.
+    pub limit: Option<usize>,
+    /// Where the previous page ended.
+    pub after: Option<ContinueToken>,
+}
+
+/// A list page and the token of the next one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListResult {
+    /// The page.
+    pub page: ListPage,
+    /// Non-empty when more items follow.
+    pub continue_token: String,
+}
+
+/// The gateway's operations over the store.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    /// Reads from the KV bucket.
+    pub reader: StreamReader,
+    store: StoreClient,
+    /// Limits and timeouts.
+    pub options: GatewayOptions,
+    /// The largest request the NATS server accepts.
+    max_payload: usize,
+    /// Cancelled when the gateway shuts down: ends every watch.
+    pub shutdown: CancellationToken,
+    /// The watch producers, awaited on shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl Streams {
+    /// Operations over `reader` and `store`.
+    pub fn new(reader: StreamReader, nats: async_nats::Client, options: GatewayOptions) -> Self {
+        let max_payload = nats.server_info().max_payload;
+        Streams {
+            store: StoreClient::new(nats),
+            reader,
+            options,
+            max_payload,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Runs a unary operation within the request deadline. Callers' mistakes
+    /// are only traced at debug level by the handlers; a fault is logged here.
+    pub async fn deadline<T>(
+        &self,
+        operation: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let limit = self.options.request_timeout;
+        let result = tokio::time::timeout(limit, operation)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(limit)));
+        if let Err(error @ ApiError::Internal(_)) = &result {
+            tracing::error!(%error, "request failed");
+        }
+        result
+    }
+
+    /// Creates `stream` in `namespace` (which fills an empty
+    /// `metadata.namespace` and must match a set one).
+    pub async fn create(
+        &self,
+        namespace: &str,
+        mut stream: ImageStream,
+    ) -> Result<ImageStream, ApiError> {
+        place(namespace, &mut stream)?;
+        let request = proto::CreateRequest {
+            namespace: stream.metadata.namespace.clone(),
+            image_stream: Some(self.checked(stream)?),
+        };
+        self.check_request(&request)?;
+        self.store.create(request).await
+    }
+
+    /// One stream.
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<ImageStream, ApiError> {
+        crate::query::namespace(namespace, "namespace")?;
+        crate::query::name(name, "name")?;
+        self.reader.get(namespace, name).await
+    }
+
+    /// One page of streams.
+    pub async fn list(&self, params: &ListParams) -> Result<ListResult, ApiError> {
+        let page = self
+            .reader
+            .list_page(ListQuery {
+                namespace: params.namespace.as_deref(),
+                selector: Some(&params.selector),
+                limit: params.limit,
+                after: params
+                    .after
+                    .as_ref()
+                    .map(|t| (t.namespace.as_str(), t.name.as_str())),
+            })
+            .await?;
+        let continue_token = match (page.more, page.items.last()) {
+            (true, Some(last)) => {
+                ContinueToken::encode(&last.metadata.namespace, &last.metadata.name)
+            }
+            _ => String::new(),
+        };
+        Ok(ListResult {
+            page,
+            continue_token,
+        })
+    }
+
+    /// Replaces a stream (compare-and-swap on its resourceVersion). `name`,
+    /// when given (REST's URL), must match `metadata.name`.
+    pub async fn update(
+        &self,
+        namespace: &str,
+        name: Option<&str>,
+        mut stream: ImageStream,
+    ) -> Result<ImageStream, ApiError> {
+        place(namespace, &mut stream)?;
+        if let Some(name) = name
+            && stream.metadata.name != name
+        {
+            return Err(ApiError::invalid(
+                "",
+                format!(
+                    "metadata.name: the name of the object ({}) does not match the name on the URL ({name})",
+                    stream.metadata.name
+                ),
+            ));
+        }
+        let request = proto::UpdateRequest {
+            namespace: stream.metadata.namespace.clone(),
+            image_stream: Some(self.checked(stream)?),
+        };
+        self.check_request(&request)?;
+        self.store.update(request).await
+    }
+
+    /// Deletes a stream, at `resource_version` when it is not empty; returns its last state.
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+    ) -> Result<ImageStream, ApiError> {
+        crate::query::namespace(namespace, "namespace")?;
+        crate::query::name(name, "name")?;
+        crate::query::precondition(resource_version, "resource_version")?;
+        self.store
+            .delete(proto::DeleteRequest {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                resource_version: resource_version.to_owned(),
+            })
+            .await
+    }
+
+    /// `oc tag`: one store request per destination stream, in the order given.
+    pub async fn tag(&self, request: proto::TagRequest) -> Result<Vec<ImageStream>, ApiError> {
+        crate::query::namespace(&request.namespace, "namespace")?;
+        if request.destinations.is_empty() {
+            return Err(ApiError::invalid(
+                "destinations",
+                "destinations: Required value: at least one STREAM:TAG",
+            ));
+        }
+        if request.source.is_empty() && !request.delete {
+            return Err(ApiError::invalid("source", "source: Required value"));
+        }
+        let mut changed = Vec::new();
+        for destinations in group_by_stream(&request.namespace, &request.destinations) {
+            let part = proto::TagRequest {
+                destinations,
+                ..request.clone()
+            };
+            self.check_request(&part)?;
+            changed.push(self.store.tag(part).await?);
+        }
+        Ok(changed)
+    }
+
+    /// The stream as the wire type, after checking that its JSON fits a document.
+    fn checked(&self, stream: ImageStream) -> Result<proto::ImageStream, ApiError> {
+        let size = serde_json::to_vec(&stream)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > model::MAX_DOCUMENT_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "the ImageStream is {size} bytes as JSON, more than the limit of {} bytes",
+                model::MAX_DOCUMENT_BYTES
+            )));
+        }
+        Ok(stream.into())
+    }
+
+    /// Refuses a request too large for one NATS message: a caller's mistake,
+    /// never an outage.
+    fn check_request(&self, request: &impl prost::Message) -> Result<(), ApiError> {
+        let size = request.encoded_len();
+        let limit = self.max_payload.saturating_sub(NATS_ENVELOPE_BYTES);
+        if size > limit {
+            return Err(ApiError::TooLarge(format!(
+                "the request is {size} bytes, more than the limit of {limit} bytes"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn timed_out(limit: Duration) -> ApiError {
+    ApiError::Timeout(format!(
+        "the request did not complete within {}s",
+        limit.as_secs_f64()
+    ))
+}
+
+/// Puts `stream` in `namespace`: an empty `metadata.namespace` takes it, a
+/// set one must equal it (or stand alone when `namespace` is empty).
+fn place(namespace: &str, stream: &mut ImageStream) -> Result<(), ApiError> {
+    let meta = &mut stream.metadata;
+    match (namespace.is_empty(), meta.namespace.is_empty()) {
+        (true, true) => {
+            return Err(ApiError::invalid(
+                "metadata.namespace",
+                "metadata.namespace: Required value: set it or the request's namespace",
+            ));
+        }
+        (false, true) => meta.namespace = namespace.to_owned(),
+        (false, false) if meta.namespace != namespace => {
+            return Err(ApiError::invalid(
+                "",
+                format!(
+                    "metadata.namespace: the namespace of the provided object ({}) does not match the namespace sent on the request ({namespace})",
+                    meta.namespace
+                ),
+            ));
+        }
+        _ => {}
+    }
+    crate::query::namespace(&meta.namespace, "metadata.namespace")
+}
+
+/// Splits `oc tag` destinations (`[NAMESPACE/]STREAM:TAG`) by destination
+/// stream, keeping their order. Unparsable ones form a group of their own,
+/// for the store to reject.
+fn group_by_stream(namespace: &str, destinations: &[String]) -> Vec<Vec<String>> {
+    let mut groups: Vec<((String, String), Vec<String>)> = Vec::new();
+    for destination in destinations {
+        let stream = destination
+            .rsplit_once(':')
+            .map(|(left, _)| match left.split_once('/') {
+                Some((ns, stream)) => (ns.to_owned(), stream.to_owned()),
+                None => (namespace.to_owned(), left.to_owned()),
+            })
+            .unwrap_or_default();
+        match groups.iter_mut().find(|(key, _)| *key == stream) {
+            Some((_, group)) => group.push(destination.clone()),
+            None => groups.push((stream, vec![destination.clone()])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_placed_or_refused() {
+        let mut is = ImageStream::new("", "ruby");
+        place("ns", &mut is).unwrap();
+        assert_eq!(is.metadata.namespace, "ns");
+        place("ns", &mut is).unwrap();
+        place("", &mut is).unwrap();
+        let error = place("other", &mut is).unwrap_err();
+        assert_eq!(error.http_status(), 400);
+        assert!(error.to_string().contains("does not match"), "{error}");
+        let error = place("", &mut ImageStream::new("", "ruby")).unwrap_err();
+        assert!(error.to_string().contains("metadata.namespace"), "{error}");
+        let error = place("Bad_NS", &mut ImageStream::new("", "ruby")).unwrap_err();
+        assert!(error.to_string().contains("metadata.namespace"), "{error}");
+    }
+
+    #[test]
+    fn tag_destinations_are_grouped_by_stream() {
+        let destinations: Vec<String> = ["a:1", "b:1", "a:2", "other/a:3", "broken"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            group_by_stream("ns", &destinations),
+            vec![
+                vec!["a:1".to_owned(), "a:2".to_owned()],
+                vec!["b:1".to_owned()],
+                vec!["other/a:3".to_owned()],
+                vec!["broken".to_owned()],
+            ]
+        );
+    }
+}

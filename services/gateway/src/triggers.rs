@@ -1,0 +1,133 @@
+//! The public `Triggers` gRPC service: create, get, list and delete build and
+//! deploy triggers, and list their firings (Builds and Deployments) with
+//! their webhook delivery logs.
+//!
+//! Writes are validated here (the edge) and forwarded to the trigger service,
+//! the single writer, over NATS request-reply; reads come straight from the
+//! trigger KV buckets. A webhook secret goes in on create and never comes
+//! back out: replies carry `has_secret` only.
+//!
+//! The gateway serves it with
+//! `.add_service(triggers::TriggersApi::new(&deps).into_server())`.
+
+use imagestreams_common::{
+    error::ApiError,
+    runtime::Deps,
+    triggers::{NewTrigger, TriggerClient, TriggerKind, TriggerReader},
+};
+use imagestreams_proto::v1::{
+    self as proto,
+    triggers_server::{Triggers, TriggersServer},
+};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+/// The `Triggers` service implementation.
+#[derive(Clone, Debug)]
+pub struct TriggersApi {
+    reader: TriggerReader,
+    client: TriggerClient,
+}
+
+impl TriggersApi {
+    /// The service over the process's NATS connection and topology.
+    pub fn new(deps: &Deps) -> Self {
+        TriggersApi {
+            reader: TriggerReader::new(
+                deps.topology.triggers.clone(),
+                deps.topology.firings.clone(),
+            ),
+            client: TriggerClient::new(deps.nats.clone()),
+        }
+    }
+
+    /// The tonic server of this service.
+    pub fn into_server(self) -> TriggersServer<Self> {
+        TriggersServer::new(self)
+    }
+}
+
+fn optional(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
+    optional(value).ok_or_else(|| ApiError::invalid(field, "Required value"))
+}
+
+#[tonic::async_trait]
+impl Triggers for TriggersApi {
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err)]
+    async fn create(
+        &self,
+        request: Request<proto::CreateTriggerRequest>,
+    ) -> Result<Response<proto::Trigger>, Status> {
+        let trigger = NewTrigger::try_from(request.into_inner())?;
+        Ok(Response::new(self.client.create(&trigger).await?))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err)]
+    async fn get(
+        &self,
+        request: Request<proto::GetTriggerRequest>,
+    ) -> Result<Response<proto::Trigger>, Status> {
+        let r = request.into_inner();
+        let namespace = required("namespace", &r.namespace)?;
+        let name = required("name", &r.name)?;
+        let stored = self.reader.get(namespace, name).await?;
+        Ok(Response::new(self.reader.to_proto(&stored).await?))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err)]
+    async fn list(
+        &self,
+        request: Request<proto::ListTriggersRequest>,
+    ) -> Result<Response<proto::ListTriggersResponse>, Status> {
+        let r = request.into_inner();
+        let stored = self.reader.list(optional(&r.namespace)).await?;
+        let mut items = Vec::with_capacity(stored.len());
+        for t in &stored {
+            items.push(self.reader.to_proto(t).await?);
+        }
+        Ok(Response::new(proto::ListTriggersResponse { items }))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err)]
+    async fn delete(
+        &self,
+        request: Request<proto::DeleteTriggerRequest>,
+    ) -> Result<Response<proto::DeleteTriggerResponse>, Status> {
+        let r = request.into_inner();
+        let namespace = required("namespace", &r.namespace)?;
+        let name = required("name", &r.name)?;
+        self.client.delete(namespace, name).await?;
+        Ok(Response::new(proto::DeleteTriggerResponse {}))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, trigger = %request.get_ref().trigger), err)]
+    async fn list_firings(
+        &self,
+        request: Request<proto::ListFiringsRequest>,
+    ) -> Result<Response<proto::ListFiringsResponse>, Status> {
+        let r = request.into_inner();
+        let kind = match proto::TriggerKind::try_from(r.kind) {
+            Ok(proto::TriggerKind::Unspecified) => None,
+            Ok(k) => Some(TriggerKind::try_from(k)?),
+            Err(_) => {
+                return Err(
+                    ApiError::invalid("kind", format!("Unsupported value: {}", r.kind)).into(),
+                );
+            }
+        };
+        let firings = self
+            .reader
+            .firings(optional(&r.namespace), optional(&r.trigger))
+            .await?;
+        let items = firings
+            .iter()
+            .filter(|f| kind.is_none_or(|k| f.value.kind == k))
+            .map(|f| proto::Firing::from(&f.value))
+            .collect();
+        Ok(Response::new(proto::ListFiringsResponse { items }))
+    }
+}

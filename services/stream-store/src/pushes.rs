@@ -1,0 +1,502 @@
+//! Applying `ImagePushed` events: the durable pull consumer
+//! [`CONSUMER_NAME`] on [`subjects::STREAM_IMAGES`], and the read-modify-CAS
+//! that records each event in its stream's tag history.
+//!
+//! - **Target.** `event.namespace/event.stream`. A missing stream is created
+//!   on the fly for a registry notification, with
+//!   `status.dockerImageRepository = <integrated registry>/<ns>/<name>`; an
+//!   import for a missing stream is dropped with a warning.
+//! - **Idempotent.** The event id is remembered in the record, in the same
+//!   compare-and-swap write as its effect, and a remembered id is a no-op.
+//!   Every applied event is remembered, no-ops included, so that a late
+//!   redelivery of an old event cannot add it on top of newer ones. The
+//!   record keeps the last
+//!   [`APPLIED_EVENTS_KEPT`](imagestreams_common::store::APPLIED_EVENTS_KEPT) ids per stream: a
+//!   redelivery that arrives after more than that many newer events of the
+//!   same stream would be applied again.
+//! - **History.** [`history::apply_image`]: the tag, then the tags that follow
+//!   it. The write's `change` lists the tags whose current image moved; none
+//!   means no `TagsChanged`.
+//! - **Acks.** Only after the write committed (or the event proved a
+//!   duplicate). A transient error is retried in place every
+//!   [`DEFAULT_RETRY_DELAY`] (keeping the stream's order), and the event is
+//!   handed back (`Nak`) if shutdown comes first. An undecodable or invalid
+//!   event is logged and `Term`inated.
+//! - **Order.** Events are dealt to [`DEFAULT_WORKERS`] workers by their
+//!   subject (so by stream); each worker applies its events one by one, in
+//!   the consumer's order. Streams progress in parallel, each in order.
+//! - **Shutdown.** Events are pulled in bounded batches and the batch in hand
+//!   is applied to the end, so a restart neither waits for redeliveries nor
+//!   applies events out of order.
+
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+};
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use imagestreams_common::{
+    model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
+    reference::{self, Reference},
+    subjects::{self, Kind},
+};
+use imagestreams_proto::v1 as proto;
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::instrument;
+
+use crate::{
+    bucket::{Bucket, BucketError, Plan, Versioned, next_record},
+    history, writes,
+};
+
+/// The durable consumer's name.
+pub const CONSUMER_NAME: &str = "stream-store";
+/// How many workers apply events in parallel (one stream always goes to the
+/// same worker).
+pub const DEFAULT_WORKERS: usize = 8;
+/// How long JetStream waits for an ack before it redelivers.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long a transient failure waits before the event is redelivered.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long an event waits before redelivery when its stream's stored
+/// record cannot be read.
+pub const DEFAULT_POISONED_DELAY: Duration = Duration::from_secs(30);
+/// How long an event handed back at shutdown waits before redelivery: longer
+/// than a pull, so that it goes to the next consumer instance rather than
+/// back to this one.
+pub const DEFAULT_SHUTDOWN_REDELIVERY: Duration = Duration::from_millis(750);
+/// How long one pull waits for events; it bounds how long shutdown waits for
+/// the batch in hand.
+pub const DEFAULT_PULL_EXPIRES: Duration = Duration::from_millis(500);
+/// How many events each worker holds queued.
+const QUEUE_LEN: usize = 64;
+/// How many messages one pull asks for.
+const BATCH: usize = 256;
+
+/// Errors of applying one event.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The event can never be applied: it names an invalid stream, tag or digest.
+    #[error("invalid ImagePushed {event_id:?}: {reason}")]
+    Invalid {
+        /// The event id.
+        event_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The bucket failed; retrying may help.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+}
+
+/// Errors of declaring or running the consumer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The stream or the durable consumer could not be declared.
+    #[error(
+        "cannot declare the {CONSUMER_NAME} consumer on {}",
+        subjects::STREAM_IMAGES
+    )]
+    Declare(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The consumer's message stream could not be opened.
+    #[error("cannot pull from the {CONSUMER_NAME} consumer")]
+    Pull(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What applying one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The event id was applied before: nothing was written.
+    Duplicate,
+    /// An import for a stream that does not exist: nothing was written.
+    Dropped,
+    /// The event was recorded at `revision`; `changed` when a tag's current
+    /// image moved (a `TagsChanged` will follow).
+    Committed {
+        /// The new revision.
+        revision: u64,
+        /// Whether the write carries a change.
+        changed: bool,
+    },
+}
+
+/// How many streams' records the applier keeps in memory.
+const CACHED_RECORDS: usize = 512;
+
+/// Applies `ImagePushed` events to the bucket.
+///
+/// It keeps the records it wrote last, by key, and starts the next
+/// read-modify-write of the same stream from there: one KV round trip per
+/// event instead of two. The compare-and-swap catches a stale entry (another
+/// writer got in between), which then costs a read.
+#[derive(Debug)]
+pub struct Applier {
+    bucket: Bucket,
+    registry_host: String,
+    cache: Mutex<HashMap<String, Versioned>>,
+}
+
+fn invalid(event: &proto::ImagePushed, reason: impl Into<String>) -> ApplyError {
+    ApplyError::Invalid {
+        event_id: event.event_id.clone(),
+        reason: reason.into(),
+    }
+}
+
+/// The history entry an event makes (its generation is the stream's, set
+/// when applied), or why the event is invalid.
+pub fn tag_event_of(event: &proto::ImagePushed) -> Result<TagEvent, ApplyError> {
+    if event.event_id.is_empty() {
+        return Err(invalid(event, "no event id"));
+    }
+    if !is_dns1123_label(&event.namespace) {
+        return Err(invalid(
+            event,
+            format!("invalid namespace {:?}", event.namespace),
+        ));
+    }
+    if !is_valid_stream_name(&event.stream) {
+        return Err(invalid(
+            event,
+            format!("invalid stream name {:?}", event.stream),
+        ));
+    }
+    if !reference::is_valid_tag(&event.tag) {
+        return Err(invalid(event, format!("invalid tag {:?}", event.tag)));
+    }
+    reference::validate_digest(&event.digest)
+        .map_err(|e| invalid(event, format!("invalid digest {:?}: {e}", event.digest)))?;
+    let repository = match event.registry.as_str() {
+        "" => event.repository.clone(),
+        registry => format!("{registry}/{}", event.repository),
+    };
+    let pinned = format!("{repository}@{}", event.digest);
+    Reference::parse_normalized(&pinned)
+        .map_err(|e| invalid(event, format!("invalid repository {repository:?}: {e}")))?;
+    let created = event
+        .time
+        .as_ref()
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .unwrap_or_else(Utc::now);
+    Ok(TagEvent {
+        created: writes::timestamp(created),
+        docker_image_reference: pinned,
+        image: event.digest.clone(),
+        generation: None,
+    })
+}
+
+impl Applier {
+    /// An applier writing to `bucket`; streams created on the fly are pulled
+    /// from `registry_host`.
+    pub fn new(bucket: Bucket, registry_host: impl Into<String>) -> Self {
+        Applier {
+            bucket,
+            registry_host: registry_host.into(),
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Applies one event (see the module docs).
+    #[instrument(skip_all, fields(event_id = %event.event_id, namespace = %event.namespace, stream = %event.stream, tag = %event.tag), err)]
+    pub async fn apply(&self, event: &proto::ImagePushed) -> Result<Applied, ApplyError> {
+        let template = tag_event_of(event)?;
+        let from_registry = event.source == proto::ImageSource::RegistryNotification as i32;
+        let mut applied = Applied::Dropped;
+        let key = subjects::stream_key(&event.namespace, &event.stream);
+        let hint = self.cache().remove(&key);
+        let written = self
+            .bucket
+            .modify_from(&event.namespace, &event.stream, hint, |current| {
+                let now = writes::timestamp(Utc::now());
+                let (before, mut stream, revision) = match current {
+                    Some((record, revision)) if record.has_applied(&event.event_id) => {
+                        applied = Applied::Duplicate;
+                        return Ok::<_, ApplyError>(Plan::Keep(record, revision));
+                    }
+                    Some((record, revision)) => {
+                        let stream = record.stream.clone();
+                        (Some(record), stream, Some(revision))
+                    }
+                    None if from_registry => {
+                        let mut stream = ImageStream::new(&event.namespace, &event.stream);
+                        let repository = format!(
+                            "{}/{}/{}",
+                            self.registry_host, event.namespace, event.stream
+                        );
+                        writes::initialize(
+                            &mut stream,
+                            uuid::Uuid::new_v4().to_string(),
+                            &now,
+                            repository,
+                        );
+                        (None, stream, None)
+                    }
+                    None => {
+                        applied = Applied::Dropped;
+                        return Ok(Plan::Skip);
+                    }
+                };
+                let tag_event = TagEvent {
+                    generation: Some(stream.metadata.generation),
+                    ..template.clone()
+                };
+                history::apply_image(&mut stream, &event.tag, &tag_event);
+                let mut record = next_record(before.as_ref(), stream, &now);
+                record.remember_applied(&event.event_id);
+                Ok(match revision {
+                    Some(revision) => Plan::Update(record, revision),
+                    None => Plan::Create(record),
+                })
+            })
+            .await?;
+        match written {
+            Some((record, revision)) => {
+                if applied != Applied::Duplicate {
+                    applied = Applied::Committed {
+                        revision,
+                        changed: record.change.is_some(),
+                    };
+                }
+                let mut cache = self.cache();
+                if cache.len() >= CACHED_RECORDS {
+                    cache.clear();
+                }
+                cache.insert(key, (record, revision));
+            }
+            None => tracing::warn!("import for a stream that does not exist: dropped"),
+        }
+        Ok(applied)
+    }
+}
+
+impl Applier {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versioned>> {
+        // a panic while holding the lock leaves a cache that is still valid
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Declares the durable consumer (idempotent).
+pub async fn declare(js: &jetstream::Context) -> Result<PullConsumer, ConsumerError> {
+    let declare = |e: Box<dyn std::error::Error + Send + Sync>| ConsumerError::Declare(e);
+    let stream = js
+        .get_stream(subjects::STREAM_IMAGES)
+        .await
+        .map_err(|e| declare(Box::new(e)))?;
+    stream
+        .get_or_create_consumer(
+            CONSUMER_NAME,
+            pull::Config {
+                durable_name: Some(CONSUMER_NAME.to_owned()),
+                description: Some(
+                    "stream-store: applies ImagePushed to the tag histories".to_owned(),
+                ),
+                filter_subject: Kind::ImagesPushed.all_filter(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: DEFAULT_ACK_WAIT,
+                max_deliver: -1,
+                max_ack_pending: (DEFAULT_WORKERS * QUEUE_LEN + BATCH) as i64 * 4,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| declare(Box::new(e)))
+}
+
+fn shard_of(message: &jetstream::Message, shards: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    message.subject.as_str().hash(&mut hasher);
+    (hasher.finish() % shards as u64) as usize
+}
+
+async fn settle(message: &jetstream::Message, kind: AckKind) {
+    if let Err(error) = message.ack_with(kind).await {
+        tracing::warn!(%error, subject = %message.subject, "cannot acknowledge");
+    }
+}
+
+/// Handles one message to the end: apply, then ack or term. A transient
+/// failure is retried in place (keeping the stream's order) until it
+/// succeeds or `shutdown` comes, when the message is handed back.
+async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &CancellationToken) {
+    let event = match proto::ImagePushed::decode(message.payload.clone()) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::warn!(%error, subject = %message.subject, "undecodable ImagePushed: terminated");
+            return settle(&message, AckKind::Term).await;
+        }
+    };
+    loop {
+        match applier.apply(&event).await {
+            Ok(applied) => {
+                tracing::debug!(event_id = %event.event_id, ?applied, "applied");
+                return settle(&message, AckKind::Ack).await;
+            }
+            Err(error @ ApplyError::Invalid { .. }) => {
+                tracing::warn!(%error, "invalid ImagePushed: terminated");
+                return settle(&message, AckKind::Term).await;
+            }
+            Err(ApplyError::Bucket(error @ BucketError::Record(_))) => {
+                // the stored stream is unreadable: a bug, not a passing fault;
+                // don't block the other streams of this worker behind it
+                tracing::error!(%error, event_id = %event.event_id, "cannot apply ImagePushed");
+                return settle(&message, AckKind::Nak(Some(DEFAULT_POISONED_DELAY))).await;
+            }
+            Err(ApplyError::Bucket(error)) => {
+                tracing::warn!(%error, event_id = %event.event_id, "cannot apply ImagePushed yet, retrying");
+                settle(&message, AckKind::Progress).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        return settle(&message, AckKind::Nak(Some(DEFAULT_SHUTDOWN_REDELIVERY))).await;
+                    }
+                    _ = tokio::time::sleep(DEFAULT_RETRY_DELAY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Applies the events dealt to one worker, in order. It stops when the
+/// dispatcher closes the queue, which it does on shutdown once the batch in
+/// hand is dealt; [`handle`] watches `shutdown` while it waits to retry.
+async fn work(
+    applier: Arc<Applier>,
+    mut queue: mpsc::Receiver<jetstream::Message>,
+    shutdown: CancellationToken,
+) {
+    while let Some(message) = queue.recv().await {
+        handle(&applier, message, &shutdown).await;
+    }
+}
+
+/// Pulls and applies events until `shutdown`. Events are pulled in bounded
+/// batches (256 messages or [`DEFAULT_PULL_EXPIRES`]), and the batch in
+/// hand is applied to the end before the loop stops: every event delivered
+/// to this process is settled here, so none waits for a redelivery timeout
+/// or comes back out of order after a restart.
+pub async fn run(
+    consumer: PullConsumer,
+    applier: Arc<Applier>,
+    workers: usize,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumerError> {
+    let workers = workers.max(1);
+    let tracker = TaskTracker::new();
+    let queues: Vec<_> = (0..workers)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(QUEUE_LEN);
+            tracker.spawn(work(applier.clone(), rx, shutdown.clone()));
+            tx
+        })
+        .collect();
+    tracker.close();
+    while !shutdown.is_cancelled() {
+        let pulled = consumer
+            .batch()
+            .max_messages(BATCH)
+            .expires(DEFAULT_PULL_EXPIRES)
+            .messages()
+            .await;
+        let mut batch = match pulled {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "cannot pull ImagePushed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(DEFAULT_RETRY_DELAY) => continue,
+                }
+            }
+        };
+        while let Some(next) = batch.next().await {
+            match next {
+                Ok(message) => {
+                    let shard = shard_of(&message, workers);
+                    // can't fail: the workers run until the queues close below
+                    if let Err(returned) = queues[shard].send(message).await {
+                        settle(&returned.0, AckKind::Nak(None)).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "pulling ImagePushed failed");
+                    break;
+                }
+            }
+        }
+    }
+    drop(queues);
+    tracker.wait().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> proto::ImagePushed {
+        proto::ImagePushed {
+            event_id: "e1".into(),
+            registry: "127.0.0.1:5000".into(),
+            repository: "ns1/app".into(),
+            tag: "latest".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            time: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 5,
+            }),
+            source: proto::ImageSource::RegistryNotification as i32,
+            namespace: "ns1".into(),
+            stream: "app".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_pin_the_digest() {
+        let e = tag_event_of(&event()).unwrap();
+        assert_eq!(
+            e.docker_image_reference,
+            format!("127.0.0.1:5000/ns1/app@sha256:{}", "ab".repeat(32))
+        );
+        assert_eq!(e.created, "2023-11-14T22:13:20Z");
+        let mut import = event();
+        import.registry.clear();
+        import.repository = "openshift/ruby-20-centos7".into();
+        assert_eq!(
+            tag_event_of(&import).unwrap().docker_image_reference,
+            format!("openshift/ruby-20-centos7@sha256:{}", "ab".repeat(32))
+        );
+    }
+
+    #[test]
+    fn invalid_events_are_refused() {
+        let cases: [fn(&mut proto::ImagePushed); 6] = [
+            |e| e.event_id.clear(),
+            |e| e.namespace = "Bad".into(),
+            |e| e.stream = "a/b".into(),
+            |e| e.tag = "-x".into(),
+            |e| e.digest = "sha256:12".into(),
+            |e| e.repository = "UPPER/case".into(),
+        ];
+        for (i, mutate) in cases.iter().enumerate() {
+            let mut e = event();
+            mutate(&mut e);
+            assert!(
+                matches!(tag_event_of(&e), Err(ApplyError::Invalid { .. })),
+                "case {i}"
+            );
+        }
+    }
+}
