@@ -1,30 +1,171 @@
 //! The tag-syncer service: imports tags from external registries: on creation, on `import-image` and on a schedule.
+//!
+//! # Design
+//!
+//! The tag-syncer does the registry work; the stream-store applies the
+//! outcome (its `import` operation: one write, or none when nothing changed).
+//!
+//! - **Registry protocol** ([`registry`]): tag lists, digests, auth, limits,
+//!   the `[[registry]]` rules and docker `config.json` credentials.
+//! - **Plans** ([`plan`]): what a new or changed stream, an `import-image`
+//!   request, or a schedule asks to import, as pure functions.
+//! - **Importer** ([`importer`]): carries a plan out within the import
+//!   timeout, with the namespace's secrets before the global credentials,
+//!   and sends the outcome to the stream-store.
+//! - **On creation and spec change** ([`watch`]): a durable consumer of the
+//!   streams bucket, shared by the replicas, plus a periodic resync.
+//! - **`import-image` and secrets** ([`api`]): NATS request-reply behind
+//!   the gateway's `ImportImage` and `Secrets`; secrets are encrypted at rest
+//!   ([`secrets`]).
+//! - **Schedule** ([`schedule`]): a reconciler re-importing
+//!   `importPolicy.scheduled` tags every interval, one replica per stream
+//!   per interval, within a global imports-per-minute limit.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
+pub mod api;
+pub mod importer;
+pub mod plan;
+pub mod registry;
+pub mod schedule;
+pub mod secrets;
+pub mod watch;
 
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use async_nats::jetstream::consumer::PullConsumer;
 use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
+    imports::ImportClient,
     runtime::{Deps, Service},
+    store::StreamReader,
 };
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::registry::{Keyring, Limits, Mirror, RegistryClient, RegistryRule, RegistryRules};
 
 /// The service's name, as `serve <name>` spells it.
 pub const NAME: &str = "tag-syncer";
 
+/// The registry limits of the configuration.
+pub fn limits(config: &Config) -> Limits {
+    let c = &config.tag_syncer;
+    Limits {
+        max_concurrency: c.max_concurrency,
+        requests_per_second: c.requests_per_second,
+        connect_timeout_ms: c.connect_timeout_ms,
+        request_timeout_ms: c.request_timeout_ms,
+        max_retries: c.max_retries,
+        backoff_initial_ms: c.backoff_initial_ms,
+        max_retry_after_secs: c.max_retry_after_secs,
+        max_tags_per_import: c.max_tags_per_import,
+        ..Limits::default()
+    }
+}
+
+/// The `[[registry]]` rules of the configuration, validated.
+pub fn rules(config: &Config) -> anyhow::Result<RegistryRules> {
+    let rules = config
+        .registries
+        .iter()
+        .map(|r| RegistryRule {
+            prefix: r.prefix.clone(),
+            location: r.location.clone(),
+            insecure: r.insecure,
+            blocked: r.blocked,
+            mirrors: r
+                .mirrors
+                .iter()
+                .map(|m| Mirror {
+                    location: m.location.clone(),
+                    insecure: m.insecure,
+                })
+                .collect(),
+        })
+        .collect();
+    RegistryRules::new(rules).context("invalid [[registry]] rules")
+}
+
 /// The tag-syncer service, built and ready to run.
 pub struct TagSyncerService {
-    _config: Arc<Config>,
-    _deps: Deps,
+    deps: Deps,
+    handlers: Arc<api::Handlers>,
+    subscriptions: api::Subscriptions,
+    watcher: Arc<watch::Watcher>,
+    consumer: PullConsumer,
+    schedule: Arc<schedule::Context>,
+    schedule_items: mpsc::UnboundedReceiver<String>,
+    resync_every: Duration,
+    shutdown: CancellationToken,
 }
 
 impl TagSyncerService {
-    /// Builds the service; listeners are bound here, so port 0 works.
+    /// Builds the service: the registry client, the credentials, the API
+    /// subscriptions and the durable consumer, so requests wait for
+    /// [`Service::run`].
     pub async fn build(config: Arc<Config>, deps: Deps) -> anyhow::Result<Self> {
+        let c = &config.tag_syncer;
+        let client = RegistryClient::new(limits(&config), rules(&config)?)
+            .context("building the registry client")?;
+        let global = match &c.docker_config {
+            Some(path) => Keyring::from_docker_config_file(path)?,
+            None => Keyring::new(),
+        };
+        let secrets = Arc::new(
+            secrets::SecretStore::new(deps.topology.registry_secrets.clone(), &config.secrets)
+                .context("loading the registry secrets key")?,
+        );
+        let timeout = Duration::from_millis(c.import_timeout_ms.max(1));
+        let importer = Arc::new(importer::Importer::new(
+            client,
+            global,
+            secrets.clone(),
+            ImportClient::new(deps.nats.clone()),
+            timeout,
+        ));
+        let reader = StreamReader::new(deps.topology.streams.clone());
+        let subscriptions = api::subscribe(&deps.nats).await?;
+        let handlers = Arc::new(api::Handlers {
+            reader: reader.clone(),
+            importer: importer.clone(),
+            secrets,
+        });
+        let (items, schedule_items) = mpsc::unbounded_channel();
+        let watcher = Arc::new(watch::Watcher::new(
+            reader.clone(),
+            importer.clone(),
+            items,
+            c.import_concurrency,
+        ));
+        let consumer = watch::declare(
+            &deps.topology.streams,
+            timeout * 2 + Duration::from_secs(30),
+        )
+        .await?;
+        let shutdown = CancellationToken::new();
+        let schedule = Arc::new(schedule::Context {
+            reader,
+            kv: deps.topology.import_schedule.clone(),
+            importer,
+            rate: schedule::RateLimiter::new(
+                deps.topology.import_rate.clone(),
+                c.max_imports_per_minute,
+            ),
+            interval: c.schedule_interval(),
+            shutdown: shutdown.clone(),
+        });
         Ok(Self {
-            _config: config,
-            _deps: deps,
+            deps,
+            handlers,
+            subscriptions,
+            watcher,
+            consumer,
+            schedule,
+            schedule_items,
+            resync_every: Duration::from_secs(c.resync_interval_secs.max(1)),
+            shutdown,
         })
     }
 }
@@ -37,10 +178,56 @@ impl Service for TagSyncerService {
     fn run(self: Box<Self>, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
             tracing::info!(service = NAME, "running");
-            shutdown.cancelled().await;
+            let Self {
+                deps,
+                handlers,
+                subscriptions,
+                watcher,
+                consumer,
+                schedule,
+                schedule_items,
+                resync_every,
+                shutdown: inner,
+            } = *self;
+            let stop = inner.clone();
+            let relay = shutdown.clone();
+            tokio::spawn(async move {
+                relay.cancelled().await;
+                stop.cancel();
+            });
+            let (a, b, c) = tokio::join!(
+                guarded(
+                    api::serve(handlers, deps.nats.clone(), subscriptions, inner.clone()),
+                    inner.clone()
+                ),
+                guarded(
+                    watch::run(watcher, consumer, resync_every, inner.clone()),
+                    inner.clone()
+                ),
+                guarded(
+                    schedule::run(schedule, schedule_items, inner.clone()),
+                    inner.clone()
+                ),
+            );
+            a.context("request API")?;
+            b.context("import on creation")?;
+            c.context("schedule")?;
             Ok(())
         })
     }
+}
+
+/// Runs `task`; when it fails, cancels `token` so the other loops stop too.
+async fn guarded<F>(task: F, token: CancellationToken) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let result = task.await;
+    if let Err(error) = &result {
+        tracing::error!(error = format!("{error:#}"), "stopping the tag-syncer");
+        token.cancel();
+    }
+    result
 }
 
 /// Builds and runs the service until `shutdown` is cancelled.

@@ -1,0 +1,175 @@
+//! The tag-syncer's request-reply API (core NATS, queue group
+//! [`subjects::TAG_SYNCER_QUEUE`]): `import` (the gateway's `ImportImage`,
+//! answered once the stream-store applied the outcome) and
+//! `secrets.{create,list,delete}`. Requests received before shutdown are
+//! answered before [`serve`] returns.
+
+use std::sync::Arc;
+
+use async_nats::Subscriber;
+use futures::{FutureExt as _, StreamExt as _, stream::BoxStream};
+use imagestreams_common::{
+    error::ApiError, imports::STATUS_FAILURE, store::StreamReader, subjects,
+};
+use imagestreams_proto::v1 as proto;
+use prost::Message as _;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{importer::Importer, plan, secrets::SecretStore};
+
+/// The operations, by the last tokens of their subjects.
+pub const OPS: [&str; 4] = ["import", "secrets.create", "secrets.list", "secrets.delete"];
+/// Requests handled at once; more wait in NATS.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+/// The subscriptions, made when the service is built.
+pub struct Subscriptions(Vec<(&'static str, Subscriber)>);
+
+/// Subscribes to every operation in the queue group.
+pub async fn subscribe(nats: &async_nats::Client) -> anyhow::Result<Subscriptions> {
+    let mut subscriptions = Vec::new();
+    for op in OPS {
+        let subscriber = nats
+            .queue_subscribe(
+                subjects::tag_syncer_api(op),
+                subjects::TAG_SYNCER_QUEUE.to_owned(),
+            )
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::tag_syncer_api(op))
+            })?;
+        subscriptions.push((op, subscriber));
+    }
+    Ok(Subscriptions(subscriptions))
+}
+
+/// What the handlers need.
+#[derive(Debug)]
+pub struct Handlers {
+    /// Reads streams.
+    pub reader: StreamReader,
+    /// Runs imports.
+    pub importer: Arc<Importer>,
+    /// The registry secrets.
+    pub secrets: Arc<SecretStore>,
+}
+
+impl Handlers {
+    /// `import-image`: plans from the stream as it is, imports, and returns
+    /// the outcome per tag.
+    #[tracing::instrument(skip_all, fields(namespace = %request.namespace, name = %request.name), err(level = "debug"))]
+    pub async fn import_image(
+        &self,
+        request: proto::ImportImageRequest,
+    ) -> Result<proto::ImportImageResponse, ApiError> {
+        let (name, _, _) = plan::parse_target(&request.name)?;
+        let current = match self.reader.get(&request.namespace, &name).await {
+            Ok(stream) => Some(stream),
+            Err(ApiError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let plan = plan::import_image(&request, current.as_ref())?;
+        let applied = self.importer.run(&plan).await?;
+        let failed = applied
+            .tags
+            .iter()
+            .filter(|t| t.status == STATUS_FAILURE)
+            .count();
+        tracing::info!(
+            tags = applied.tags.len(),
+            failed,
+            written = applied.written,
+            "import-image done"
+        );
+        Ok(proto::ImportImageResponse {
+            image_stream: applied.image_stream,
+            tags: applied.tags,
+        })
+    }
+
+    async fn handle(&self, op: &str, payload: &[u8]) -> Vec<u8> {
+        if op == "import" {
+            let result = match proto::ImportImageRequest::decode(payload) {
+                Ok(request) => self.import_image(request).await,
+                Err(e) => Err(ApiError::invalid("", format!("malformed request: {e}"))),
+            };
+            let result = match result {
+                Ok(response) => proto::import_image_reply::Result::Response(response),
+                Err(error) => {
+                    if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+                        tracing::warn!(op, %error, "request failed");
+                    }
+                    proto::import_image_reply::Result::Error(error.into())
+                }
+            };
+            return proto::ImportImageReply {
+                result: Some(result),
+            }
+            .encode_to_vec();
+        }
+        self.secrets.handle(op, payload).await.encode_to_vec()
+    }
+}
+
+/// Serves requests until `shutdown`.
+pub async fn serve(
+    handlers: Arc<Handlers>,
+    nats: async_nats::Client,
+    subscriptions: Subscriptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut requests: futures::stream::SelectAll<
+        BoxStream<'static, (&'static str, async_nats::Message)>,
+    > = futures::stream::select_all(
+        subscriptions
+            .0
+            .into_iter()
+            .map(|(op, sub)| sub.map(move |m| (op, m)).boxed()),
+    );
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT));
+    loop {
+        let (op, message) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            next = requests.next() => match next {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        // can't fail: the semaphore is never closed
+        let permit = permits.clone().acquire_owned().await?;
+        tracker.spawn(answer(
+            handlers.clone(),
+            nats.clone(),
+            op,
+            message,
+            Some(permit),
+        ));
+    }
+    while let Some(Some((op, message))) = requests.next().now_or_never() {
+        tracker.spawn(answer(handlers.clone(), nats.clone(), op, message, None));
+    }
+    drop(requests);
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+async fn answer(
+    handlers: Arc<Handlers>,
+    nats: async_nats::Client,
+    op: &'static str,
+    message: async_nats::Message,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let reply = handlers.handle(op, &message.payload).await;
+    let Some(to) = message.reply else {
+        tracing::debug!(op, "request without a reply subject");
+        return;
+    };
+    if let Err(error) = nats.publish(to, reply.into()).await {
+        tracing::warn!(op, %error, "cannot send the reply");
+    }
+}

@@ -1,0 +1,291 @@
+//! Carrying out an [`ImportPlan`]: the registry calls (tag list, one digest
+//! per tag), bounded as a whole by the import timeout, and the one
+//! `ImportResult` the stream-store applies.
+//!
+//! - **Credentials.** Per endpoint (mirrors, then the primary location): the
+//!   namespace's secret matching the endpoint by the longest
+//!   `host[:port][/path]` prefix, else the global docker `config.json`'s.
+//!   One namespace's secrets never serve another's imports.
+//! - **Failures** become the tag's `ImportSuccess=False` condition with the
+//!   reason of [`RegistryError::reason`]; a repository whose tag list fails
+//!   records it on the tags the stream has (or `latest`). Tags not done when
+//!   the import's time is up fail with `Timeout`: an import never hangs.
+//! - **Cap.** A repository gives at most `max_tags_per_import` tags, in
+//!   OpenShift's order ([`select_tags`]).
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use futures::StreamExt as _;
+use imagestreams_common::{error::ApiError, imports::ImportClient, reference::Reference};
+use imagestreams_proto::v1 as proto;
+use tokio::time::Instant;
+
+use crate::{
+    plan::{ImportPlan, reference_of, repository_as_written},
+    registry::{Keyring, RegistryClient, RegistryError, Repository, select_tags},
+    secrets::SecretStore,
+};
+
+/// How often applying an import is tried when the stream-store is unavailable.
+const APPLY_ATTEMPTS: u32 = 3;
+
+/// Runs imports; cheap to share.
+#[derive(Debug)]
+pub struct Importer {
+    client: RegistryClient,
+    global: Keyring,
+    secrets: Arc<SecretStore>,
+    imports: ImportClient,
+    timeout: Duration,
+}
+
+/// One digest to resolve.
+struct Job {
+    tag: String,
+    repo: Repository,
+    reference: String,
+    written: String,
+    generation: i64,
+}
+
+fn failed(tag: &str, reason: &str, message: String, generation: i64) -> proto::ImportedTag {
+    proto::ImportedTag {
+        tag: tag.to_owned(),
+        failed: true,
+        reason: reason.to_owned(),
+        message,
+        generation,
+        ..Default::default()
+    }
+}
+
+fn registry_failure(tag: &str, error: &RegistryError, generation: i64) -> proto::ImportedTag {
+    failed(tag, error.reason(), error.to_string(), generation)
+}
+
+impl Importer {
+    /// An importer talking to registries through `client`, with `global`
+    /// credentials and each namespace's `secrets`, applying through `imports`;
+    /// every import is bounded by `timeout`.
+    pub fn new(
+        client: RegistryClient,
+        global: Keyring,
+        secrets: Arc<SecretStore>,
+        imports: ImportClient,
+        timeout: Duration,
+    ) -> Self {
+        Importer {
+            client,
+            global,
+            secrets,
+            imports,
+            timeout,
+        }
+    }
+
+    /// The registry client.
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    /// Carries out `plan` and has the stream-store apply the outcome.
+    #[tracing::instrument(skip_all, fields(namespace = %plan.namespace, name = %plan.name), err(level = "debug"))]
+    pub async fn run(&self, plan: &ImportPlan) -> Result<proto::ImportApplied, ApiError> {
+        let tags = self.fetch(plan).await;
+        let result = proto::ImportResult {
+            import_id: uuid_like(),
+            namespace: plan.namespace.clone(),
+            name: plan.name.clone(),
+            tags,
+            repository_check: true,
+            create: plan.create,
+            set_docker_image_repository: plan.set_repository.clone().unwrap_or_default(),
+            set_spec_tags: plan.set_spec_tags.iter().cloned().map(Into::into).collect(),
+        };
+        for failure in result.tags.iter().filter(|t| t.failed) {
+            tracing::info!(tag = %failure.tag, reason = %failure.reason, message = %failure.message, "import of a tag failed");
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.imports.apply(&result).await {
+                Err(ApiError::Unavailable(why)) if attempt < APPLY_ATTEMPTS => {
+                    tracing::debug!(%why, "stream-store unavailable, trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The credentials for `reference`: the global ones, with the
+    /// namespace's secret for each endpoint it has one for.
+    fn keyring_for(&self, reference: &Reference, insecure: bool, namespace: &Keyring) -> Keyring {
+        let mut keyring = self.global.clone();
+        if namespace.is_empty() {
+            return keyring;
+        }
+        if let Ok(resolved) = self.client.rules().resolve(reference, insecure) {
+            for endpoint in &resolved.endpoints {
+                if let Some(credential) = namespace.lookup(&endpoint.location) {
+                    // keyed by the whole location: longer than any other match
+                    let _ = keyring.insert(&endpoint.location, credential.clone());
+                }
+            }
+        }
+        keyring
+    }
+
+    fn repository(
+        &self,
+        reference: &Reference,
+        insecure: bool,
+        namespace: &Keyring,
+    ) -> Result<Repository, RegistryError> {
+        let keyring = self.keyring_for(reference, insecure, namespace);
+        self.client.repository(reference, &keyring, insecure)
+    }
+
+    /// Resolves every tag of `plan`; one entry per tag, failures included.
+    pub async fn fetch(&self, plan: &ImportPlan) -> Vec<proto::ImportedTag> {
+        let deadline = Instant::now() + self.timeout;
+        let namespace = match self.secrets.keyring(&plan.namespace).await {
+            Ok(keyring) => keyring,
+            Err(error) => {
+                tracing::warn!(namespace = %plan.namespace, %error, "namespace secrets unavailable; importing without them");
+                Keyring::new()
+            }
+        };
+        let mut done: Vec<proto::ImportedTag> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
+        let single: HashSet<&str> = plan.tags.iter().map(|t| t.tag.as_str()).collect();
+        if let Some(repository) = &plan.repository {
+            let listed = match Reference::parse_normalized(&repository.from) {
+                Ok(reference) => {
+                    let reference = reference.repository();
+                    match self.repository(&reference, repository.insecure, &namespace) {
+                        Ok(repo) => {
+                            match tokio::time::timeout_at(deadline, self.client.list_tags(&repo))
+                                .await
+                            {
+                                Ok(Ok(list)) => Ok((repo, list.tags)),
+                                Ok(Err(e)) => Err((e.reason(), e.to_string())),
+                                Err(_) => Err(self.timed_out(&repository.from)),
+                            }
+                        }
+                        Err(e) => Err((e.reason(), e.to_string())),
+                    }
+                }
+                Err(e) => Err((
+                    "BadRequest",
+                    format!("invalid repository {:?}: {e}", repository.from),
+                )),
+            };
+            match listed {
+                Ok((repo, tags)) => {
+                    let max = self.client.limits().max_tags_per_import;
+                    for tag in select_tags(&tags, max) {
+                        if single.contains(tag.as_str()) {
+                            continue;
+                        }
+                        jobs.push(Job {
+                            reference: tag.clone(),
+                            tag,
+                            repo: repo.clone(),
+                            written: repository.from.clone(),
+                            generation: 0,
+                        });
+                    }
+                }
+                Err((reason, message)) => {
+                    for tag in &repository.failure_tags {
+                        if !single.contains(tag.as_str()) {
+                            done.push(failed(tag, reason, message.clone(), 0));
+                        }
+                    }
+                }
+            }
+        }
+        for tag in &plan.tags {
+            let reference = match Reference::parse_normalized(&tag.from) {
+                Ok(reference) => reference,
+                Err(e) => {
+                    done.push(failed(
+                        &tag.tag,
+                        "BadRequest",
+                        format!("invalid image reference {:?}: {e}", tag.from),
+                        tag.generation,
+                    ));
+                    continue;
+                }
+            };
+            match self.repository(&reference.repository(), tag.insecure, &namespace) {
+                Ok(repo) => jobs.push(Job {
+                    tag: tag.tag.clone(),
+                    repo,
+                    reference: reference_of(&reference),
+                    written: repository_as_written(&tag.from).to_owned(),
+                    generation: tag.generation,
+                }),
+                Err(e) => done.push(registry_failure(&tag.tag, &e, tag.generation)),
+            }
+        }
+        let pending: Vec<(String, String, i64)> = jobs
+            .iter()
+            .map(|j| (j.tag.clone(), j.written.clone(), j.generation))
+            .collect();
+        let concurrency = self.client.limits().max_concurrency.max(1);
+        let mut results = futures::stream::iter(jobs)
+            .map(|job| async move {
+                let result = self.client.digest(&job.repo, &job.reference).await;
+                (job, result)
+            })
+            .buffer_unordered(concurrency);
+        let mut finished = HashSet::new();
+        while let Ok(Some((job, result))) = tokio::time::timeout_at(deadline, results.next()).await
+        {
+            finished.insert(job.tag.clone());
+            done.push(match result {
+                Ok(digest) => proto::ImportedTag {
+                    docker_image_reference: format!("{}@{}", job.written, digest.digest),
+                    image: digest.digest,
+                    tag: job.tag,
+                    generation: job.generation,
+                    ..Default::default()
+                },
+                Err(e) => registry_failure(&job.tag, &e, job.generation),
+            });
+        }
+        for (tag, written, generation) in pending {
+            if !finished.contains(&tag) {
+                let (reason, message) = self.timed_out(&written);
+                done.push(failed(&tag, reason, message, generation));
+            }
+        }
+        done
+    }
+
+    fn timed_out(&self, what: &str) -> (&'static str, String) {
+        (
+            "Timeout",
+            format!(
+                "timeout: importing from {what} did not finish within {:?}",
+                self.timeout
+            ),
+        )
+    }
+}
+
+/// A random import id (UUID v4 form).
+fn uuid_like() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

@@ -1,0 +1,286 @@
+//! The registry secrets of each namespace: the tag-syncer is the single
+//! writer and only reader of [`subjects::BUCKET_REGISTRY_SECRETS`] and the
+//! only holder of the key (see [`imagestreams_common::secrets`]).
+//!
+//! - **Key.** `secrets.key`, else `secrets.key_file`; with neither, the file
+//!   [`SecretKey::default_file`] is read when it exists, and created (mode
+//!   0600, its path logged) when the first secret is stored.
+//! - **Use.** [`SecretStore::keyring`] opens the secrets of one namespace
+//!   only, for that namespace's imports; a value that does not open (another
+//!   key, or moved from another entry) is skipped with a warning that names
+//!   the entry, never its content.
+
+use std::sync::Mutex;
+
+use async_nats::jetstream::{
+    consumer::{DeliverPolicy, pull::OrderedConfig},
+    kv,
+};
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt as _;
+use imagestreams_common::{
+    config::SecretsConfig,
+    error::ApiError,
+    model::format_timestamp,
+    secrets::{NewRegistrySecret, SecretKey, SecretsError, StoredSecret, not_found},
+    subjects,
+};
+use imagestreams_proto::v1 as proto;
+
+use crate::registry::{Credential, Keyring, normalize_server};
+
+/// How long listing a namespace's secrets waits for the next entry.
+const SCAN_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The secrets bucket and its key.
+#[derive(Debug)]
+pub struct SecretStore {
+    kv: kv::Store,
+    key: Mutex<Option<SecretKey>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("secrets storage unavailable: {e}"))
+}
+
+fn internal(e: SecretsError) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+impl SecretStore {
+    /// The store of `kv` with the configured key (or the default file's, if it exists).
+    pub fn new(kv: kv::Store, config: &SecretsConfig) -> Result<Self, SecretsError> {
+        let key = match SecretKey::configured(config)? {
+            Some(key) => Some(key),
+            None if SecretKey::default_file().exists() => {
+                Some(SecretKey::read(&SecretKey::default_file())?)
+            }
+            None => None,
+        };
+        Ok(SecretStore {
+            kv,
+            key: Mutex::new(key),
+        })
+    }
+
+    fn cached_key(&self) -> Option<SecretKey> {
+        self.key
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The key to seal with, creating the default file on first need.
+    fn key_for_write(&self) -> Result<SecretKey, ApiError> {
+        let mut key = self.key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = key.as_ref() {
+            return Ok(key.clone());
+        }
+        let path = SecretKey::default_file();
+        let (created, fresh) = SecretKey::read_or_create(&path).map_err(internal)?;
+        if fresh {
+            tracing::info!(
+                path = %path.display(),
+                "generated the key registry secrets are encrypted with (mode 0600); \
+                 set secrets.key_file to it on every tag-syncer replica"
+            );
+        }
+        *key = Some(created.clone());
+        Ok(created)
+    }
+
+    /// The key to open with: the configured one, else the default file's if it exists by now.
+    fn key_for_read(&self) -> Result<Option<SecretKey>, ApiError> {
+        if let Some(key) = self.cached_key() {
+            return Ok(Some(key));
+        }
+        let path = SecretKey::default_file();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let key = SecretKey::read(&path).map_err(internal)?;
+        *self.key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.clone());
+        Ok(Some(key))
+    }
+
+    /// Creates or replaces a secret; returns it without its password.
+    pub async fn create(&self, new: NewRegistrySecret) -> Result<proto::RegistrySecret, ApiError> {
+        normalize_server(&new.server).ok_or_else(|| {
+            ApiError::invalid(
+                "server",
+                format!(
+                    "server: Invalid value: {:?}: must be host[:port][/path]",
+                    new.server
+                ),
+            )
+        })?;
+        let key = self.key_for_write()?;
+        let stored = StoredSecret {
+            server: new.server,
+            username: new.username,
+            password: new.password.expose().to_owned(),
+            created: format_timestamp(Utc::now()),
+        };
+        let entry = subjects::stream_key(&new.namespace, &new.name);
+        self.kv
+            .put(&entry, stored.seal(&key, &entry).into())
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(namespace = %new.namespace, name = %new.name, server = %stored.server, "registry secret stored");
+        Ok(stored.to_proto(&new.namespace, &new.name))
+    }
+
+    /// Deletes a secret; `NotFound` when there is none.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
+        let entry = subjects::stream_key(namespace, name);
+        match self.kv.entry(&entry).await.map_err(unavailable)? {
+            Some(e) if e.operation == kv::Operation::Put => {}
+            _ => return Err(not_found(namespace, name)),
+        }
+        self.kv.delete(&entry).await.map_err(unavailable)
+    }
+
+    /// The secrets of `namespace`, by name, opened; entries that do not open are skipped.
+    async fn open_all(&self, namespace: &str) -> Result<Vec<(String, StoredSecret)>, ApiError> {
+        let entries = self.entries(namespace).await?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(key) = self.key_for_read()? else {
+            return Err(ApiError::Internal(
+                "registry secrets are stored but no key is configured (secrets.key_file)".into(),
+            ));
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, value) in entries {
+            let entry = subjects::stream_key(namespace, &name);
+            match StoredSecret::open(&key, &entry, &value) {
+                Ok(secret) => out.push((name, secret)),
+                Err(error) => {
+                    tracing::warn!(%namespace, %name, %error, "skipping a registry secret")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The secrets of `namespace` without passwords, by name.
+    pub async fn list(&self, namespace: &str) -> Result<Vec<proto::RegistrySecret>, ApiError> {
+        Ok(self
+            .open_all(namespace)
+            .await?
+            .into_iter()
+            .map(|(name, secret)| secret.to_proto(namespace, &name))
+            .collect())
+    }
+
+    /// The credentials of `namespace`'s imports, by server.
+    pub async fn keyring(&self, namespace: &str) -> Result<Keyring, ApiError> {
+        let mut keyring = Keyring::new();
+        for (name, secret) in self.open_all(namespace).await? {
+            let credential = Credential::basic(secret.username, secret.password);
+            if let Err(error) = keyring.insert(&secret.server, credential) {
+                tracing::warn!(%namespace, %name, %error, "skipping a registry secret");
+            }
+        }
+        Ok(keyring)
+    }
+
+    /// The live entries of `namespace`: `(name, sealed value)`, sorted by name.
+    async fn entries(&self, namespace: &str) -> Result<Vec<(String, Bytes)>, ApiError> {
+        let prefix = format!("$KV.{}.", self.kv.name);
+        let consumer = self
+            .kv
+            .stream
+            .create_consumer(OrderedConfig {
+                filter_subject: format!("{prefix}{}", subjects::namespace_keys(namespace)),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut out = std::collections::BTreeMap::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(Vec::new());
+        }
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        loop {
+            let message = match tokio::time::timeout(SCAN_IDLE_TIMEOUT, messages.next()).await {
+                Err(_) => return Err(unavailable("listing secrets stalled")),
+                Ok(None) => break,
+                Ok(Some(message)) => message.map_err(unavailable)?,
+            };
+            let info = message.info().map_err(unavailable)?;
+            let pending = info.pending;
+            let deleted = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some();
+            if let Some((_, name)) = message
+                .subject
+                .as_str()
+                .strip_prefix(&prefix)
+                .and_then(subjects::parse_stream_key)
+            {
+                if deleted {
+                    out.remove(&name);
+                } else {
+                    out.insert(name, message.payload.clone());
+                }
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Answers one secrets request (`op` ∈ create, list, delete).
+    pub async fn handle(&self, op: &str, payload: &[u8]) -> proto::SecretsReply {
+        use prost::Message as _;
+        let malformed =
+            |e: prost::DecodeError| ApiError::invalid("", format!("malformed request: {e}"));
+        let result = match op {
+            "secrets.create" => match proto::CreateRegistrySecretRequest::decode(payload) {
+                Ok(r) => match NewRegistrySecret::try_from(r) {
+                    Ok(new) => self.create(new).await.map(|s| vec![s]),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(malformed(e)),
+            },
+            "secrets.list" => match proto::ListSecretsRequest::decode(payload) {
+                Ok(r) => self.list(&r.namespace).await,
+                Err(e) => Err(malformed(e)),
+            },
+            "secrets.delete" => match proto::DeleteSecretRequest::decode(payload) {
+                Ok(r) => match imagestreams_common::secrets::check_names(&r.namespace, &r.name) {
+                    Ok(()) => self
+                        .delete(&r.namespace, &r.name)
+                        .await
+                        .map(|()| Vec::new()),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(malformed(e)),
+            },
+            other => Err(ApiError::invalid(
+                "",
+                format!("unknown operation {other:?}"),
+            )),
+        };
+        proto::SecretsReply {
+            result: Some(match result {
+                Ok(items) => {
+                    proto::secrets_reply::Result::Secrets(proto::ListSecretsResponse { items })
+                }
+                Err(error) => {
+                    if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+                        tracing::warn!(op, %error, "secrets request failed");
+                    }
+                    proto::secrets_reply::Result::Error(error.into())
+                }
+            }),
+        }
+    }
+}
