@@ -1,0 +1,587 @@
+//! `bench-trigger`: image push → webhook received, at a sustained rate,
+//! against a real nats-server with the services in this process, beside the
+//! floor of the same transport hops measured in the same run.
+//!
+//! - **Source** (`--source`):
+//!   - `notification` (default): registry notification envelopes (shaped like
+//!     distribution 2.8's, one tagged manifest push each, a digest never seen
+//!     before) POSTed to the real registry-watcher, applied by the real
+//!     stream-store, whose `TagsChanged` fires the trigger service: the whole
+//!     path of a push.
+//!   - `tags-changed`: `TagsChanged` published straight to JetStream (the
+//!     trigger service alone).
+//! - **Load.** `--rate` pushes per second (500 by default) for `--seconds`
+//!   (30), open loop: each is sent on schedule in its own task, spread over
+//!   `--streams` streams (200), each followed by one Build trigger with a
+//!   signed webhook to a local HTTP receiver. `--warmup` seconds (3) at the
+//!   same rate come first, unmeasured.
+//! - **Latency.** From just before the POST (or publish) to the webhook
+//!   request's arrival at the receiver, matched by the pushed digest.
+//! - **Floor.** The same transport with no processing: publish (with a
+//!   message id, awaiting the ack) to a stream → a durable pull consumer
+//!   POSTs each message to the same receiver and acks. Same rate,
+//!   `--floor-seconds` (10) after a warmup, run before the main load.
+//!
+//! ```text
+//! NATS_SERVER=/path/to/nats-server cargo run --release -p imagestreams-integration --bin bench-trigger
+//! ```
+#![forbid(unsafe_code)]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self,
+        consumer::{AckPolicy, DeliverPolicy, pull},
+        stream,
+    },
+};
+use axum::{Router, body::Bytes, extract::State, routing::post};
+use futures::StreamExt as _;
+use imagestreams::cli::ServiceName;
+use imagestreams_common::{
+    config::Secret,
+    nats::publish_event,
+    subjects::Kind,
+    triggers::{
+        NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerSpec, Webhook, WebhookSecret,
+    },
+};
+use imagestreams_integration::{NatsServer, TestApp};
+use imagestreams_proto::v1 as proto;
+use tokio::sync::mpsc;
+
+/// Pushes per second.
+const DEFAULT_RATE: u64 = 500;
+/// Seconds of measured load.
+const DEFAULT_SECONDS: f64 = 30.0;
+/// Seconds of unmeasured load before it.
+const DEFAULT_WARMUP: f64 = 3.0;
+/// Seconds of the measured floor.
+const DEFAULT_FLOOR_SECONDS: f64 = 10.0;
+/// Streams (and triggers) the pushes are spread over.
+const DEFAULT_STREAMS: u64 = 200;
+/// How long to wait for the last webhooks after the load ends.
+const DRAIN: Duration = Duration::from_secs(10);
+/// The watcher's token.
+const TOKEN: &str = "bench-trigger-token";
+/// The integrated registry host written into the streams.
+const REGISTRY_HOST: &str = "registry.bench:5000";
+/// The namespace of the streams and triggers.
+const NAMESPACE: &str = "bench";
+/// The tag every push and trigger uses.
+const TAG: &str = "latest";
+/// The floor's stream.
+const FLOOR_STREAM: &str = "BENCH_TRIGGER_FLOOR";
+/// Goal: p99 at most this, in milliseconds.
+const GOAL_P99_MS: f64 = 10.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Notification,
+    TagsChanged,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Args {
+    source: Source,
+    rate: u64,
+    seconds: f64,
+    warmup: f64,
+    floor_seconds: f64,
+    streams: u64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        source: Source::Notification,
+        rate: DEFAULT_RATE,
+        seconds: DEFAULT_SECONDS,
+        warmup: DEFAULT_WARMUP,
+        floor_seconds: DEFAULT_FLOOR_SECONDS,
+        streams: DEFAULT_STREAMS,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--source" => {
+                args.source = match value()?.as_str() {
+                    "notification" => Source::Notification,
+                    "tags-changed" => Source::TagsChanged,
+                    other => anyhow::bail!("--source is notification or tags-changed, not {other}"),
+                }
+            }
+            "--rate" => args.rate = value()?.parse()?,
+            "--seconds" => args.seconds = value()?.parse()?,
+            "--warmup" => args.warmup = value()?.parse()?,
+            "--floor-seconds" => args.floor_seconds = value()?.parse()?,
+            "--streams" => args.streams = value()?.parse()?,
+            other => anyhow::bail!(
+                "unknown argument {other}; use --source notification|tags-changed --rate N --seconds S \
+                 --warmup S --floor-seconds S --streams N"
+            ),
+        }
+    }
+    anyhow::ensure!(
+        args.rate > 0 && args.streams > 0,
+        "--rate and --streams must be positive"
+    );
+    Ok(args)
+}
+
+/// Send times of every push, by index, in nanoseconds since the start (0 =
+/// not sent).
+struct Clock {
+    start: Instant,
+    sent: Vec<AtomicU64>,
+}
+
+impl Clock {
+    fn new(count: usize) -> Arc<Clock> {
+        Arc::new(Clock {
+            start: Instant::now(),
+            sent: (0..count).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos().max(1) as u64
+    }
+
+    fn mark_sent(&self, i: usize) {
+        self.sent[i].store(self.now(), Ordering::Release);
+    }
+
+    fn latency(&self, i: usize) -> Option<u64> {
+        let sent = self.sent.get(i)?.load(Ordering::Acquire);
+        (sent != 0).then(|| self.now().saturating_sub(sent))
+    }
+}
+
+/// The digest of push `i`: its index in hex, so the receiver finds it.
+fn digest_of(i: u64) -> String {
+    format!("sha256:{i:064x}")
+}
+
+fn index_of(digest: &str) -> Option<usize> {
+    usize::from_str_radix(digest.strip_prefix("sha256:")?, 16).ok()
+}
+
+fn stream_of(i: u64, args: &Args) -> String {
+    format!("app-{}", i % args.streams)
+}
+
+/// One envelope as distribution 2.8 sends it for a manifest push by tag.
+fn envelope(i: u64, args: &Args) -> String {
+    let stream = stream_of(i, args);
+    let digest = digest_of(i);
+    serde_json::json!({ "events": [{
+        "id": format!("bench-{i}-{}", uuid::Uuid::new_v4()),
+        "timestamp": "2024-05-01T12:34:56.789012345Z",
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "size": 527,
+            "digest": digest,
+            "length": 527,
+            "repository": format!("{NAMESPACE}/{stream}"),
+            "url": format!("http://{REGISTRY_HOST}/v2/{NAMESPACE}/{stream}/manifests/{digest}"),
+            "tag": TAG,
+        },
+        "request": {"id": uuid::Uuid::new_v4().to_string(), "addr": "127.0.0.1:40000",
+                    "host": REGISTRY_HOST, "method": "PUT", "useragent": "skopeo/1.9.3"},
+        "actor": {},
+        "source": {"addr": "registry:5000", "instanceID": "bench"}
+    }]})
+    .to_string()
+}
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Summary {
+    count: usize,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+fn summarize(mut nanos: Vec<u64>) -> Summary {
+    if nanos.is_empty() {
+        return Summary::default();
+    }
+    nanos.sort_unstable();
+    let at = |q: f64| {
+        let i = ((nanos.len() as f64 * q).ceil() as usize).clamp(1, nanos.len()) - 1;
+        nanos[i] as f64 / 1e6
+    };
+    Summary {
+        count: nanos.len(),
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: at(1.0),
+    }
+}
+
+fn print_summary(name: &str, s: &Summary) {
+    println!(
+        "  {name:<38} n={:<7} p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms",
+        s.count, s.p50, s.p90, s.p99, s.p999, s.max
+    );
+}
+
+/// Drives `send(i)` for `count` indexes at `rate` per second, each in its
+/// own task; returns the achieved rate.
+async fn drive<F, Fut>(rate: u64, first: u64, count: u64, send: F) -> f64
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let period = Duration::from_nanos(1_000_000_000 / rate);
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..count {
+        tokio::time::sleep_until(start + period * n as u32).await;
+        tasks.spawn(send(first + n));
+        while tasks.try_join_next().is_some() {}
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    while tasks.join_next().await.is_some() {}
+    count as f64 / elapsed.max(1e-9)
+}
+
+/// Collects the latencies of `measured` indexes until `expected` arrived or
+/// `DRAIN` passes without one.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<usize>,
+    clock: Arc<Clock>,
+    measured: std::ops::Range<usize>,
+) -> Vec<u64> {
+    let mut out = Vec::with_capacity(measured.len());
+    let mut seen = vec![false; measured.end];
+    while out.len() < measured.len() {
+        match tokio::time::timeout(DRAIN, rx.recv()).await {
+            Ok(Some(i)) if measured.contains(&i) && !seen[i] => {
+                seen[i] = true;
+                if let Some(latency) = clock.latency(i) {
+                    out.push(latency);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The local webhook receiver: reports the index of each delivered digest
+/// (webhook bodies carry `image`; floor bodies are the bare digest).
+async fn receiver() -> anyhow::Result<(String, mpsc::UnboundedReceiver<usize>, Arc<AtomicU64>)> {
+    #[derive(Clone)]
+    struct Sink {
+        tx: mpsc::UnboundedSender<usize>,
+        requests: Arc<AtomicU64>,
+    }
+    async fn hook(State(sink): State<Sink>, body: Bytes) -> &'static str {
+        sink.requests.fetch_add(1, Ordering::Relaxed);
+        let image = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("image").and_then(|i| i.as_str()).map(str::to_owned))
+            .or_else(|| std::str::from_utf8(&body).ok().map(str::to_owned));
+        if let Some(i) = image.as_deref().and_then(index_of) {
+            let _ = sink.tx.send(i);
+        }
+        "ok"
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let requests = Arc::new(AtomicU64::new(0));
+    let app = Router::new().route("/hook", post(hook)).with_state(Sink {
+        tx,
+        requests: requests.clone(),
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, rx, requests))
+}
+
+/// The floor: publish → durable consumer → POST to the receiver → ack.
+async fn floor(
+    js: &jetstream::Context,
+    args: &Args,
+    http: &reqwest::Client,
+) -> anyhow::Result<Summary> {
+    js.get_or_create_stream(stream::Config {
+        name: FLOOR_STREAM.to_owned(),
+        subjects: vec!["bench.trigger.floor.>".to_owned()],
+        ..Default::default()
+    })
+    .await?;
+    let (url, rx, _) = receiver().await?;
+    let consumer = js
+        .get_stream(FLOOR_STREAM)
+        .await?
+        .create_consumer(pull::Config {
+            durable_name: Some("floor".to_owned()),
+            deliver_policy: DeliverPolicy::New,
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let relay_http = http.clone();
+    let relay = tokio::spawn(async move {
+        while let Some(Ok(message)) = messages.next().await {
+            let (http, url) = (relay_http.clone(), url.clone());
+            tokio::spawn(async move {
+                let _ = http.post(&url).body(message.payload.clone()).send().await;
+                let _ = message.ack().await;
+            });
+        }
+    });
+    let warm = (args.warmup * args.rate as f64) as u64;
+    let measured = (args.floor_seconds * args.rate as f64) as u64;
+    let total = warm + measured;
+    let clock = Clock::new(total as usize);
+    let collected = tokio::spawn(collect(rx, clock.clone(), warm as usize..total as usize));
+    let sender = |i: u64| {
+        let (js, clock) = (js.clone(), clock.clone());
+        async move {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("floor-{i}").as_str(),
+            );
+            clock.mark_sent(i as usize);
+            match js
+                .publish_with_headers(
+                    format!("bench.trigger.floor.{}", i % 100),
+                    headers,
+                    digest_of(i).into(),
+                )
+                .await
+            {
+                Ok(ack) => {
+                    let _ = ack.await;
+                }
+                Err(e) => eprintln!("floor publish {i}: {e}"),
+            }
+        }
+    };
+    let rate = drive(args.rate, 0, total, sender).await;
+    let latencies = collected.await?;
+    relay.abort();
+    println!(
+        "floor: {measured} messages at {rate:.0}/s achieved ({} received)",
+        latencies.len()
+    );
+    Ok(summarize(latencies))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    if std::env::var_os("RUST_LOG").is_some() {
+        imagestreams_common::telemetry::init(&Default::default());
+    }
+    let nats = NatsServer::start().await?;
+    let services: &[ServiceName] = match args.source {
+        Source::Notification => &[
+            ServiceName::StreamStore,
+            ServiceName::RegistryWatcher,
+            ServiceName::Trigger,
+        ],
+        Source::TagsChanged => &[ServiceName::Trigger],
+    };
+    let app = TestApp::spawn_with(&nats, services, |c| {
+        c.registry_watcher.token = Some(Secret::new(TOKEN));
+        c.integrated_registry.host = REGISTRY_HOST.to_owned();
+        c.trigger.webhook.allow_loopback = true;
+    })
+    .await?;
+    let client = nats.connect().await?;
+    let js = jetstream::new(client.clone());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    println!(
+        "bench-trigger: nats-server + {} in one process; source {:?}; {}/s for {} s (+{} s warmup) over {} \
+         streams, one Build trigger with a signed webhook each; floor {} s",
+        services
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        args.source,
+        args.rate,
+        args.seconds,
+        args.warmup,
+        args.streams,
+        args.floor_seconds
+    );
+
+    let floor = floor(&js, &args, &http).await?;
+
+    let (hook_url, rx, hook_requests) = receiver().await?;
+    let triggers = TriggerClient::new(client.clone());
+    futures::stream::iter(0..args.streams)
+        .map(|s| {
+            let (triggers, hook_url) = (triggers.clone(), hook_url.clone());
+            async move {
+                let trigger = NewTrigger {
+                    namespace: NAMESPACE.to_owned(),
+                    name: format!("build-{s}"),
+                    spec: TriggerSpec {
+                        from: TagRef {
+                            namespace: NAMESPACE.to_owned(),
+                            stream: format!("app-{s}"),
+                            tag: TAG.to_owned(),
+                        },
+                        kind: TriggerKind::Build,
+                        paused: false,
+                        container: String::new(),
+                        webhook: Some(Webhook {
+                            url: hook_url,
+                            secret: Some(WebhookSecret::new("bench-secret")),
+                        }),
+                    },
+                    fire_existing: true,
+                };
+                triggers.create(&trigger).await
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let warm = (args.warmup * args.rate as f64) as u64;
+    let measured = (args.seconds * args.rate as f64) as u64;
+    let total = warm + measured;
+    let clock = Clock::new(total as usize);
+    let collected = tokio::spawn(collect(rx, clock.clone(), warm as usize..total as usize));
+    let failures = Arc::new(AtomicU64::new(0));
+    let rate = match args.source {
+        Source::Notification => {
+            let url = format!("http://{}/notifications", app.addr("notifications"));
+            let bodies: Arc<Vec<String>> =
+                Arc::new((0..total).map(|i| envelope(i, &args)).collect());
+            let bearer = format!("Bearer {TOKEN}");
+            let sender = |i: u64| {
+                let (http, url, clock, bodies, bearer, failures) = (
+                    http.clone(),
+                    url.clone(),
+                    clock.clone(),
+                    bodies.clone(),
+                    bearer.clone(),
+                    failures.clone(),
+                );
+                async move {
+                    let request = http
+                        .post(&url)
+                        .header(
+                            "Content-Type",
+                            "application/vnd.docker.distribution.events.v1+json",
+                        )
+                        .header("Authorization", bearer)
+                        .body(bodies[i as usize].clone());
+                    clock.mark_sent(i as usize);
+                    match request.send().await {
+                        Ok(response) if response.status().is_success() => {}
+                        Ok(response) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("POST {i}: {}", response.status());
+                        }
+                        Err(e) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("POST {i}: {e}");
+                        }
+                    }
+                }
+            };
+            drive(args.rate, 0, total, sender).await
+        }
+        Source::TagsChanged => {
+            let sender = |i: u64| {
+                let (js, clock, failures) = (js.clone(), clock.clone(), failures.clone());
+                let stream = stream_of(i, &args);
+                async move {
+                    let digest = digest_of(i);
+                    let revision = i + 1;
+                    let event = proto::TagsChanged {
+                        event_id: format!("bench-{stream}:{revision}"),
+                        namespace: NAMESPACE.to_owned(),
+                        stream: stream.clone(),
+                        uid: format!("bench-{stream}"),
+                        resource_version: revision.to_string(),
+                        time: None,
+                        changes: vec![proto::TagChange {
+                            tag: TAG.to_owned(),
+                            old_image: String::new(),
+                            new_image: digest.clone(),
+                            docker_image_reference: format!(
+                                "{REGISTRY_HOST}/{NAMESPACE}/{stream}@{digest}"
+                            ),
+                            generation: 1,
+                        }],
+                    };
+                    clock.mark_sent(i as usize);
+                    let subject = Kind::TagsChanged.subject(NAMESPACE, &stream);
+                    if let Err(e) =
+                        publish_event(&js, subject, &event.event_id, &event, HeaderMap::new()).await
+                    {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("publish {i}: {e}");
+                    }
+                }
+            };
+            drive(args.rate, 0, total, sender).await
+        }
+    };
+    let latencies = collected.await?;
+    let received = latencies.len();
+    let pipeline = summarize(latencies);
+    println!(
+        "trigger: {measured} pushes at {rate:.0}/s achieved, {} failed sends, {received} webhooks matched ({} missing), \
+         {} webhook requests in all",
+        failures.load(Ordering::Relaxed),
+        measured as usize - received,
+        hook_requests.load(Ordering::Relaxed),
+    );
+    let what = match args.source {
+        Source::Notification => "notification → webhook received",
+        Source::TagsChanged => "TagsChanged → webhook received",
+    };
+    println!("latency (ms):");
+    print_summary("floor: JetStream pub→consume→HTTP POST", &floor);
+    print_summary(what, &pipeline);
+    println!(
+        "ratios: p50 {:.2}x the floor, p99 {:.2}x the floor; p99 {:.3} ms (goal <= {GOAL_P99_MS} ms: {})",
+        pipeline.p50 / floor.p50,
+        pipeline.p99 / floor.p99,
+        pipeline.p99,
+        if pipeline.p99 <= GOAL_P99_MS && received == measured as usize {
+            "met"
+        } else {
+            "MISSED"
+        },
+    );
+    app.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,518 @@
+//! The firing reconciler: drives one committed firing (an outbox entry of its
+//! trigger) through its side effects until they are all done.
+//!
+//! Each pass of [`reconcile`] moves the firing one step and says when to come
+//! back ([`Action`]); [`error_policy`] turns a failure into a retry, so one
+//! firing's trouble never stops another. The steps:
+//!
+//! 1. **Record** the firing under its deterministic key, create-if-absent. The
+//!    record carries a lease: whoever created it (or later takes over a
+//!    lapsed lease by compare-and-swap) is the only replica performing its
+//!    side effects.
+//! 2. **Publish** `BuildRequested`/`DeploymentRequested` with the firing id as
+//!    `Nats-Msg-Id` (a republish is dropped by JetStream), and
+//! 3. **deliver** the webhook (delivery id = firing id), concurrently; a
+//!    failed attempt is retried after a backoff with jitter.
+//! 4. **Write** the progress (compare-and-swap, renewing the lease), and once
+//!    complete, **remove** the firing from the trigger's outbox.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::HeaderMap;
+use imagestreams_common::{
+    nats::publish_event,
+    subjects,
+    triggers::{
+        DeliveryAttempt, DeliveryState, Firing, Lease, PendingFiring, Stored, Trigger, TriggerKind,
+        format_millis,
+    },
+};
+use imagestreams_proto::v1 as proto;
+use rand::Rng as _;
+use tracing::instrument;
+
+use crate::{
+    Ctx, DEFAULT_RETRY_DELAY, Failpoint, error::Error, kv, now_ms, sleep_or_stop, webhook,
+};
+
+/// How long to wait before retrying a step whose stored value is corrupt.
+pub const DEFAULT_CORRUPT_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// Slack added when waiting for another replica's lease to lapse.
+pub const LEASE_SLACK: Duration = Duration::from_millis(50);
+
+/// What to do with a firing after a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing more to do here.
+    Done,
+    /// Come back after this delay.
+    Requeue(Duration),
+    /// Re-read the firing and come back at once.
+    Refresh,
+}
+
+/// One firing to drive: the outbox entry and its trigger's identity.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The trigger's namespace.
+    pub namespace: String,
+    /// The trigger's name.
+    pub trigger: String,
+    /// The trigger's uid: a recreated trigger's firings are not this one's.
+    pub trigger_uid: String,
+    /// The outbox entry.
+    pub pending: PendingFiring,
+    /// The trigger as just written by this replica, if it was (spares a read).
+    pub snapshot: Option<Trigger>,
+}
+
+impl Task {
+    /// A task for a firing this replica just committed.
+    pub fn fresh(trigger: &Trigger, pending: PendingFiring) -> Task {
+        Task {
+            snapshot: Some(trigger.clone()),
+            ..Task::stale(trigger, pending)
+        }
+    }
+
+    /// A task for a firing found in a listing (the trigger is re-read first).
+    pub fn stale(trigger: &Trigger, pending: PendingFiring) -> Task {
+        Task {
+            namespace: trigger.namespace.clone(),
+            trigger: trigger.name.clone(),
+            trigger_uid: trigger.uid.clone(),
+            pending,
+            snapshot: None,
+        }
+    }
+
+    fn firing_key(&self) -> String {
+        subjects::firing_key(&self.namespace, &self.trigger, &self.pending.id)
+    }
+
+    fn trigger_key(&self) -> String {
+        subjects::trigger_key(&self.namespace, &self.trigger)
+    }
+}
+
+/// A firing being driven: its task and the record as last read or written.
+#[derive(Debug)]
+pub struct FiringState {
+    /// The task.
+    pub task: Task,
+    /// The record, when known to be current.
+    pub firing: Option<Stored<Firing>>,
+}
+
+/// Starts driving `task` unless this replica already is.
+pub fn spawn(ctx: &Arc<Ctx>, task: Task) {
+    let id = task.pending.id.clone();
+    let fresh = ctx.active.lock().map(|mut a| a.insert(id)).unwrap_or(false);
+    if fresh && !ctx.stopping() {
+        ctx.tracker.spawn(drive(ctx.clone(), task));
+    }
+}
+
+/// Drives one firing until it is done or the replica stops.
+async fn drive(ctx: Arc<Ctx>, task: Task) {
+    let id = task.pending.id.clone();
+    let mut state = FiringState { task, firing: None };
+    loop {
+        let action = tokio::select! {
+            biased;
+            // a crash abandons the step in hand, as a kill would
+            _ = ctx.crash.cancelled() => break,
+            result = reconcile(&mut state, &ctx) => result.unwrap_or_else(|e| {
+                tracing::warn!(firing = %id, error = %e, "firing step failed, retrying");
+                error_policy(&e)
+            }),
+        };
+        let wait = match action {
+            Action::Done => break,
+            Action::Refresh => {
+                state.firing = None;
+                Duration::ZERO
+            }
+            Action::Requeue(wait) => wait,
+        };
+        if ctx.shutdown.is_cancelled() || !sleep_or_stop(&ctx, wait).await {
+            if !ctx.crash.is_cancelled() {
+                release(&ctx, &state).await;
+            }
+            break;
+        }
+    }
+    if let Ok(mut active) = ctx.active.lock() {
+        active.remove(&id);
+    }
+}
+
+/// On a graceful stop: hands the firing's lease back, so the next replica
+/// takes over at once instead of after the lease.
+async fn release(ctx: &Ctx, state: &FiringState) {
+    let Some(firing) = &state.firing else { return };
+    if firing.value.lease.holder != ctx.replica || firing.value.is_complete() {
+        return;
+    }
+    let mut next = firing.value.clone();
+    next.lease = Lease::default();
+    if let Err(e) = kv::update(
+        &ctx.firings,
+        &state.task.firing_key(),
+        &next,
+        firing.revision,
+    )
+    .await
+    {
+        tracing::debug!(firing = %next.id, error = %e, "lease not released");
+    }
+}
+
+/// What to do after a failed pass: re-read after a conflict, wait a moment
+/// after NATS trouble, wait long after a corrupt value.
+pub fn error_policy(error: &Error) -> Action {
+    match error {
+        Error::Conflict { .. } => Action::Refresh,
+        Error::Unavailable { .. } | Error::Publish(_) => Action::Requeue(DEFAULT_RETRY_DELAY),
+        Error::Api(imagestreams_common::error::ApiError::Unavailable(_)) => {
+            Action::Requeue(DEFAULT_RETRY_DELAY)
+        }
+        Error::Api(_) => Action::Requeue(DEFAULT_CORRUPT_RETRY_DELAY),
+    }
+}
+
+fn until(from_ms: i64, to_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(to_ms - from_ms).unwrap_or(0))
+}
+
+/// Moves a firing one step (see the module docs).
+#[instrument(skip_all, fields(firing = %state.task.pending.id), err)]
+pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Error> {
+    let key = state.task.firing_key();
+    let now = now_ms();
+    let lease_ms = i64::try_from(ctx.lease.as_millis()).unwrap_or(i64::MAX);
+
+    // 1. the record: read it, or create it (claiming it)
+    let mut firing = match state.firing.take() {
+        Some(f) => f,
+        None => match kv::read::<Firing>(&ctx.firings, &key).await? {
+            Some(f) => f,
+            None => {
+                let trigger = match state.task.snapshot.take() {
+                    Some(t) => t,
+                    None => {
+                        match kv::read::<Trigger>(&ctx.triggers, &state.task.trigger_key()).await? {
+                            Some(t)
+                                if t.value.uid == state.task.trigger_uid
+                                    && t.value
+                                        .status
+                                        .pending
+                                        .iter()
+                                        .any(|p| p.id == state.task.pending.id) =>
+                            {
+                                t.value
+                            }
+                            // the trigger is gone, or the firing left its outbox (completed elsewhere)
+                            _ => return Ok(Action::Done),
+                        }
+                    }
+                };
+                let mut firing = Firing::new(&trigger, &state.task.pending);
+                firing.lease = Lease {
+                    holder: ctx.replica.clone(),
+                    expires_ms: now + lease_ms,
+                };
+                match kv::create(&ctx.firings, &key, &firing).await? {
+                    Some(revision) => {
+                        if ctx.failpoint(Failpoint::CrashAfterRecord) {
+                            return Ok(Action::Done);
+                        }
+                        Stored {
+                            value: firing,
+                            revision,
+                        }
+                    }
+                    // recorded meanwhile (by another replica, or before a restart)
+                    None => return Ok(Action::Refresh),
+                }
+            }
+        },
+    };
+
+    // 2. done already?
+    if firing.value.is_complete() {
+        remove_from_outbox(ctx, &state.task).await?;
+        return Ok(Action::Done);
+    }
+
+    // 3. the lease: someone else's live lease means wait; a lapsed one is taken over
+    let lease = &firing.value.lease;
+    if !lease.available_to(&ctx.replica, now) {
+        return Ok(Action::Requeue(until(now, lease.expires_ms) + LEASE_SLACK));
+    }
+    if lease.holder != ctx.replica || lease.expires_ms - now < lease_ms / 2 {
+        let mut claimed = firing.value.clone();
+        claimed.lease = Lease {
+            holder: ctx.replica.clone(),
+            expires_ms: now + lease_ms,
+        };
+        let revision = kv::update(&ctx.firings, &key, &claimed, firing.revision).await?;
+        if firing.value.lease.holder != ctx.replica {
+            tracing::info!(firing = %claimed.id, previous = %firing.value.lease.holder, "took over a firing");
+        }
+        firing = Stored {
+            value: claimed,
+            revision,
+        };
+    }
+
+    // 4. the side effects that are due, concurrently
+    let mut next = firing.value.clone();
+    let delivery_due =
+        next.delivery.state == DeliveryState::Pending && now >= next.delivery.next_attempt_ms;
+    if next.event_published && !delivery_due {
+        let wait = until(now, next.delivery.next_attempt_ms);
+        state.firing = Some(firing);
+        return Ok(Action::Requeue(wait));
+    }
+    let publish = async {
+        if next.event_published {
+            Ok(false)
+        } else {
+            publish(ctx, &next).await.map(|()| true)
+        }
+    };
+    let deliver = async {
+        if delivery_due {
+            Some(deliver(ctx, &next).await)
+        } else {
+            None
+        }
+    };
+    let (published, attempt) = tokio::join!(publish, deliver);
+    let publish_error = match published {
+        Ok(done) => {
+            next.event_published |= done;
+            None
+        }
+        Err(e) => Some(e),
+    };
+    match attempt {
+        Some(Some(attempt)) => {
+            let jitter = rand::rng().random::<f64>();
+            webhook::apply(&mut next.delivery, &attempt, &ctx.retry, jitter);
+            log_attempt(&next);
+        }
+        Some(None) => {
+            next.delivery.record(DeliveryAttempt {
+                time: format_millis(now),
+                error: "the trigger was deleted".into(),
+                ..DeliveryAttempt::default()
+            });
+            next.delivery.state = DeliveryState::Failed;
+        }
+        None => {}
+    }
+
+    // 5. the progress, renewing the lease through any backoff
+    let after = now_ms();
+    if next.is_complete() {
+        next.lease = Lease::default();
+    } else {
+        next.lease = Lease {
+            holder: ctx.replica.clone(),
+            expires_ms: after.max(next.delivery.next_attempt_ms) + lease_ms,
+        };
+    }
+    let revision = kv::update(&ctx.firings, &key, &next, firing.revision).await?;
+    let complete = next.is_complete();
+    let wait = if next.delivery.state == DeliveryState::Pending {
+        until(after, next.delivery.next_attempt_ms)
+    } else {
+        Duration::ZERO
+    };
+    state.firing = Some(Stored {
+        value: next,
+        revision,
+    });
+    if let Some(e) = publish_error {
+        return Err(e);
+    }
+    if complete {
+        remove_from_outbox(ctx, &state.task).await?;
+        return Ok(Action::Done);
+    }
+    Ok(Action::Requeue(wait))
+}
+
+fn log_attempt(firing: &Firing) {
+    let d = &firing.delivery;
+    let last = d.last().cloned().unwrap_or_default();
+    match d.state {
+        DeliveryState::Succeeded => {
+            tracing::info!(firing = %firing.id, attempts = d.attempts, status = last.status_code, "webhook delivered")
+        }
+        DeliveryState::Failed => tracing::warn!(
+            firing = %firing.id, attempts = d.attempts, status = last.status_code, error = %last.error,
+            "webhook delivery failed for good"
+        ),
+        _ => tracing::info!(
+            firing = %firing.id, attempts = d.attempts, status = last.status_code, error = %last.error,
+            next = %format_millis(d.next_attempt_ms), "webhook delivery will be retried"
+        ),
+    }
+}
+
+/// Publishes the firing's `BuildRequested` or `DeploymentRequested`.
+async fn publish(ctx: &Ctx, firing: &Firing) -> Result<(), Error> {
+    let time = chrono::DateTime::parse_from_rfc3339(&firing.time)
+        .ok()
+        .map(|t| prost_types_timestamp(t.timestamp(), t.timestamp_subsec_nanos()));
+    let from = Some((&firing.from).into());
+    let subject = firing
+        .kind
+        .event_kind()
+        .subject(&firing.namespace, &firing.trigger);
+    let mut headers = HeaderMap::new();
+    if let Some(tp) = &firing.traceparent {
+        headers.insert("traceparent", tp.as_str());
+    }
+    match firing.kind {
+        TriggerKind::Build => {
+            let event = proto::BuildRequested {
+                event_id: firing.id.clone(),
+                namespace: firing.namespace.clone(),
+                trigger: firing.trigger.clone(),
+                trigger_uid: firing.trigger_uid.clone(),
+                from,
+                image: firing.image.clone(),
+                docker_image_reference: firing.docker_image_reference.clone(),
+                previous_image: firing.previous_image.clone(),
+                cause: firing.cause.clone(),
+                time,
+            };
+            publish_event(&ctx.js, subject, &firing.id, &event, headers).await?;
+        }
+        TriggerKind::Deploy => {
+            let event = proto::DeploymentRequested {
+                event_id: firing.id.clone(),
+                namespace: firing.namespace.clone(),
+                trigger: firing.trigger.clone(),
+                trigger_uid: firing.trigger_uid.clone(),
+                from,
+                image: firing.image.clone(),
+                docker_image_reference: firing.docker_image_reference.clone(),
+                previous_image: firing.previous_image.clone(),
+                cause: firing.cause.clone(),
+                time,
+                container: firing.container.clone(),
+            };
+            publish_event(&ctx.js, subject, &firing.id, &event, headers).await?;
+        }
+    }
+    Ok(())
+}
+
+fn prost_types_timestamp(seconds: i64, nanos: u32) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds,
+        nanos: i32::try_from(nanos).unwrap_or(0),
+    }
+}
+
+/// One webhook attempt; `None` when the trigger is gone (or recreated).
+async fn deliver(ctx: &Ctx, firing: &Firing) -> Option<webhook::Attempt> {
+    let key = subjects::trigger_key(&firing.namespace, &firing.trigger);
+    let trigger = match ctx.indexed(&key) {
+        Some(t) if t.value.uid == firing.trigger_uid => Some(t.value),
+        _ => kv::read::<Trigger>(&ctx.triggers, &key)
+            .await
+            .ok()
+            .flatten()
+            .map(|t| t.value)
+            .filter(|t| t.uid == firing.trigger_uid),
+    }?;
+    let secret = trigger
+        .spec
+        .webhook
+        .as_ref()
+        .and_then(|w| w.secret.as_ref());
+    Some(
+        ctx.webhooks
+            .deliver(&firing.delivery.url, firing, secret)
+            .await,
+    )
+}
+
+/// Removes a completed firing from its trigger's outbox (compare-and-swap,
+/// trying the indexed copy first).
+async fn remove_from_outbox(ctx: &Ctx, task: &Task) -> Result<(), Error> {
+    let key = task.trigger_key();
+    let mut current = match ctx.indexed(&key) {
+        Some(t) => Some(t),
+        None => kv::read::<Trigger>(&ctx.triggers, &key).await?,
+    };
+    loop {
+        let Some(stored) = current else { return Ok(()) };
+        if stored.value.uid != task.trigger_uid
+            || !stored
+                .value
+                .status
+                .pending
+                .iter()
+                .any(|p| p.id == task.pending.id)
+        {
+            return Ok(());
+        }
+        let mut next = stored.value.clone();
+        next.status.pending.retain(|p| p.id != task.pending.id);
+        match kv::update(&ctx.triggers, &key, &next, stored.revision).await {
+            Ok(revision) => {
+                ctx.remember(&Stored {
+                    value: next,
+                    revision,
+                });
+                return Ok(());
+            }
+            Err(Error::Conflict { .. }) => {
+                current = kv::read::<Trigger>(&ctx.triggers, &key).await?;
+                if let Some(fresh) = &current {
+                    ctx.remember(fresh);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagestreams_common::error::ApiError;
+
+    #[test]
+    fn errors_map_to_retries() {
+        assert_eq!(
+            error_policy(&Error::Conflict { key: "k".into() }),
+            Action::Refresh
+        );
+        assert_eq!(
+            error_policy(&Error::unavailable("x", "down")),
+            Action::Requeue(DEFAULT_RETRY_DELAY)
+        );
+        assert_eq!(
+            error_policy(&Error::Api(ApiError::Unavailable("x".into()))),
+            Action::Requeue(DEFAULT_RETRY_DELAY)
+        );
+        assert_eq!(
+            error_policy(&Error::Api(ApiError::Internal("corrupt".into()))),
+            Action::Requeue(DEFAULT_CORRUPT_RETRY_DELAY)
+        );
+    }
+
+    #[test]
+    fn waits_never_go_negative() {
+        assert_eq!(until(10, 5), Duration::ZERO);
+        assert_eq!(until(5, 10), Duration::from_millis(5));
+    }
+}

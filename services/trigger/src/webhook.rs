@@ -1,0 +1,737 @@
+//! Outbound webhooks: the JSON payload, its HMAC-SHA256 signature, the SSRF
+//! policy (see [`imagestreams_common::config::WebhookConfig`]), one delivery
+//! attempt with a timeout and a bounded number in flight, and the pure retry
+//! rules (which answers are retried, exponential backoff with jitter).
+//!
+//! A delivery is a `POST` of [`Payload`] as JSON with the headers
+//!
+//! - `X-Imagestreams-Delivery: <firing id>`: the idempotency key, the same on
+//!   every retry and on every replica;
+//! - `X-Imagestreams-Signature: sha256=<hex HMAC-SHA256(secret, body)>` when
+//!   the trigger has a secret;
+//! - `X-Imagestreams-Event: Build` or `Deployment`.
+//!
+//! A 2xx answer is success. 408, 429, 5xx, timeouts and connection errors are
+//! retried; any other answer (3xx — redirects are not followed — and 4xx, 410
+//! included) and a target refused by the SSRF policy are final failures.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use imagestreams_common::{
+    config::WebhookConfig,
+    triggers::{Delivery, DeliveryAttempt, DeliveryState, Firing, WebhookSecret, format_millis},
+};
+use reqwest::{
+    Url,
+    dns::{Addrs, Name, Resolve, Resolving},
+    header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT},
+};
+use serde::Serialize;
+use sha2::Sha256;
+use tokio::sync::Semaphore;
+
+/// The idempotency key header.
+pub const HEADER_DELIVERY: &str = "X-Imagestreams-Delivery";
+/// The signature header.
+pub const HEADER_SIGNATURE: &str = "X-Imagestreams-Signature";
+/// The event kind header (`Build` or `Deployment`).
+pub const HEADER_EVENT: &str = "X-Imagestreams-Event";
+/// The user agent of deliveries.
+pub const DEFAULT_USER_AGENT: &str = concat!("imagestreams-trigger/", env!("CARGO_PKG_VERSION"));
+
+/// The JSON body of a delivery.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payload<'a> {
+    /// The trigger's name.
+    pub trigger: &'a str,
+    /// The trigger's namespace.
+    pub namespace: &'a str,
+    /// The stream whose tag changed.
+    pub stream: &'a str,
+    /// The tag.
+    pub tag: &'a str,
+    /// The new image (digest).
+    pub image: &'a str,
+    /// Its pinned pull spec.
+    pub docker_image_reference: &'a str,
+    /// The image fired before (empty for the first firing).
+    pub previous_image: &'a str,
+    /// When the trigger fired (RFC 3339).
+    pub time: &'a str,
+    /// The firing id (also `X-Imagestreams-Delivery`).
+    pub id: &'a str,
+    /// `Build` or `Deployment`.
+    pub kind: &'static str,
+    /// The stream's namespace (may differ from the trigger's).
+    pub stream_namespace: &'a str,
+    /// Deploy only: the container.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub container: &'a str,
+}
+
+/// The body delivered for `firing`.
+pub fn payload(firing: &Firing) -> Bytes {
+    let payload = Payload {
+        trigger: &firing.trigger,
+        namespace: &firing.namespace,
+        stream: &firing.from.stream,
+        tag: &firing.from.tag,
+        image: &firing.image,
+        docker_image_reference: &firing.docker_image_reference,
+        previous_image: &firing.previous_image,
+        time: &firing.time,
+        id: &firing.id,
+        kind: firing.kind.firing_noun(),
+        stream_namespace: &firing.from.namespace,
+        container: &firing.container,
+    };
+    // can't fail: a struct of strings
+    Bytes::from(serde_json::to_vec(&payload).unwrap_or_default())
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    // can't fail: HMAC takes keys of any length
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// What kind of address a target is, for the SSRF policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClass {
+    /// Routable.
+    Public,
+    /// `127.0.0.0/8`, `::1`.
+    Loopback,
+    /// `10/8`, `172.16/12`, `192.168/16`, `100.64/10` (CGNAT), `fc00::/7`.
+    Private,
+    /// `169.254/16`, `fe80::/10` (cloud metadata lives here).
+    LinkLocal,
+    /// Unspecified, broadcast, multicast, documentation and other reserved ranges.
+    Reserved,
+}
+
+/// Classifies an address; IPv4-mapped IPv6 addresses count as their IPv4.
+pub fn classify(ip: IpAddr) -> AddressClass {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => classify_v4(v4),
+            None => classify_v6(v6),
+        },
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> AddressClass {
+    let [a, b, ..] = ip.octets();
+    if ip.is_loopback() {
+        AddressClass::Loopback
+    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
+        AddressClass::Private
+    } else if ip.is_link_local() {
+        AddressClass::LinkLocal
+    } else if ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || a >= 240
+    {
+        AddressClass::Reserved
+    } else {
+        AddressClass::Public
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> AddressClass {
+    let first = ip.segments()[0];
+    if ip.is_loopback() {
+        AddressClass::Loopback
+    } else if first & 0xfe00 == 0xfc00 {
+        AddressClass::Private
+    } else if first & 0xffc0 == 0xfe80 {
+        AddressClass::LinkLocal
+    } else if ip.is_unspecified()
+        || ip.is_multicast()
+        || first == 0x2001 && ip.segments()[1] == 0x0db8
+    {
+        AddressClass::Reserved
+    } else {
+        AddressClass::Public
+    }
+}
+
+/// Which targets deliveries may reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SsrfPolicy {
+    /// Allow private ranges.
+    pub allow_private: bool,
+    /// Allow loopback.
+    pub allow_loopback: bool,
+}
+
+impl SsrfPolicy {
+    /// The policy of a webhook configuration.
+    pub fn of(cfg: &WebhookConfig) -> Self {
+        SsrfPolicy {
+            allow_private: cfg.allow_private,
+            allow_loopback: cfg.allow_loopback,
+        }
+    }
+
+    /// Why `ip` is refused, if it is.
+    pub fn refusal(&self, ip: IpAddr) -> Option<String> {
+        match classify(ip) {
+            AddressClass::Public => None,
+            AddressClass::Loopback if self.allow_loopback => None,
+            AddressClass::Private if self.allow_private => None,
+            AddressClass::Loopback => Some(format!(
+                "{ip} is a loopback address, refused by the SSRF policy (trigger.webhook.allow_loopback)"
+            )),
+            AddressClass::Private => Some(format!(
+                "{ip} is a private address, refused by the SSRF policy (trigger.webhook.allow_private)"
+            )),
+            AddressClass::LinkLocal => Some(format!(
+                "{ip} is a link-local address, always refused by the SSRF policy"
+            )),
+            AddressClass::Reserved => Some(format!(
+                "{ip} is a reserved address, always refused by the SSRF policy"
+            )),
+        }
+    }
+
+    /// Checks a URL without resolving names: http(s), and when the host is an
+    /// IP literal or `localhost`, the address. `Err` says why it is refused.
+    pub fn check_url(&self, url: &str) -> Result<Url, String> {
+        let parsed = Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("must be an http or https URL".into());
+        }
+        match parsed.host() {
+            None => Err("has no host".into()),
+            Some(url::Host::Ipv4(ip)) => self.refusal(IpAddr::V4(ip)).map_or(Ok(()), Err),
+            Some(url::Host::Ipv6(ip)) => self.refusal(IpAddr::V6(ip)).map_or(Ok(()), Err),
+            Some(url::Host::Domain(d))
+                if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") =>
+            {
+                self.refusal(IpAddr::V4(Ipv4Addr::LOCALHOST))
+                    .map_or(Ok(()), Err)
+            }
+            Some(url::Host::Domain(_)) => Ok(()),
+        }?;
+        Ok(parsed)
+    }
+
+    /// The addresses of `host:port` that the policy allows; `Err` when the
+    /// name does not resolve or every address is refused.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ResolveError::Lookup(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        let mut refusals = Vec::new();
+        let allowed: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| match self.refusal(a.ip()) {
+                None => true,
+                Some(why) => {
+                    refusals.push(why);
+                    false
+                }
+            })
+            .collect();
+        if allowed.is_empty() {
+            return Err(match refusals.into_iter().next() {
+                Some(why) => ResolveError::Refused(format!("{host}: {why}")),
+                None => ResolveError::Lookup(format!("{host} has no address")),
+            });
+        }
+        Ok(allowed)
+    }
+}
+
+/// Why a webhook host yields no address to connect to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The name did not resolve (retried).
+    #[error("{0}")]
+    Lookup(String),
+    /// Every address is refused by the SSRF policy (final).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// reqwest's resolver: only addresses the policy allows, so the connection
+/// goes where the check said (no DNS rebinding between check and connect).
+#[derive(Debug, Clone)]
+struct PolicyResolver(SsrfPolicy);
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs = policy.resolve(&host, 0).await?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// When it started (unix milliseconds).
+    pub started_ms: i64,
+    /// How long it took.
+    pub duration: Duration,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// Refused before sending (SSRF policy, bad URL): final.
+    pub refused: bool,
+    /// The receiver's `Retry-After`, in seconds form.
+    pub retry_after: Option<Duration>,
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delivered.
+    Delivered,
+    /// Try again later.
+    Retry,
+    /// Give up.
+    GiveUp,
+}
+
+/// The verdict on an attempt (see the module docs).
+pub fn verdict(attempt: &Attempt) -> Verdict {
+    match attempt.status {
+        Some(s) if (200..300).contains(&s) => Verdict::Delivered,
+        Some(408 | 429) => Verdict::Retry,
+        Some(s) if s >= 500 => Verdict::Retry,
+        Some(_) => Verdict::GiveUp,
+        None if attempt.refused => Verdict::GiveUp,
+        None => Verdict::Retry,
+    }
+}
+
+/// Retry settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// Delay before the second attempt.
+    pub initial_backoff: Duration,
+    /// Upper bound of the delay.
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The policy of a webhook configuration.
+    pub fn of(cfg: &WebhookConfig) -> Self {
+        RetryPolicy {
+            max_attempts: cfg.max_attempts.max(1),
+            initial_backoff: Duration::from_millis(cfg.initial_backoff_ms),
+            max_backoff: Duration::from_millis(cfg.max_backoff_ms.max(cfg.initial_backoff_ms)),
+        }
+    }
+
+    /// The delay after attempt number `attempts` (1-based): `initial · 2^(n-1)`,
+    /// capped, then "equal jitter": half fixed, half scaled by `jitter` ∈ [0, 1).
+    pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        let base = self
+            .initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff);
+        let half = base / 2;
+        half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// Records `attempt` in `delivery` and moves it on: `Succeeded`, `Failed`
+/// (final answer or the attempt limit), or `Pending` with the next attempt's
+/// time (`Retry-After` honoured up to the maximum backoff). Pure.
+pub fn apply(delivery: &mut Delivery, attempt: &Attempt, policy: &RetryPolicy, jitter: f64) {
+    delivery.record(DeliveryAttempt {
+        time: format_millis(attempt.started_ms),
+        status_code: attempt.status.unwrap_or(0),
+        error: attempt.error.clone().unwrap_or_default(),
+        duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
+    });
+    let done_ms = attempt.started_ms + i64::try_from(attempt.duration.as_millis()).unwrap_or(0);
+    match verdict(attempt) {
+        Verdict::Delivered => {
+            delivery.state = DeliveryState::Succeeded;
+            delivery.next_attempt_ms = 0;
+        }
+        Verdict::GiveUp => {
+            delivery.state = DeliveryState::Failed;
+            delivery.next_attempt_ms = 0;
+        }
+        Verdict::Retry if delivery.attempts >= policy.max_attempts => {
+            delivery.state = DeliveryState::Failed;
+            delivery.next_attempt_ms = 0;
+        }
+        Verdict::Retry => {
+            let backoff = policy.backoff(delivery.attempts, jitter);
+            let wait = attempt
+                .retry_after
+                .map_or(backoff, |r| r.min(policy.max_backoff).max(backoff));
+            delivery.state = DeliveryState::Pending;
+            delivery.next_attempt_ms =
+                done_ms + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        }
+    }
+}
+
+/// The webhook sender of one replica: one HTTP client, the SSRF policy, a
+/// bound on requests in flight and a per-request timeout.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    client: reqwest::Client,
+    policy: SsrfPolicy,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl Webhooks {
+    /// A sender configured by `cfg`.
+    pub fn new(cfg: &WebhookConfig) -> Result<Self, reqwest::Error> {
+        let policy = SsrfPolicy::of(cfg);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(PolicyResolver(policy)))
+            .connect_timeout(Duration::from_millis(cfg.timeout_ms))
+            .build()?;
+        Ok(Webhooks {
+            client,
+            policy,
+            permits: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+        })
+    }
+
+    /// The SSRF policy.
+    pub fn policy(&self) -> SsrfPolicy {
+        self.policy
+    }
+
+    /// One attempt to POST `firing` to `url`.
+    pub async fn deliver(
+        &self,
+        url: &str,
+        firing: &Firing,
+        secret: Option<&WebhookSecret>,
+    ) -> Attempt {
+        let started_ms = chrono::Utc::now().timestamp_millis();
+        let start = Instant::now();
+        let finish =
+            |status: Option<u16>, error: Option<String>, refused: bool, retry_after| Attempt {
+                started_ms,
+                duration: start.elapsed(),
+                status,
+                error,
+                refused,
+                retry_after,
+            };
+        let parsed = match self.policy.check_url(url) {
+            Ok(u) => u,
+            Err(why) => return finish(None, Some(why), true, None),
+        };
+        if let Some(url::Host::Domain(host)) = parsed.host() {
+            let port = parsed.port_or_known_default().unwrap_or(80);
+            match self.policy.resolve(host, port).await {
+                Ok(_) => {}
+                Err(ResolveError::Refused(why)) => return finish(None, Some(why), true, None),
+                Err(ResolveError::Lookup(why)) => return finish(None, Some(why), false, None),
+            }
+        }
+        let body = payload(firing);
+        let mut request = self
+            .client
+            .post(parsed)
+            .timeout(self.timeout)
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, DEFAULT_USER_AGENT)
+            .header(HEADER_DELIVERY, &firing.id)
+            .header(HEADER_EVENT, firing.kind.firing_noun());
+        if let Some(secret) = secret {
+            request = request.header(HEADER_SIGNATURE, sign(secret.expose(), &body));
+        }
+        // waiting for a slot is bounded too, so an attempt never outlives its lease
+        let Ok(Ok(_permit)) = tokio::time::timeout(self.timeout, self.permits.acquire()).await
+        else {
+            return finish(
+                None,
+                Some("too many webhook deliveries in flight; retrying later".into()),
+                false,
+                None,
+            );
+        };
+        match request.body(body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let error = (!response.status().is_success())
+                    .then(|| format!("receiver answered {}", response.status()));
+                finish(Some(status), error, false, retry_after)
+            }
+            Err(e) if e.is_timeout() => finish(
+                None,
+                Some(format!("no answer within {} ms", self.timeout.as_millis())),
+                false,
+                None,
+            ),
+            Err(e) => finish(None, Some(error_chain(&e)), false, None),
+        }
+    }
+}
+
+/// An error and its sources on one line (without the URL's query: reqwest
+/// strips nothing, so only the chain's messages are kept).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagestreams_common::triggers::{DELIVERY_HISTORY_KEPT, TagRef, TriggerKind};
+
+    fn attempt(status: Option<u16>) -> Attempt {
+        Attempt {
+            started_ms: 1_000,
+            duration: Duration::from_millis(5),
+            status,
+            error: None,
+            refused: false,
+            retry_after: None,
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(250),
+        }
+    }
+
+    #[test]
+    fn signatures_are_hex_hmac_sha256() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            sign(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn only_408_429_5xx_and_network_errors_are_retried() {
+        assert_eq!(verdict(&attempt(Some(200))), Verdict::Delivered);
+        assert_eq!(verdict(&attempt(Some(204))), Verdict::Delivered);
+        assert_eq!(verdict(&attempt(Some(500))), Verdict::Retry);
+        assert_eq!(verdict(&attempt(Some(503))), Verdict::Retry);
+        assert_eq!(verdict(&attempt(Some(408))), Verdict::Retry);
+        assert_eq!(verdict(&attempt(Some(429))), Verdict::Retry);
+        assert_eq!(verdict(&attempt(Some(410))), Verdict::GiveUp);
+        assert_eq!(verdict(&attempt(Some(404))), Verdict::GiveUp);
+        assert_eq!(verdict(&attempt(Some(301))), Verdict::GiveUp);
+        assert_eq!(verdict(&attempt(None)), Verdict::Retry);
+        let mut refused = attempt(None);
+        refused.refused = true;
+        assert_eq!(verdict(&refused), Verdict::GiveUp);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let p = policy();
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(50));
+        assert_eq!(p.backoff(1, 0.999_999).as_millis(), 99);
+        assert_eq!(p.backoff(2, 0.0), Duration::from_millis(100));
+        assert_eq!(
+            p.backoff(3, 0.0),
+            Duration::from_millis(125),
+            "capped at 250"
+        );
+        assert_eq!(p.backoff(40, 0.0), Duration::from_millis(125));
+    }
+
+    #[test]
+    fn deliveries_move_through_their_states() {
+        let p = policy();
+        let mut d = Delivery {
+            state: DeliveryState::Pending,
+            ..Default::default()
+        };
+        apply(&mut d, &attempt(Some(500)), &p, 0.0);
+        assert_eq!(d.state, DeliveryState::Pending);
+        assert_eq!(d.next_attempt_ms, 1_005 + 50);
+        apply(&mut d, &attempt(Some(200)), &p, 0.0);
+        assert_eq!(d.state, DeliveryState::Succeeded);
+        assert_eq!(d.attempts, 2);
+
+        let mut gone = Delivery {
+            state: DeliveryState::Pending,
+            ..Default::default()
+        };
+        apply(&mut gone, &attempt(Some(410)), &p, 0.0);
+        assert_eq!(gone.state, DeliveryState::Failed);
+        assert_eq!(gone.attempts, 1);
+        assert_eq!(gone.last().unwrap().status_code, 410);
+
+        let mut exhausted = Delivery {
+            state: DeliveryState::Pending,
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            apply(&mut exhausted, &attempt(Some(503)), &p, 0.5);
+        }
+        assert_eq!(exhausted.state, DeliveryState::Failed);
+        assert!(exhausted.history.len() <= DELIVERY_HISTORY_KEPT);
+
+        let mut later = Delivery {
+            state: DeliveryState::Pending,
+            ..Default::default()
+        };
+        let mut slow_down = attempt(Some(429));
+        slow_down.retry_after = Some(Duration::from_secs(60));
+        apply(&mut later, &slow_down, &p, 0.0);
+        assert_eq!(
+            later.next_attempt_ms,
+            1_005 + 250,
+            "Retry-After capped at the max backoff"
+        );
+    }
+
+    #[test]
+    fn the_ssrf_policy_refuses_internal_targets_by_default() {
+        let strict = SsrfPolicy::default();
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.169.254",
+            "fe80::1",
+            "fd00::1",
+            "0.0.0.0",
+            "::",
+            "224.0.0.1",
+            "::ffff:127.0.0.1",
+            "255.255.255.255",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(strict.refusal(ip).is_some(), "{ip} should be refused");
+        }
+        assert!(strict.refusal("93.184.216.34".parse().unwrap()).is_none());
+        assert!(
+            strict
+                .refusal("2606:2800:220:1::1".parse().unwrap())
+                .is_none()
+        );
+        let loopback = SsrfPolicy {
+            allow_loopback: true,
+            allow_private: false,
+        };
+        assert!(loopback.refusal("127.0.0.1".parse().unwrap()).is_none());
+        assert!(loopback.refusal("10.0.0.1".parse().unwrap()).is_some());
+        assert!(
+            loopback
+                .refusal("169.254.169.254".parse().unwrap())
+                .is_some()
+        );
+        let private = SsrfPolicy {
+            allow_loopback: false,
+            allow_private: true,
+        };
+        assert!(private.refusal("10.0.0.1".parse().unwrap()).is_none());
+        assert!(
+            private
+                .refusal("169.254.169.254".parse().unwrap())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn urls_are_checked_before_any_lookup() {
+        let strict = SsrfPolicy::default();
+        assert!(strict.check_url("http://127.0.0.1:8080/hook").is_err());
+        assert!(strict.check_url("http://localhost/hook").is_err());
+        assert!(strict.check_url("http://[::1]/hook").is_err());
+        assert!(strict.check_url("ftp://example.com/").is_err());
+        assert!(strict.check_url("https://ci.example.com/hook").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_refused_target_is_a_final_failure_without_a_request() {
+        let hooks = Webhooks::new(&WebhookConfig::default()).unwrap();
+        let firing = Firing {
+            id: "t-1".into(),
+            namespace: "ns".into(),
+            trigger: "t".into(),
+            trigger_uid: "u".into(),
+            kind: TriggerKind::Build,
+            from: TagRef {
+                namespace: "ns".into(),
+                stream: "app".into(),
+                tag: "latest".into(),
+            },
+            image: "sha256:a".into(),
+            docker_image_reference: String::new(),
+            previous_image: String::new(),
+            cause: String::new(),
+            time: String::new(),
+            container: String::new(),
+            event_published: false,
+            delivery: Delivery::default(),
+            lease: Default::default(),
+            traceparent: None,
+        };
+        let a = hooks
+            .deliver("http://169.254.169.254/latest", &firing, None)
+            .await;
+        assert!(a.refused);
+        assert_eq!(verdict(&a), Verdict::GiveUp);
+        assert!(a.error.unwrap().contains("link-local"));
+        let body: serde_json::Value = serde_json::from_slice(&payload(&firing)).unwrap();
+        for key in [
+            "trigger",
+            "namespace",
+            "stream",
+            "tag",
+            "image",
+            "dockerImageReference",
+            "previousImage",
+            "time",
+        ] {
+            assert!(body.get(key).is_some(), "payload lacks {key}");
+        }
+    }
+}
