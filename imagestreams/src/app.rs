@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use axum::Router;
 use imagestreams_common::{
     config::Config,
+    metrics::Metrics,
     nats,
     runtime::{self, Deps, Health, Service},
     telemetry,
@@ -70,10 +71,12 @@ impl App {
         let client = nats::connect(&config.nats, "imagestreams").await?;
         let topology = nats::provision(&client, config.nats.replicas).await?;
         let health = Health::new(Some(client.clone()));
+        let metrics = Metrics::new();
         let deps = Deps {
             nats: client.clone(),
             topology,
             health: health.clone(),
+            metrics: metrics.clone(),
         };
         let mut services = Vec::with_capacity(names.len());
         for &name in names {
@@ -81,20 +84,25 @@ impl App {
         }
         let http_listen = match (mode, names) {
             (Mode::Monolith, _) => Some(config.gateway.http_listen),
-            (Mode::Microservice, [ServiceName::Gateway]) => Some(config.gateway.http_listen),
+            // the gateway's port carries the REST API, so it comes with the gateway
+            (Mode::Microservice, names) if names.contains(&ServiceName::Gateway) => {
+                Some(config.gateway.http_listen)
+            }
             (Mode::Microservice, [ServiceName::StreamStore]) => {
                 Some(config.stream_store.http_listen)
             }
             (Mode::Microservice, [ServiceName::TagSyncer]) => Some(config.tag_syncer.http_listen),
             (Mode::Microservice, [ServiceName::Trigger]) => Some(config.trigger.http_listen),
-            // the watcher serves health on its own notification port
+            // the watcher serves health and metrics on its own notification port
             (Mode::Microservice, _) => None,
         };
         let http = match http_listen {
             Some(addr) => {
                 let router = services
                     .iter()
-                    .fold(health.router(), |router, s| router.merge(s.routes()));
+                    .fold(health.router().merge(metrics.router()), |router, s| {
+                        router.merge(s.routes())
+                    });
                 Some((runtime::bind(addr).await?, router))
             }
             None => None,
@@ -131,7 +139,7 @@ impl App {
         let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
         if let Some((listener, router)) = self.http {
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, "HTTP listening (/healthz, /readyz)");
+            tracing::info!(%addr, "HTTP listening (/healthz, /readyz, /metrics)");
             let token = shutdown.child_token();
             let failed = failed_tx.clone();
             tracker.spawn(async move {

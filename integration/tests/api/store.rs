@@ -948,6 +948,7 @@ async fn tags_changed_survive_a_crash_between_the_writes_and_the_changefeed() ->
         nats: client.clone(),
         topology: topology::provision(&client, 1).await?,
         health: Health::new(Some(client.clone())),
+        metrics: Default::default(),
     };
     let writer = StreamStoreService::build_with(
         Arc::new(config),

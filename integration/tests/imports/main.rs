@@ -545,6 +545,38 @@ async fn the_seed_stream_imports_on_create_and_import_image_is_idempotent() -> a
     let ruby = env.reader.get("default", "ruby").await?;
     assert_eq!(condition(&ruby, "nope").map(|c| c.0), Some("NotFound"));
     assert_eq!(images(&ruby, "v0.4"), [newer, v04], "history left alone");
+
+    // the imports as the tag-syncer's metrics show them
+    let metrics = reqwest::get(format!("{}/metrics", app.http_url()))
+        .await?
+        .text()
+        .await?;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert!(
+        value(r#"imagestreams_tag_syncer_imported_tags_total{registry="docker.io",outcome="ok"}"#)
+            >= 2.0
+    );
+    assert_eq!(
+        value(
+            r#"imagestreams_tag_syncer_imported_tags_total{registry="docker.io",outcome="NotFound"}"#
+        ),
+        1.0
+    );
+    assert!(
+        value(&format!(
+            r#"imagestreams_tag_syncer_registry_requests_total{{registry="{}",status="200"}}"#,
+            registry.host()
+        )) >= 2.0
+    );
+    assert!(
+        value(r#"imagestreams_tag_syncer_import_duration_seconds_count{registry="docker.io"}"#)
+            >= 2.0
+    );
     app.stop().await?;
     Ok(())
 }

@@ -18,6 +18,7 @@ pub async fn serve_grpc(env: &Env) -> anyhow::Result<std::net::SocketAddr> {
         nats: env.client.clone(),
         topology: env.topology.clone(),
         health: Health::default(),
+        metrics: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -95,6 +95,88 @@ async fn a_push_fires_a_signed_webhook_an_event_and_a_build() -> anyhow::Result<
         pushed.as_str()
     );
     assert_eq!(receiver.requests()[1].json()["image"], second.as_str());
+
+    // what an operator's Prometheus scrapes off the same process
+    let mut grpc = app.client().await?;
+    grpc.get(proto::GetRequest {
+        namespace: "e2e".into(),
+        name: "app".into(),
+    })
+    .await?;
+    let missing = grpc
+        .get(proto::GetRequest {
+            namespace: "e2e".into(),
+            name: "nope".into(),
+        })
+        .await;
+    assert_eq!(missing.unwrap_err().code(), tonic::Code::NotFound);
+    let metrics = reqwest::get(format!("{}/metrics", app.http_url()))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert!(value(r#"imagestreams_registry_watcher_envelopes_total{code="200"}"#) >= 2.0);
+    assert_eq!(
+        value(r#"imagestreams_registry_watcher_events_total{outcome="pushed"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(
+            r#"imagestreams_stream_store_events_consumed_total{kind="ImagePushed",outcome="changed"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            r#"imagestreams_stream_store_events_published_total{kind="TagsChanged",outcome="ok"}"#
+        ),
+        2.0
+    );
+    assert!(
+        value(r#"imagestreams_trigger_events_consumed_total{kind="TagsChanged",outcome="ok"}"#)
+            >= 2.0
+    );
+    assert_eq!(
+        value(r#"imagestreams_trigger_events_published_total{kind="BuildRequested",outcome="ok"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"imagestreams_trigger_webhook_deliveries_total{outcome="delivered"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(
+            r#"imagestreams_gateway_grpc_requests_total{method="/imagestreams.v1.ImageStreams/Get",code="Ok"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            r#"imagestreams_gateway_grpc_requests_total{method="/imagestreams.v1.ImageStreams/Get",code="NotFound"}"#
+        ),
+        1.0
+    );
+    for consumer in [
+        "stream-store-changefeed",
+        "stream-store",
+        "trigger",
+        "tag-syncer",
+    ] {
+        assert!(
+            metrics.contains(&format!(r#"_consumer_lag{{consumer="{consumer}"}}"#)),
+            "{consumer}: {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("imagestreams_stream_store_streams "),
+        "{metrics}"
+    );
     app.stop().await?;
     Ok(())
 }

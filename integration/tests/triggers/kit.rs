@@ -268,6 +268,7 @@ impl Replica {
             nats: client.clone(),
             topology,
             health: Health::default(),
+            metrics: Default::default(),
         };
         let mut service = TriggerService::build(env.config.clone(), deps).await?;
         if let Some(fp) = failpoint {

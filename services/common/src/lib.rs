@@ -6,6 +6,7 @@
 pub mod config;
 pub mod error;
 pub mod imports;
+pub mod metrics;
 pub mod model;
 pub mod nats;
 pub mod reference;

@@ -13,7 +13,7 @@ use axum::{Router, extract::State, http::StatusCode, routing::get};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::nats::Topology;
+use crate::{metrics::Metrics, nats::Topology};
 
 /// What a service receives to run: a connected NATS client and the declared
 /// topology. Services never read the environment themselves.
@@ -25,6 +25,8 @@ pub struct Deps {
     pub topology: Topology,
     /// The process's readiness, for services that serve health on a port of their own.
     pub health: Health,
+    /// The process's metrics registry (served at `/metrics`).
+    pub metrics: Metrics,
 }
 
 /// Returns the root token, cancelled on the first SIGINT or SIGTERM. A second

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod grpc;
+mod metrics;
 mod query;
 mod rest;
 mod streams;
@@ -123,6 +124,7 @@ pub struct GatewayService {
     triggers: triggers::TriggersApi,
     imports: ImportClient,
     secrets: SecretsApi,
+    grpc_metrics: metrics::GrpcMetrics,
 }
 
 impl GatewayService {
@@ -157,6 +159,7 @@ impl GatewayService {
             triggers: triggers::TriggersApi::new(&deps),
             imports: ImportClient::new(deps.nats.clone()),
             secrets: SecretsApi::new(deps.nats.clone()),
+            grpc_metrics: metrics::GrpcMetrics::new(&deps.metrics.service(NAME)),
         })
     }
 
@@ -200,6 +203,7 @@ impl GatewayService {
         tracing::info!(addr = %self.addr, "gRPC listening");
         Server::builder()
             .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
+            .layer(self.grpc_metrics.clone())
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

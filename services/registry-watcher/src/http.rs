@@ -18,13 +18,7 @@
 //! order without waiting for each other's acknowledgement; the answer waits
 //! for all of them.
 
-use std::{
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::{future::Future, sync::Arc};
 
 use async_nats::{HeaderMap, jetstream};
 use axum::{
@@ -33,15 +27,20 @@ use axum::{
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::post,
 };
 use chrono::Utc;
 use futures::StreamExt as _;
 use imagestreams_common::{
+    metrics::{Metrics, ServiceMetrics},
     nats::{self, NatsError},
     subjects::Kind,
 };
 use imagestreams_proto::v1 as proto;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
@@ -160,19 +159,23 @@ impl TokenDigest {
     }
 }
 
-/// Counters, served at `/metrics` in the Prometheus text format.
+/// The watcher's counters, registered as
+/// `imagestreams_registry_watcher_envelopes_total{code}` and
+/// `imagestreams_registry_watcher_events_total{outcome}`.
 #[derive(Debug, Default)]
 pub struct Stats {
-    accepted: AtomicU64,
-    unauthorized: AtomicU64,
-    unsupported: AtomicU64,
-    too_large: AtomicU64,
-    malformed: AtomicU64,
-    unavailable: AtomicU64,
-    pushed: AtomicU64,
-    deleted: AtomicU64,
-    ignored: AtomicU64,
-    skipped: AtomicU64,
+    envelopes: Family<CodeLabel, Counter>,
+    events: Family<OutcomeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 /// A snapshot of [`Stats`].
@@ -201,61 +204,48 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
+    /// Counters registered in `metrics`.
+    pub fn registered(metrics: &ServiceMetrics) -> Self {
+        let stats = Stats::default();
+        metrics.register(
+            "envelopes",
+            "Notification envelopes received, by the HTTP status answered",
+            stats.envelopes.clone(),
+        );
+        metrics.register(
+            "events",
+            "Events of accepted envelopes, by outcome (pushed, deleted, ignored, skipped)",
+            stats.events.clone(),
+        );
+        stats
+    }
+
+    fn answered(&self, code: u16) {
+        self.envelopes.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    fn counted(&self, outcome: &'static str, by: u64) {
+        self.events
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc_by(by);
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let code = |code| self.envelopes.get_or_create(&CodeLabel { code }).get();
+        let outcome = |outcome| self.events.get_or_create(&OutcomeLabel { outcome }).get();
         StatsSnapshot {
-            accepted: get(&self.accepted),
-            unauthorized: get(&self.unauthorized),
-            unsupported: get(&self.unsupported),
-            too_large: get(&self.too_large),
-            malformed: get(&self.malformed),
-            unavailable: get(&self.unavailable),
-            pushed: get(&self.pushed),
-            deleted: get(&self.deleted),
-            ignored: get(&self.ignored),
-            skipped: get(&self.skipped),
+            accepted: code(200),
+            unauthorized: code(401),
+            unsupported: code(415),
+            too_large: code(413),
+            malformed: code(400),
+            unavailable: code(503),
+            pushed: outcome("pushed"),
+            deleted: outcome("deleted"),
+            ignored: outcome("ignored"),
+            skipped: outcome("skipped"),
         }
-    }
-
-    fn bump(counter: &AtomicU64, by: u64) {
-        counter.fetch_add(by, Ordering::Relaxed);
-    }
-
-    fn prometheus(&self) -> String {
-        let s = self.snapshot();
-        let mut out = String::new();
-        out.push_str(
-            "# HELP imagestreams_registry_watcher_envelopes_total Notification envelopes received, by answer.\n\
-             # TYPE imagestreams_registry_watcher_envelopes_total counter\n",
-        );
-        for (code, n) in [
-            (200, s.accepted),
-            (400, s.malformed),
-            (401, s.unauthorized),
-            (413, s.too_large),
-            (415, s.unsupported),
-            (503, s.unavailable),
-        ] {
-            out.push_str(&format!(
-                "imagestreams_registry_watcher_envelopes_total{{code=\"{code}\"}} {n}\n"
-            ));
-        }
-        out.push_str(
-            "# HELP imagestreams_registry_watcher_events_total Events of accepted envelopes, by outcome.\n\
-             # TYPE imagestreams_registry_watcher_events_total counter\n",
-        );
-        for (outcome, n) in [
-            ("pushed", s.pushed),
-            ("deleted", s.deleted),
-            ("ignored", s.ignored),
-            ("skipped", s.skipped),
-        ] {
-            out.push_str(&format!(
-                "imagestreams_registry_watcher_events_total{{outcome=\"{outcome}\"}} {n}\n"
-            ));
-        }
-        out
     }
 }
 
@@ -266,24 +256,36 @@ pub struct Receiver<S> {
     registry_host: String,
     limits: Limits,
     stats: Arc<Stats>,
+    metrics: Metrics,
 }
 
 impl<S: EventSink> Receiver<S> {
     /// A receiver publishing to `sink`. `token` `None` accepts every request
-    /// (insecure mode). `registry_host` goes into every event.
+    /// (insecure mode). `registry_host` goes into every event. Its counters
+    /// go into a registry of its own; see [`with_metrics`](Self::with_metrics).
     pub fn new(
         sink: S,
         token: Option<&str>,
         registry_host: impl Into<String>,
         limits: Limits,
     ) -> Self {
+        let metrics = Metrics::new();
         Receiver {
             sink,
             token: token.map(TokenDigest::of),
             registry_host: registry_host.into(),
             limits,
-            stats: Arc::default(),
+            stats: Arc::new(Stats::registered(&metrics.service(crate::NAME))),
+            metrics,
         }
+    }
+
+    /// The same receiver counting into the process's `metrics`, which its
+    /// `/metrics` serves whole.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.stats = Arc::new(Stats::registered(&metrics.service(crate::NAME)));
+        self.metrics = metrics.clone();
+        self
     }
 
     /// The counters.
@@ -293,11 +295,11 @@ impl<S: EventSink> Receiver<S> {
 
     /// `POST /notifications` and `GET /metrics`.
     pub fn router(self) -> Router {
-        let stats = self.stats.clone();
+        let metrics = self.metrics.router();
         Router::new()
             .route(NOTIFICATIONS_PATH, post(receive::<S>))
             .with_state(Arc::new(self))
-            .route("/metrics", get(move || async move { stats.prometheus() }))
+            .merge(metrics)
     }
 
     fn authorized(&self, value: Option<&HeaderValue>) -> bool {
@@ -322,14 +324,9 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 fn refuse(stats: &Stats, rejection: &Rejection) -> Response {
-    let counter = match rejection {
-        Rejection::UnsupportedMediaType(_) => &stats.unsupported,
-        Rejection::BodyTooLarge { .. } | Rejection::TooManyEvents { .. } => &stats.too_large,
-        Rejection::Malformed(_) => &stats.malformed,
-    };
-    Stats::bump(counter, 1);
-    tracing::warn!(error = %rejection, "notification refused");
     let status = StatusCode::from_u16(rejection.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    stats.answered(status.as_u16());
+    tracing::warn!(error = %rejection, "notification refused");
     answer(status, json!({ "error": rejection.to_string() }))
 }
 
@@ -375,7 +372,7 @@ async fn receive<S: EventSink>(
     let (parts, body) = request.into_parts();
     let stats = &receiver.stats;
     if !receiver.authorized(parts.headers.get(header::AUTHORIZATION)) {
-        Stats::bump(&stats.unauthorized, 1);
+        stats.answered(401);
         tracing::warn!("notification without the expected bearer token refused");
         let mut response = answer(
             StatusCode::UNAUTHORIZED,
@@ -428,8 +425,8 @@ async fn receive<S: EventSink>(
             }
         }
     }
-    Stats::bump(&stats.ignored, ignored);
-    Stats::bump(&stats.skipped, skipped);
+    stats.counted("ignored", ignored);
+    stats.counted("skipped", skipped);
 
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -448,7 +445,7 @@ async fn receive<S: EventSink>(
         .filter_map(|(result, event)| result.as_ref().err().map(|e| (event.event_id(), e)))
         .collect();
     if let Some((event_id, error)) = failures.first() {
-        Stats::bump(&stats.unavailable, 1);
+        stats.answered(503);
         tracing::warn!(
             %event_id,
             error = %error,
@@ -466,9 +463,9 @@ async fn receive<S: EventSink>(
         .filter(|e| matches!(e, Outgoing::Pushed(_)))
         .count() as u64;
     let deleted = outgoing.len() as u64 - pushed;
-    Stats::bump(&stats.pushed, pushed);
-    Stats::bump(&stats.deleted, deleted);
-    Stats::bump(&stats.accepted, 1);
+    stats.counted("pushed", pushed);
+    stats.counted("deleted", deleted);
+    stats.answered(200);
     tracing::Span::current().record("published", outgoing.len());
     answer(
         StatusCode::OK,

@@ -122,7 +122,8 @@ impl RegistryWatcherService {
             token,
             config.integrated_registry.host.clone(),
             limits,
-        );
+        )
+        .with_metrics(&deps.metrics);
         let router = receiver.router().merge(deps.health.router());
         Ok(Self {
             listener,

@@ -37,6 +37,7 @@ use async_nats::{
 use futures::StreamExt as _;
 use imagestreams_common::{
     error::ApiError,
+    metrics::EventCounters,
     nats::{self, NatsError, PendingAck},
     store::Record,
     subjects::{self, Kind},
@@ -55,6 +56,8 @@ use crate::{
 pub const CONSUMER_NAME: &str = "stream-store-changefeed";
 /// How many messages one pull asks for.
 const BATCH: usize = 256;
+/// The `kind` label of the events published here.
+const KIND: &str = "TagsChanged";
 /// How many `TagsChanged` may await their acknowledgement at once.
 pub const DEFAULT_WINDOW: usize = 128;
 
@@ -170,17 +173,22 @@ async fn republish(
     js: &jetstream::Context,
     guard: &LagGuard,
     message: &jetstream::Message,
+    events: &EventCounters,
     shutdown: &CancellationToken,
 ) {
     loop {
         let sent = match send(js, message).await {
-            Ok(Some(pending)) => pending.await.map(|_| ()).map_err(ChangefeedError::from),
+            Ok(Some(pending)) => pending
+                .await
+                .map(|_| events.published(KIND, "ok"))
+                .map_err(ChangefeedError::from),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
         match sent {
             Ok(()) => return done(guard, message).await,
             Err(error @ ChangefeedError::Publish(_)) => {
+                events.published(KIND, "error");
                 tracing::warn!(%error, "cannot publish TagsChanged yet, retrying");
                 settle(message, AckKind::Progress).await;
                 tokio::select! {
@@ -206,17 +214,24 @@ async fn confirm(
     js: jetstream::Context,
     guard: LagGuard,
     mut sent: mpsc::Receiver<InFlight>,
+    events: EventCounters,
     shutdown: CancellationToken,
 ) {
     while let Some(InFlight { message, sent }) = sent.recv().await {
         let stored = match sent {
-            Ok(Some(pending)) => pending.await.map(|_| ()).map_err(ChangefeedError::from),
+            Ok(Some(pending)) => pending
+                .await
+                .map(|_| events.published(KIND, "ok"))
+                .map_err(ChangefeedError::from),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
         match stored {
             Ok(()) => done(&guard, &message).await,
-            Err(ChangefeedError::Publish(_)) => republish(&js, &guard, &message, &shutdown).await,
+            Err(ChangefeedError::Publish(_)) => {
+                events.published(KIND, "error");
+                republish(&js, &guard, &message, &events, &shutdown).await
+            }
             Err(error) => {
                 tracing::error!(%error, subject = %message.subject, "skipping a bucket message");
                 settle(&message, AckKind::Term).await;
@@ -241,10 +256,11 @@ pub async fn run(
     js: jetstream::Context,
     consumer: PullConsumer,
     guard: LagGuard,
+    events: EventCounters,
     shutdown: CancellationToken,
 ) -> Result<(), ChangefeedError> {
     let (in_flight, sent) = mpsc::channel(DEFAULT_WINDOW);
-    let confirming = tokio::spawn(confirm(js.clone(), guard, sent, shutdown.clone()));
+    let confirming = tokio::spawn(confirm(js.clone(), guard, sent, events, shutdown.clone()));
     while !shutdown.is_cancelled() {
         let pulled = consumer
             .batch()

@@ -83,15 +83,18 @@ pub mod pushes;
 pub mod tagging;
 pub mod writes;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::PullConsumer;
-use futures::future::BoxFuture;
+use futures::{StreamExt as _, future::BoxFuture};
 use imagestreams_common::{
     config::Config,
+    metrics::{self, ConsumerLag, EventCounters},
     runtime::{Deps, Service},
+    subjects,
 };
+use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket::Bucket;
@@ -130,6 +133,7 @@ pub struct StreamStoreService {
     api: Option<(Arc<api::Api>, api::Subscriptions)>,
     pushes: Option<(PullConsumer, Arc<pushes::Applier>, usize)>,
     changefeed: Option<(PullConsumer, lag::LagGuard)>,
+    events: EventCounters,
 }
 
 impl StreamStoreService {
@@ -161,8 +165,11 @@ impl StreamStoreService {
         let pushed = pushes::declare(&deps.topology.js).await?;
         let guard = bucket.guard().clone();
         guard.published(changefeed.cached_info().ack_floor.stream_sequence);
-        let applier = pushes::Applier::new(bucket, config.integrated_registry.host.clone());
+        let events = EventCounters::new(&deps.metrics.service(NAME));
+        let applier = pushes::Applier::new(bucket, config.integrated_registry.host.clone())
+            .with_events(events.clone());
         Ok(Self {
+            events,
             api,
             pushes: options
                 .pushes
@@ -171,6 +178,52 @@ impl StreamStoreService {
             deps,
         })
     }
+}
+
+/// How often the stream count is taken.
+pub const DEFAULT_COUNT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Registers the lag of both durable consumers and the number of streams,
+/// sampled until `shutdown`.
+fn observe(deps: &Deps, shutdown: CancellationToken) {
+    let service = deps.metrics.service(NAME);
+    let lag = ConsumerLag::new(&service);
+    lag.watch(
+        deps.topology.js.clone(),
+        subjects::STREAM_IMAGES,
+        pushes::CONSUMER_NAME,
+        metrics::DEFAULT_LAG_INTERVAL,
+        shutdown.clone(),
+    );
+    lag.watch(
+        deps.topology.js.clone(),
+        &deps.topology.streams.stream_name,
+        changefeed::CONSUMER_NAME,
+        metrics::DEFAULT_LAG_INTERVAL,
+        shutdown.clone(),
+    );
+    let streams = Gauge::<i64>::default();
+    service.register(
+        "streams",
+        "ImageStreams stored (sampled every 30 s)",
+        streams.clone(),
+    );
+    let kv = deps.topology.streams.clone();
+    tokio::spawn(async move {
+        loop {
+            match kv.keys().await {
+                Ok(keys) => {
+                    let count = keys.filter(|k| std::future::ready(k.is_ok())).count().await;
+                    streams.set(count as i64);
+                }
+                Err(error) => tracing::debug!(%error, "cannot count the streams"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(DEFAULT_COUNT_INTERVAL) => {}
+            }
+        }
+    });
 }
 
 /// Runs `task`; when it fails, cancels `token` so the other loops stop too.
@@ -200,7 +253,9 @@ impl Service for StreamStoreService {
                 api,
                 pushes,
                 changefeed,
+                events,
             } = *self;
+            observe(&deps, token.clone());
             let api = async {
                 if let Some((api, subscriptions)) = api {
                     api::serve(api, deps.nats.clone(), subscriptions, token.clone())
@@ -219,9 +274,15 @@ impl Service for StreamStoreService {
             };
             let changefeed = async {
                 if let Some((consumer, guard)) = changefeed {
-                    changefeed::run(deps.topology.js.clone(), consumer, guard, token.clone())
-                        .await
-                        .context("changefeed")?;
+                    changefeed::run(
+                        deps.topology.js.clone(),
+                        consumer,
+                        guard,
+                        events,
+                        token.clone(),
+                    )
+                    .await
+                    .context("changefeed")?;
                 }
                 anyhow::Ok(())
             };

@@ -43,6 +43,7 @@ use async_nats::jetstream::{
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use imagestreams_common::{
+    metrics::EventCounters,
     model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
     reference::{self, Reference},
     subjects::{self, Kind},
@@ -129,6 +130,18 @@ pub enum Applied {
     },
 }
 
+impl Applied {
+    /// The `outcome` label of a consumed event.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Applied::Duplicate => "duplicate",
+            Applied::Dropped => "dropped",
+            Applied::Committed { changed: true, .. } => "changed",
+            Applied::Committed { changed: false, .. } => "unchanged",
+        }
+    }
+}
+
 /// How many streams' records the applier keeps in memory.
 const CACHED_RECORDS: usize = 512;
 
@@ -143,7 +156,11 @@ pub struct Applier {
     bucket: Bucket,
     registry_host: String,
     cache: Mutex<HashMap<String, Versioned>>,
+    events: EventCounters,
 }
+
+/// The `kind` label of the events this module consumes.
+const KIND: &str = "ImagePushed";
 
 fn invalid(event: &proto::ImagePushed, reason: impl Into<String>) -> ApplyError {
     ApplyError::Invalid {
@@ -203,7 +220,14 @@ impl Applier {
             bucket,
             registry_host: registry_host.into(),
             cache: Mutex::default(),
+            events: EventCounters::default(),
         }
+    }
+
+    /// The same applier counting consumed events in `events`.
+    pub fn with_events(mut self, events: EventCounters) -> Self {
+        self.events = events;
+        self
     }
 
     /// Applies one event (see the module docs).
@@ -336,6 +360,7 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
         Ok(event) => event,
         Err(error) => {
             tracing::warn!(%error, subject = %message.subject, "undecodable ImagePushed: terminated");
+            applier.events.consumed(KIND, "invalid");
             return settle(&message, AckKind::Term).await;
         }
     };
@@ -343,20 +368,24 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
         match applier.apply(&event).await {
             Ok(applied) => {
                 tracing::debug!(event_id = %event.event_id, ?applied, "applied");
+                applier.events.consumed(KIND, applied.outcome());
                 return settle(&message, AckKind::Ack).await;
             }
             Err(error @ ApplyError::Invalid { .. }) => {
                 tracing::warn!(%error, "invalid ImagePushed: terminated");
+                applier.events.consumed(KIND, "invalid");
                 return settle(&message, AckKind::Term).await;
             }
             Err(ApplyError::Bucket(error @ BucketError::Record(_))) => {
                 // the stored stream is unreadable: a bug, not a passing fault;
                 // don't block the other streams of this worker behind it
                 tracing::error!(%error, event_id = %event.event_id, "cannot apply ImagePushed");
+                applier.events.consumed(KIND, "poisoned");
                 return settle(&message, AckKind::Nak(Some(DEFAULT_POISONED_DELAY))).await;
             }
             Err(ApplyError::Bucket(error)) => {
                 tracing::warn!(%error, event_id = %event.event_id, "cannot apply ImagePushed yet, retrying");
+                applier.events.consumed(KIND, "retry");
                 settle(&message, AckKind::Progress).await;
                 tokio::select! {
                     _ = shutdown.cancelled() => {

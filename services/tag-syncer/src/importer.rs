@@ -13,11 +13,26 @@
 //! - **Cap.** A repository gives at most `max_tags_per_import` tags, in
 //!   OpenShift's order ([`select_tags`]).
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::StreamExt as _;
-use imagestreams_common::{error::ApiError, imports::ImportClient, reference::Reference};
+use imagestreams_common::{
+    error::ApiError, imports::ImportClient, metrics::ServiceMetrics, reference::Reference,
+};
 use imagestreams_proto::v1 as proto;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Unit,
+};
 use tokio::time::Instant;
 
 use crate::{
@@ -37,6 +52,89 @@ pub struct Importer {
     secrets: Arc<SecretStore>,
     imports: ImportClient,
     timeout: Duration,
+    metrics: ImportMetrics,
+}
+
+/// `import_duration_seconds{registry}` and `imported_tags_total{registry,outcome}`.
+#[derive(Clone, Debug)]
+struct ImportMetrics {
+    durations: Family<RegistryLabels, Histogram>,
+    tags: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegistryLabels {
+    registry: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    registry: String,
+    /// `ok`, or the failure's reason (`NotFound`, `Unauthorized`, …).
+    outcome: String,
+}
+
+impl Default for ImportMetrics {
+    fn default() -> Self {
+        ImportMetrics {
+            durations: Family::new_with_constructor(
+                (|| Histogram::new(exponential_buckets(0.005, 2.0, 14))) as fn() -> Histogram,
+            ),
+            tags: Family::default(),
+        }
+    }
+}
+
+/// The registry of `from` for a metric label (`docker.io` for Docker Hub's
+/// short names), `invalid` when it does not parse.
+fn registry_of(from: &str) -> String {
+    Reference::parse_normalized(from)
+        .map(|r| r.domain().to_owned())
+        .unwrap_or_else(|_| "invalid".to_owned())
+}
+
+impl ImportMetrics {
+    /// Records one import: its duration under the registry all its sources
+    /// share (`mixed` when they differ), and each tag's outcome.
+    fn record(&self, plan: &ImportPlan, tags: &[proto::ImportedTag], took: Duration) {
+        let mut registries: HashMap<&str, String> = HashMap::new();
+        if let Some(repository) = &plan.repository {
+            for tag in &repository.failure_tags {
+                registries.insert(tag, registry_of(&repository.from));
+            }
+        }
+        let repository_registry = plan.repository.as_ref().map(|r| registry_of(&r.from));
+        for tag in &plan.tags {
+            registries.insert(&tag.tag, registry_of(&tag.from));
+        }
+        let mut all: Vec<String> = registries.values().cloned().collect();
+        all.extend(repository_registry.clone());
+        all.sort();
+        all.dedup();
+        let registry = match all.as_slice() {
+            [one] => one.clone(),
+            [] => "none".to_owned(),
+            _ => "mixed".to_owned(),
+        };
+        self.durations
+            .get_or_create(&RegistryLabels { registry })
+            .observe(took.as_secs_f64());
+        for tag in tags {
+            let registry = registries
+                .get(tag.tag.as_str())
+                .cloned()
+                .or_else(|| repository_registry.clone())
+                .unwrap_or_else(|| "none".to_owned());
+            let outcome = if tag.failed {
+                tag.reason.clone()
+            } else {
+                "ok".to_owned()
+            };
+            self.tags
+                .get_or_create(&OutcomeLabels { registry, outcome })
+                .inc();
+        }
+    }
 }
 
 /// One digest to resolve.
@@ -80,7 +178,24 @@ impl Importer {
             secrets,
             imports,
             timeout,
+            metrics: ImportMetrics::default(),
         }
+    }
+
+    /// Registers the import metrics and the registry client's in `metrics`.
+    pub fn register_metrics(&self, metrics: &ServiceMetrics) {
+        metrics.register_with_unit(
+            "import_duration",
+            "Time to resolve an import's tags at their registries, by registry (mixed: several)",
+            Unit::Seconds,
+            self.metrics.durations.clone(),
+        );
+        metrics.register(
+            "imported_tags",
+            "Tags imported, by registry and outcome (ok, or the failure's reason)",
+            self.metrics.tags.clone(),
+        );
+        self.client.register_metrics(metrics);
     }
 
     /// The registry client.
@@ -91,7 +206,9 @@ impl Importer {
     /// Carries out `plan` and has the stream-store apply the outcome.
     #[tracing::instrument(skip_all, fields(namespace = %plan.namespace, name = %plan.name), err(level = "debug"))]
     pub async fn run(&self, plan: &ImportPlan) -> Result<proto::ImportApplied, ApiError> {
+        let started = Instant::now();
         let tags = self.fetch(plan).await;
+        self.metrics.record(plan, &tags, started.elapsed());
         let result = proto::ImportResult {
             import_id: uuid_like(),
             namespace: plan.namespace.clone(),

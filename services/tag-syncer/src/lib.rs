@@ -38,8 +38,10 @@ use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
     imports::ImportClient,
+    metrics,
     runtime::{Deps, Service},
     store::StreamReader,
+    subjects,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -125,6 +127,7 @@ impl TagSyncerService {
             ImportClient::new(deps.nats.clone()),
             timeout,
         ));
+        importer.register_metrics(&deps.metrics.service(NAME));
         let reader = StreamReader::new(deps.topology.streams.clone());
         let subscriptions = api::subscribe(&deps.nats).await?;
         let handlers = Arc::new(api::Handlers {
@@ -189,6 +192,14 @@ impl Service for TagSyncerService {
                 resync_every,
                 shutdown: inner,
             } = *self;
+            metrics::watch_consumer_lag(
+                &deps.metrics.service(NAME),
+                deps.topology.js.clone(),
+                &deps.topology.streams.stream_name,
+                subjects::DURABLE_TAG_SYNCER,
+                metrics::DEFAULT_LAG_INTERVAL,
+                inner.clone(),
+            );
             let stop = inner.clone();
             let relay = shutdown.clone();
             tokio::spawn(async move {

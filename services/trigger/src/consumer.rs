@@ -128,12 +128,16 @@ async fn lane(ctx: Arc<Ctx>, mut messages: mpsc::Receiver<Message>) {
     }
 }
 
+/// The `kind` label of the events consumed here.
+const KIND: &str = "TagsChanged";
+
 /// Handles one `TagsChanged`: commits every firing it causes, then acks.
 async fn handle(ctx: &Arc<Ctx>, message: Message) {
     let event = match proto::TagsChanged::decode(message.payload.clone()) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(subject = %message.subject, error = %e, "undecodable TagsChanged, dropped");
+            ctx.metrics.events.consumed(KIND, "invalid");
             let _ = message.ack_with(AckKind::Term).await;
             return;
         }
@@ -145,6 +149,7 @@ async fn handle(ctx: &Arc<Ctx>, message: Message) {
         .map(|v| v.as_str().to_owned());
     match apply(ctx, &event, traceparent).await {
         Ok(true) => {
+            ctx.metrics.events.consumed(KIND, "ok");
             if let Err(e) = message.ack().await {
                 tracing::warn!(error = %e, event = %event.event_id, "cannot ack TagsChanged");
             }
@@ -153,6 +158,7 @@ async fn handle(ctx: &Arc<Ctx>, message: Message) {
         Ok(false) => {}
         Err(e) => {
             tracing::warn!(error = %e, event = %event.event_id, "TagsChanged not applied, redelivering");
+            ctx.metrics.events.consumed(KIND, "retry");
             let _ = message
                 .ack_with(AckKind::Nak(Some(DEFAULT_RETRY_DELAY)))
                 .await;

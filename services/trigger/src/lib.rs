@@ -43,6 +43,7 @@ pub mod decide;
 pub mod error;
 pub mod index;
 pub mod kv;
+pub mod metrics;
 pub mod reconcile;
 pub mod resync;
 pub mod webhook;
@@ -66,6 +67,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     index::Index,
+    metrics::TriggerMetrics,
     webhook::{RetryPolicy, Webhooks},
 };
 
@@ -127,6 +129,8 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// Test-only: stop dead.
     pub crash: CancellationToken,
+    /// Counters.
+    pub metrics: TriggerMetrics,
     failpoint: Option<Failpoint>,
 }
 
@@ -207,6 +211,7 @@ impl TriggerService {
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             crash: CancellationToken::new(),
+            metrics: TriggerMetrics::new(deps.metrics.service(NAME)),
             failpoint: None,
         };
         Ok(Self {
@@ -246,6 +251,8 @@ impl TriggerService {
         ctx.tracker.spawn(resync::run_periodically(ctx.clone()));
         ctx.tracker.spawn(api::serve(ctx.clone(), self.api));
         ctx.tracker.spawn(consumer::run(ctx.clone(), self.consumer));
+        ctx.metrics
+            .watch_consumer_lag(ctx.js.clone(), ctx.shutdown.clone());
         tokio::select! {
             _ = ctx.shutdown.cancelled() => {}
             _ = ctx.crash.cancelled() => {}

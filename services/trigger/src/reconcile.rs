@@ -301,6 +301,7 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
         Some(Some(attempt)) => {
             let jitter = rand::rng().random::<f64>();
             webhook::apply(&mut next.delivery, &attempt, &ctx.retry, jitter);
+            ctx.metrics.delivery(&attempt, next.delivery.state);
             log_attempt(&next);
         }
         Some(None) => {
@@ -391,7 +392,11 @@ async fn publish(ctx: &Ctx, firing: &Firing) -> Result<(), Error> {
                 cause: firing.cause.clone(),
                 time,
             };
-            publish_event(&ctx.js, subject, &firing.id, &event, headers).await?;
+            published(
+                ctx,
+                "BuildRequested",
+                publish_event(&ctx.js, subject, &firing.id, &event, headers).await,
+            )?;
         }
         TriggerKind::Deploy => {
             let event = proto::DeploymentRequested {
@@ -407,10 +412,21 @@ async fn publish(ctx: &Ctx, firing: &Firing) -> Result<(), Error> {
                 time,
                 container: firing.container.clone(),
             };
-            publish_event(&ctx.js, subject, &firing.id, &event, headers).await?;
+            published(
+                ctx,
+                "DeploymentRequested",
+                publish_event(&ctx.js, subject, &firing.id, &event, headers).await,
+            )?;
         }
     }
     Ok(())
+}
+
+/// Counts a publish of a `kind` event by its result, and passes it on.
+fn published<T, E>(ctx: &Ctx, kind: &'static str, result: Result<T, E>) -> Result<T, E> {
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.events.published(kind, outcome);
+    result
 }
 
 fn prost_types_timestamp(seconds: i64, nanos: u32) -> prost_types::Timestamp {

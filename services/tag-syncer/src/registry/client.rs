@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use imagestreams_common::config::Secret;
+use imagestreams_common::metrics::ServiceMetrics;
 use imagestreams_common::reference::{Reference, is_valid_tag, validate_digest};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, RETRY_AFTER,
     WWW_AUTHENTICATE,
@@ -52,6 +55,16 @@ struct Inner {
     hosts: Mutex<HashMap<String, Arc<HostLimits>>>,
     tokens: TokenCache,
     requests: AtomicU64,
+    by_status: Family<RequestLabels, Counter>,
+}
+
+/// The labels of `registry_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// `host[:port]` of the registry.
+    registry: String,
+    /// The HTTP status, or `timeout`, `transport`, `too_large`.
+    status: String,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -172,8 +185,29 @@ impl RegistryClient {
                 hosts: Mutex::new(HashMap::new()),
                 tokens: TokenCache::default(),
                 requests: AtomicU64::new(0),
+                by_status: Family::default(),
             }),
         })
+    }
+
+    /// Registers `imagestreams_<service>_registry_requests_total{registry,status}`
+    /// (every attempt, retries included) in `metrics`.
+    pub fn register_metrics(&self, metrics: &ServiceMetrics) {
+        metrics.register(
+            "registry_requests",
+            "Requests to registries (every attempt), by registry and HTTP status or failure",
+            self.inner.by_status.clone(),
+        );
+    }
+
+    fn count(&self, registry: &str, status: String) {
+        self.inner
+            .by_status
+            .get_or_create(&RequestLabels {
+                registry: registry.to_owned(),
+                status,
+            })
+            .inc();
     }
 
     /// The limits.
@@ -892,6 +926,15 @@ impl RegistryClient {
                 self.inner.requests.fetch_add(1, Ordering::Relaxed);
                 self.attempt(req, auth).await
             };
+            self.count(
+                &registry,
+                match &result {
+                    Ok(resp) => resp.status.as_u16().to_string(),
+                    Err(AttemptError::TooLarge) => "too_large".into(),
+                    Err(AttemptError::Timeout) => "timeout".into(),
+                    Err(AttemptError::Transport(_)) => "transport".into(),
+                },
+            );
             attempt += 1;
             let retries_left = attempt <= limits.max_retries;
             let resp = match result {
