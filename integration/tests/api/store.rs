@@ -747,6 +747,51 @@ async fn registry_pushes_create_streams_and_imports_for_missing_streams_do_not()
     app.stop().await
 }
 
+/// Replicas share the ImagePushed consumer, so the pushes of one tag can be
+/// applied in any order: the registry's time decides which is current.
+#[tokio::test]
+async fn pushes_applied_out_of_order_keep_the_latest_current_and_fire_once() -> anyhow::Result<()> {
+    let ns = "order";
+    let h = Harness::start().await?;
+    let collector = Collector::start(&h.js, ns).await?;
+    let app = h.spawn_store().await?;
+    let (d1, d2, d3) = (digest(1), digest(2), digest(3));
+    // pushed at t, t+1 and t+2 (the last one 1 ns later in the same second as
+    // a fourth), applied newest first
+    let mut late = pushed("o3", ns, "app", "1.0", &d3, BASE_TIME + 2);
+    late.time.as_mut().unwrap().nanos = 500;
+    let mut same_second = pushed("o4", ns, "app", "1.0", &digest(4), BASE_TIME + 2);
+    same_second.time.as_mut().unwrap().nanos = 499;
+    for event in [
+        late,
+        pushed("o1", ns, "app", "1.0", &d1, BASE_TIME),
+        same_second,
+        pushed("o2", ns, "app", "1.0", &d2, BASE_TIME + 1),
+    ] {
+        h.push(&event).await?;
+        wait_for(|| h.pushes_drained(), WAIT).await?;
+    }
+    let stream = h.reader.get(ns, "app").await?;
+    let images: Vec<_> = stream
+        .status_tag("1.0")
+        .expect("the tag")
+        .items
+        .iter()
+        .map(|i| i.image.clone())
+        .collect();
+    assert_eq!(
+        images,
+        [d3.clone(), digest(4), d2, d1],
+        "newest first, by registry time"
+    );
+    let events = collector.expect(1).await?;
+    assert_eq!(
+        events[0].changes[0].new_image, d3,
+        "only the latest push is a change"
+    );
+    app.stop().await
+}
+
 #[tokio::test]
 async fn oc_tag_resolves_istags_aliases_images_and_deletes() -> anyhow::Result<()> {
     let ns = "tagging";

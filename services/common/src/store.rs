@@ -113,6 +113,12 @@ pub struct Record {
     /// The tag changes this revision made, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<Change>,
+    /// Per tag, the registry time (unix nanoseconds) of the newest push
+    /// applied to it: a push older than that lands in the history behind
+    /// the current image instead of replacing it, whatever order replicas
+    /// apply pushes in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pushed_at: BTreeMap<String, i64>,
 }
 
 impl Record {
@@ -123,6 +129,7 @@ impl Record {
             op: RecordOp::Created,
             applied: VecDeque::new(),
             change: None,
+            pushed_at: BTreeMap::new(),
         }
     }
 

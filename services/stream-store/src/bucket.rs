@@ -259,6 +259,7 @@ pub fn next_record(before: Option<&Record>, mut after: ImageStream, now: &str) -
             RecordOp::Created
         },
         applied: before.map(|r| r.applied.clone()).unwrap_or_default(),
+        pushed_at: before.map(|r| r.pushed_at.clone()).unwrap_or_default(),
         change: (!tags.is_empty()).then(|| imagestreams_common::store::Change {
             time: now.to_owned(),
             tags,

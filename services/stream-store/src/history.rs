@@ -62,6 +62,28 @@ pub fn add_tag_event(stream: &mut ImageStream, tag: &str, event: TagEvent) -> Ou
     }
 }
 
+/// Adds `event`, a push older than the tag's current image, to the history
+/// of `tag` behind every entry at least as new (by `created`), never in
+/// front: the current image stays, and tags that follow `tag` are left
+/// alone. A history without items takes it as its first.
+pub fn add_older_tag_event(stream: &mut ImageStream, tag: &str, event: TagEvent) -> Outcome {
+    let list = stream.status_tag_mut(tag);
+    if list.items.is_empty() {
+        list.conditions.clear();
+        list.items.push(event);
+        return Outcome::Added;
+    }
+    // RFC 3339 UTC timestamps of one format compare as strings
+    let at = list
+        .items
+        .iter()
+        .skip(1)
+        .position(|item| item.created < event.created)
+        .map_or(list.items.len(), |i| i + 1);
+    list.items.insert(at, event);
+    Outcome::Added
+}
+
 /// Whether spec tag `spec` of `stream` follows `tag` of the same stream: its
 /// `from` is an `ImageStreamTag` named `tag` or `<stream>:tag`, in no
 /// namespace or in the stream's own.
@@ -448,5 +470,33 @@ mod tests {
         );
         assert_eq!(tag_changes(None, &after).len(), 3);
         assert!(tag_changes(Some(&after), &after).is_empty());
+    }
+
+    #[test]
+    fn an_older_push_goes_behind_the_current_image() {
+        let event = |n: u8, second: u8| TagEvent {
+            created: format!("2025-01-01T00:00:{second:02}Z"),
+            docker_image_reference: format!("r/ns1/app@{}", digest(n)),
+            image: digest(n),
+            generation: Some(1),
+        };
+        let mut s = ImageStream::new("ns1", "app");
+        add_tag_event(&mut s, "latest", event(3, 30));
+        add_older_tag_event(&mut s, "latest", event(1, 10));
+        add_older_tag_event(&mut s, "latest", event(2, 20));
+        let images: Vec<_> = s
+            .status_tag("latest")
+            .unwrap()
+            .items
+            .iter()
+            .map(|i| i.image.clone())
+            .collect();
+        assert_eq!(images, [digest(3), digest(2), digest(1)]);
+        let mut empty = ImageStream::new("ns1", "app");
+        assert_eq!(
+            add_older_tag_event(&mut empty, "x", event(1, 10)),
+            Outcome::Added
+        );
+        assert_eq!(empty.status_tag("x").unwrap().items.len(), 1);
     }
 }

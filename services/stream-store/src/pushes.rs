@@ -25,6 +25,13 @@
 //! - **Order.** Events are dealt to [`DEFAULT_WORKERS`] workers by their
 //!   subject (so by stream); each worker applies its events one by one, in
 //!   the consumer's order. Streams progress in parallel, each in order.
+//!   Replicas share the consumer, so two pushes of one tag may be applied in
+//!   either order; the registry's event time decides: a push older than the
+//!   newest one applied to its tag ([`Record::pushed_at`](imagestreams_common::store::Record::pushed_at),
+//!   nanoseconds) goes into the history behind the current image and changes
+//!   nothing current, so no `TagsChanged` and no trigger fires for it. The
+//!   later push wins, as long as the registry's clock (one clock for a single
+//!   registry; registry replicas need synchronised clocks) orders the pushes.
 //! - **Shutdown.** Events are pulled in bounded batches and the batch in hand
 //!   is applied to the end, so a restart neither waits for redeliveries nor
 //!   applies events out of order.
@@ -212,6 +219,14 @@ pub fn tag_event_of(event: &proto::ImagePushed) -> Result<TagEvent, ApplyError> 
     })
 }
 
+/// The registry time of a push, in unix nanoseconds, when the event has one.
+fn push_time(event: &proto::ImagePushed) -> Option<i64> {
+    let time = event.time.as_ref()?;
+    time.seconds
+        .checked_mul(1_000_000_000)?
+        .checked_add(i64::from(time.nanos.max(0)))
+}
+
 impl Applier {
     /// An applier writing to `bucket`; streams created on the fly are pulled
     /// from `registry_host`.
@@ -234,6 +249,7 @@ impl Applier {
     #[instrument(skip_all, fields(event_id = %event.event_id, namespace = %event.namespace, stream = %event.stream, tag = %event.tag), err)]
     pub async fn apply(&self, event: &proto::ImagePushed) -> Result<Applied, ApplyError> {
         let template = tag_event_of(event)?;
+        let pushed_at = push_time(event);
         let from_registry = event.source == proto::ImageSource::RegistryNotification as i32;
         let mut applied = Applied::Dropped;
         let key = subjects::stream_key(&event.namespace, &event.stream);
@@ -274,9 +290,20 @@ impl Applier {
                     generation: Some(stream.metadata.generation),
                     ..template.clone()
                 };
-                history::apply_image(&mut stream, &event.tag, &tag_event);
+                let newest = before
+                    .as_ref()
+                    .and_then(|r| r.pushed_at.get(&event.tag).copied());
+                let older = matches!((pushed_at, newest), (Some(at), Some(newest)) if at < newest);
+                if older {
+                    history::add_older_tag_event(&mut stream, &event.tag, tag_event);
+                } else {
+                    history::apply_image(&mut stream, &event.tag, &tag_event);
+                }
                 let mut record = next_record(before.as_ref(), stream, &now);
                 record.remember_applied(&event.event_id);
+                if let (Some(at), false) = (pushed_at, older) {
+                    record.pushed_at.insert(event.tag.clone(), at);
+                }
                 Ok(match revision {
                     Some(revision) => Plan::Update(record, revision),
                     None => Plan::Create(record),
