@@ -327,7 +327,7 @@ mod tests {
     use super::*;
 
     fn seed(file: &str) -> ImageStream {
-        let path = format!("{}/../../shared/seed/{file}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/../testdata/seed/{file}", env!("CARGO_MANIFEST_DIR"));
         ImageStream::parse_document(&std::fs::read(path).unwrap()).unwrap()
     }
 

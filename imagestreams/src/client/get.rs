@@ -215,7 +215,7 @@ mod tests {
     fn synced() -> ImageStream {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/seed/imagestream-synced.json"
+            "/../testdata/seed/imagestream-synced.json"
         );
         ImageStream::parse_document(&std::fs::read(path).unwrap()).unwrap()
     }

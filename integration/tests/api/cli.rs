@@ -24,10 +24,10 @@ use tokio::{
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The seed documents, relative to this crate.
-const SEED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seed");
+const SEED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/seed");
 const FIXTURE_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/openshift-library"
+    "/../testdata/fixtures/openshift-library"
 );
 
 fn seed(file: &str) -> PathBuf {

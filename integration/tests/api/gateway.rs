@@ -271,9 +271,8 @@ async fn seed_document_round_trips_through_grpc_and_both_rest_paths() -> anyhow:
     let api = Api::start().await?;
     let seed = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/seed/imagestream-create.json"
-    ))
-    .or_else(|_| std::fs::read("/work/shared/seed/imagestream-create.json"))?;
+        "/../testdata/seed/imagestream-create.json"
+    ))?;
     let parsed = ImageStream::from_json(&seed)?;
 
     let created = api.create("seed", parsed).await?;

@@ -52,12 +52,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const SEED_REPOSITORY: &str = "openshift/ruby-20-centos7";
 
 fn shared() -> PathBuf {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    if beside.exists() {
-        beside
-    } else {
-        PathBuf::from("/work/shared")
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
 /// What every test runs on: a nats-server with the topology, and clients.

@@ -1,18 +1,18 @@
-//! Test-only access to the shared seed documents and the openshift/library fixtures.
+//! Test-only access to the seed documents and the openshift/library fixtures (`testdata/`).
 
 use std::path::PathBuf;
 
 fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
 }
 
-/// The bytes of `shared/seed/<file>`.
+/// The bytes of `testdata/seed/<file>`.
 pub(crate) fn seed(file: &str) -> Vec<u8> {
     let path = shared().join("seed").join(file);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every `shared/fixtures/openshift-library/*.json`, as (file name, bytes), sorted by name.
+/// Every `testdata/fixtures/openshift-library/*.json`, as (file name, bytes), sorted by name.
 pub(crate) fn fixtures() -> Vec<(String, Vec<u8>)> {
     let dir = shared().join("fixtures/openshift-library");
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
