@@ -36,11 +36,22 @@ impl TestApp {
         services: &[ServiceName],
         configure: impl FnOnce(&mut Config),
     ) -> anyhow::Result<TestApp> {
-        let mut config = Config::for_tests(&nats.url());
+        // boxed: the services' build futures are large in debug builds
+        Box::pin(Self::spawn_on(&nats.url(), services, configure)).await
+    }
+
+    /// The given services on the NATS server(s) at `url` (comma separated for
+    /// a cluster), with `configure` applied to the test configuration.
+    pub async fn spawn_on(
+        url: &str,
+        services: &[ServiceName],
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestApp> {
+        let mut config = Config::for_tests(url);
         config.nats.auto_start = false;
         configure(&mut config);
         let config = Arc::new(config);
-        let app = App::build(config.clone(), services, Mode::Microservice).await?;
+        let app = Box::pin(App::build(config.clone(), services, Mode::Microservice)).await?;
         let addrs = app.addrs().to_vec();
         let token = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(token.clone()));

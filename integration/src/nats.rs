@@ -26,6 +26,7 @@ const READY: &str = "Server is ready";
 pub struct NatsServer {
     binary: PathBuf,
     port: u16,
+    cluster: Option<ClusterNode>,
     child: Option<LoggedChild>,
     log_path: PathBuf,
     store_dir: PathBuf,
@@ -47,6 +48,7 @@ impl NatsServer {
         let mut server = Self {
             binary,
             port: 0,
+            cluster: None,
             child: None,
             log_path: dir.join("nats-server.log"),
             store_dir,
@@ -127,6 +129,19 @@ impl NatsServer {
             .arg(port.map_or_else(|| "-1".to_owned(), |p| p.to_string()))
             .arg("--store_dir")
             .arg(&self.store_dir);
+        if let Some(node) = &self.cluster {
+            let routes: Vec<String> = node
+                .routes
+                .iter()
+                .map(|p| format!("nats-route://127.0.0.1:{p}"))
+                .collect();
+            cmd.args(["--name", &node.name])
+                .args(["--cluster_name", CLUSTER_NAME])
+                .arg("--cluster")
+                .arg(format!("nats://127.0.0.1:{}", node.cluster_port))
+                .arg("--routes")
+                .arg(routes.join(","));
+        }
         let mut child = LoggedChild::spawn("nats-server", cmd, &self.log_path)?;
         let deadline = Instant::now() + DEFAULT_START_TIMEOUT;
         loop {
@@ -150,6 +165,108 @@ impl NatsServer {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The name of the clusters [`NatsCluster`] starts.
+pub const CLUSTER_NAME: &str = "imagestreams-test";
+
+/// How long [`NatsCluster::start`] waits for JetStream to elect a meta leader.
+pub const DEFAULT_CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A node's place in a cluster: its name, route port and the other nodes' route ports.
+#[derive(Debug, Clone)]
+struct ClusterNode {
+    name: String,
+    cluster_port: u16,
+    routes: Vec<u16>,
+}
+
+/// Real `nats-server -js` processes on loopback, routed into one cluster
+/// with clustered JetStream (so streams and KV buckets can have 3
+/// replicas). Each node can be stopped, killed and restarted like a
+/// [`NatsServer`].
+#[derive(Debug)]
+pub struct NatsCluster {
+    /// The nodes, in start order.
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` routed nodes and waits until JetStream answers with a meta leader.
+    ///
+    /// # Panics
+    ///
+    /// Panics with an install hint when no `nats-server` is found (see [`binaries::nats_server`]).
+    pub async fn start(size: usize) -> anyhow::Result<Self> {
+        let binary = binaries::nats_server();
+        let ports = (0..size)
+            .map(|_| crate::util::free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let mut nodes = Vec::with_capacity(size);
+        for (i, &cluster_port) in ports.iter().enumerate() {
+            let dir = TestDir::new(&format!("nats-n{i}"))?;
+            let store_dir = dir.join("store");
+            std::fs::create_dir_all(&store_dir).context("creating the JetStream store dir")?;
+            let mut node = NatsServer {
+                binary: binary.clone(),
+                port: 0,
+                cluster: Some(ClusterNode {
+                    name: format!("n{i}"),
+                    cluster_port,
+                    routes: ports
+                        .iter()
+                        .copied()
+                        .filter(|p| *p != cluster_port)
+                        .collect(),
+                }),
+                child: None,
+                log_path: dir.join("nats-server.log"),
+                store_dir,
+                dir,
+            };
+            node.launch(None).await?;
+            nodes.push(node);
+        }
+        let cluster = NatsCluster { nodes };
+        cluster.wait_for_jetstream().await?;
+        Ok(cluster)
+    }
+
+    /// Every node's client URL, comma separated, as `nats.url` takes it.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The client URLs with node `first` first (the rest follow).
+    pub fn urls_from(&self, first: usize) -> String {
+        let mut urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
+        let len = urls.len().max(1);
+        urls.rotate_left(first % len);
+        urls.join(",")
+    }
+
+    /// Waits until JetStream answers through every running node (a meta leader is elected).
+    pub async fn wait_for_jetstream(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + DEFAULT_CLUSTER_TIMEOUT;
+        for node in &self.nodes {
+            let client = node.connect().await?;
+            let js = async_nats::jetstream::new(client);
+            loop {
+                match js.query_account().await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        anyhow::bail!("JetStream not available through {}: {e}", node.url())
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -66,8 +66,16 @@ pub enum NatsError {
 }
 
 /// Connects to NATS, retrying until `connect_timeout_secs` has passed. Once
-/// connected the client reconnects on its own forever.
+/// connected the client reconnects on its own forever. `nats.url` may list
+/// several servers of a cluster, comma separated; the client learns the
+/// rest of the cluster from them and fails over between them.
 pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, NatsError> {
+    let servers: Vec<&str> = cfg
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(cfg.connect_timeout_secs);
     let mut delay = Duration::from_millis(100);
     loop {
@@ -75,7 +83,7 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, NatsError> 
             .name(name)
             .connection_timeout(Duration::from_secs(2))
             .max_reconnects(None);
-        match options.connect(cfg.url.as_str()).await {
+        match options.connect(servers.as_slice()).await {
             Ok(client) => return Ok(client),
             Err(e) if Instant::now() + delay >= deadline => {
                 return Err(NatsError::Unreachable {

@@ -62,6 +62,12 @@ pub fn add_tag_event(stream: &mut ImageStream, tag: &str, event: TagEvent) -> Ou
     }
 }
 
+/// The time of a history entry's `created` (RFC 3339, with or without
+/// fractional seconds); unparseable sorts oldest.
+fn time_of(created: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(created).ok()
+}
+
 /// Adds `event`, a push older than the tag's current image, to the history
 /// of `tag` behind every entry at least as new (by `created`), never in
 /// front: the current image stays, and tags that follow `tag` are left
@@ -73,12 +79,12 @@ pub fn add_older_tag_event(stream: &mut ImageStream, tag: &str, event: TagEvent)
         list.items.push(event);
         return Outcome::Added;
     }
-    // RFC 3339 UTC timestamps of one format compare as strings
+    let created = time_of(&event.created);
     let at = list
         .items
         .iter()
         .skip(1)
-        .position(|item| item.created < event.created)
+        .position(|item| time_of(&item.created) < created)
         .map_or(list.items.len(), |i| i + 1);
     list.items.insert(at, event);
     Outcome::Added

@@ -212,7 +212,9 @@ pub fn tag_event_of(event: &proto::ImagePushed) -> Result<TagEvent, ApplyError> 
         .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, t.nanos.max(0) as u32))
         .unwrap_or_else(Utc::now);
     Ok(TagEvent {
-        created: writes::timestamp(created),
+        // the registry's precision, so that pushes within one second keep
+        // their order in the history (whole seconds print as OpenShift does)
+        created: created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         docker_image_reference: pinned,
         image: event.digest.clone(),
         generation: None,
@@ -526,7 +528,8 @@ mod tests {
             e.docker_image_reference,
             format!("127.0.0.1:5000/ns1/app@sha256:{}", "ab".repeat(32))
         );
-        assert_eq!(e.created, "2023-11-14T22:13:20Z");
+        // the registry's precision is kept, so pushes within a second stay ordered
+        assert_eq!(e.created, "2023-11-14T22:13:20.000000005Z");
         let mut import = event();
         import.registry.clear();
         import.repository = "openshift/ruby-20-centos7".into();
