@@ -8,6 +8,7 @@ pub mod app;
 pub mod binaries;
 pub mod fake_registry;
 pub mod image;
+pub mod load;
 pub mod nats;
 pub mod notify;
 mod process;
