@@ -406,6 +406,9 @@ impl StreamReader {
             })
             .await
             .map_err(unavailable)?;
+        // deleted when done rather than left to expire, so that bursts of
+        // listings and fresh watches don't pile up consumers on the stream
+        let name = consumer.cached_info().name.clone();
         let mut entries = BTreeMap::new();
         if consumer.cached_info().num_pending > 0 {
             let mut messages = consumer.messages().await.map_err(unavailable)?;
@@ -437,6 +440,9 @@ impl StreamReader {
                     break;
                 }
             }
+        }
+        if let Err(error) = stream.delete_consumer(&name).await {
+            tracing::debug!(%error, consumer = %name, "cannot delete a listing's consumer; it expires");
         }
         Ok(Snapshot { entries, revision })
     }
@@ -516,6 +522,36 @@ impl StreamReader {
                 Ok(self.watch_after(&filter, revision).await?.boxed())
             }
         }
+    }
+
+    /// Every change of the bucket after its current last revision, in order,
+    /// with no initial state: the source of a shared feed.
+    pub async fn feed(&self) -> Result<WatchStream, ApiError> {
+        let mut stream = self.kv.stream.clone();
+        let info = stream.info().await.map_err(unavailable)?;
+        Ok(self
+            .watch_after(&key_filter(None, None), info.state.last_sequence)
+            .await?
+            .boxed())
+    }
+
+    /// The streams under `namespace` (and `name`) as `Added` events, and the
+    /// revision they are the state at: the start of a watch without
+    /// revision, to be followed by the changes after that revision.
+    pub async fn initial(
+        &self,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(Vec<WatchEvent>, u64), ApiError> {
+        let snapshot = self.snapshot(&key_filter(namespace, name)).await?;
+        let events = snapshot
+            .entries
+            .into_values()
+            .map(|(value, revision)| {
+                decode_stream(&value, revision).map(|(stream, _)| WatchEvent::Added(stream))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((events, snapshot.revision))
     }
 
     async fn watch_after(

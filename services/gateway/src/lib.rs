@@ -20,6 +20,7 @@
 //!   does, so that newer clients keep working.
 #![forbid(unsafe_code)]
 
+mod fanout;
 mod grpc;
 mod metrics;
 mod query;

@@ -14,6 +14,7 @@ use imagestreams_common::{
 use imagestreams_proto::v1 as proto;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use crate::fanout::Feed;
 use crate::{GatewayOptions, query::ContinueToken};
 
 /// Room left in a NATS message for the request envelope and headers.
@@ -55,18 +56,22 @@ pub(crate) struct Streams {
     pub shutdown: CancellationToken,
     /// The watch producers, awaited on shutdown.
     pub tasks: TaskTracker,
+    /// The feed fresh watches share.
+    pub feed: Feed,
 }
 
 impl Streams {
     /// Operations over `reader` and `store`.
     pub fn new(reader: StreamReader, nats: async_nats::Client, options: GatewayOptions) -> Self {
         let max_payload = nats.server_info().max_payload;
+        let shutdown = CancellationToken::new();
         Streams {
             store: StoreClient::new(nats),
+            feed: Feed::new(reader.clone(), shutdown.clone()),
             reader,
             options,
             max_payload,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
         }
     }

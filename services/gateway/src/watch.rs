@@ -74,14 +74,25 @@ pub(crate) struct WatchParams {
 /// Opens the changefeed (so that `OUT_OF_RANGE` and `UNAVAILABLE` come back
 /// as the call's status) and spawns its producer.
 pub(crate) async fn start(streams: &Streams, params: WatchParams) -> Result<EventStream, ApiError> {
-    let source = streams
-        .reader
-        .watch(
-            params.namespace.as_deref(),
-            params.name.as_deref(),
-            params.from,
-        )
-        .await?;
+    let source = match params.from {
+        // fresh watches share one feed (see `fanout`)
+        None => {
+            streams
+                .feed
+                .watch(params.namespace.clone(), params.name.clone())
+                .await?
+        }
+        Some(_) => {
+            streams
+                .reader
+                .watch(
+                    params.namespace.as_deref(),
+                    params.name.as_deref(),
+                    params.from,
+                )
+                .await?
+        }
+    };
     let (producer, rx) = Producer::new(
         Filter::new(
             params.selector,
