@@ -1,7 +1,8 @@
 //! Tracing across the mesh: one registry notification becomes one trace,
 //! registry-watcher → stream-store (the event, the write, the changefeed's
 //! `TagsChanged`) → trigger (the event, the firing) → webhook, exported over
-//! OTLP to an in-process collector, and the webhook request carries it on.
+//! OTLP to an in-process collector, and the webhook request carries it on;
+//! and a gRPC call continues the trace its metadata names.
 //!
 //! The tracer provider is process-wide, so this binary holds one test.
 
@@ -23,6 +24,7 @@ use imagestreams_common::{
 };
 use imagestreams_integration::{NatsServer, TestApp, wait_for_some};
 use serde_json::json;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::collector::{Collector, path_to};
 
@@ -90,7 +92,7 @@ fn push_envelope() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_push_is_one_trace_from_the_notification_to_the_webhook() -> anyhow::Result<()> {
+async fn one_push_is_one_trace_and_grpc_calls_continue_their_callers() -> anyhow::Result<()> {
     let collector = Collector::start().await?;
     telemetry::init(&TelemetryConfig {
         otlp_endpoint: Some(collector.endpoint()),
@@ -169,6 +171,30 @@ async fn one_push_is_one_trace_from_the_notification_to_the_webhook() -> anyhow:
     assert_eq!(names.last(), CHAIN.last(), "the webhook span is the leaf");
     let service = std::env::var(SERVICE_NAME_ENV).unwrap_or(DEFAULT_SERVICE_NAME.to_owned());
     assert!(path.iter().all(|r| r.service == service), "{path:?}");
+
+    // a gRPC call to the gateway continues the caller's trace
+    let (caller_trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let mut request = tonic::Request::new(HealthCheckRequest::default());
+    request.metadata_mut().insert(
+        TRACEPARENT,
+        format!("00-{caller_trace}-{caller_span}-01").parse()?,
+    );
+    let channel = tonic::transport::Channel::from_shared(app.grpc_url())?
+        .connect()
+        .await?;
+    HealthClient::new(channel).check(request).await?;
+    let (caller_trace, caller_span) = (hex::decode(caller_trace)?, hex::decode(caller_span)?);
+    let grpc = wait_for_some(
+        || async {
+            telemetry::flush().await;
+            collector.trace(&caller_trace).into_iter().next()
+        },
+        WAIT,
+    )
+    .await
+    .context("the gateway's span of the call")?;
+    assert_eq!(grpc.span.name, "grpc");
+    assert_eq!(grpc.span.parent_span_id, caller_span);
     app.stop().await?;
     Ok(())
 }
