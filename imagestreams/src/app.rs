@@ -29,12 +29,15 @@ pub async fn serve(config: Option<&Path>, service: ServiceName) -> anyhow::Resul
 
 async fn start(config: Option<&Path>, services: &[ServiceName], mode: Mode) -> anyhow::Result<()> {
     let config = Arc::new(Config::load(config)?);
-    telemetry::init(&config.telemetry);
+    telemetry::init(&config.telemetry)?;
     let shutdown = runtime::shutdown_on_signals();
-    App::build(config, services, mode)
-        .await?
-        .run_until_stopped(shutdown)
-        .await
+    let result = match App::build(config, services, mode).await {
+        Ok(app) => app.run_until_stopped(shutdown).await,
+        Err(e) => Err(e),
+    };
+    // the spans of the last moments, failures included, still go out
+    telemetry::shutdown().await;
+    result
 }
 
 /// How the process runs its services.

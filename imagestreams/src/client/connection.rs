@@ -1,10 +1,11 @@
 //! The gRPC connection to the gateway: the `--server` URL, the bearer token,
-//! deadlines, and one method per RPC that converts wire streams into domain
-//! streams (`TryFrom`) at this edge.
+//! the caller's `traceparent` (when traced), deadlines, and one method per
+//! RPC that converts wire streams into domain streams (`TryFrom`) at this
+//! edge.
 
 use std::time::Duration;
 
-use imagestreams_common::model::ImageStream;
+use imagestreams_common::{model::ImageStream, telemetry::propagation};
 use imagestreams_proto::v1::{self as pb, image_streams_client::ImageStreamsClient};
 use tonic::{
     Streaming,
@@ -95,6 +96,11 @@ impl Client {
             request
                 .metadata_mut()
                 .insert("authorization", value.clone());
+        }
+        if let Some(value) = propagation::traceparent().and_then(|tp| tp.parse().ok()) {
+            request
+                .metadata_mut()
+                .insert(propagation::TRACEPARENT, value);
         }
         request
     }

@@ -518,7 +518,7 @@ async fn floor(js: &jetstream::Context, args: &Args) -> anyhow::Result<(Summary,
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     if std::env::var_os("RUST_LOG").is_some() {
-        imagestreams_common::telemetry::init(&Default::default());
+        imagestreams_common::telemetry::init(&Default::default())?;
     }
     let nats = NatsServer::start().await?;
     let app = TestApp::spawn_with(

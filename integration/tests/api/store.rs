@@ -53,7 +53,7 @@ struct Harness {
 impl Harness {
     async fn start() -> anyhow::Result<Harness> {
         if std::env::var_os("RUST_LOG").is_some() {
-            imagestreams_common::telemetry::init(&Default::default());
+            imagestreams_common::telemetry::init(&Default::default())?;
         }
         let nats = NatsServer::start().await?;
         let client = nats.connect().await?;

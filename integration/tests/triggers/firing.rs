@@ -96,6 +96,44 @@ async fn a_tags_changed_fires_a_signed_webhook_an_event_and_a_build() -> anyhow:
     Ok(())
 }
 
+/// Without an exporter no span has a trace context, and the event's
+/// `traceparent` is passed on as it came.
+#[tokio::test]
+async fn the_webhook_and_the_event_carry_the_changes_traceparent() -> anyhow::Result<()> {
+    const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let env = Env::start(|_| {}).await?;
+    let receiver = Receiver::start().await?;
+    let _replica = env.replica().await?;
+    env.create(
+        "traced",
+        "app-build",
+        "app:latest",
+        TriggerKind::Build,
+        Some(receiver.url("ok", "app-build")),
+        true,
+    )
+    .await?;
+    let mut events = env
+        .client
+        .subscribe(Kind::BuildsRequested.namespace_filter("traced"))
+        .await?;
+
+    env.tags_changed_traced("traced", "app", "latest", &digest("a"), TRACEPARENT)
+        .await?;
+
+    receiver.wait_requests("app-build", 1).await?;
+    assert_eq!(
+        receiver.requests()[0].traceparent.as_deref(),
+        Some(TRACEPARENT)
+    );
+    let event = tokio::time::timeout(WAIT, events.next())
+        .await?
+        .expect("a BuildRequested");
+    let header = event.headers.as_ref().and_then(|h| h.get("traceparent"));
+    assert_eq!(header.map(|v| v.as_str()), Some(TRACEPARENT));
+    Ok(())
+}
+
 #[tokio::test]
 async fn other_tags_paused_triggers_and_deploys_behave() -> anyhow::Result<()> {
     let env = Env::start(|_| {}).await?;

@@ -147,6 +147,30 @@ impl Env {
         Ok(())
     }
 
+    /// Publishes a `TagsChanged` of one tag with a W3C `traceparent` header,
+    /// as the changefeed does.
+    pub async fn tags_changed_traced(
+        &self,
+        namespace: &str,
+        stream: &str,
+        tag: &str,
+        image: &str,
+        traceparent: &str,
+    ) -> anyhow::Result<()> {
+        let event = tags_changed(namespace, stream, tag, image, 1);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("traceparent", traceparent);
+        nats::publish_event(
+            &self.topology.js,
+            Kind::TagsChanged.subject(namespace, stream),
+            &event.event_id,
+            &event,
+            headers,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Waits until the firings of `trigger` are `n` and all complete.
     pub async fn wait_firings_complete(
         &self,
@@ -325,6 +349,8 @@ pub struct Received {
     pub signature: Option<String>,
     /// `X-Imagestreams-Event`.
     pub event: Option<String>,
+    /// `traceparent`.
+    pub traceparent: Option<String>,
     /// The body.
     pub body: Bytes,
     /// What the receiver answered.
@@ -451,6 +477,7 @@ async fn receive(
             delivery,
             signature: header("x-imagestreams-signature"),
             event: header("x-imagestreams-event"),
+            traceparent: header("traceparent"),
             body,
             status: status.as_u16(),
         });

@@ -1,5 +1,6 @@
 //! NATS setup: connecting with retry, declaring the JetStream streams and KV
-//! buckets idempotently, and publishing protobuf events with a message id.
+//! buckets idempotently, and publishing protobuf events with a message id and
+//! the current span's trace context.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use async_nats::{
 };
 use tokio::time::Instant;
 
-use crate::{config::NatsConfig, subjects};
+use crate::{config::NatsConfig, subjects, telemetry::propagation};
 
 /// How long JetStream remembers a message id to drop a duplicate publish.
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
@@ -244,9 +245,11 @@ pub async fn get_or_create_bucket(
         })
 }
 
-/// Publishes a protobuf event to JetStream with `Nats-Msg-Id: msg_id` and waits
-/// for the acknowledgement. A duplicate (same id within the duplicate window)
-/// is acknowledged without being stored again.
+/// Publishes a protobuf event to JetStream with `Nats-Msg-Id: msg_id` and the
+/// current span's W3C trace context (replacing a `traceparent` in `headers`;
+/// see [`propagation::inject`]), and waits for the acknowledgement. A
+/// duplicate (same id within the duplicate window) is acknowledged without
+/// being stored again.
 pub async fn publish_event(
     js: &jetstream::Context,
     subject: String,
@@ -302,6 +305,7 @@ pub async fn send_event(
     mut headers: HeaderMap,
 ) -> Result<PendingAck, NatsError> {
     headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+    propagation::inject(&mut headers);
     let payload = event.encode_to_vec();
     let ack: PublishAckFuture = js
         .publish_with_headers(subject.clone(), headers, payload.into())

@@ -64,6 +64,10 @@ pub struct Change {
     pub time: String,
     /// One entry per changed tag.
     pub tags: Vec<TagChange>,
+    /// The W3C `traceparent` of the span that wrote the change: the KV write
+    /// carries no headers, so the changefeed continues the trace from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Change {

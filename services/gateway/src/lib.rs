@@ -39,6 +39,7 @@ use imagestreams_common::{
     runtime::{Deps, Service},
     secrets::SecretsApi,
     store::StreamReader,
+    telemetry::propagation,
 };
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
 use tokio::net::TcpListener;
@@ -204,6 +205,7 @@ impl GatewayService {
         tracing::info!(addr = %self.addr, "gRPC listening");
         Server::builder()
             .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
+            .trace_fn(grpc_span)
             .layer(self.grpc_metrics.clone())
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -219,6 +221,14 @@ impl GatewayService {
         tracing::info!("gRPC stopped");
         Ok(())
     }
+}
+
+/// The span of one gRPC call, the child of the caller's `traceparent` when
+/// its metadata carries one.
+fn grpc_span(request: &axum::http::Request<()>) -> tracing::Span {
+    let span = tracing::info_span!("grpc", path = %request.uri().path());
+    propagation::follow(&span, request.headers());
+    span
 }
 
 impl Service for GatewayService {

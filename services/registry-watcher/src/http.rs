@@ -35,6 +35,7 @@ use imagestreams_common::{
     metrics::{Metrics, ServiceMetrics},
     nats::{self, NatsError},
     subjects::Kind,
+    telemetry::propagation,
 };
 use imagestreams_proto::v1 as proto;
 use prometheus_client::{
@@ -43,6 +44,7 @@ use prometheus_client::{
 };
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
+use tracing::Instrument as _;
 
 use crate::notification::{self, DEFAULT_MAX_EVENTS, Decision, Rejection};
 
@@ -53,7 +55,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The `WWW-Authenticate` challenge of a 401.
 pub const AUTH_CHALLENGE: &str = "Bearer realm=\"imagestreams-registry-watcher\"";
 /// The W3C trace context header carried from the request to every event.
-pub const TRACEPARENT: &str = "traceparent";
+pub use imagestreams_common::telemetry::propagation::TRACEPARENT;
 
 /// Limits on one notification request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,8 +366,22 @@ fn traceparent(value: Option<&HeaderValue>) -> String {
     }
 }
 
-#[tracing::instrument(skip_all, fields(events, published))]
+/// `POST /notifications`, in the span that roots a push's trace (or
+/// continues the registry's, when it sends a `traceparent`).
 async fn receive<S: EventSink>(
+    receiver: State<Arc<Receiver<S>>>,
+    request: axum::extract::Request,
+) -> Response {
+    let span = tracing::info_span!(
+        "registry_notification",
+        events = tracing::field::Empty,
+        published = tracing::field::Empty
+    );
+    propagation::follow(&span, request.headers());
+    handle(receiver, request).instrument(span).await
+}
+
+async fn handle<S: EventSink>(
     State(receiver): State<Arc<Receiver<S>>>,
     request: axum::extract::Request,
 ) -> Response {
@@ -428,6 +444,7 @@ async fn receive<S: EventSink>(
     stats.counted("ignored", ignored);
     stats.counted("skipped", skipped);
 
+    // with tracing on, publishing replaces this with the span's own context
     let mut headers = HeaderMap::new();
     headers.insert(
         TRACEPARENT,

@@ -10,6 +10,7 @@ use imagestreams_common::{
     model::ImageStream,
     store::{Record, RecordOp},
     subjects,
+    telemetry::propagation,
 };
 
 use crate::{history, lag::LagGuard};
@@ -247,7 +248,8 @@ impl Bucket {
 
 /// The record that follows `before` (`None` for a new stream) once `after`
 /// is written: `op`, the remembered event ids carried over, and `change`
-/// holding the tags whose current image moved (none: `None`).
+/// holding the tags whose current image moved (none: `None`) and the current
+/// span's `traceparent`, which the changefeed's `TagsChanged` continues.
 pub fn next_record(before: Option<&Record>, mut after: ImageStream, now: &str) -> Record {
     let tags = history::tag_changes(before.map(|r| &r.stream), &after);
     // the revision is the KV's, never stored (and encoding skips a copy)
@@ -263,6 +265,7 @@ pub fn next_record(before: Option<&Record>, mut after: ImageStream, now: &str) -
         change: (!tags.is_empty()).then(|| imagestreams_common::store::Change {
             time: now.to_owned(),
             tags,
+            traceparent: propagation::traceparent(),
         }),
         stream: after,
     }

@@ -10,7 +10,10 @@
 //! `imagestreams.tags.changed.<ns>.<name>` with `Nats-Msg-Id: <uid>:<revision>`,
 //! and acks the bucket message once JetStream has acknowledged the event;
 //! up to [`DEFAULT_WINDOW`] events are in flight at once (see [`run`]).
-//! Deletes and writes without a change are acked in their turn.
+//! Deletes and writes without a change are acked in their turn. The event
+//! is sent in a `tags_changed_publish` span, the child of the writer's span
+//! ([`Change::traceparent`](imagestreams_common::store::Change::traceparent)),
+//! so the trace of a push goes on through the KV write.
 //!
 //! - **Crash between commit and publish:** the put is unacked; the durable
 //!   consumer delivers it again, after a restart too.
@@ -41,9 +44,11 @@ use imagestreams_common::{
     nats::{self, NatsError, PendingAck},
     store::Record,
     subjects::{self, Kind},
+    telemetry::propagation,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::{
     lag::LagGuard,
@@ -132,6 +137,8 @@ pub async fn send(
     };
     let event = change.to_event(&record.stream, revision);
     let meta = &record.stream.metadata;
+    let span = tracing::info_span!("tags_changed_publish", event_id = %event.event_id);
+    propagation::follow_traceparent(&span, change.traceparent.as_deref());
     let pending = nats::send_event(
         js,
         Kind::TagsChanged.subject(&meta.namespace, &meta.name),
@@ -139,6 +146,7 @@ pub async fn send(
         &event,
         HeaderMap::new(),
     )
+    .instrument(span)
     .await?;
     tracing::debug!(event_id = %event.event_id, "TagsChanged sent");
     Ok(Some(pending))

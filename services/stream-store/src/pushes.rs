@@ -22,6 +22,9 @@
 //!   [`DEFAULT_RETRY_DELAY`] (keeping the stream's order), and the event is
 //!   handed back (`Nak`) if shutdown comes first. An undecodable or invalid
 //!   event is logged and `Term`inated.
+//! - **Tracing.** Each event is handled in an `image_pushed` span, the child
+//!   of the trace context its headers carry; the write records the span's
+//!   `traceparent` for the changefeed's `TagsChanged`.
 //! - **Order.** Events are dealt to [`DEFAULT_WORKERS`] workers by their
 //!   subject (so by stream); each worker applies its events one by one, in
 //!   the consumer's order. Streams progress in parallel, each in order.
@@ -54,12 +57,13 @@ use imagestreams_common::{
     model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
     reference::{self, Reference},
     subjects::{self, Kind},
+    telemetry::propagation,
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::instrument;
+use tracing::{Instrument as _, instrument};
 
 use crate::{
     bucket::{Bucket, BucketError, Plan, Versioned, next_record},
@@ -436,7 +440,9 @@ async fn work(
     shutdown: CancellationToken,
 ) {
     while let Some(message) = queue.recv().await {
-        handle(&applier, message, &shutdown).await;
+        let span = tracing::info_span!("image_pushed", subject = %message.subject);
+        propagation::follow(&span, &message.headers);
+        handle(&applier, message, &shutdown).instrument(span).await;
     }
 }
 

@@ -18,12 +18,13 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 use imagestreams_common::{
     subjects::{self, Kind},
+    telemetry::propagation::{self, Headers as _},
     triggers::{Stored, TagRef, Trigger},
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 use tokio::sync::mpsc;
-use tracing::instrument;
+use tracing::{Instrument as _, instrument};
 
 use crate::{
     Ctx, DEFAULT_ACK_WAIT, DEFAULT_MAX_ACK_PENDING, DEFAULT_RETRY_DELAY, Failpoint,
@@ -144,10 +145,11 @@ async fn handle(ctx: &Arc<Ctx>, message: Message) {
     };
     let traceparent = message
         .headers
-        .as_ref()
-        .and_then(|h| h.get("traceparent"))
-        .map(|v| v.as_str().to_owned());
-    match apply(ctx, &event, traceparent).await {
+        .header(propagation::TRACEPARENT)
+        .map(str::to_owned);
+    let span = tracing::info_span!("tags_changed", event = %event.event_id);
+    propagation::follow(&span, &message.headers);
+    match apply(ctx, &event, traceparent).instrument(span).await {
         Ok(true) => {
             ctx.metrics.events.consumed(KIND, "ok");
             if let Err(e) = message.ack().await {
@@ -166,7 +168,9 @@ async fn handle(ctx: &Arc<Ctx>, message: Message) {
     }
 }
 
-/// Commits the firings of one event; `Ok(false)` when a failpoint stopped the replica.
+/// Commits the firings of one event; `Ok(false)` when a failpoint stopped the
+/// replica. The firings carry this span's `traceparent` (or, with tracing
+/// off, the event's) to their side effects.
 #[instrument(skip_all, fields(event = %event.event_id, namespace = %event.namespace, stream = %event.stream), err)]
 async fn apply(
     ctx: &Arc<Ctx>,
@@ -174,6 +178,7 @@ async fn apply(
     traceparent: Option<String>,
 ) -> Result<bool, Error> {
     let revision = event.resource_version.parse().unwrap_or(0);
+    let traceparent = propagation::traceparent().or(traceparent);
     for change in &event.changes {
         let source = SourceChange {
             from: TagRef {

@@ -22,6 +22,7 @@ use async_nats::HeaderMap;
 use imagestreams_common::{
     nats::publish_event,
     subjects,
+    telemetry::propagation,
     triggers::{
         DeliveryAttempt, DeliveryState, Firing, Lease, PendingFiring, Stored, Trigger, TriggerKind,
         format_millis,
@@ -29,7 +30,7 @@ use imagestreams_common::{
 };
 use imagestreams_proto::v1 as proto;
 use rand::Rng as _;
-use tracing::instrument;
+use tracing::{Instrument as _, instrument};
 
 use crate::{
     Ctx, DEFAULT_RETRY_DELAY, Failpoint, error::Error, kv, now_ms, sleep_or_stop, webhook,
@@ -104,12 +105,15 @@ pub struct FiringState {
     pub firing: Option<Stored<Firing>>,
 }
 
-/// Starts driving `task` unless this replica already is.
+/// Starts driving `task` unless this replica already is, in a `firing` span
+/// that continues the trace of the change that caused it.
 pub fn spawn(ctx: &Arc<Ctx>, task: Task) {
     let id = task.pending.id.clone();
     let fresh = ctx.active.lock().map(|mut a| a.insert(id)).unwrap_or(false);
     if fresh && !ctx.stopping() {
-        ctx.tracker.spawn(drive(ctx.clone(), task));
+        let span = tracing::info_span!("firing", firing = %task.pending.id);
+        propagation::follow_traceparent(&span, task.pending.traceparent.as_deref());
+        ctx.tracker.spawn(drive(ctx.clone(), task).instrument(span));
     }
 }
 
@@ -376,7 +380,7 @@ async fn publish(ctx: &Ctx, firing: &Firing) -> Result<(), Error> {
         .subject(&firing.namespace, &firing.trigger);
     let mut headers = HeaderMap::new();
     if let Some(tp) = &firing.traceparent {
-        headers.insert("traceparent", tp.as_str());
+        headers.insert(propagation::TRACEPARENT, tp.as_str());
     }
     match firing.kind {
         TriggerKind::Build => {

@@ -9,7 +9,9 @@
 //!   every retry and on every replica;
 //! - `X-Imagestreams-Signature: sha256=<hex HMAC-SHA256(secret, body)>` when
 //!   the trigger has a secret;
-//! - `X-Imagestreams-Event: Build` or `Deployment`.
+//! - `X-Imagestreams-Event: Build` or `Deployment`;
+//! - `traceparent`: the W3C trace context of the delivery, so the receiver's
+//!   work joins the trace of the push that caused it.
 //!
 //! A 2xx answer is success. 408, 429, 5xx, timeouts and connection errors are
 //! retried; any other answer (3xx — redirects are not followed — and 4xx, 410
@@ -25,16 +27,18 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use imagestreams_common::{
     config::WebhookConfig,
+    telemetry::propagation::{self, Headers as _},
     triggers::{Delivery, DeliveryAttempt, DeliveryState, Firing, WebhookSecret, format_millis},
 };
 use reqwest::{
     Url,
     dns::{Addrs, Name, Resolve, Resolving},
-    header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT},
+    header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT},
 };
 use serde::Serialize;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
+use tracing::instrument;
 
 /// The idempotency key header.
 pub const HEADER_DELIVERY: &str = "X-Imagestreams-Delivery";
@@ -428,7 +432,9 @@ impl Webhooks {
         self.policy
     }
 
-    /// One attempt to POST `firing` to `url`.
+    /// One attempt to POST `firing` to `url`, with the W3C `traceparent` of
+    /// its span (or, with tracing off, the firing's).
+    #[instrument(name = "webhook", skip_all, fields(firing = %firing.id))]
     pub async fn deliver(
         &self,
         url: &str,
@@ -470,6 +476,12 @@ impl Webhooks {
         if let Some(secret) = secret {
             request = request.header(HEADER_SIGNATURE, sign(secret.expose(), &body));
         }
+        let mut trace = HeaderMap::new();
+        if let Some(traceparent) = &firing.traceparent {
+            trace.set_header(propagation::TRACEPARENT, traceparent.clone());
+        }
+        propagation::inject(&mut trace);
+        request = request.headers(trace);
         // waiting for a slot is bounded too, so an attempt never outlives its lease
         let Ok(Ok(_permit)) = tokio::time::timeout(self.timeout, self.permits.acquire()).await
         else {
