@@ -201,6 +201,41 @@ async fn histories(
     found
 }
 
+/// Per (stream, tag) of `pushes`' namespaces, the (revision, new image) of
+/// every stored `TagsChanged`, and how many events the stream holds.
+async fn changes(
+    js: &jetstream::Context,
+    pushes: &[Push],
+) -> anyhow::Result<(BTreeMap<(String, String), Vec<(u64, String)>>, u64)> {
+    let stream = js.get_stream(subjects::STREAM_TAGS).await?;
+    let stored = stream.get_info().await?.state.messages;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?.take(stored as usize);
+    let namespaces: Vec<&str> = pushes.iter().map(|p| p.namespace.as_str()).collect();
+    let mut moved: BTreeMap<(String, String), Vec<(u64, String)>> = BTreeMap::new();
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await?
+        .transpose()?
+    {
+        let event = proto::TagsChanged::decode(message.payload.clone())?;
+        if !namespaces.contains(&event.namespace.as_str()) {
+            continue;
+        }
+        for change in event.changes {
+            moved
+                .entry((event.stream.clone(), change.tag))
+                .or_default()
+                .push((event.resource_version.parse()?, change.new_image));
+        }
+    }
+    Ok((moved, stored))
+}
+
 /// Waits until every tag holds at least as many entries as were pushed to
 /// it, at most `timeout`; then audits histories and `TagsChanged`.
 pub async fn audit(
@@ -239,33 +274,20 @@ pub async fn audit(
     }
 
     // TagsChanged by tag and revision: replicas may store them out of
-    // revision order, which consumers see by `resourceVersion`
-    let stream = js.get_stream(subjects::STREAM_TAGS).await?;
-    audit.events = stream.get_info().await?.state.messages;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
+    // revision order, which consumers see by `resourceVersion`. A killed
+    // changefeed's unacked messages come back after the ack wait, so the
+    // last changes may come after the histories: wait for them too.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (mut moved, mut stored) = changes(js, pushes).await?;
+    while tokio::time::Instant::now() < deadline
+        && expected.iter().any(|(key, want)| {
+            moved.get(key).and_then(|m| m.iter().max()).map(|(_, d)| d) != want.first()
         })
-        .await?;
-    let mut messages = consumer.messages().await?.take(audit.events as usize);
-    let namespaces: Vec<&str> = pushes.iter().map(|p| p.namespace.as_str()).collect();
-    let mut moved: BTreeMap<(String, String), Vec<(u64, String)>> = BTreeMap::new();
-    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next())
-        .await?
-        .transpose()?
     {
-        let event = proto::TagsChanged::decode(message.payload.clone())?;
-        if !namespaces.contains(&event.namespace.as_str()) {
-            continue;
-        }
-        for change in event.changes {
-            moved
-                .entry((event.stream.clone(), change.tag))
-                .or_default()
-                .push((event.resource_version.parse()?, change.new_image));
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (moved, stored) = changes(js, pushes).await?;
     }
+    audit.events = stored;
     let index_of: HashMap<&str, usize> = pushes
         .iter()
         .map(|p| (p.digest.as_str(), p.index))
