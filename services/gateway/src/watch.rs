@@ -20,6 +20,10 @@
 //!   the free slot carries a `RESOURCE_EXHAUSTED` error after the events
 //!   already queued and the watch ends: the client sees every event up to the
 //!   error and resumes from the last one, never a silent gap.
+//! - **Namespaces.** A watch of one namespace never delivers an event of
+//!   another: the changefeed is opened on that namespace's keys, and every
+//!   event is checked again here. Watching every namespace needs cluster-wide
+//!   `view` (checked by the caller of [`start`]).
 //! - **Shutdown** ends every watch with `UNAVAILABLE`, telling the client to
 //!   resume elsewhere.
 //!
@@ -82,6 +86,7 @@ pub(crate) async fn start(streams: &Streams, params: WatchParams) -> Result<Even
             params.from,
         )
         .await?;
+    let source = only_namespace(source, params.namespace.clone());
     let (producer, rx) = Producer::new(
         Filter::new(
             params.selector,
@@ -95,6 +100,23 @@ pub(crate) async fn start(streams: &Streams, params: WatchParams) -> Result<Even
         .tasks
         .spawn(producer.run(source, streams.shutdown.clone()));
     Ok(ReceiverStream::new(rx))
+}
+
+/// Drops every event outside `namespace` (when one is given): a second
+/// line of defence behind the changefeed's own key filter.
+fn only_namespace(source: WatchStream, namespace: Option<String>) -> WatchStream {
+    match namespace {
+        None => source,
+        Some(namespace) => source
+            .filter(move |event| {
+                let keep = match event {
+                    Ok(event) => event.object().metadata.namespace == namespace,
+                    Err(_) => true,
+                };
+                std::future::ready(keep)
+            })
+            .boxed(),
+    }
 }
 
 /// Where a resumed selector watch looks up a stream's previous revision.
