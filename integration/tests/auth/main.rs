@@ -20,7 +20,7 @@ use imagestreams_common::{
 use imagestreams_integration::{NatsServer, TestApp};
 use imagestreams_proto::v1::{
     self as proto, auth_client::AuthClient, image_streams_client::ImageStreamsClient,
-    secrets_client::SecretsClient,
+    secrets_client::SecretsClient, triggers_client::TriggersClient,
 };
 use tonic::{
     Request, Status,
@@ -99,6 +99,8 @@ pub struct Clients {
     pub secrets: SecretsClient<InterceptedService<Channel, Bearer>>,
     /// Auth.
     pub auth: AuthClient<InterceptedService<Channel, Bearer>>,
+    /// Triggers.
+    pub triggers: TriggersClient<InterceptedService<Channel, Bearer>>,
 }
 
 /// Clients of `app` sending `token`.
@@ -112,7 +114,8 @@ pub async fn clients(app: &TestApp, token: Option<&str>) -> Clients {
     Clients {
         streams: ImageStreamsClient::with_interceptor(channel.clone(), bearer.clone()),
         secrets: SecretsClient::with_interceptor(channel.clone(), bearer.clone()),
-        auth: AuthClient::with_interceptor(channel, bearer),
+        auth: AuthClient::with_interceptor(channel.clone(), bearer.clone()),
+        triggers: TriggersClient::with_interceptor(channel, bearer),
     }
 }
 

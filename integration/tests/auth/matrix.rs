@@ -42,7 +42,7 @@ impl Who {
     }
 }
 
-const OPERATIONS: [(&str, Verb); 9] = [
+const OPERATIONS: [(&str, Verb); 11] = [
     ("get", Verb::Get),
     ("list", Verb::List),
     ("watch", Verb::Watch),
@@ -52,6 +52,8 @@ const OPERATIONS: [(&str, Verb); 9] = [
     ("tag", Verb::Tag),
     ("import", Verb::Import),
     ("secrets", Verb::Secrets),
+    ("triggers", Verb::Triggers),
+    ("list-triggers", Verb::List),
 ];
 
 const REST_OPERATIONS: [(&str, Verb); 5] = [
@@ -162,6 +164,20 @@ async fn grpc(c: &mut Clients, op: &str, namespace: &str, me: &str) -> Result<()
         "secrets" => c
             .secrets
             .list(proto::ListSecretsRequest { namespace: ns })
+            .await
+            .map(drop),
+        // an empty trigger: authorized first, then refused as invalid
+        "triggers" => c
+            .triggers
+            .create(proto::CreateTriggerRequest {
+                namespace: ns,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "list-triggers" => c
+            .triggers
+            .list(proto::ListTriggersRequest { namespace: ns })
             .await
             .map(drop),
         other => unreachable!("{other}"),

@@ -336,6 +336,27 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn events_of_other_namespaces_never_pass() {
+        let events = ["ns1/a", "ns10/b", "ns1/c", "ns2/d"].map(|key| {
+            let (ns, name) = key.split_once('/').unwrap_or_default();
+            Ok(WatchEvent::Added(ImageStream::new(ns, name)))
+        });
+        let source = || stream::iter(events.clone()).boxed();
+        let names = |kept: Vec<Result<WatchEvent, ApiError>>| -> Vec<String> {
+            kept.into_iter()
+                .map(|e| {
+                    e.map(|e| e.object().metadata.name.clone())
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
+        let kept = only_namespace(source(), Some("ns1".into())).collect().await;
+        assert_eq!(names(kept), ["a", "c"]);
+        let all = only_namespace(source(), None).collect().await;
+        assert_eq!(names(all), ["a", "b", "c", "d"]);
+    }
+
     fn stream_at(name: &str, rv: u64, app: &str) -> ImageStream {
         let mut s = ImageStream::new("ns", name);
         s.metadata.resource_version = rv.to_string();
