@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "imagestreams/v1/store.proto",
     "imagestreams/v1/triggers.proto",
     "imagestreams/v1/tag_syncer.proto",
+    "imagestreams/v1/auth.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

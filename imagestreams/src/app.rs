@@ -73,6 +73,14 @@ impl App {
         };
         let client = nats::connect(&config.nats, "imagestreams").await?;
         let topology = nats::provision(&client, config.nats.replicas).await?;
+        if mode == Mode::Monolith {
+            crate::bootstrap::first_admin(
+                &config,
+                &topology.js,
+                Path::new(crate::client_config::DEFAULT_CLIENT_CONFIG_FILE),
+            )
+            .await?;
+        }
         let health = Health::new(Some(client.clone()));
         let metrics = Metrics::new();
         let deps = Deps {
@@ -185,26 +193,30 @@ impl App {
     }
 }
 
-async fn build_service(
+/// Builds one service. Boxed, so that `App::build`'s future stays small:
+/// debug builds run the tests on 2 MiB stacks.
+fn build_service(
     name: ServiceName,
     config: Arc<Config>,
     deps: Deps,
-) -> anyhow::Result<Box<dyn Service>> {
-    Ok(match name {
-        ServiceName::RegistryWatcher => Box::new(
-            imagestreams_registry_watcher::RegistryWatcherService::build(config, deps).await?,
-        ),
-        ServiceName::TagSyncer => {
-            Box::new(imagestreams_tag_syncer::TagSyncerService::build(config, deps).await?)
-        }
-        ServiceName::StreamStore => {
-            Box::new(imagestreams_stream_store::StreamStoreService::build(config, deps).await?)
-        }
-        ServiceName::Trigger => {
-            Box::new(imagestreams_trigger::TriggerService::build(config, deps).await?)
-        }
-        ServiceName::Gateway => {
-            Box::new(imagestreams_gateway::GatewayService::build(config, deps).await?)
-        }
+) -> futures::future::BoxFuture<'static, anyhow::Result<Box<dyn Service>>> {
+    Box::pin(async move {
+        Ok(match name {
+            ServiceName::RegistryWatcher => Box::new(
+                imagestreams_registry_watcher::RegistryWatcherService::build(config, deps).await?,
+            ) as Box<dyn Service>,
+            ServiceName::TagSyncer => {
+                Box::new(imagestreams_tag_syncer::TagSyncerService::build(config, deps).await?)
+            }
+            ServiceName::StreamStore => {
+                Box::new(imagestreams_stream_store::StreamStoreService::build(config, deps).await?)
+            }
+            ServiceName::Trigger => {
+                Box::new(imagestreams_trigger::TriggerService::build(config, deps).await?)
+            }
+            ServiceName::Gateway => {
+                Box::new(imagestreams_gateway::GatewayService::build(config, deps).await?)
+            }
+        })
     })
 }

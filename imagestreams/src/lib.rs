@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bootstrap;
 pub mod cli;
 pub mod client;
+pub mod client_config;
 mod local_nats;
 pub mod reference;

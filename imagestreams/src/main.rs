@@ -8,7 +8,7 @@ use clap::Parser;
 use imagestreams::{
     app,
     cli::{Cli, Command},
-    client, reference,
+    client, client_config, reference,
 };
 
 #[tokio::main]
@@ -19,10 +19,14 @@ async fn main() -> ExitCode {
         Command::Serve { service } => app::serve(cli.config.as_deref(), service).await,
         Command::Ref(cmd) => return reference::run(cmd),
         Command::Client(cmd) => {
+            // --token, IMAGESTREAMS_TOKEN, else the client configuration file
+            let token = cli
+                .token
+                .or_else(|| client_config::token_for(&cli.server, &client_config::search_path()));
             let globals = client::Globals {
                 server: cli.server,
                 namespace: cli.namespace,
-                token: cli.token,
+                token,
             };
             return client::main(globals, cmd).await;
         }

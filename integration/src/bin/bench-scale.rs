@@ -246,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
         let mut env = vec![
             ("IMAGESTREAMS_NATS__URL", nats.url()),
             ("IMAGESTREAMS_NATS__AUTO_START", "false".to_owned()),
+            ("IMAGESTREAMS_AUTH__ENABLED", "false".to_owned()),
         ];
         env.extend(extra);
         env

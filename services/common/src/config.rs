@@ -175,6 +175,8 @@ impl Config {
         c.stream_store.http_listen = any;
         c.tag_syncer.http_listen = any;
         c.trigger.http_listen = any;
+        // the auth tests turn it on explicitly
+        c.auth.enabled = false;
         c
     }
 }
@@ -269,17 +271,25 @@ impl Default for IntegratedRegistryConfig {
     }
 }
 
-/// Authentication.
+/// Authentication and authorization (see [`crate::auth`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Require credentials on the API.
+    /// Require credentials on the API; `false` lets anyone do anything.
     pub enabled: bool,
+    /// Identities with a bearer token (`[[auth.tokens]]`).
+    pub tokens: Vec<crate::auth::store::TokenConfig>,
+    /// Roles granted to users and groups (`[[auth.role_bindings]]`).
+    pub role_bindings: Vec<crate::auth::store::RoleBindingConfig>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { enabled: true }
+        AuthConfig {
+            enabled: true,
+            tokens: Vec::new(),
+            role_bindings: Vec::new(),
+        }
     }
 }
 

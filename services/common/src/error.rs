@@ -19,6 +19,12 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The request carries no valid credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but lacks the right.
+    #[error("{0}")]
+    Forbidden(String),
     /// The object does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -74,6 +80,8 @@ impl ApiError {
         match self {
             ApiError::Invalid { field, .. } if !is_object_field(field) => 400,
             ApiError::Invalid { .. } => 422,
+            ApiError::Unauthenticated(_) => 401,
+            ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::AlreadyExists(_) | ApiError::Conflict(_) => 409,
             ApiError::Gone(_) => 410,
@@ -91,6 +99,8 @@ impl ApiError {
         match self {
             ApiError::Invalid { field, .. } if !is_object_field(field) => "BadRequest",
             ApiError::Invalid { .. } => "Invalid",
+            ApiError::Unauthenticated(_) => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
             ApiError::NotFound(_) => "NotFound",
             ApiError::AlreadyExists(_) => "AlreadyExists",
             ApiError::Conflict(_) => "Conflict",
@@ -151,6 +161,8 @@ impl From<ApiError> for tonic::Status {
         let message = error.to_string();
         match error {
             ApiError::Invalid { .. } => tonic::Status::invalid_argument(message),
+            ApiError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
+            ApiError::Forbidden(_) => tonic::Status::permission_denied(message),
             ApiError::NotFound(_) => tonic::Status::not_found(message),
             ApiError::AlreadyExists(_) => tonic::Status::already_exists(message),
             ApiError::Conflict(_) => tonic::Status::aborted(message),
@@ -173,6 +185,8 @@ impl From<tonic::Status> for ApiError {
                 field: String::new(),
                 message,
             },
+            tonic::Code::Unauthenticated => ApiError::Unauthenticated(message),
+            tonic::Code::PermissionDenied => ApiError::Forbidden(message),
             tonic::Code::NotFound => ApiError::NotFound(message),
             tonic::Code::AlreadyExists => ApiError::AlreadyExists(message),
             tonic::Code::Aborted | tonic::Code::FailedPrecondition => ApiError::Conflict(message),
@@ -200,7 +214,11 @@ impl From<ApiError> for proto::StoreError {
             ApiError::AlreadyExists(_) => (C::AlreadyExists, String::new()),
             ApiError::Conflict(_) => (C::Conflict, String::new()),
             ApiError::Unavailable(_) | ApiError::Gone(_) => (C::Unavailable, String::new()),
-            ApiError::Unimplemented(_) | ApiError::Internal(_) => (C::Internal, String::new()),
+            // the store does not authorize: these never cross it
+            ApiError::Unauthenticated(_)
+            | ApiError::Forbidden(_)
+            | ApiError::Unimplemented(_)
+            | ApiError::Internal(_) => (C::Internal, String::new()),
         };
         proto::StoreError {
             code: code as i32,

@@ -3,6 +3,7 @@
 //! health endpoints, shutdown).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod imports;

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    auth::{Verb, authorize_request},
     config::{DEFAULT_SECRETS_KEY_FILE, Secret, SecretsConfig},
     error::ApiError,
     model::is_dns1123_label,
@@ -459,6 +460,7 @@ impl Secrets for SecretsApi {
         &self,
         request: Request<proto::CreateRegistrySecretRequest>,
     ) -> Result<Response<proto::RegistrySecret>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Secrets)?;
         let request = request.into_inner();
         // validated here too, so that a bad request never reaches NATS
         NewRegistrySecret::try_from(request.clone())?;
@@ -473,6 +475,7 @@ impl Secrets for SecretsApi {
         if !is_dns1123_label(namespace) {
             return Err(ApiError::invalid("namespace", "namespace: Required value").into());
         }
+        authorize_request(&request, Some(namespace), Verb::Secrets)?;
         let items = self.client.list(namespace).await?;
         Ok(Response::new(proto::ListSecretsResponse { items }))
     }
@@ -483,6 +486,7 @@ impl Secrets for SecretsApi {
     ) -> Result<Response<proto::DeleteSecretResponse>, Status> {
         let r = request.get_ref();
         check_names(&r.namespace, &r.name)?;
+        authorize_request(&request, Some(&r.namespace), Verb::Secrets)?;
         self.client.delete(&r.namespace, &r.name).await?;
         Ok(Response::new(proto::DeleteSecretResponse {}))
     }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use imagestreams_common::{
+    auth::{Verb, authorize_request},
     error::ApiError,
     imports::{self, ImportClient},
     model::ImageStream,
@@ -16,7 +17,7 @@ use tracing::instrument;
 
 use crate::{
     query::{self, ContinueToken},
-    streams::{ListParams, Streams},
+    streams::{ListParams, Streams, tag_namespaces},
     watch::{self, EventStream, WatchParams},
 };
 
@@ -48,6 +49,7 @@ impl ImageStreams for Grpc {
         &self,
         request: Request<proto::CreateRequest>,
     ) -> Result<Response<proto::ImageStream>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Create)?;
         let request = request.into_inner();
         let created = self
             .streams
@@ -64,6 +66,7 @@ impl ImageStreams for Grpc {
         &self,
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::ImageStream>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Get)?;
         let request = request.get_ref();
         let stream = self
             .streams
@@ -77,6 +80,8 @@ impl ImageStreams for Grpc {
         &self,
         request: Request<proto::ListRequest>,
     ) -> Result<Response<proto::ListResponse>, Status> {
+        let namespace = query::namespace_or_all(&request.get_ref().namespace, "namespace")?;
+        authorize_request(&request, namespace.as_deref(), Verb::List)?;
         let request = request.into_inner();
         let result = self
             .streams
@@ -107,6 +112,7 @@ impl ImageStreams for Grpc {
         &self,
         request: Request<proto::UpdateRequest>,
     ) -> Result<Response<proto::ImageStream>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Update)?;
         let request = request.into_inner();
         let updated = self
             .streams
@@ -123,6 +129,7 @@ impl ImageStreams for Grpc {
         &self,
         request: Request<proto::DeleteRequest>,
     ) -> Result<Response<proto::DeleteResponse>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Delete)?;
         let request = request.get_ref();
         self.streams
             .deadline(self.streams.delete(
@@ -145,6 +152,8 @@ impl ImageStreams for Grpc {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let namespace = query::namespace_or_all(&request.get_ref().namespace, "namespace")?;
+        authorize_request(&request, namespace.as_deref(), Verb::Watch)?;
         let request = request.into_inner();
         let events = self
             .streams
@@ -175,6 +184,7 @@ impl ImageStreams for Grpc {
     ) -> Result<Response<proto::ImportImageResponse>, Status> {
         // an import waits for registries: it has its own, longer deadline
         // (the ImportClient's wait), not the unary one
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Import)?;
         let response = imports::import_image(&self.imports, request.into_inner()).await?;
         Ok(Response::new(response))
     }
@@ -184,6 +194,13 @@ impl ImageStreams for Grpc {
         &self,
         request: Request<proto::TagRequest>,
     ) -> Result<Response<proto::TagResponse>, Status> {
+        let (source, destinations) = tag_namespaces(request.get_ref());
+        if let Some(source) = &source {
+            authorize_request(&request, Some(source), Verb::Get)?;
+        }
+        for namespace in &destinations {
+            authorize_request(&request, Some(namespace), Verb::Tag)?;
+        }
         let request = request.into_inner();
         let changed = self.streams.deadline(self.streams.tag(request)).await?;
         Ok(Response::new(proto::TagResponse {

@@ -18,8 +18,11 @@
 //!   400 naming its path). gRPC messages follow protobuf's rules: fields this
 //!   server does not know are skipped by the decoder, as every proto3 server
 //!   does, so that newer clients keep working.
+//! - Auth: every API call is authenticated by [`auth::AuthLayer`] and
+//!   authorized by its handler (see `imagestreams_common::auth`).
 #![forbid(unsafe_code)]
 
+mod auth;
 mod fanout;
 mod grpc;
 mod metrics;
@@ -34,6 +37,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use axum::Router;
 use futures::future::BoxFuture;
 use imagestreams_common::{
+    auth::store::{AuthStoreError, IdentityStore},
     config::Config,
     imports::ImportClient,
     runtime::{Deps, Service},
@@ -67,11 +71,12 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The gRPC service names the health service reports as serving (`""` is
 /// the server as a whole).
-pub const HEALTH_SERVICES: [&str; 4] = [
+pub const HEALTH_SERVICES: [&str; 5] = [
     "",
     imagestreams_proto::v1::image_streams_server::SERVICE_NAME,
     imagestreams_proto::v1::triggers_server::SERVICE_NAME,
     imagestreams_proto::v1::secrets_server::SERVICE_NAME,
+    imagestreams_proto::v1::auth_server::SERVICE_NAME,
 ];
 
 /// Limits and timeouts of the gateway.
@@ -113,6 +118,9 @@ pub enum GatewayError {
     /// The reflection service could not load the descriptors.
     #[error("cannot build the gRPC reflection service")]
     Reflection(#[source] tonic_reflection::server::Error),
+    /// The identity store could not be opened.
+    #[error("cannot start authentication")]
+    Auth(#[source] AuthStoreError),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
@@ -126,6 +134,7 @@ pub struct GatewayService {
     triggers: triggers::TriggersApi,
     imports: ImportClient,
     secrets: SecretsApi,
+    identities: Arc<IdentityStore>,
     grpc_metrics: metrics::GrpcMetrics,
 }
 
@@ -154,6 +163,16 @@ impl GatewayService {
             deps.nats.clone(),
             options,
         ));
+        let identities =
+            IdentityStore::open_boxed(&deps.topology.js, config.nats.replicas, &config.auth)
+                .await
+                .map_err(GatewayError::Auth)?;
+        if !identities.enabled() {
+            tracing::warn!(
+                "AUTHENTICATION IS DISABLED (auth.enabled = false): anyone who reaches the API \
+                 may read, change and delete everything, secrets included"
+            );
+        }
         Ok(GatewayService {
             listener,
             addr,
@@ -161,6 +180,7 @@ impl GatewayService {
             triggers: triggers::TriggersApi::new(&deps),
             imports: ImportClient::new(deps.nats.clone()),
             secrets: SecretsApi::new(deps.nats.clone()),
+            identities: Arc::new(identities),
             grpc_metrics: metrics::GrpcMetrics::new(&deps.metrics.service(NAME)),
         })
     }
@@ -207,12 +227,14 @@ impl GatewayService {
             .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
             .trace_fn(grpc_span)
             .layer(self.grpc_metrics.clone())
+            .layer(auth::AuthLayer::new(self.identities.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
             .add_service(self.triggers.into_server())
             .add_service(self.secrets.into_server())
+            .add_service(auth::AuthApi::new(self.identities.clone()).into_server())
             .serve_with_incoming_shutdown(incoming, stopping)
             .await
             .map_err(GatewayError::Serve)?;
@@ -237,7 +259,7 @@ impl Service for GatewayService {
     }
 
     fn routes(&self) -> Router {
-        rest::router(self.streams.clone())
+        rest::router(self.streams.clone()).layer(auth::AuthLayer::new(self.identities.clone()))
     }
 
     fn listen_addrs(&self) -> Vec<(&'static str, SocketAddr)> {

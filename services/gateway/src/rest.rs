@@ -17,7 +17,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Body,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode, Uri, header},
@@ -26,6 +26,7 @@ use axum::{
 };
 use futures::StreamExt as _;
 use imagestreams_common::{
+    auth::{Authenticated, Verb},
     error::{ApiError, KubeStatus, StatusCause, StatusDetails},
     model::{DocumentFormat, ImageStream, MAX_DOCUMENT_BYTES, ModelError},
 };
@@ -103,7 +104,14 @@ impl IntoResponse for RestError {
     fn into_response(self) -> Response {
         let status = KubeStatus::failure(&self.error, self.details);
         let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, Json(status)).into_response()
+        let mut response = (code, Json(status)).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -139,16 +147,25 @@ struct ListMeta {
 }
 
 #[instrument(skip_all, err(level = "debug"))]
-async fn list_all(State(streams): State<Arc<Streams>>, uri: Uri) -> Result<Response, RestError> {
+async fn list_all(
+    State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
+    uri: Uri,
+) -> Result<Response, RestError> {
+    auth.authorize(None, Verb::List)
+        .map_err(|e| RestError::about(e, ""))?;
     list(&streams, None, &uri).await
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
 async fn list_namespace(
     State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
     Path(path): Path<CollectionPath>,
     uri: Uri,
 ) -> Result<Response, RestError> {
+    auth.authorize(Some(&path.namespace), Verb::List)
+        .map_err(|e| RestError::about(e, ""))?;
     list(&streams, Some(path.namespace), &uri).await
 }
 
@@ -203,8 +220,11 @@ async fn list(
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
 async fn get_one(
     State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
 ) -> Result<Response, RestError> {
+    auth.authorize(Some(&path.namespace), Verb::Get)
+        .map_err(|e| RestError::about(e, &path.name))?;
     let stream = streams
         .deadline(streams.get(&path.namespace, &path.name))
         .await
@@ -215,10 +235,13 @@ async fn get_one(
 #[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
 async fn create(
     State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
     Path(path): Path<CollectionPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RestError> {
+    auth.authorize(Some(&path.namespace), Verb::Create)
+        .map_err(|e| RestError::about(e, ""))?;
     let stream = read_stream(&headers, body, "").await?;
     let name = stream.metadata.name.clone();
     let created = streams
@@ -231,10 +254,13 @@ async fn create(
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
 async fn replace(
     State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RestError> {
+    auth.authorize(Some(&path.namespace), Verb::Update)
+        .map_err(|e| RestError::about(e, &path.name))?;
     let mut stream = read_stream(&headers, body, &path.name).await?;
     if stream.metadata.name.is_empty() {
         stream.metadata.name = path.name.clone();
@@ -249,10 +275,13 @@ async fn replace(
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
 async fn delete(
     State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RestError> {
+    auth.authorize(Some(&path.namespace), Verb::Delete)
+        .map_err(|e| RestError::about(e, &path.name))?;
     let about = |e| RestError::about(e, &path.name);
     let body = read_body(&headers, body).await.map_err(about)?;
     let resource_version = delete_precondition(&body).map_err(about)?;

@@ -276,6 +276,31 @@ fn place(namespace: &str, stream: &mut ImageStream) -> Result<(), ApiError> {
 /// Splits `oc tag` destinations (`[NAMESPACE/]STREAM:TAG`) by destination
 /// stream, keeping their order. Unparsable ones form a group of their own,
 /// for the store to reject.
+/// The namespaces an `oc tag` request touches: the source's (read; `None`
+/// for a `DockerImage` source) and every destination's (written), for
+/// authorization.
+pub(crate) fn tag_namespaces(request: &proto::TagRequest) -> (Option<String>, Vec<String>) {
+    let source = (!request.delete && !request.source_kind.eq_ignore_ascii_case("DockerImage"))
+        .then(|| {
+            let stream = request.source.split(['@', ':']).next().unwrap_or_default();
+            match stream.split_once('/') {
+                Some((ns, _)) => ns.to_owned(),
+                None => request.namespace.clone(),
+            }
+        });
+    let mut destinations: Vec<String> = Vec::new();
+    for destination in &request.destinations {
+        let namespace = match destination.split_once('/') {
+            Some((ns, _)) => ns.to_owned(),
+            None => request.namespace.clone(),
+        };
+        if !destinations.contains(&namespace) {
+            destinations.push(namespace);
+        }
+    }
+    (source, destinations)
+}
+
 fn group_by_stream(namespace: &str, destinations: &[String]) -> Vec<Vec<String>> {
     let mut groups: Vec<((String, String), Vec<String>)> = Vec::new();
     for destination in destinations {
@@ -312,6 +337,31 @@ mod tests {
         assert!(error.to_string().contains("metadata.namespace"), "{error}");
         let error = place("Bad_NS", &mut ImageStream::new("", "ruby")).unwrap_err();
         assert!(error.to_string().contains("metadata.namespace"), "{error}");
+    }
+
+    #[test]
+    fn tag_requests_name_their_namespaces() {
+        let request = proto::TagRequest {
+            namespace: "ns1".into(),
+            source: "ns2/ruby:1".into(),
+            destinations: vec!["ruby:2".into(), "ns3/ruby:2".into(), "ruby:3".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            tag_namespaces(&request),
+            (Some("ns2".into()), vec!["ns1".into(), "ns3".into()])
+        );
+        let docker = proto::TagRequest {
+            source: "quay.io/org/ruby:1".into(),
+            source_kind: "DockerImage".into(),
+            ..request.clone()
+        };
+        assert_eq!(tag_namespaces(&docker).0, None);
+        let local = proto::TagRequest {
+            source: "ruby@sha256:abc".into(),
+            ..request
+        };
+        assert_eq!(tag_namespaces(&local).0, Some("ns1".into()));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! `.add_service(triggers::TriggersApi::new(&deps).into_server())`.
 
 use imagestreams_common::{
+    auth::{Verb, authorize_request},
     error::ApiError,
     runtime::Deps,
     triggers::{NewTrigger, TriggerClient, TriggerKind, TriggerReader},
@@ -62,6 +63,7 @@ impl Triggers for TriggersApi {
         &self,
         request: Request<proto::CreateTriggerRequest>,
     ) -> Result<Response<proto::Trigger>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Triggers)?;
         let trigger = NewTrigger::try_from(request.into_inner())?;
         Ok(Response::new(self.client.create(&trigger).await?))
     }
@@ -71,6 +73,7 @@ impl Triggers for TriggersApi {
         &self,
         request: Request<proto::GetTriggerRequest>,
     ) -> Result<Response<proto::Trigger>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Get)?;
         let r = request.into_inner();
         let namespace = required("namespace", &r.namespace)?;
         let name = required("name", &r.name)?;
@@ -83,6 +86,7 @@ impl Triggers for TriggersApi {
         &self,
         request: Request<proto::ListTriggersRequest>,
     ) -> Result<Response<proto::ListTriggersResponse>, Status> {
+        authorize_request(&request, optional(&request.get_ref().namespace), Verb::List)?;
         let r = request.into_inner();
         let stored = self.reader.list(optional(&r.namespace)).await?;
         let mut items = Vec::with_capacity(stored.len());
@@ -97,6 +101,7 @@ impl Triggers for TriggersApi {
         &self,
         request: Request<proto::DeleteTriggerRequest>,
     ) -> Result<Response<proto::DeleteTriggerResponse>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Triggers)?;
         let r = request.into_inner();
         let namespace = required("namespace", &r.namespace)?;
         let name = required("name", &r.name)?;
@@ -109,6 +114,7 @@ impl Triggers for TriggersApi {
         &self,
         request: Request<proto::ListFiringsRequest>,
     ) -> Result<Response<proto::ListFiringsResponse>, Status> {
+        authorize_request(&request, optional(&request.get_ref().namespace), Verb::List)?;
         let r = request.into_inner();
         let kind = match proto::TriggerKind::try_from(r.kind) {
             Ok(proto::TriggerKind::Unspecified) => None,

@@ -20,6 +20,10 @@
 //!   the free slot carries a `RESOURCE_EXHAUSTED` error after the events
 //!   already queued and the watch ends: the client sees every event up to the
 //!   error and resumes from the last one, never a silent gap.
+//! - **Namespaces.** A watch of one namespace never delivers an event of
+//!   another: the changefeed is opened on that namespace's keys, and every
+//!   event is checked again here. Watching every namespace needs cluster-wide
+//!   `view` (checked by the caller of [`start`]).
 //! - **Shutdown** ends every watch with `UNAVAILABLE`, telling the client to
 //!   resume elsewhere.
 //!
@@ -93,6 +97,7 @@ pub(crate) async fn start(streams: &Streams, params: WatchParams) -> Result<Even
                 .await?
         }
     };
+    let source = only_namespace(source, params.namespace.clone());
     let (producer, rx) = Producer::new(
         Filter::new(
             params.selector,
@@ -106,6 +111,23 @@ pub(crate) async fn start(streams: &Streams, params: WatchParams) -> Result<Even
         .tasks
         .spawn(producer.run(source, streams.shutdown.clone()));
     Ok(ReceiverStream::new(rx))
+}
+
+/// Drops every event outside `namespace` (when one is given): a second
+/// line of defence behind the changefeed's own key filter.
+fn only_namespace(source: WatchStream, namespace: Option<String>) -> WatchStream {
+    match namespace {
+        None => source,
+        Some(namespace) => source
+            .filter(move |event| {
+                let keep = match event {
+                    Ok(event) => event.object().metadata.namespace == namespace,
+                    Err(_) => true,
+                };
+                std::future::ready(keep)
+            })
+            .boxed(),
+    }
 }
 
 /// Where a resumed selector watch looks up a stream's previous revision.
@@ -323,6 +345,27 @@ mod tests {
             let found = self.0.get(name).cloned();
             async move { Ok(found) }
         }
+    }
+
+    #[tokio::test]
+    async fn events_of_other_namespaces_never_pass() {
+        let events = ["ns1/a", "ns10/b", "ns1/c", "ns2/d"].map(|key| {
+            let (ns, name) = key.split_once('/').unwrap_or_default();
+            Ok(WatchEvent::Added(ImageStream::new(ns, name)))
+        });
+        let source = || stream::iter(events.clone()).boxed();
+        let names = |kept: Vec<Result<WatchEvent, ApiError>>| -> Vec<String> {
+            kept.into_iter()
+                .map(|e| {
+                    e.map(|e| e.object().metadata.name.clone())
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
+        let kept = only_namespace(source(), Some("ns1".into())).collect().await;
+        assert_eq!(names(kept), ["a", "c"]);
+        let all = only_namespace(source(), None).collect().await;
+        assert_eq!(names(all), ["a", "b", "c", "d"]);
     }
 
     fn stream_at(name: &str, rv: u64, app: &str) -> ImageStream {

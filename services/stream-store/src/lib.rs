@@ -166,8 +166,17 @@ impl StreamStoreService {
         let guard = bucket.guard().clone();
         guard.published(changefeed.cached_info().ack_floor.stream_sequence);
         let events = EventCounters::new(&deps.metrics.service(NAME));
-        let applier = pushes::Applier::new(bucket, config.integrated_registry.host.clone())
+        let mut applier = pushes::Applier::new(bucket, config.integrated_registry.host.clone())
             .with_events(events.clone());
+        if config.auth.enabled {
+            let identities = imagestreams_common::auth::store::IdentityStore::open_boxed(
+                &deps.topology.js,
+                config.nats.replicas,
+                &config.auth,
+            )
+            .await?;
+            applier = applier.with_identities(identities);
+        }
         Ok(Self {
             events,
             api,

@@ -6,6 +6,13 @@
 //!   on the fly for a registry notification, with
 //!   `status.dockerImageRepository = <integrated registry>/<ns>/<name>`; an
 //!   import for a missing stream is dropped with a warning.
+//! - **Who may create.** With auth on ([`Applier::with_identities`]), a
+//!   notification creates a missing stream only when its pusher
+//!   (`actor.name`, an identity name once the registry's token service
+//!   issues the registry's credentials) has `edit` in the namespace; otherwise
+//!   the event is refused: logged, counted (`outcome="refused"`) and acked.
+//!   Pushes to an existing stream are recorded whoever pushed, since the
+//!   registry already let them through.
 //! - **Idempotent.** The event id is remembered in the record, in the same
 //!   compare-and-swap write as its effect, and a remembered id is a no-op.
 //!   Every applied event is remembered, no-ops included, so that a late
@@ -53,6 +60,8 @@ use async_nats::jetstream::{
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use imagestreams_common::{
+    auth::{Verb, store::IdentityStore},
+    error::ApiError,
     metrics::EventCounters,
     model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
     reference::{self, Reference},
@@ -108,6 +117,9 @@ pub enum ApplyError {
     /// The bucket failed; retrying may help.
     #[error(transparent)]
     Bucket(#[from] BucketError),
+    /// The identity store could not tell who may create the stream; retrying may help.
+    #[error("cannot check who may create the stream: {0}")]
+    Identities(#[source] ApiError),
 }
 
 /// Errors of declaring or running the consumer.
@@ -131,6 +143,9 @@ pub enum Applied {
     Duplicate,
     /// An import for a stream that does not exist: nothing was written.
     Dropped,
+    /// A push that would create a stream, by someone without `edit` in its
+    /// namespace: nothing was written.
+    Refused,
     /// The event was recorded at `revision`; `changed` when a tag's current
     /// image moved (a `TagsChanged` will follow).
     Committed {
@@ -147,6 +162,7 @@ impl Applied {
         match self {
             Applied::Duplicate => "duplicate",
             Applied::Dropped => "dropped",
+            Applied::Refused => "refused",
             Applied::Committed { changed: true, .. } => "changed",
             Applied::Committed { changed: false, .. } => "unchanged",
         }
@@ -168,6 +184,7 @@ pub struct Applier {
     registry_host: String,
     cache: Mutex<HashMap<String, Versioned>>,
     events: EventCounters,
+    identities: Option<Arc<IdentityStore>>,
 }
 
 /// The `kind` label of the events this module consumes.
@@ -242,7 +259,15 @@ impl Applier {
             registry_host: registry_host.into(),
             cache: Mutex::default(),
             events: EventCounters::default(),
+            identities: None,
         }
+    }
+
+    /// The same applier creating streams on push only for pushers with
+    /// `edit` in the namespace, as `identities` tells (when auth is on).
+    pub fn with_identities(mut self, identities: IdentityStore) -> Self {
+        self.identities = identities.enabled().then(|| Arc::new(identities));
+        self
     }
 
     /// The same applier counting consumed events in `events`.
@@ -259,63 +284,88 @@ impl Applier {
         let from_registry = event.source == proto::ImageSource::RegistryNotification as i32;
         let mut applied = Applied::Dropped;
         let key = subjects::stream_key(&event.namespace, &event.stream);
-        let hint = self.cache().remove(&key);
-        let written = self
-            .bucket
-            .modify_from(&event.namespace, &event.stream, hint, |current| {
-                let now = writes::timestamp(Utc::now());
-                let (before, mut stream, revision) = match current {
-                    Some((record, revision)) if record.has_applied(&event.event_id) => {
-                        applied = Applied::Duplicate;
-                        return Ok::<_, ApplyError>(Plan::Keep(record, revision));
+        let mut hint = self.cache().remove(&key);
+        // whether the pusher may create the stream: asked only when a push
+        // would create one, then the write starts over with the answer
+        let mut may_create = self.identities.is_none().then_some(true);
+        let written = loop {
+            let mut ask = false;
+            let written = self
+                .bucket
+                .modify_from(&event.namespace, &event.stream, hint.take(), |current| {
+                    let now = writes::timestamp(Utc::now());
+                    let (before, mut stream, revision) = match current {
+                        Some((record, revision)) if record.has_applied(&event.event_id) => {
+                            applied = Applied::Duplicate;
+                            return Ok::<_, ApplyError>(Plan::Keep(record, revision));
+                        }
+                        Some((record, revision)) => {
+                            let stream = record.stream.clone();
+                            (Some(record), stream, Some(revision))
+                        }
+                        None if from_registry && may_create.is_none() => {
+                            ask = true;
+                            return Ok(Plan::Skip);
+                        }
+                        None if from_registry && may_create == Some(false) => {
+                            applied = Applied::Refused;
+                            return Ok(Plan::Skip);
+                        }
+                        None if from_registry => {
+                            let mut stream = ImageStream::new(&event.namespace, &event.stream);
+                            let repository = format!(
+                                "{}/{}/{}",
+                                self.registry_host, event.namespace, event.stream
+                            );
+                            writes::initialize(
+                                &mut stream,
+                                uuid::Uuid::new_v4().to_string(),
+                                &now,
+                                repository,
+                            );
+                            (None, stream, None)
+                        }
+                        None => {
+                            applied = Applied::Dropped;
+                            return Ok(Plan::Skip);
+                        }
+                    };
+                    let tag_event = TagEvent {
+                        generation: Some(stream.metadata.generation),
+                        ..template.clone()
+                    };
+                    let newest = before
+                        .as_ref()
+                        .and_then(|r| r.pushed_at.get(&event.tag).copied());
+                    let older =
+                        matches!((pushed_at, newest), (Some(at), Some(newest)) if at < newest);
+                    if older {
+                        history::add_older_tag_event(&mut stream, &event.tag, tag_event);
+                    } else {
+                        history::apply_image(&mut stream, &event.tag, &tag_event);
                     }
-                    Some((record, revision)) => {
-                        let stream = record.stream.clone();
-                        (Some(record), stream, Some(revision))
+                    let mut record = next_record(before.as_ref(), stream, &now);
+                    record.remember_applied(&event.event_id);
+                    if let (Some(at), false) = (pushed_at, older) {
+                        record.pushed_at.insert(event.tag.clone(), at);
                     }
-                    None if from_registry => {
-                        let mut stream = ImageStream::new(&event.namespace, &event.stream);
-                        let repository = format!(
-                            "{}/{}/{}",
-                            self.registry_host, event.namespace, event.stream
-                        );
-                        writes::initialize(
-                            &mut stream,
-                            uuid::Uuid::new_v4().to_string(),
-                            &now,
-                            repository,
-                        );
-                        (None, stream, None)
-                    }
-                    None => {
-                        applied = Applied::Dropped;
-                        return Ok(Plan::Skip);
-                    }
-                };
-                let tag_event = TagEvent {
-                    generation: Some(stream.metadata.generation),
-                    ..template.clone()
-                };
-                let newest = before
-                    .as_ref()
-                    .and_then(|r| r.pushed_at.get(&event.tag).copied());
-                let older = matches!((pushed_at, newest), (Some(at), Some(newest)) if at < newest);
-                if older {
-                    history::add_older_tag_event(&mut stream, &event.tag, tag_event);
-                } else {
-                    history::apply_image(&mut stream, &event.tag, &tag_event);
-                }
-                let mut record = next_record(before.as_ref(), stream, &now);
-                record.remember_applied(&event.event_id);
-                if let (Some(at), false) = (pushed_at, older) {
-                    record.pushed_at.insert(event.tag.clone(), at);
-                }
-                Ok(match revision {
-                    Some(revision) => Plan::Update(record, revision),
-                    None => Plan::Create(record),
+                    Ok(match revision {
+                        Some(revision) => Plan::Update(record, revision),
+                        None => Plan::Create(record),
+                    })
                 })
-            })
-            .await?;
+                .await?;
+            match (ask, &self.identities) {
+                (true, Some(identities)) => {
+                    let allowed = identities
+                        .may(&event.actor, &event.namespace, Verb::Create)
+                        .await
+                        .map_err(ApplyError::Identities)?;
+                    may_create = Some(allowed);
+                }
+                _ => break written,
+            }
+        };
         match written {
             Some((record, revision)) => {
                 if applied != Applied::Duplicate {
@@ -330,6 +380,10 @@ impl Applier {
                 }
                 cache.insert(key, (record, revision));
             }
+            None if applied == Applied::Refused => tracing::warn!(
+                actor = %event.actor,
+                "push by someone without edit in the namespace: the stream is not created"
+            ),
             None => tracing::warn!("import for a stream that does not exist: dropped"),
         }
         Ok(applied)
@@ -416,7 +470,7 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
                 applier.events.consumed(KIND, "poisoned");
                 return settle(&message, AckKind::Nak(Some(DEFAULT_POISONED_DELAY))).await;
             }
-            Err(ApplyError::Bucket(error)) => {
+            Err(error @ (ApplyError::Bucket(_) | ApplyError::Identities(_))) => {
                 tracing::warn!(%error, event_id = %event.event_id, "cannot apply ImagePushed yet, retrying");
                 applier.events.consumed(KIND, "retry");
                 settle(&message, AckKind::Progress).await;

@@ -1,0 +1,448 @@
+//! The identity store: the configured tokens and role bindings, plus the
+//! service accounts and role bindings created through the API, kept in the
+//! JetStream KV bucket [`BUCKET_AUTH`]. Shared by the gateway (every request)
+//! and the stream-store (who may create a stream by pushing).
+//!
+//! # Keys
+//!
+//! | key | value |
+//! |---|---|
+//! | `tokens.<sha256 hex>` | the [`Identity`] the token authenticates |
+//! | `users.<hex name>` | the [`Identity`] of a stored user, by name |
+//! | `bindings.user.<hex name>`, `bindings.group.<hex name>` | the subject's [`StoredBinding`]s |
+//! | `bootstrap` | set once, when `up` made the first cluster-admin |
+//!
+//! Only token hashes are stored, never a token. Names are hex-encoded in
+//! keys because KV keys cannot hold `:`.
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::{Caller, Identity, Role, RoleBinding, Subject, Token, TokenHash, Verb, authorize};
+use crate::{config::AuthConfig, error::ApiError, nats};
+
+/// The KV bucket of service accounts, token hashes and role bindings.
+pub const BUCKET_AUTH: &str = "auth";
+/// The name of the cluster-admin identity `up` makes on first start.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+/// One `[[auth.tokens]]` entry: an identity with a bearer token, by the
+/// token's SHA-256 (`printf %s "$TOKEN" | sha256sum`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The identity's name.
+    pub name: String,
+    /// The lower-case hex SHA-256 of the token.
+    pub token_sha256: String,
+    /// Groups, for group role bindings.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// One `[[auth.role_bindings]]` entry: `role` for `user` or `group` in
+/// `namespace` (every namespace when omitted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleBindingConfig {
+    /// The namespace; every namespace when omitted.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `view`, `edit`, `admin` or `cluster-admin`.
+    pub role: Role,
+    /// A user (identity name); exactly one of `user` and `group`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A group; exactly one of `user` and `group`.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// Checks a binding's subject: exactly one non-empty user or group.
+pub fn subject_of(user: Option<&str>, group: Option<&str>) -> Result<Subject, ApiError> {
+    let nonempty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
+    match (nonempty(user), nonempty(group)) {
+        (Some(user), None) => Ok(Subject::User(user)),
+        (None, Some(group)) => Ok(Subject::Group(group)),
+        _ => Err(ApiError::invalid(
+            "user",
+            "user: Required value: exactly one of user and group",
+        )),
+    }
+}
+
+impl TryFrom<&RoleBindingConfig> for RoleBinding {
+    type Error = ApiError;
+
+    fn try_from(c: &RoleBindingConfig) -> Result<Self, ApiError> {
+        let binding = RoleBinding {
+            namespace: c.namespace.clone().filter(|n| !n.is_empty()),
+            role: c.role,
+            subject: subject_of(c.user.as_deref(), c.group.as_deref())?,
+        };
+        binding.validate()?;
+        Ok(binding)
+    }
+}
+
+/// A role binding as stored under its subject's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBinding {
+    /// The namespace; `None` is every namespace.
+    pub namespace: Option<String>,
+    /// The role.
+    pub role: Role,
+}
+
+/// Why the identity store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthStoreError {
+    /// A configured token or role binding is invalid.
+    #[error("invalid auth configuration: {0}")]
+    Config(String),
+    /// The bucket could not be declared.
+    #[error("cannot open the {BUCKET_AUTH} bucket")]
+    Bucket(#[source] nats::NatsError),
+}
+
+/// The identities and role bindings, from the configuration and the bucket.
+#[derive(Clone)]
+pub struct IdentityStore {
+    enabled: bool,
+    tokens: Vec<(TokenHash, Identity)>,
+    bindings: Vec<RoleBinding>,
+    kv: kv::Store,
+}
+
+impl std::fmt::Debug for IdentityStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityStore")
+            .field("enabled", &self.enabled)
+            .field("tokens", &self.tokens.len())
+            .field("bindings", &self.bindings.len())
+            .finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("the identity store is unavailable: {e}"))
+}
+
+fn corrupt(key: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("corrupt identity store entry {key}: {e}"))
+}
+
+fn user_key(name: &str) -> String {
+    format!("users.{}", hex::encode(name))
+}
+
+fn subject_key(subject: &Subject) -> String {
+    match subject {
+        Subject::User(name) => format!("bindings.user.{}", hex::encode(name)),
+        Subject::Group(name) => format!("bindings.group.{}", hex::encode(name)),
+    }
+}
+
+impl IdentityStore {
+    /// Checks the configured tokens and bindings and opens (creating it when
+    /// needed) the bucket.
+    pub async fn open(
+        js: &jetstream::Context,
+        replicas: usize,
+        config: &AuthConfig,
+    ) -> Result<Self, AuthStoreError> {
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|t| {
+                let hash = TokenHash::parse(&t.token_sha256)
+                    .map_err(|e| AuthStoreError::Config(format!("token of {:?}: {e}", t.name)))?;
+                let identity = Identity {
+                    name: t.name.clone(),
+                    groups: t.groups.clone(),
+                };
+                Ok((hash, identity))
+            })
+            .collect::<Result<Vec<_>, AuthStoreError>>()?;
+        let bindings = config
+            .role_bindings
+            .iter()
+            .map(|b| RoleBinding::try_from(b).map_err(|e| AuthStoreError::Config(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kv = nats::get_or_create_bucket(
+            js,
+            kv::Config {
+                bucket: BUCKET_AUTH.to_owned(),
+                description: "Identities by token hash, users by name, role bindings by subject"
+                    .to_owned(),
+                history: 1,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(AuthStoreError::Bucket)?;
+        Ok(IdentityStore {
+            enabled: config.enabled,
+            tokens,
+            bindings,
+            kv,
+        })
+    }
+
+    /// [`IdentityStore::open`], boxed: a caller's build future stays small
+    /// (debug builds run the tests on 2 MiB stacks).
+    pub fn open_boxed<'a>(
+        js: &'a jetstream::Context,
+        replicas: usize,
+        config: &'a AuthConfig,
+    ) -> futures::future::BoxFuture<'a, Result<Self, AuthStoreError>> {
+        Box::pin(Self::open(js, replicas, config))
+    }
+
+    /// Whether authentication is on.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Who presents `token`: `Unrestricted` when auth is off, `Anonymous`
+    /// without a token, `Unauthenticated` for a token nobody holds.
+    pub async fn authenticate(&self, token: Option<&Token>) -> Result<Caller, ApiError> {
+        if !self.enabled {
+            return Ok(Caller::Unrestricted);
+        }
+        let Some(token) = token else {
+            return Ok(Caller::Anonymous);
+        };
+        let hash = token.hash();
+        // every configured hash is compared, so the time does not tell which matched
+        let configured =
+            self.tokens
+                .iter()
+                .fold(None, |found, (h, identity)| match h.matches(&hash) {
+                    true => Some(identity),
+                    false => found,
+                });
+        let identity = match configured {
+            Some(identity) => identity.clone(),
+            None => {
+                let key = format!("tokens.{}", hash.as_str());
+                self.read::<Identity>(&key).await?.ok_or_else(|| {
+                    ApiError::Unauthenticated("Unauthorized: the token is not valid".to_owned())
+                })?
+            }
+        };
+        self.caller(identity).await
+    }
+
+    /// The caller `identity` is, with every binding naming it or its groups.
+    pub async fn caller(&self, identity: Identity) -> Result<Caller, ApiError> {
+        let mut bindings: Vec<RoleBinding> = self
+            .bindings
+            .iter()
+            .filter(|b| b.names(&identity))
+            .cloned()
+            .collect();
+        let subjects = std::iter::once(Subject::User(identity.name.clone()))
+            .chain(identity.groups.iter().cloned().map(Subject::Group));
+        for subject in subjects {
+            let stored = self
+                .read::<Vec<StoredBinding>>(&subject_key(&subject))
+                .await?
+                .unwrap_or_default();
+            bindings.extend(stored.into_iter().map(|b| RoleBinding {
+                namespace: b.namespace,
+                role: b.role,
+                subject: subject.clone(),
+            }));
+        }
+        Ok(Caller::Authenticated { identity, bindings })
+    }
+
+    /// The identity called `name` (configured or stored), if any.
+    pub async fn identity_named(&self, name: &str) -> Result<Option<Identity>, ApiError> {
+        if let Some((_, identity)) = self.tokens.iter().find(|(_, i)| i.name == name) {
+            return Ok(Some(identity.clone()));
+        }
+        self.read::<Identity>(&user_key(name)).await
+    }
+
+    /// Whether the user called `name` may do `verb` in `namespace`: always
+    /// when auth is off, never for a name nobody has.
+    pub async fn may(&self, name: &str, namespace: &str, verb: Verb) -> Result<bool, ApiError> {
+        if !self.enabled {
+            return Ok(true);
+        }
+        let Some(identity) = self.identity_named(name).await? else {
+            return Ok(false);
+        };
+        let caller = self.caller(identity).await?;
+        Ok(authorize(&caller, Some(namespace), verb).is_ok())
+    }
+
+    /// Stores a new identity and returns its token (the only copy);
+    /// `AlreadyExists` when the name is taken.
+    pub async fn create_identity(&self, identity: &Identity) -> Result<Token, ApiError> {
+        if self.identity_named(&identity.name).await?.is_some() {
+            return Err(ApiError::AlreadyExists(format!(
+                "identity \"{}\" already exists",
+                identity.name
+            )));
+        }
+        let value = serde_json::to_vec(identity).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.kv
+            .create(user_key(&identity.name), value.clone().into())
+            .await
+            .map_err(|e| match e.kind() {
+                kv::CreateErrorKind::AlreadyExists => ApiError::AlreadyExists(format!(
+                    "identity \"{}\" already exists",
+                    identity.name
+                )),
+                _ => unavailable(e),
+            })?;
+        let token = Token::generate();
+        self.kv
+            .put(format!("tokens.{}", token.hash().as_str()), value.into())
+            .await
+            .map_err(unavailable)?;
+        Ok(token)
+    }
+
+    /// Adds `binding` to its subject's stored bindings (a compare-and-swap;
+    /// adding one that exists changes nothing).
+    pub async fn add_binding(&self, binding: &RoleBinding) -> Result<(), ApiError> {
+        binding.validate()?;
+        let key = subject_key(&binding.subject);
+        let new = StoredBinding {
+            namespace: binding.namespace.clone(),
+            role: binding.role,
+        };
+        for _ in 0..8 {
+            let entry = self.kv.entry(key.clone()).await.map_err(unavailable)?;
+            let (mut list, revision) = match &entry {
+                Some(e) if e.operation == kv::Operation::Put => (
+                    serde_json::from_slice::<Vec<StoredBinding>>(&e.value)
+                        .map_err(|err| corrupt(&key, err))?,
+                    Some(e.revision),
+                ),
+                Some(e) => (Vec::new(), Some(e.revision)),
+                None => (Vec::new(), None),
+            };
+            if list.contains(&new) {
+                return Ok(());
+            }
+            list.push(new.clone());
+            let value = serde_json::to_vec(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let written = match revision {
+                Some(revision) => self
+                    .kv
+                    .update(&key, value.into(), revision)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => self
+                    .kv
+                    .create(&key, value.into())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            };
+            if written.is_ok() {
+                return Ok(());
+            }
+        }
+        Err(ApiError::Conflict(format!(
+            "the role bindings of {key} keep changing; try again"
+        )))
+    }
+
+    /// `up`'s first start: when auth is on and no identity exists (none
+    /// configured, none stored), makes the cluster-admin [`BOOTSTRAP_ADMIN`]
+    /// and returns its token; `None` otherwise. Only one process ever wins.
+    pub async fn bootstrap_admin(&self) -> Result<Option<Token>, ApiError> {
+        if !self.enabled || !self.tokens.is_empty() {
+            return Ok(None);
+        }
+        let mut keys = self.kv.keys().await.map_err(unavailable)?;
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(unavailable)?;
+            if key.starts_with("users.") || key == "bootstrap" {
+                return Ok(None);
+            }
+        }
+        if self.kv.create("bootstrap", "admin".into()).await.is_err() {
+            // another process got there first
+            return Ok(None);
+        }
+        let admin = Identity {
+            name: BOOTSTRAP_ADMIN.to_owned(),
+            groups: Vec::new(),
+        };
+        let token = self.create_identity(&admin).await?;
+        self.add_binding(&RoleBinding {
+            namespace: None,
+            role: Role::ClusterAdmin,
+            subject: Subject::User(admin.name),
+        })
+        .await?;
+        Ok(Some(token))
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        match self.kv.get(key).await.map_err(unavailable)? {
+            Some(bytes) if !bytes.is_empty() => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(key, e)),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_bindings_convert_and_check() {
+        let c = RoleBindingConfig {
+            namespace: Some("ns1".into()),
+            role: Role::Edit,
+            user: Some("alice".into()),
+            group: None,
+        };
+        let b = RoleBinding::try_from(&c).unwrap();
+        assert_eq!(b.subject, Subject::User("alice".into()));
+        let both = RoleBindingConfig {
+            group: Some("devs".into()),
+            ..c.clone()
+        };
+        assert!(RoleBinding::try_from(&both).is_err());
+        let neither = RoleBindingConfig {
+            user: None,
+            ..c.clone()
+        };
+        assert!(RoleBinding::try_from(&neither).is_err());
+        let namespaced_cluster_admin = RoleBindingConfig {
+            role: Role::ClusterAdmin,
+            ..c
+        };
+        assert!(RoleBinding::try_from(&namespaced_cluster_admin).is_err());
+    }
+
+    #[test]
+    fn keys_are_valid_kv_keys() {
+        let key = subject_key(&Subject::User("system:serviceaccount:ns:sa".into()));
+        assert!(
+            key.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_'),
+            "{key}"
+        );
+        assert_ne!(
+            subject_key(&Subject::User("x".into())),
+            subject_key(&Subject::Group("x".into()))
+        );
+        assert!(user_key("a:b").starts_with("users."));
+    }
+}

@@ -1,0 +1,215 @@
+//! Authentication at the gateway's edge and the public `Auth` gRPC service.
+//!
+//! [`AuthLayer`] wraps both the gRPC server and the REST routes: it reads
+//! `Authorization: Bearer <token>`, resolves the caller once through the
+//! [`IdentityStore`] and leaves the outcome in the request's extensions
+//! ([`Authenticated`]). It rejects nothing itself, so health and reflection
+//! stay open; every API handler then authorizes its (namespace, verb) with
+//! [`auth::authorize_request`] or [`auth::caller_of`], and a failure
+//! takes `ApiError`'s one mapping to a gRPC status or an HTTP code.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures::future::BoxFuture;
+use imagestreams_common::{
+    auth::{
+        self, Authenticated, Caller, Identity, RoleBinding, Subject, Verb,
+        store::{IdentityStore, subject_of},
+    },
+    error::ApiError,
+    model::is_dns1123_label,
+};
+use imagestreams_proto::v1::{
+    self as proto,
+    auth_server::{Auth, AuthServer},
+};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+/// The tower layer that authenticates every request (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct AuthLayer {
+    store: Arc<IdentityStore>,
+}
+
+impl AuthLayer {
+    /// Authenticates against `store`.
+    pub fn new(store: Arc<IdentityStore>) -> Self {
+        AuthLayer { store }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Authenticate<S> {
+        Authenticate {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] makes.
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticate<S> {
+    inner: S,
+    store: Arc<IdentityStore>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Authenticate<S>
+where
+    S: tower::Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // the clone is not ready: keep the ready one for this call
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let token = auth::bearer(
+                request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let caller = store.authenticate(token.as_ref()).await;
+            if let Err(error) = &caller {
+                tracing::debug!(%error, "authentication failed");
+            }
+            request.extensions_mut().insert(Authenticated(caller));
+            inner.call(request).await
+        })
+    }
+}
+
+/// The `Auth` gRPC service: who am I, service accounts, role bindings.
+#[derive(Debug, Clone)]
+pub struct AuthApi {
+    store: Arc<IdentityStore>,
+}
+
+impl AuthApi {
+    /// The service over `store`.
+    pub fn new(store: Arc<IdentityStore>) -> Self {
+        AuthApi { store }
+    }
+
+    /// The tonic server of this service.
+    pub fn into_server(self) -> AuthServer<Self> {
+        AuthServer::new(self)
+    }
+}
+
+fn binding_to_wire(b: &RoleBinding) -> proto::RoleBinding {
+    let (user, group) = match &b.subject {
+        Subject::User(u) => (u.clone(), String::new()),
+        Subject::Group(g) => (String::new(), g.clone()),
+    };
+    proto::RoleBinding {
+        namespace: b.namespace.clone().unwrap_or_default(),
+        role: b.role.to_string(),
+        user,
+        group,
+    }
+}
+
+fn require_namespace(namespace: &str) -> Result<(), ApiError> {
+    if is_dns1123_label(namespace) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "namespace",
+            format!("namespace: Invalid value: {namespace:?}: must be a DNS-1123 label"),
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl Auth for AuthApi {
+    #[instrument(skip_all, err(level = "debug"))]
+    async fn who_am_i(
+        &self,
+        request: Request<proto::WhoAmIRequest>,
+    ) -> Result<Response<proto::WhoAmIResponse>, Status> {
+        let response = match auth::caller_of(request.extensions())? {
+            Caller::Anonymous => {
+                return Err(auth::authorize(&Caller::Anonymous, None, Verb::Get)
+                    .unwrap_err()
+                    .into());
+            }
+            Caller::Unrestricted => proto::WhoAmIResponse {
+                name: Caller::Unrestricted.name().to_owned(),
+                ..Default::default()
+            },
+            Caller::Authenticated { identity, bindings } => proto::WhoAmIResponse {
+                name: identity.name.clone(),
+                groups: identity.groups.clone(),
+                role_bindings: bindings.iter().map(binding_to_wire).collect(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err(level = "debug"))]
+    async fn create_service_account(
+        &self,
+        request: Request<proto::CreateServiceAccountRequest>,
+    ) -> Result<Response<proto::CreateServiceAccountResponse>, Status> {
+        let r = request.get_ref();
+        require_namespace(&r.namespace)?;
+        auth::authorize_request(&request, Some(&r.namespace), Verb::RoleBindings)?;
+        if !is_dns1123_label(&r.name) {
+            return Err(ApiError::invalid(
+                "name",
+                format!(
+                    "name: Invalid value: {:?}: must be a DNS-1123 label",
+                    r.name
+                ),
+            )
+            .into());
+        }
+        let identity = Identity::service_account(&r.namespace, &r.name);
+        let token = self.store.create_identity(&identity).await?;
+        tracing::info!(identity = %identity.name, "service account created");
+        Ok(Response::new(proto::CreateServiceAccountResponse {
+            identity: identity.name,
+            token: token.expose().to_owned(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, role = %request.get_ref().role), err(level = "debug"))]
+    async fn create_role_binding(
+        &self,
+        request: Request<proto::CreateRoleBindingRequest>,
+    ) -> Result<Response<proto::RoleBinding>, Status> {
+        let r = request.get_ref();
+        let namespace = (!r.namespace.is_empty()).then(|| r.namespace.clone());
+        if let Some(ns) = &namespace {
+            require_namespace(ns)?;
+        }
+        auth::authorize_request(&request, namespace.as_deref(), Verb::RoleBindings)?;
+        let binding = RoleBinding {
+            namespace,
+            role: r.role.parse()?,
+            subject: subject_of(Some(&r.user), Some(&r.group))?,
+        };
+        binding.validate()?;
+        self.store.add_binding(&binding).await?;
+        tracing::info!(role = %binding.role, subject = ?binding.subject, namespace = ?binding.namespace, "role binding created");
+        Ok(Response::new(binding_to_wire(&binding)))
+    }
+}
