@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod binaries;
 pub mod fake_registry;
 pub mod image;

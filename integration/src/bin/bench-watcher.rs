@@ -44,6 +44,7 @@ use async_nats::{
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{config::Secret, subjects};
+use imagestreams_integration::bench::{Summary, drive, print_summary, summarize};
 use imagestreams_integration::{NatsServer, TestApp};
 
 /// Envelopes per second.
@@ -314,63 +315,6 @@ fn record_new_images(payload: &[u8]) -> Vec<usize> {
         }
     }
     out
-}
-
-/// Latency figures in milliseconds.
-#[derive(Debug, Clone, Copy, Default)]
-struct Summary {
-    count: usize,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-}
-
-fn summarize(mut nanos: Vec<u64>) -> Summary {
-    if nanos.is_empty() {
-        return Summary::default();
-    }
-    nanos.sort_unstable();
-    let at = |q: f64| {
-        let i = ((nanos.len() as f64 * q).ceil() as usize).clamp(1, nanos.len()) - 1;
-        nanos[i] as f64 / 1e6
-    };
-    Summary {
-        count: nanos.len(),
-        p50: at(0.50),
-        p90: at(0.90),
-        p99: at(0.99),
-        p999: at(0.999),
-        max: at(1.0),
-    }
-}
-
-fn print_summary(name: &str, s: &Summary) {
-    println!(
-        "  {name:<34} n={:<7} p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  max {:>8.3} ms",
-        s.count, s.p50, s.p90, s.p99, s.p999, s.max
-    );
-}
-
-/// Drives `send(i)` for `count` indexes at `rate` per second, each in its
-/// own task; returns the achieved rate.
-async fn drive<F, Fut>(rate: u64, first: u64, count: u64, send: F) -> f64
-where
-    F: Fn(u64) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let period = Duration::from_nanos(1_000_000_000 / rate);
-    let start = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..count {
-        tokio::time::sleep_until(start + period * n as u32).await;
-        tasks.spawn(send(first + n));
-        while tasks.try_join_next().is_some() {}
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    while tasks.join_next().await.is_some() {}
-    count as f64 / elapsed.max(1e-9)
 }
 
 /// An ephemeral consumer of new messages on `filter` that stamps each
@@ -674,23 +618,26 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("latency (ms):");
-    print_summary("floor: JetStream pub→relay→sub", &floor);
-    print_summary("POST round trip (ImagePushed acked)", &posts);
+    print_summary("floor: JetStream pub→relay→sub", 34, &floor);
+    print_summary("POST round trip (ImagePushed acked)", 34, &posts);
     if args.stages {
         print_summary(
             "  POST → ImagePushed consumed",
+            34,
             &summarize(clock.spans(range.clone(), SENT, PUSHED)),
         );
         print_summary(
             "  ImagePushed → KV write consumed",
+            34,
             &summarize(clock.spans(range.clone(), PUSHED, WRITTEN)),
         );
         print_summary(
             "  KV write → TagsChanged consumed",
+            34,
             &summarize(clock.spans(range.clone(), WRITTEN, RECEIVED)),
         );
     }
-    print_summary("notification → TagsChanged", &pipeline);
+    print_summary("notification → TagsChanged", 34, &pipeline);
     let p50_ratio = pipeline.p50 / floor.p50;
     let p99_ratio = pipeline.p99 / floor.p99;
     println!(
