@@ -13,7 +13,7 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use super::ClientError;
+use super::{ClientError, Context};
 
 /// How long connecting to the server may take.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,23 +31,31 @@ pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: ImageStreamsClient<Channel>,
-    server: String,
+    session: Session,
+}
+
+/// A channel to the server and what every call carries: the bearer token and
+/// the caller's `traceparent`. Shared by the clients of every service.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The connected channel.
+    pub channel: Channel,
+    /// The server URL, as connected to.
+    pub server: String,
     authorization: Option<MetadataValue<Ascii>>,
 }
 
-/// One page-less listing: every stream and the revision of the last page.
-#[derive(Debug, Clone, Default)]
-pub struct Listing {
-    /// The streams, in the server's order.
-    pub items: Vec<ImageStream>,
-    /// The store revision the (last page of the) list was read at.
-    pub resource_version: String,
+/// A session with `--server` and its token, for the verbs that call another
+/// gRPC service than `ImageStreams`' usual calls.
+pub(crate) async fn session(ctx: &Context) -> Result<Session, ClientError> {
+    let globals = ctx.globals();
+    Session::open(&globals.server, globals.token.as_ref().map(|t| t.expose())).await
 }
 
-impl Client {
+impl Session {
     /// Connects to `server` (`http://host:port`; a bare `host:port` means
     /// http). A refused or timed-out connection is [`ClientError::Unreachable`].
-    pub async fn connect(server: &str, token: Option<&str>) -> Result<Client, ClientError> {
+    pub async fn open(server: &str, token: Option<&str>) -> Result<Session, ClientError> {
         let url = normalize_server(server)?;
         let bad = |reason: String| ClientError::BadServer {
             server: server.to_owned(),
@@ -75,19 +83,16 @@ impl Client {
                 server: url.clone(),
                 source: Box::new(e),
             })?;
-        Ok(Client {
-            inner: ImageStreamsClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
+        Ok(Session {
+            channel,
             server: url,
             authorization,
         })
     }
 
-    /// The server URL, as connected to.
-    pub fn server(&self) -> &str {
-        &self.server
-    }
-
-    fn request<T>(&self, message: T, deadline: Option<Duration>) -> tonic::Request<T> {
+    /// A request with the deadline (none for a watch), the token and the
+    /// caller's `traceparent`.
+    pub fn request<T>(&self, message: T, deadline: Option<Duration>) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(deadline) = deadline {
             request.set_timeout(deadline);
@@ -105,8 +110,44 @@ impl Client {
         request
     }
 
-    fn status(&self, status: tonic::Status) -> ClientError {
+    /// A failed call as a [`ClientError`].
+    pub fn status(&self, status: tonic::Status) -> ClientError {
         ClientError::from_status(&self.server, status)
+    }
+}
+
+/// One page-less listing: every stream and the revision of the last page.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The streams, in the server's order.
+    pub items: Vec<ImageStream>,
+    /// The store revision the (last page of the) list was read at.
+    pub resource_version: String,
+}
+
+impl Client {
+    /// Connects to `server` (`http://host:port`; a bare `host:port` means
+    /// http). A refused or timed-out connection is [`ClientError::Unreachable`].
+    pub async fn connect(server: &str, token: Option<&str>) -> Result<Client, ClientError> {
+        let session = Session::open(server, token).await?;
+        Ok(Client {
+            inner: ImageStreamsClient::new(session.channel.clone())
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+            session,
+        })
+    }
+
+    /// The server URL, as connected to.
+    pub fn server(&self) -> &str {
+        &self.session.server
+    }
+
+    fn request<T>(&self, message: T, deadline: Option<Duration>) -> tonic::Request<T> {
+        self.session.request(message, deadline)
+    }
+
+    fn status(&self, status: tonic::Status) -> ClientError {
+        self.session.status(status)
     }
 
     /// `Create`.
@@ -212,7 +253,7 @@ impl Client {
             .into_inner();
         Ok(WatchStream {
             events,
-            server: self.server.clone(),
+            server: self.session.server.clone(),
         })
     }
 

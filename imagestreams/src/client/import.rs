@@ -8,90 +8,18 @@
 
 use std::io::Write;
 
-use chrono::Utc;
-use imagestreams_common::{error::ApiError, imports::STATUS_FAILURE, model::ImageStream};
-use imagestreams_proto::v1::{self as pb, image_streams_client::ImageStreamsClient};
-use tonic::{
-    metadata::{Ascii, MetadataValue},
-    transport::{Channel, Endpoint},
-};
-
 use super::{
     ClientError, Context,
-    connection::{DEFAULT_CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, normalize_server},
+    connection::{self, MAX_RESPONSE_BYTES},
     describe,
 };
 use crate::cli::ImportImageArgs;
+use chrono::Utc;
+use imagestreams_common::{error::ApiError, imports::STATUS_FAILURE, model::ImageStream};
+use imagestreams_proto::v1::{self as pb, image_streams_client::ImageStreamsClient};
 
 /// How long `import-image` waits for the outcome (the server bounds an import below this).
 pub const DEFAULT_IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// A channel to `--server` and the `authorization` header to send, shared by
-/// the verbs that use another gRPC service than `ImageStreams`' usual calls.
-pub(crate) struct Connection {
-    pub channel: Channel,
-    pub server: String,
-    authorization: Option<MetadataValue<Ascii>>,
-}
-
-impl Connection {
-    /// Connects to `--server`.
-    pub async fn open(ctx: &Context) -> Result<Connection, ClientError> {
-        let globals = ctx.globals();
-        let server = normalize_server(&globals.server)?;
-        let endpoint = Endpoint::from_shared(server.clone())
-            .map_err(|e| ClientError::BadServer {
-                server: globals.server.clone(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        let authorization = match globals
-            .token
-            .as_ref()
-            .map(|t| t.expose())
-            .filter(|t| !t.is_empty())
-        {
-            Some(token) => {
-                let mut value: MetadataValue<Ascii> =
-                    format!("Bearer {token}").parse().map_err(|_| {
-                        ClientError::usage("--token holds characters a header cannot carry")
-                    })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                server: server.clone(),
-                source: Box::new(e),
-            })?;
-        Ok(Connection {
-            channel,
-            server,
-            authorization,
-        })
-    }
-
-    /// A request with the deadline and the token.
-    pub fn request<T>(&self, message: T, deadline: std::time::Duration) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(deadline);
-        if let Some(value) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        request
-    }
-
-    /// A failed call as a [`ClientError`].
-    pub fn status(&self, status: tonic::Status) -> ClientError {
-        ClientError::from_status(&self.server, status)
-    }
-}
 
 /// The request `args` make in `namespace`.
 pub fn request(
@@ -164,11 +92,11 @@ pub async fn run(
     err: &mut impl Write,
 ) -> Result<(), ClientError> {
     let request = request(args, ctx.namespace())?;
-    let connection = Connection::open(ctx).await?;
+    let connection = connection::session(ctx).await?;
     let mut client = ImageStreamsClient::new(connection.channel.clone())
         .max_decoding_message_size(MAX_RESPONSE_BYTES);
     let response = client
-        .import_image(connection.request(request, DEFAULT_IMPORT_TIMEOUT))
+        .import_image(connection.request(request, Some(DEFAULT_IMPORT_TIMEOUT)))
         .await
         .map_err(|s| connection.status(s))?
         .into_inner();

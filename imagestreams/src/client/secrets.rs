@@ -13,7 +13,8 @@ use std::io::{Read, Write};
 use imagestreams_proto::v1::{self as pb, secrets_client::SecretsClient};
 
 use super::{
-    ClientError, Context, connection::DEFAULT_CALL_TIMEOUT, import::Connection,
+    ClientError, Context,
+    connection::{self, DEFAULT_CALL_TIMEOUT},
     tabwriter::TabWriter,
 };
 use crate::cli::{CreateRegistrySecretArgs, SecretsCommand};
@@ -69,14 +70,14 @@ pub async fn run(
         SecretsCommand::CreateRegistry(args) => Some(create_request(args, &namespace, stdin)?),
         _ => None,
     };
-    let connection = Connection::open(ctx).await?;
+    let connection = connection::session(ctx).await?;
     let mut client = SecretsClient::new(connection.channel.clone());
     match command {
         SecretsCommand::CreateRegistry(args) => {
             // can't fail: built above for this variant
             let request = request.expect("a create request");
             client
-                .create_registry(connection.request(request, DEFAULT_CALL_TIMEOUT))
+                .create_registry(connection.request(request, Some(DEFAULT_CALL_TIMEOUT)))
                 .await
                 .map_err(|s| connection.status(s))?;
             writeln!(out, "secret/{} created", args.name)?;
@@ -87,7 +88,7 @@ pub async fn run(
                     pb::ListSecretsRequest {
                         namespace: namespace.clone(),
                     },
-                    DEFAULT_CALL_TIMEOUT,
+                    Some(DEFAULT_CALL_TIMEOUT),
                 ))
                 .await
                 .map_err(|s| connection.status(s))?
@@ -116,7 +117,7 @@ pub async fn run(
                         namespace: namespace.clone(),
                         name: name.clone(),
                     },
-                    DEFAULT_CALL_TIMEOUT,
+                    Some(DEFAULT_CALL_TIMEOUT),
                 ))
                 .await
                 .map_err(|s| connection.status(s))?;

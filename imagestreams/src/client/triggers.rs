@@ -19,14 +19,11 @@ use imagestreams_common::triggers::{
 };
 use imagestreams_proto::v1::{self as pb, triggers_client::TriggersClient};
 use serde::Serialize;
-use tonic::{
-    metadata::{Ascii, MetadataValue},
-    transport::{Channel, Endpoint},
-};
+use tonic::transport::Channel;
 
 use super::{
     ClientError, Context,
-    connection::{DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, normalize_server},
+    connection::{self, DEFAULT_CALL_TIMEOUT, Session},
     humanize::ago_str,
     tabwriter::TabWriter,
 };
@@ -115,63 +112,24 @@ fn names(resource: &str, rest: &[String]) -> Result<Vec<String>, ClientError> {
 /// A connection to the `Triggers` service at `--server`.
 struct Triggers {
     inner: TriggersClient<Channel>,
-    server: String,
-    authorization: Option<MetadataValue<Ascii>>,
+    session: Session,
 }
 
 impl Triggers {
     async fn connect(ctx: &Context) -> Result<Triggers, ClientError> {
-        let globals = ctx.globals();
-        let server = normalize_server(&globals.server)?;
-        let endpoint = Endpoint::from_shared(server.clone())
-            .map_err(|e| ClientError::BadServer {
-                server: globals.server.clone(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        let authorization = match globals
-            .token
-            .as_ref()
-            .map(|t| t.expose())
-            .filter(|t| !t.is_empty())
-        {
-            Some(token) => {
-                let mut value: MetadataValue<Ascii> =
-                    format!("Bearer {token}").parse().map_err(|_| {
-                        ClientError::usage("--token holds characters a header cannot carry")
-                    })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                server: server.clone(),
-                source: Box::new(e),
-            })?;
+        let session = connection::session(ctx).await?;
         Ok(Triggers {
-            inner: TriggersClient::new(channel),
-            server,
-            authorization,
+            inner: TriggersClient::new(session.channel.clone()),
+            session,
         })
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(DEFAULT_CALL_TIMEOUT);
-        if let Some(value) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        request
+        self.session.request(message, Some(DEFAULT_CALL_TIMEOUT))
     }
 
     fn status(&self, status: tonic::Status) -> ClientError {
-        ClientError::from_status(&self.server, status)
+        self.session.status(status)
     }
 
     async fn create(
