@@ -28,8 +28,15 @@ pub async fn serve(config: Option<&Path>, service: ServiceName) -> anyhow::Resul
 }
 
 async fn start(config: Option<&Path>, services: &[ServiceName], mode: Mode) -> anyhow::Result<()> {
-    let config = Arc::new(Config::load(config)?);
+    let mut config = Config::load(config)?;
     telemetry::init(&config.telemetry)?;
+    if mode == Mode::Monolith {
+        crate::bootstrap::watcher_token(
+            &mut config,
+            Path::new(crate::bootstrap::DEFAULT_WATCHER_TOKEN_FILE),
+        )?;
+    }
+    let config = Arc::new(config);
     let shutdown = runtime::shutdown_on_signals();
     let result = match App::build(config, services, mode).await {
         Ok(app) => app.run_until_stopped(shutdown).await,

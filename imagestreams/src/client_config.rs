@@ -56,23 +56,7 @@ impl ClientConfig {
 
     /// Writes the file, readable by its owner only (0600), creating its directory.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path)?;
-        #[cfg(unix)]
-        {
-            // an existing file keeps its mode on open: tighten it
-            use std::os::unix::fs::PermissionsExt as _;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
+        let mut file = create_private(path)?;
         write!(
             file,
             "# Written by `imagestreams up`: the CLI sends this token to this server.\n\
@@ -136,6 +120,29 @@ pub fn token_for(server: &str, paths: &[PathBuf]) -> Option<Secret> {
         .filter_map(|p| ClientConfig::read(p))
         .find(|c| same(&c.server, server))
         .map(|c| c.token)
+}
+
+/// Creates (or truncates) `path` readable by its owner only (0600), with
+/// its directory.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        // an existing file keeps its mode on open: tighten it
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -104,6 +104,91 @@ async fn up_serves_health_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "up exited with {status}");
 }
 
+/// `up` on defaults must not leave the notification endpoint open: with no
+/// token configured it makes one, keeps it in a 0600 file, and requires it.
+#[tokio::test]
+async fn up_without_a_watcher_token_makes_one_and_requires_it() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let http_port = free_port().expect("free port");
+    let watcher_port = free_port().expect("free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(binaries::imagestreams())
+        .arg("up")
+        .current_dir(dir.path())
+        .env("IMAGESTREAMS_NATS__URL", nats.url())
+        .env("IMAGESTREAMS_NATS__AUTO_START", "false")
+        .env(
+            "IMAGESTREAMS_GATEWAY__HTTP_LISTEN",
+            format!("127.0.0.1:{http_port}"),
+        )
+        .env(
+            "IMAGESTREAMS_GATEWAY__GRPC_LISTEN",
+            format!("127.0.0.1:{}", free_port().expect("free port")),
+        )
+        .env(
+            "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
+            format!("127.0.0.1:{watcher_port}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn imagestreams up");
+    let ready = format!("http://127.0.0.1:{http_port}/readyz");
+    wait_for(
+        || async {
+            reqwest::get(&ready)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("up becomes ready without a configured watcher token");
+    let path = dir.path().join(".imagestreams/registry-watcher.token");
+    let token = std::fs::read_to_string(&path).expect("the token file");
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "{token:?}");
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&path)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let url = format!("http://127.0.0.1:{watcher_port}/notifications");
+    let post = |bearer: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .post(&url)
+            .header(
+                "content-type",
+                "application/vnd.docker.distribution.events.v1+json",
+            )
+            .body(r#"{"events":[]}"#);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send()
+    };
+    assert_eq!(post(None).await.expect("POST").status(), 401);
+    assert_eq!(post(Some("wrong")).await.expect("POST").status(), 401);
+    assert!(post(Some(token)).await.expect("POST").status().is_success());
+    let pid = rustix::process::Pid::from_raw(child.id().expect("pid") as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("up exits within 10 s of SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "up exited with {status}");
+    // the log says where the token is, never what it is
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().expect("stderr"), &mut stderr)
+        .await
+        .expect("stderr");
+    assert!(stderr.contains("registry-watcher.token"), "{stderr}");
+    assert!(!stderr.contains(token), "the token was logged");
+}
+
 #[test]
 fn up_without_nats_prints_one_clear_line() {
     let port = free_port().expect("free port");
