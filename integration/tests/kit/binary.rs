@@ -56,14 +56,19 @@ fn ref_parse_answers_like_dockers_parser() {
     );
 }
 
-#[tokio::test]
-async fn up_serves_health_and_exits_cleanly_on_sigterm() {
-    let nats = NatsServer::start().await.expect("nats-server");
-    let http_port = free_port().expect("free port");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = tokio::process::Command::new(binaries::imagestreams())
+/// `imagestreams up` in `dir` on `nats`, with the gateway's HTTP port and
+/// the watcher's port given (gRPC on a free one), stderr piped.
+fn spawn_up(
+    dir: &std::path::Path,
+    nats: &NatsServer,
+    http_port: u16,
+    watcher_port: u16,
+    insecure_watcher: bool,
+) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(binaries::imagestreams());
+    command
         .arg("up")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("IMAGESTREAMS_NATS__URL", nats.url())
         .env("IMAGESTREAMS_NATS__AUTO_START", "false")
         .env(
@@ -76,14 +81,29 @@ async fn up_serves_health_and_exits_cleanly_on_sigterm() {
         )
         .env(
             "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
-            format!("127.0.0.1:{}", free_port().expect("free port")),
+            format!("127.0.0.1:{watcher_port}"),
         )
-        .env("IMAGESTREAMS_REGISTRY_WATCHER__INSECURE", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn imagestreams up");
+        .kill_on_drop(true);
+    if insecure_watcher {
+        command.env("IMAGESTREAMS_REGISTRY_WATCHER__INSECURE", "true");
+    }
+    command.spawn().expect("spawn imagestreams up")
+}
+
+#[tokio::test]
+async fn up_serves_health_and_exits_cleanly_on_sigterm() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let http_port = free_port().expect("free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = spawn_up(
+        dir.path(),
+        &nats,
+        http_port,
+        free_port().expect("free port"),
+        true,
+    );
     let ready = format!("http://127.0.0.1:{http_port}/readyz");
     wait_for(
         || async {
@@ -112,28 +132,7 @@ async fn up_without_a_watcher_token_makes_one_and_requires_it() {
     let http_port = free_port().expect("free port");
     let watcher_port = free_port().expect("free port");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = tokio::process::Command::new(binaries::imagestreams())
-        .arg("up")
-        .current_dir(dir.path())
-        .env("IMAGESTREAMS_NATS__URL", nats.url())
-        .env("IMAGESTREAMS_NATS__AUTO_START", "false")
-        .env(
-            "IMAGESTREAMS_GATEWAY__HTTP_LISTEN",
-            format!("127.0.0.1:{http_port}"),
-        )
-        .env(
-            "IMAGESTREAMS_GATEWAY__GRPC_LISTEN",
-            format!("127.0.0.1:{}", free_port().expect("free port")),
-        )
-        .env(
-            "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
-            format!("127.0.0.1:{watcher_port}"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn imagestreams up");
+    let mut child = spawn_up(dir.path(), &nats, http_port, watcher_port, false);
     let ready = format!("http://127.0.0.1:{http_port}/readyz");
     wait_for(
         || async {

@@ -401,12 +401,7 @@ impl RegistryClient {
         repo: &Repository,
         tag: &str,
     ) -> Result<ManifestDigest, RegistryError> {
-        if !is_valid_tag(tag) && validate_digest(tag).is_err() {
-            return Err(RegistryError::InvalidReference {
-                input: tag.to_owned(),
-                detail: "not a valid tag or digest".into(),
-            });
-        }
+        check_reference(tag)?;
         self.each_source(repo, |source| self.digest_at(source, tag))
             .await
     }
@@ -417,12 +412,7 @@ impl RegistryClient {
         repo: &Repository,
         reference: &str,
     ) -> Result<Manifest, RegistryError> {
-        if !is_valid_tag(reference) && validate_digest(reference).is_err() {
-            return Err(RegistryError::InvalidReference {
-                input: reference.to_owned(),
-                detail: "not a valid tag or digest".into(),
-            });
-        }
+        check_reference(reference)?;
         self.each_source(repo, |source| self.manifest_at(source, reference))
             .await
     }
@@ -1059,6 +1049,17 @@ impl RegistryClient {
             Err(_) => Err(AttemptError::Timeout),
         }
     }
+}
+
+/// A manifest reference must be a tag or a digest.
+fn check_reference(reference: &str) -> Result<(), RegistryError> {
+    if is_valid_tag(reference) || validate_digest(reference).is_ok() {
+        return Ok(());
+    }
+    Err(RegistryError::InvalidReference {
+        input: reference.to_owned(),
+        detail: "not a valid tag or digest".into(),
+    })
 }
 
 /// The `Authorization` of a request and, for a cached token, its key (to forget it when refused).
