@@ -6,7 +6,7 @@
 #![no_main]
 
 use imagestreams_common::config::Secret;
-use imagestreams_tag_syncer::registry::{Credential, Keyring, normalize_server};
+use imagestreams_registry_client::{Credential, Keyring, normalize_server};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 

@@ -12,7 +12,7 @@
 //! function to call.
 #![no_main]
 
-use imagestreams_tag_syncer::registry::{LinkError, next_link, prioritize_tags, select_tags};
+use imagestreams_registry_client::{LinkError, next_link, prioritize_tags, select_tags};
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 

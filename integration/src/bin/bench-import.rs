@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use futures::{StreamExt as _, stream};
 use imagestreams_common::reference::Reference;
 use imagestreams_integration::{Registry, RegistryOptions, binaries, push_unique_image};
-use imagestreams_tag_syncer::registry::{
+use imagestreams_registry_client::{
     Keyring, Limits, MANIFEST_ACCEPT, MEDIA_TYPE_OCI_MANIFEST, RegistryClient, RegistryRules,
 };
 

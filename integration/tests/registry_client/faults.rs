@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use imagestreams_integration::fake_registry::{FakeRegistry, MANY_TAGS};
-use imagestreams_tag_syncer::registry::{Credential, Keyring, Limits, select_tags};
+use imagestreams_registry_client::{Credential, Keyring, Limits, select_tags};
 
 use crate::{client, expect_reason, fast_limits, repo};
 

@@ -9,7 +9,7 @@ mod token;
 use std::time::Duration;
 
 use imagestreams_common::reference::Reference;
-use imagestreams_tag_syncer::registry::{
+use imagestreams_registry_client::{
     Keyring, Limits, RegistryClient, RegistryError, RegistryRules, Repository,
 };
 

@@ -7,7 +7,7 @@ use anyhow::Context;
 use imagestreams_common::reference::Reference;
 use imagestreams_integration::fake_registry::base64_encode;
 use imagestreams_integration::{Registry, RegistryOptions, TestDir, binaries, push_unique_image};
-use imagestreams_tag_syncer::registry::{
+use imagestreams_registry_client::{
     Keyring, MEDIA_TYPE_OCI_INDEX, RegistriesConfig, RegistryClient, RegistryRule, RegistryRules,
 };
 use sha2::{Digest, Sha256};
@@ -153,7 +153,7 @@ async fn htpasswd_registry_needs_the_right_credentials() -> anyhow::Result<()> {
     let mut wrong = Keyring::new();
     wrong.insert(
         &registry.host(),
-        imagestreams_tag_syncer::registry::Credential::basic(USER, "wrong-password-123"),
+        imagestreams_registry_client::Credential::basic(USER, "wrong-password-123"),
     )?;
     for keyring in [wrong, Keyring::new()] {
         let c = client(fast_limits());

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use imagestreams_integration::fake_registry::base64_encode;
 use imagestreams_integration::{ImageBuilder, TestDir, binaries, free_port};
-use imagestreams_tag_syncer::registry::{Credential, Keyring};
+use imagestreams_registry_client::{Credential, Keyring};
 
 use crate::{client, expect_reason, fast_limits, repo};
 

@@ -24,6 +24,9 @@ use imagestreams_common::{
     error::ApiError, imports::ImportClient, metrics::ServiceMetrics, reference::Reference,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_registry_client::{
+    Keyring, RegistryClient, RegistryError, Repository, select_tags,
+};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -37,7 +40,6 @@ use tokio::time::Instant;
 
 use crate::{
     plan::{ImportPlan, reference_of, repository_as_written},
-    registry::{Keyring, RegistryClient, RegistryError, Repository, select_tags},
     secrets::SecretStore,
 };
 

@@ -5,8 +5,9 @@
 //! The tag-syncer does the registry work; the stream-store applies the
 //! outcome (its `import` operation: one write, or none when nothing changed).
 //!
-//! - **Registry protocol** ([`registry`]): tag lists, digests, auth, limits,
-//!   the `[[registry]]` rules and docker `config.json` credentials.
+//! - **Registry protocol** (the `imagestreams-registry-client` crate): tag
+//!   lists, digests, auth, limits, the `[[registry]]` rules and docker
+//!   `config.json` credentials.
 //! - **Plans** ([`plan`]): what a new or changed stream, an `import-image`
 //!   request, or a schedule asks to import, as pure functions.
 //! - **Importer** ([`importer`]): carries a plan out within the import
@@ -25,7 +26,6 @@
 pub mod api;
 pub mod importer;
 pub mod plan;
-pub mod registry;
 pub mod schedule;
 pub mod secrets;
 pub mod watch;
@@ -46,49 +46,10 @@ use imagestreams_common::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::{Keyring, Limits, Mirror, RegistryClient, RegistryRule, RegistryRules};
+use imagestreams_registry_client::{Keyring, RegistryClient, limits, rules};
 
 /// The service's name, as `serve <name>` spells it.
 pub const NAME: &str = "tag-syncer";
-
-/// The registry limits of the configuration.
-pub fn limits(config: &Config) -> Limits {
-    let c = &config.tag_syncer;
-    Limits {
-        max_concurrency: c.max_concurrency,
-        requests_per_second: c.requests_per_second,
-        connect_timeout_ms: c.connect_timeout_ms,
-        request_timeout_ms: c.request_timeout_ms,
-        max_retries: c.max_retries,
-        backoff_initial_ms: c.backoff_initial_ms,
-        max_retry_after_secs: c.max_retry_after_secs,
-        max_tags_per_import: c.max_tags_per_import,
-        ..Limits::default()
-    }
-}
-
-/// The `[[registry]]` rules of the configuration, validated.
-pub fn rules(config: &Config) -> anyhow::Result<RegistryRules> {
-    let rules = config
-        .registries
-        .iter()
-        .map(|r| RegistryRule {
-            prefix: r.prefix.clone(),
-            location: r.location.clone(),
-            insecure: r.insecure,
-            blocked: r.blocked,
-            mirrors: r
-                .mirrors
-                .iter()
-                .map(|m| Mirror {
-                    location: m.location.clone(),
-                    insecure: m.insecure,
-                })
-                .collect(),
-        })
-        .collect();
-    RegistryRules::new(rules).context("invalid [[registry]] rules")
-}
 
 /// The tag-syncer service, built and ready to run.
 pub struct TagSyncerService {

@@ -28,7 +28,7 @@ use imagestreams_common::{
 };
 use imagestreams_proto::v1 as proto;
 
-use crate::registry::{Credential, Keyring, normalize_server};
+use imagestreams_registry_client::{Credential, Keyring, normalize_server};
 
 /// How long listing a namespace's secrets waits for the next entry.
 const SCAN_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -153,7 +153,7 @@ impl Keyring {
         merged
     }
 
-    /// The credential for `location` (`host[:port]/path`, as [`super::Endpoint::location`] spells it): the entry
+    /// The credential for `location` (`host[:port]/path`, as [`crate::Endpoint::location`] spells it): the entry
     /// whose key is `location` itself or the longest one followed by `/` in it. A key without a path matches
     /// its whole host, and only that host and port.
     pub fn lookup(&self, location: &str) -> Option<&Credential> {

@@ -1,4 +1,4 @@
-//! The registry protocol client the tag-syncer imports with: the `/v2/` API of OCI distribution registries
+//! The registry protocol client the tag-syncer imports with and the registry-watcher reads image metadata with: the `/v2/` API of OCI distribution registries
 //! (CNCF distribution, Docker Hub, Quay, GHCR, Harbor…), its authentication, its limits, the registry rules
 //! and the credentials.
 //!
@@ -20,7 +20,7 @@
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use imagestreams_common::reference::Reference;
-//! use imagestreams_tag_syncer::registry::{Keyring, Limits, RegistryClient, RegistryRules, select_tags};
+//! use imagestreams_registry_client::{Keyring, Limits, RegistryClient, RegistryRules, select_tags};
 //!
 //! let client = RegistryClient::new(Limits::default(), RegistryRules::default())?;
 //! let reference = Reference::parse_normalized("quay.io/org/app")?;
@@ -35,6 +35,7 @@
 
 mod auth;
 mod client;
+mod config;
 mod credentials;
 mod error;
 mod limits;
@@ -44,6 +45,7 @@ mod tags;
 
 pub use auth::{Challenge, Scheme, parse_www_authenticate};
 pub use client::{RegistryClient, Repository, USER_AGENT};
+pub use config::{limits, rules};
 pub use credentials::{Credential, CredentialsError, Keyring, normalize_server};
 pub use error::RegistryError;
 pub use limits::{

@@ -12,8 +12,8 @@ pub struct TagList {
     pub tags: Vec<String>,
     /// `tags/list` pages read.
     pub pages: u32,
-    /// Whether more tags were left unread because of [`super::Limits::max_listed_tags`] or
-    /// [`super::Limits::max_tag_pages`].
+    /// Whether more tags were left unread because of [`crate::Limits::max_listed_tags`] or
+    /// [`crate::Limits::max_tag_pages`].
     pub truncated: bool,
 }
 

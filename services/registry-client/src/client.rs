@@ -21,13 +21,13 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
-use super::auth::{Challenge, HostAuth, Scheme, TokenCache, TokenKey, TokenResponse};
-use super::credentials::{Credential, Keyring};
-use super::error::{RegistryError, registry_detail};
-use super::limits::{HostLimits, Limits, parse_retry_after, rate_limit_wait};
-use super::manifest::{MANIFEST_ACCEPT, Manifest, ManifestDigest, PlatformManifest, digest_of};
-use super::rules::{Endpoint, RegistryRules, ResolvedRepository, origin_label};
-use super::tags::{LinkError, TagList, next_link};
+use crate::auth::{Challenge, HostAuth, Scheme, TokenCache, TokenKey, TokenResponse};
+use crate::credentials::{Credential, Keyring};
+use crate::error::{RegistryError, registry_detail};
+use crate::limits::{HostLimits, Limits, parse_retry_after, rate_limit_wait};
+use crate::manifest::{MANIFEST_ACCEPT, Manifest, ManifestDigest, PlatformManifest, digest_of};
+use crate::rules::{Endpoint, RegistryRules, ResolvedRepository, origin_label};
+use crate::tags::{LinkError, TagList, next_link};
 
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("imagestreams-tag-syncer/", env!("CARGO_PKG_VERSION"));
@@ -575,7 +575,7 @@ impl RegistryClient {
         };
         let media_type = content_type(&resp.headers)
             .filter(|t| t != "application/json" && t != "text/plain")
-            .or_else(|| super::manifest::document_media_type(&resp.body));
+            .or_else(|| crate::manifest::document_media_type(&resp.body));
         Ok(Manifest {
             digest,
             media_type,
@@ -603,7 +603,7 @@ impl RegistryClient {
                 .get_all(WWW_AUTHENTICATE)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .flat_map(super::auth::parse_www_authenticate)
+                .flat_map(crate::auth::parse_www_authenticate)
                 .collect();
             let answer = self
                 .answer_challenge(source, scope.as_deref(), &challenges, &req)

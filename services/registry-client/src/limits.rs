@@ -62,7 +62,7 @@ pub struct Limits {
     pub backoff_max_ms: u64,
     /// Longest wait a registry may ask for before the request fails with `TooManyRequests` instead, in seconds.
     pub max_retry_after_secs: u64,
-    /// Maximum tags imported from one repository; [`super::select_tags`] picks them in OpenShift's priority order.
+    /// Maximum tags imported from one repository; [`crate::select_tags`] picks them in OpenShift's priority order.
     pub max_tags_per_import: usize,
     /// Maximum tags read from one repository's tag list; the rest is not read.
     pub max_listed_tags: usize,
