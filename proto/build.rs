@@ -7,6 +7,7 @@ use prost::Message;
 
 const PROTOS: &[&str] = &[
     "imagestreams/v1/imagestream.proto",
+    "imagestreams/v1/image.proto",
     "imagestreams/v1/events.proto",
     "imagestreams/v1/image_streams.proto",
     "imagestreams/v1/store.proto",

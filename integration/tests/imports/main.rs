@@ -270,6 +270,18 @@ impl ImageStreams for ImportOnly {
     ) -> Result<Response<proto::TagResponse>, Status> {
         Err(Status::unimplemented("stub"))
     }
+    async fn get_image(
+        &self,
+        _: Request<proto::GetImageRequest>,
+    ) -> Result<Response<proto::ImageStreamImage>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn get_image_stream_tag(
+        &self,
+        _: Request<proto::GetImageStreamTagRequest>,
+    ) -> Result<Response<proto::ImageStreamTag>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
 
     // -- the gateway's ImportImage: begin --
     async fn import_image(

@@ -243,7 +243,16 @@ pub struct RegistryWatcherConfig {
     pub token: Option<Secret>,
     /// Accept notifications without a token (explicit opt-in).
     pub insecure: bool,
+    /// Read each new image's manifest and config from the integrated registry, for the image record and the
+    /// summary `ImagePushed` carries (once per digest).
+    pub read_metadata: bool,
+    /// How long a notification waits for a new image's metadata before `ImagePushed` goes without its
+    /// summary (the record is made on a later push or read).
+    pub metadata_timeout_ms: u64,
 }
+
+/// Default of [`RegistryWatcherConfig::metadata_timeout_ms`].
+pub const DEFAULT_METADATA_TIMEOUT_MS: u64 = 2_000;
 
 impl Default for RegistryWatcherConfig {
     fn default() -> Self {
@@ -251,6 +260,8 @@ impl Default for RegistryWatcherConfig {
             listen: addr(DEFAULT_WATCHER_LISTEN),
             token: None,
             insecure: false,
+            read_metadata: true,
+            metadata_timeout_ms: DEFAULT_METADATA_TIMEOUT_MS,
         }
     }
 }
@@ -261,12 +272,20 @@ impl Default for RegistryWatcherConfig {
 pub struct IntegratedRegistryConfig {
     /// Host (and port) clients pull from, e.g. `registry.example.com:5000`.
     pub host: String,
+    /// Where the services read the registry, when not at `host` over HTTPS: e.g. `http://registry:5000`
+    /// inside compose. A loopback `host` (`127.0.0.1`, `localhost`, `[::1]`) is read over plain HTTP, as
+    /// Docker treats it.
+    pub url: Option<String>,
+    /// A docker `config.json` with the credentials to read the registry with, when it requires them.
+    pub docker_config: Option<PathBuf>,
 }
 
 impl Default for IntegratedRegistryConfig {
     fn default() -> Self {
         IntegratedRegistryConfig {
             host: DEFAULT_INTEGRATED_REGISTRY_HOST.to_owned(),
+            url: None,
+            docker_config: None,
         }
     }
 }

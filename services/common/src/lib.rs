@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod image;
 pub mod imports;
 pub mod metrics;
 pub mod model;

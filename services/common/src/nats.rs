@@ -118,6 +118,8 @@ pub struct Topology {
     pub import_schedule: kv::Store,
     /// The scheduled-import rate counters ([`subjects::BUCKET_IMPORT_RATE`]).
     pub import_rate: kv::Store,
+    /// The image records, one per digest ([`subjects::BUCKET_IMAGES`]).
+    pub images: kv::Store,
 }
 
 /// Declares every JetStream stream and KV bucket (idempotent: existing ones
@@ -217,6 +219,19 @@ pub async fn provision(client: &Client, replicas: usize) -> Result<Topology, Nat
         },
     )
     .await?;
+    let images = get_or_create_bucket(
+        &js,
+        kv::Config {
+            bucket: subjects::BUCKET_IMAGES.to_owned(),
+            description: "Image metadata, one immutable record per key <algorithm>.<hex digest>"
+                .to_owned(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(Topology {
         js,
         streams,
@@ -225,6 +240,7 @@ pub async fn provision(client: &Client, replicas: usize) -> Result<Topology, Nat
         registry_secrets,
         import_schedule,
         import_rate,
+        images,
     })
 }
 

@@ -236,6 +236,9 @@ pub const BUCKET_IMPORT_SCHEDULE: &str = "imagestreams-import-schedule";
 /// KV bucket of the cluster-wide scheduled-import counters, one per minute
 /// (`m<unix minute>`), expiring on their own.
 pub const BUCKET_IMPORT_RATE: &str = "imagestreams-import-rate";
+/// KV bucket of image metadata: `<algorithm>.<hex>` (a manifest digest with
+/// `.` for `:`) → the image record, written once, never changed.
+pub const BUCKET_IMAGES: &str = "imagestreams-images";
 /// The durable consumer of the streams bucket that the tag-syncer replicas
 /// share, to import streams when they are created or their spec asks for it.
 pub const DURABLE_TAG_SYNCER: &str = "tag-syncer";

@@ -75,6 +75,41 @@ impl ImageStreams for Grpc {
         Ok(Response::new(stream.into()))
     }
 
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, stream = %request.get_ref().stream), err(level = "debug"))]
+    async fn get_image(
+        &self,
+        request: Request<proto::GetImageRequest>,
+    ) -> Result<Response<proto::ImageStreamImage>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Get)?;
+        let request = request.get_ref();
+        let image = self
+            .streams
+            .deadline(
+                self.streams
+                    .image(&request.namespace, &request.stream, &request.digest),
+            )
+            .await?;
+        Ok(Response::new(image.into()))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, stream = %request.get_ref().stream), err(level = "debug"))]
+    async fn get_image_stream_tag(
+        &self,
+        request: Request<proto::GetImageStreamTagRequest>,
+    ) -> Result<Response<proto::ImageStreamTag>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Get)?;
+        let request = request.get_ref();
+        let tag = self
+            .streams
+            .deadline(self.streams.image_stream_tag(
+                &request.namespace,
+                &request.stream,
+                &request.tag,
+            ))
+            .await?;
+        Ok(Response::new(tag.into()))
+    }
+
     #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err(level = "debug"))]
     async fn list(
         &self,

@@ -25,6 +25,7 @@
 mod auth;
 mod fanout;
 mod grpc;
+mod images;
 mod metrics;
 mod query;
 mod rest;
@@ -39,6 +40,7 @@ use futures::future::BoxFuture;
 use imagestreams_common::{
     auth::store::{AuthStoreError, IdentityStore},
     config::Config,
+    image::ImageCatalog,
     imports::ImportClient,
     runtime::{Deps, Service},
     secrets::SecretsApi,
@@ -160,6 +162,7 @@ impl GatewayService {
             .map_err(|source| GatewayError::Bind { addr, source })?;
         let streams = Arc::new(Streams::new(
             StreamReader::new(deps.topology.streams.clone()),
+            ImageCatalog::new(deps.topology.images.clone()),
             deps.nats.clone(),
             options,
         ));

@@ -6,6 +6,8 @@
 //! | GET | `/apis/image.openshift.io/v1/imagestreams` (every namespace) |
 //! | GET, POST | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams` |
 //! | GET, PUT, DELETE | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}` |
+//! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamimages/{stream}@{digest}` |
+//! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags/{stream}:{tag}` |
 //! | the same | under `/osapi/v1/…`, the seed's `selfLink` prefix |
 //!
 //! Bodies are JSON or YAML (by `Content-Type`, else by their first
@@ -65,6 +67,22 @@ pub(crate) fn router(streams: Arc<Streams>) -> Router {
             "/osapi/v1/namespaces/{namespace}/imagestreams/{name}",
             object,
         )
+        .route(
+            "/apis/image.openshift.io/v1/namespaces/{namespace}/imagestreamimages/{name}",
+            get(get_image),
+        )
+        .route(
+            "/osapi/v1/namespaces/{namespace}/imagestreamimages/{name}",
+            get(get_image),
+        )
+        .route(
+            "/apis/image.openshift.io/v1/namespaces/{namespace}/imagestreamtags/{name}",
+            get(get_image_stream_tag),
+        )
+        .route(
+            "/osapi/v1/namespaces/{namespace}/imagestreamtags/{name}",
+            get(get_image_stream_tag),
+        )
         .with_state(streams)
 }
 
@@ -77,12 +95,16 @@ pub(crate) struct RestError {
 
 impl RestError {
     fn about(error: ApiError, name: &str) -> Self {
+        Self::about_resource(error, RESOURCE, name)
+    }
+
+    fn about_resource(error: ApiError, resource: &str, name: &str) -> Self {
         RestError {
             error,
             details: StatusDetails {
                 name: name.to_owned(),
                 group: GROUP.to_owned(),
-                kind: RESOURCE.to_owned(),
+                kind: resource.to_owned(),
                 ..StatusDetails::default()
             },
         }
@@ -230,6 +252,52 @@ async fn get_one(
         .await
         .map_err(|e| RestError::about(e, &path.name))?;
     Ok(Json(stream).into_response())
+}
+
+/// `GET …/imagestreamimages/{stream}@{digest}`.
+#[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
+async fn get_image(
+    State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
+    Path(path): Path<ObjectPath>,
+) -> Result<Response, RestError> {
+    let about = |e| RestError::about_resource(e, "imagestreamimages", &path.name);
+    auth.authorize(Some(&path.namespace), Verb::Get)
+        .map_err(about)?;
+    let (stream, digest) = path.name.split_once('@').ok_or_else(|| {
+        about(ApiError::invalid(
+            "name",
+            "name: Invalid value: an ImageStreamImage is named STREAM@DIGEST",
+        ))
+    })?;
+    let image = streams
+        .deadline(streams.image(&path.namespace, stream, digest))
+        .await
+        .map_err(about)?;
+    Ok(Json(image).into_response())
+}
+
+/// `GET …/imagestreamtags/{stream}:{tag}`.
+#[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
+async fn get_image_stream_tag(
+    State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
+    Path(path): Path<ObjectPath>,
+) -> Result<Response, RestError> {
+    let about = |e| RestError::about_resource(e, "imagestreamtags", &path.name);
+    auth.authorize(Some(&path.namespace), Verb::Get)
+        .map_err(about)?;
+    let (stream, tag) = path.name.split_once(':').ok_or_else(|| {
+        about(ApiError::invalid(
+            "name",
+            "name: Invalid value: an ImageStreamTag is named STREAM:TAG",
+        ))
+    })?;
+    let tag = streams
+        .deadline(streams.image_stream_tag(&path.namespace, stream, tag))
+        .await
+        .map_err(about)?;
+    Ok(Json(tag).into_response())
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]

@@ -7,6 +7,7 @@ use std::{future::Future, time::Duration};
 
 use imagestreams_common::{
     error::ApiError,
+    image::ImageCatalog,
     model::{self, ImageStream},
     selector::Selector,
     store::{ListPage, ListQuery, StoreClient, StreamReader},
@@ -58,11 +59,18 @@ pub(crate) struct Streams {
     pub tasks: TaskTracker,
     /// The feed fresh watches share.
     pub feed: Feed,
+    /// The image records (see [`crate::images`]).
+    pub images: ImageCatalog,
 }
 
 impl Streams {
-    /// Operations over `reader` and `store`.
-    pub fn new(reader: StreamReader, nats: async_nats::Client, options: GatewayOptions) -> Self {
+    /// Operations over `reader`, the stream-store behind `nats`, and `images`.
+    pub fn new(
+        reader: StreamReader,
+        images: ImageCatalog,
+        nats: async_nats::Client,
+        options: GatewayOptions,
+    ) -> Self {
         let max_payload = nats.server_info().max_payload;
         let shutdown = CancellationToken::new();
         Streams {
@@ -73,6 +81,7 @@ impl Streams {
             max_payload,
             shutdown,
             tasks: TaskTracker::new(),
+            images,
         }
     }
 

@@ -15,8 +15,8 @@ use imagestreams_common::reference::{Reference, is_valid_tag, validate_digest};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, LOCATION,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
@@ -150,6 +150,8 @@ struct Request<'a> {
     what: &'a str,
     /// Read the body (not for HEAD), up to this many bytes.
     max_body: Option<u64>,
+    /// Follow one redirect (blob storage), without our `Authorization`.
+    follow_redirect: bool,
 }
 
 /// A response with its body read.
@@ -261,6 +263,7 @@ impl RegistryClient {
                 form: None,
                 what,
                 max_body: Some(MAX_ERROR_BODY_BYTES),
+                follow_redirect: false,
             },
         )
         .await
@@ -303,6 +306,7 @@ impl RegistryClient {
                         form: None,
                         what: &what,
                         max_body: Some(limits.max_body_bytes),
+                        follow_redirect: false,
                     },
                 )
                 .await?;
@@ -440,6 +444,97 @@ impl RegistryClient {
             })
     }
 
+    /// The blob `digest` (an image config), at most `max_bytes`, verified against its digest. A redirect to
+    /// blob storage is followed once, without our credentials.
+    pub async fn blob(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        max_bytes: u64,
+    ) -> Result<Bytes, RegistryError> {
+        validate_digest(digest).map_err(|e| RegistryError::InvalidReference {
+            input: digest.to_owned(),
+            detail: e.to_string(),
+        })?;
+        self.each_source(repo, |source| self.blob_at(source, digest, max_bytes))
+            .await
+    }
+
+    async fn blob_at(
+        &self,
+        source: Source<'_>,
+        digest: &str,
+        max_bytes: u64,
+    ) -> Result<Bytes, RegistryError> {
+        let what = format!("blob {}@{digest}", source.endpoint.repository);
+        let url = join(
+            &source.endpoint.origin,
+            &format!("v2/{}/blobs/{digest}", source.endpoint.repository),
+        )?;
+        let resp = self
+            .send(
+                source,
+                Some(source.pull_scope()),
+                Request {
+                    method: Method::GET,
+                    url,
+                    accept: None,
+                    form: None,
+                    what: &what,
+                    max_body: Some(max_bytes),
+                    follow_redirect: true,
+                },
+            )
+            .await?;
+        let algorithm = digest.split(':').next().unwrap_or_default();
+        let actual =
+            digest_of(algorithm, &resp.body).ok_or_else(|| RegistryError::InvalidResponse {
+                registry: source.registry(),
+                what: what.clone(),
+                detail: format!("unsupported digest algorithm {algorithm}"),
+            })?;
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                registry: source.registry(),
+                what,
+                expected: digest.to_owned(),
+                actual,
+            });
+        }
+        Ok(resp.body)
+    }
+
+    /// Follows the redirect `resp` answered `req` with: one GET of its `Location`, anonymous (storage URLs are
+    /// pre-signed, and our token is for the registry alone).
+    async fn follow_redirect(
+        &self,
+        source: Source<'_>,
+        req: &Request<'_>,
+        resp: &Response,
+    ) -> Result<Response, RegistryError> {
+        let location = resp
+            .headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| req.url.join(l).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| RegistryError::InvalidResponse {
+                registry: source.registry(),
+                what: req.what.to_owned(),
+                detail: format!("a {} redirect without a usable Location", resp.status),
+            })?;
+        let redirected = Request {
+            method: Method::GET,
+            url: location,
+            accept: req.accept,
+            form: None,
+            what: req.what,
+            max_body: req.max_body,
+            follow_redirect: false,
+        };
+        self.execute(&redirected, None).await
+    }
+
     /// Runs `op` on each source in turn (mirrors, then the primary) until one succeeds; the primary's error
     /// when all fail.
     async fn each_source<'r, T, F, Fut>(
@@ -489,6 +584,7 @@ impl RegistryClient {
                     form: None,
                     what: &what,
                     max_body: None,
+                    follow_redirect: false,
                 },
             )
             .await?;
@@ -538,6 +634,7 @@ impl RegistryClient {
                     form: None,
                     what: &what,
                     max_body: Some(self.inner.limits.max_body_bytes),
+                    follow_redirect: false,
                 },
             )
             .await?;
@@ -619,6 +716,9 @@ impl RegistryClient {
                     self.inner.tokens.forget(key);
                 }
             }
+        }
+        if req.follow_redirect && resp.status.is_redirection() {
+            resp = self.follow_redirect(source, &req, &resp).await?;
         }
         let registry = origin_label(&source.endpoint.origin);
         let what = req.what.to_owned();
@@ -832,6 +932,7 @@ impl RegistryClient {
             form,
             what: &what,
             max_body: Some(self.inner.limits.max_body_bytes.min(1024 * 1024)),
+            follow_redirect: false,
         };
         let resp = self.execute(&req, auth.as_ref()).await?;
         let realm_label = origin_label(&req.url);

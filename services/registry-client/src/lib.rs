@@ -38,6 +38,8 @@ mod client;
 mod config;
 mod credentials;
 mod error;
+pub mod image;
+mod integrated;
 mod limits;
 mod manifest;
 mod rules;
@@ -48,6 +50,7 @@ pub use client::{RegistryClient, Repository, USER_AGENT};
 pub use config::{limits, rules};
 pub use credentials::{Credential, CredentialsError, Keyring, normalize_server};
 pub use error::RegistryError;
+pub use integrated::IntegratedRegistry;
 pub use limits::{
     DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_TAGS_PER_IMPORT, DEFAULT_REQUESTS_PER_SECOND, Limits,
     backoff_delay, parse_retry_after, rate_limit_wait,

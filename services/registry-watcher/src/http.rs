@@ -46,6 +46,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tracing::Instrument as _;
 
+use crate::metadata::Metadata;
 use crate::notification::{self, DEFAULT_MAX_EVENTS, Decision, Rejection};
 
 /// The path registries POST to.
@@ -259,6 +260,7 @@ pub struct Receiver<S> {
     limits: Limits,
     stats: Arc<Stats>,
     metrics: Metrics,
+    metadata: Option<Arc<Metadata>>,
 }
 
 impl<S: EventSink> Receiver<S> {
@@ -279,7 +281,14 @@ impl<S: EventSink> Receiver<S> {
             limits,
             stats: Arc::new(Stats::registered(&metrics.service(crate::NAME))),
             metrics,
+            metadata: None,
         }
+    }
+
+    /// The same receiver putting each pushed image's summary into its `ImagePushed`.
+    pub fn with_metadata(mut self, metadata: Arc<Metadata>) -> Self {
+        self.metadata = Some(metadata);
+        self
     }
 
     /// The same receiver counting into the process's `metrics`, which its
@@ -381,6 +390,30 @@ async fn receive<S: EventSink>(
     handle(receiver, request).instrument(span).await
 }
 
+/// The events to publish for the `kept` decisions, in their order: a push's `ImagePushed` carries its
+/// image's summary when `metadata` reads them (the pushes' reads run concurrently).
+async fn outgoing(metadata: Option<&Metadata>, kept: Vec<Decision>) -> Vec<Outgoing> {
+    futures::future::join_all(kept.into_iter().map(|decision| async move {
+        match decision {
+            Decision::Push(push) => {
+                let summary = match metadata {
+                    Some(metadata) => metadata.summary(&push).await,
+                    None => None,
+                };
+                let mut event = proto::ImagePushed::from(*push);
+                event.summary = summary;
+                Some(Outgoing::Pushed(event))
+            }
+            Decision::Delete(deletion) => Some(Outgoing::Deleted((*deletion).into())),
+            Decision::Ignore(_) | Decision::Skip(_) => None,
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 async fn handle<S: EventSink>(
     State(receiver): State<Arc<Receiver<S>>>,
     request: axum::extract::Request,
@@ -425,12 +458,11 @@ async fn handle<S: EventSink>(
     tracing::Span::current().record("events", envelope.events.len());
 
     let received = Utc::now();
-    let mut outgoing = Vec::new();
+    let mut kept = Vec::new();
     let (mut ignored, mut skipped) = (0u64, 0u64);
     for event in &envelope.events {
         match notification::classify(event, &receiver.registry_host, received) {
-            Decision::Push(push) => outgoing.push(Outgoing::Pushed((*push).into())),
-            Decision::Delete(deletion) => outgoing.push(Outgoing::Deleted((*deletion).into())),
+            decision @ (Decision::Push(_) | Decision::Delete(_)) => kept.push(decision),
             Decision::Ignore(why) => {
                 ignored += 1;
                 tracing::trace!(event_id = %event.id, ?why, "event ignored");
@@ -443,6 +475,7 @@ async fn handle<S: EventSink>(
     }
     stats.counted("ignored", ignored);
     stats.counted("skipped", skipped);
+    let outgoing = outgoing(receiver.metadata.as_deref(), kept).await;
 
     // with tracing on, publishing replaces this with the span's own context
     let mut headers = HeaderMap::new();

@@ -20,6 +20,13 @@
 //!   registry's event id, `registry` = `integrated_registry.host`, the
 //!   registry's timestamp, and the pusher (`actor.name`, empty when
 //!   anonymous).
+//! - Each `ImagePushed` carries a summary of its image (platforms, created,
+//!   size, layer count), from the image record of its digest ([`metadata`]):
+//!   read from the integrated registry (`integrated_registry.url`, or the
+//!   host: plain HTTP for a loopback host) the first time the digest is seen,
+//!   within `registry_watcher.metadata_timeout_ms` (then the event goes
+//!   without it), and kept. `registry_watcher.read_metadata = false` turns
+//!   this off.
 //! - A `delete` becomes `ImageDeleted` on `imagestreams.images.deleted.<ns>.<name>`.
 //! - Blob pushes, `pull` (sent for every manifest GET and HEAD), `mount` and
 //!   pushes by digest (no tag) are ignored.
@@ -45,20 +52,24 @@
 
 pub mod envelope;
 pub mod http;
+pub mod metadata;
 pub mod notification;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
+    image::ImageCatalog,
     runtime::{self, Deps, Service},
 };
+use imagestreams_registry_client::IntegratedRegistry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{JetStreamSink, Limits, Receiver};
+use crate::metadata::Metadata;
 
 /// The service's name, as `serve <name>` spells it.
 pub const NAME: &str = "registry-watcher";
@@ -124,6 +135,17 @@ impl RegistryWatcherService {
             limits,
         )
         .with_metrics(&deps.metrics);
+        let receiver = if settings.read_metadata {
+            let metadata = Metadata::new(
+                IntegratedRegistry::from_config(&config)?,
+                ImageCatalog::new(deps.topology.images.clone()),
+                Duration::from_millis(settings.metadata_timeout_ms),
+            );
+            metadata.register_metrics(&deps.metrics.service(NAME));
+            receiver.with_metadata(Arc::new(metadata))
+        } else {
+            receiver
+        };
         let router = receiver.router().merge(deps.health.router());
         Ok(Self {
             listener,

@@ -31,7 +31,7 @@ use imagestreams_common::{
 use imagestreams_proto::v1 as proto;
 
 use crate::envelope::{
-    ACTION_DELETE, ACTION_MOUNT, ACTION_PULL, ACTION_PUSH, Envelope, Event,
+    ACTION_DELETE, ACTION_MOUNT, ACTION_PULL, ACTION_PUSH, Descriptor, Envelope, Event,
     IMAGE_MANIFEST_MEDIA_TYPES, MEDIA_TYPE_EVENTS_V1, MEDIA_TYPE_EVENTS_V2, MEDIA_TYPE_JSON,
 };
 
@@ -203,6 +203,8 @@ pub struct ImagePush {
     pub time: DateTime<Utc>,
     /// Who pushed; empty when anonymous.
     pub actor: String,
+    /// The blobs the manifest references (`includereferences: true`), else empty.
+    pub references: Vec<Descriptor>,
 }
 
 /// A deletion of a manifest (by digest) or of a tag: becomes `ImageDeleted`.
@@ -374,6 +376,7 @@ fn keep(event: &Event, registry: &str, received: DateTime<Utc>) -> Result<Decisi
         },
         time,
         actor: event.actor.name.clone(),
+        references: target.references.clone(),
     })))
 }
 
@@ -400,6 +403,7 @@ impl From<ImagePush> for proto::ImagePushed {
             source: proto::ImageSource::RegistryNotification as i32,
             namespace: push.stream.namespace,
             stream: push.stream.name,
+            summary: None,
         }
     }
 }
@@ -647,6 +651,8 @@ mod tests {
                 source: proto::ImageSource::RegistryNotification as i32,
                 namespace: "ns1".into(),
                 stream: "app".into(),
+                // the HTTP layer adds it
+                summary: None,
             }
         );
     }

@@ -25,7 +25,7 @@ use imagestreams_common::{
 };
 use imagestreams_proto::v1 as proto;
 use imagestreams_registry_client::{
-    Keyring, RegistryClient, RegistryError, Repository, select_tags,
+    Keyring, RegistryClient, RegistryError, Repository, image::Inspector, select_tags,
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -50,6 +50,8 @@ const APPLY_ATTEMPTS: u32 = 3;
 #[derive(Debug)]
 pub struct Importer {
     client: RegistryClient,
+    /// Records each imported digest's metadata, once.
+    inspector: Inspector,
     global: Keyring,
     secrets: Arc<SecretStore>,
     imports: ImportClient,
@@ -168,14 +170,15 @@ impl Importer {
     /// credentials and each namespace's `secrets`, applying through `imports`;
     /// every import is bounded by `timeout`.
     pub fn new(
-        client: RegistryClient,
+        inspector: Inspector,
         global: Keyring,
         secrets: Arc<SecretStore>,
         imports: ImportClient,
         timeout: Duration,
     ) -> Self {
         Importer {
-            client,
+            client: inspector.client().clone(),
+            inspector,
             global,
             secrets,
             imports,
@@ -198,6 +201,7 @@ impl Importer {
             self.metrics.tags.clone(),
         );
         self.client.register_metrics(metrics);
+        self.inspector.register_metrics(metrics);
     }
 
     /// The registry client.
@@ -357,6 +361,9 @@ impl Importer {
         let mut results = futures::stream::iter(jobs)
             .map(|job| async move {
                 let result = self.client.digest(&job.repo, &job.reference).await;
+                if let Ok(digest) = &result {
+                    self.record_metadata(&job.repo, &digest.digest).await;
+                }
                 (job, result)
             })
             .buffer_unordered(concurrency);
@@ -382,6 +389,14 @@ impl Importer {
             }
         }
         done
+    }
+
+    /// Makes sure the image record of `digest` exists (read once per digest, see [`Inspector`]). A failure
+    /// is logged, not the import's: the tag still moves, and the next import tries again.
+    async fn record_metadata(&self, repo: &Repository, digest: &str) {
+        if let Err(e) = self.inspector.inspect(repo, digest, None).await {
+            tracing::warn!(%digest, error = %e, "cannot read the image's metadata now");
+        }
     }
 
     fn timed_out(&self, what: &str) -> (&'static str, String) {

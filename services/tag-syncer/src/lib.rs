@@ -37,6 +37,7 @@ use async_nats::jetstream::consumer::PullConsumer;
 use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
+    image::ImageCatalog,
     imports::ImportClient,
     metrics,
     runtime::{Deps, Service},
@@ -46,7 +47,7 @@ use imagestreams_common::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use imagestreams_registry_client::{Keyring, RegistryClient, limits, rules};
+use imagestreams_registry_client::{Keyring, RegistryClient, image::Inspector, limits, rules};
 
 /// The service's name, as `serve <name>` spells it.
 pub const NAME: &str = "tag-syncer";
@@ -81,8 +82,9 @@ impl TagSyncerService {
                 .context("loading the registry secrets key")?,
         );
         let timeout = Duration::from_millis(c.import_timeout_ms.max(1));
+        let inspector = Inspector::new(client, ImageCatalog::new(deps.topology.images.clone()));
         let importer = Arc::new(importer::Importer::new(
-            client,
+            inspector,
             global,
             secrets.clone(),
             ImportClient::new(deps.nats.clone()),

@@ -1,0 +1,148 @@
+//! Reading the integrated registry: where it is (`integrated_registry.host`, or `.url` when the services
+//! reach it elsewhere), over which scheme, with which credentials.
+
+use anyhow::Context as _;
+use imagestreams_common::config::Config;
+use imagestreams_common::reference::Reference;
+use reqwest::Url;
+
+use crate::{Keyring, RegistryClient, RegistryError, RegistryRule, RegistryRules, Repository};
+
+/// A client for the integrated registry's repositories.
+#[derive(Debug, Clone)]
+pub struct IntegratedRegistry {
+    client: RegistryClient,
+    keyring: Keyring,
+    host: String,
+    insecure: bool,
+}
+
+impl IntegratedRegistry {
+    /// The integrated registry of `config`, read with the registry client's limits and rules.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let settings = &config.integrated_registry;
+        let host = settings.host.clone();
+        let mut rules = crate::rules(config)?.rules().to_vec();
+        let insecure = match &settings.url {
+            Some(url) => {
+                let url = Url::parse(url)
+                    .with_context(|| format!("integrated_registry.url {url:?} is not a URL"))?;
+                let insecure = match url.scheme() {
+                    "http" => true,
+                    "https" => false,
+                    other => anyhow::bail!(
+                        "integrated_registry.url: the scheme must be http or https, not {other}"
+                    ),
+                };
+                let location = match (url.host_str(), url.port()) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    (Some(h), None) => h.to_owned(),
+                    (None, _) => anyhow::bail!("integrated_registry.url has no host"),
+                };
+                if location != host && !rules.iter().any(|r| r.prefix.as_deref() == Some(&host)) {
+                    rules.push(RegistryRule {
+                        prefix: Some(host.clone()),
+                        location: Some(location),
+                        insecure,
+                        blocked: false,
+                        mirrors: Vec::new(),
+                    });
+                }
+                insecure
+            }
+            None => is_loopback(&host),
+        };
+        let client = RegistryClient::new(crate::limits(config), RegistryRules::new(rules)?)
+            .context("building the integrated registry's client")?;
+        let keyring = match &settings.docker_config {
+            Some(path) => Keyring::from_docker_config_file(path)?,
+            None => Keyring::new(),
+        };
+        Ok(IntegratedRegistry {
+            client,
+            keyring,
+            host,
+            insecure,
+        })
+    }
+
+    /// The client.
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    /// The repository `<ns>/<name>` of the integrated registry.
+    pub fn repository(&self, path: &str) -> Result<Repository, RegistryError> {
+        let name = format!("{}/{path}", self.host);
+        let reference =
+            Reference::parse_normalized(&name).map_err(|e| RegistryError::InvalidReference {
+                input: name.clone(),
+                detail: e.to_string(),
+            })?;
+        self.client
+            .repository(&reference, &self.keyring, self.insecure)
+    }
+}
+
+/// Whether `host[:port]` names this machine (Docker reads such registries over plain HTTP).
+fn is_loopback(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_plain_http() {
+        for host in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "localhost",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["registry:5000", "10.0.0.1:5000", "registry.example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    fn config(toml: &str) -> Config {
+        use figment::providers::Format as _;
+        figment::Figment::from(figment::providers::Toml::string(toml))
+            .extract()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_url_says_where_and_how_the_registry_is_read() {
+        let c = config(
+            "[integrated_registry]\nhost = \"registry.example.com\"\nurl = \"http://registry:5000\"\n",
+        );
+        let r = IntegratedRegistry::from_config(&c).unwrap();
+        let repo = r.repository("ns1/app").unwrap();
+        assert_eq!(repo.primary().url(), "http://registry:5000/v2/ns1/app");
+        let r = IntegratedRegistry::from_config(&config("")).unwrap();
+        assert_eq!(
+            r.repository("ns1/app").unwrap().primary().url(),
+            "http://127.0.0.1:5000/v2/ns1/app"
+        );
+        let c = config("[integrated_registry]\nhost = \"registry.example.com\"\n");
+        let r = IntegratedRegistry::from_config(&c).unwrap();
+        assert_eq!(
+            r.repository("ns1/app").unwrap().primary().url(),
+            "https://registry.example.com/v2/ns1/app"
+        );
+        let c = config("[integrated_registry]\nurl = \"ftp://x\"\n");
+        assert!(IntegratedRegistry::from_config(&c).is_err());
+    }
+}
