@@ -151,10 +151,11 @@ pub struct CreateArgs {
 /// `imagestreams get`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetArgs {
-    /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`.
+    /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`; `isimage` (`STREAM@DIGEST`) and `istag`
+    /// (`STREAM:TAG`) for an image with its metadata; `triggers`, `builds`, `deployments`.
     #[arg(value_name = "TYPE[/NAME]")]
     pub resource: String,
-    /// Stream names; none lists the namespace.
+    /// Names; none lists the namespace (streams and triggers).
     pub names: Vec<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum)]

@@ -162,6 +162,17 @@ impl FakeRegistry {
     pub fn manifest() -> (&'static str, String) {
         (MANIFEST, digest(MANIFEST.as_bytes()))
     }
+
+    /// The manifest of the `badconfig` namespace's repositories: its config blob is not an image config.
+    pub fn bad_config_manifest() -> (String, String) {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[]}}"#,
+            digest(BAD_CONFIG.as_bytes()),
+            BAD_CONFIG.len()
+        );
+        let d = digest(body.as_bytes());
+        (body, d)
+    }
 }
 
 impl Drop for FakeRegistry {
@@ -171,6 +182,33 @@ impl Drop for FakeRegistry {
 }
 
 const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+
+/// The config blob of [`MANIFEST`]: an empty (valid) image config.
+const CONFIG: &str = "{}";
+
+/// The config blob of [`FakeRegistry::bad_config_manifest`]: not JSON.
+const BAD_CONFIG: &str = "this is not an image config";
+
+/// `GET /v2/<repo>/blobs/<digest>`: the config of the repository's manifest.
+fn config_blob(repo: &str, wanted: &str) -> Response {
+    let blob = if repo.starts_with("badconfig/") {
+        BAD_CONFIG
+    } else {
+        CONFIG
+    };
+    if digest(blob.as_bytes()) != wanted {
+        return respond(
+            StatusCode::NOT_FOUND,
+            &[],
+            error_body("BLOB_UNKNOWN", "blob unknown"),
+        );
+    }
+    respond(
+        StatusCode::OK,
+        &[("content-type", "application/octet-stream".into())],
+        blob,
+    )
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -204,6 +242,7 @@ enum Target<'a> {
     Token,
     Tags(&'a str),
     Manifest(&'a str, &'a str),
+    Blob(&'a str, &'a str),
     Other,
 }
 
@@ -222,6 +261,9 @@ fn target(path: &str) -> Target<'_> {
     }
     if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
         return Target::Manifest(repo, reference);
+    }
+    if let Some((repo, digest)) = rest.rsplit_once("/blobs/") {
+        return Target::Blob(repo, digest);
     }
     Target::Other
 }
@@ -268,6 +310,7 @@ async fn handle(
         Target::Token => return token(&state, authorization.as_deref()),
         Target::Tags(repo) => (repo.to_owned(), None),
         Target::Manifest(repo, reference) => (repo.to_owned(), Some(reference.to_owned())),
+        Target::Blob(repo, digest) => return config_blob(repo, digest),
         Target::Other => return respond(StatusCode::NOT_FOUND, &[], ""),
     };
     let namespace = repo.split('/').next().unwrap_or_default();
@@ -465,7 +508,13 @@ fn manifest(
     reference: &str,
     mut headers: Vec<(&str, String)>,
 ) -> Response {
-    let (body, real_digest) = FakeRegistry::manifest();
+    let (body, real_digest) = match namespace {
+        "badconfig" => FakeRegistry::bad_config_manifest(),
+        _ => {
+            let (body, d) = FakeRegistry::manifest();
+            (body.to_owned(), d)
+        }
+    };
     if reference.starts_with("sha256:") && reference != real_digest {
         return respond(
             StatusCode::NOT_FOUND,
@@ -493,7 +542,7 @@ fn manifest(
     match namespace {
         "slow" if method != Method::HEAD => respond(StatusCode::OK, &headers, trickle()),
         "truncated" if method != Method::HEAD => {
-            respond(StatusCode::OK, &headers, &body[..body.len() / 2])
+            respond(StatusCode::OK, &headers, body[..body.len() / 2].to_owned())
         }
         _ if method == Method::HEAD => respond(StatusCode::OK, &headers, Body::empty()),
         _ => respond(StatusCode::OK, &headers, body),

@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
-use imagestreams_common::{model::ImageStream, telemetry::propagation};
+use imagestreams_common::{
+    image::view::{ImageStreamImage, ImageStreamTag},
+    model::ImageStream,
+    telemetry::propagation,
+};
 use imagestreams_proto::v1::{self as pb, image_streams_client::ImageStreamsClient};
 use tonic::{
     Streaming,
@@ -182,6 +186,52 @@ impl Client {
         );
         let reply = self.inner.get(request).await.map_err(|s| self.status(s))?;
         domain(reply.into_inner())
+    }
+
+    /// `GetImage`: `stream@digest` with its metadata.
+    pub async fn get_image(
+        &mut self,
+        namespace: &str,
+        stream: &str,
+        digest: &str,
+    ) -> Result<ImageStreamImage, ClientError> {
+        let request = self.request(
+            pb::GetImageRequest {
+                namespace: namespace.to_owned(),
+                stream: stream.to_owned(),
+                digest: digest.to_owned(),
+            },
+            Some(DEFAULT_CALL_TIMEOUT),
+        );
+        let reply = self
+            .inner
+            .get_image(request)
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(reply.into_inner().into())
+    }
+
+    /// `GetImageStreamTag`: the current image of `stream:tag` with its metadata.
+    pub async fn get_image_stream_tag(
+        &mut self,
+        namespace: &str,
+        stream: &str,
+        tag: &str,
+    ) -> Result<ImageStreamTag, ClientError> {
+        let request = self.request(
+            pb::GetImageStreamTagRequest {
+                namespace: namespace.to_owned(),
+                stream: stream.to_owned(),
+                tag: tag.to_owned(),
+            },
+            Some(DEFAULT_CALL_TIMEOUT),
+        );
+        let reply = self
+            .inner
+            .get_image_stream_tag(request)
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(reply.into_inner().into())
     }
 
     /// `List`, following continue tokens to the end. An empty `namespace`

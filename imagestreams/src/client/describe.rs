@@ -10,6 +10,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use imagestreams_common::{
+    image::{human_size, view::Image},
     model::{
         CONDITION_FALSE, FROM_DOCKER_IMAGE, FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG,
         IMPORT_SUCCESS, ImageStream, NamedTagEventList, REFERENCE_POLICY_LOCAL, TagReference,
@@ -18,7 +19,7 @@ use imagestreams_common::{
 };
 
 use super::{
-    ClientError, Context,
+    Client, ClientError, Context,
     get::unique_images,
     humanize::{ago, parse_time},
     resource,
@@ -60,13 +61,40 @@ pub async fn run(
         if i > 0 {
             out.write_all(b"\n\n")?;
         }
-        out.write_all(describe(stream, now).as_bytes())?;
+        let images = current_images(client, stream).await;
+        out.write_all(describe(stream, &images, now).as_bytes())?;
     }
     Ok(())
 }
 
+/// The current image of each tag of `stream`, by digest, as far as the server has their metadata (a tag
+/// whose image cannot be had is described without it).
+pub async fn current_images(client: &mut Client, stream: &ImageStream) -> Images {
+    let mut images = Images::new();
+    let digests: BTreeSet<&str> = stream
+        .status
+        .iter()
+        .flat_map(|s| s.tags.iter())
+        .filter_map(|t| t.items.first())
+        .map(|e| e.image.as_str())
+        .filter(|d| !d.is_empty())
+        .collect();
+    for digest in digests {
+        if let Ok(found) = client
+            .get_image(&stream.metadata.namespace, &stream.metadata.name, digest)
+            .await
+        {
+            images.insert(digest.to_owned(), found.image);
+        }
+    }
+    images
+}
+
+/// Images by digest.
+pub type Images = BTreeMap<String, Image>;
+
 /// The description of `stream`, times relative to `now`.
-pub fn describe(stream: &ImageStream, now: DateTime<Utc>) -> String {
+pub fn describe(stream: &ImageStream, images: &Images, now: DateTime<Utc>) -> String {
     let mut w = TabWriter::describe();
     let meta = &stream.metadata;
     field(&mut w, "Name", &meta.name);
@@ -85,7 +113,7 @@ pub fn describe(stream: &ImageStream, now: DateTime<Utc>) -> String {
     field(&mut w, "Image Repository", image_repository(stream));
     let local = stream.spec.lookup_policy.as_ref().is_some_and(|p| p.local);
     field(&mut w, "Image Lookup", &format!("local={local}"));
-    tags(&mut w, stream, now);
+    tags(&mut w, stream, images, now);
     w.finish()
 }
 
@@ -128,7 +156,7 @@ fn image_repository(stream: &ImageStream) -> &str {
     .unwrap_or_default()
 }
 
-fn tags(w: &mut TabWriter, stream: &ImageStream, now: DateTime<Utc>) {
+fn tags(w: &mut TabWriter, stream: &ImageStream, images: &Images, now: DateTime<Utc>) {
     let status_tags: &[NamedTagEventList] = stream
         .status
         .as_ref()
@@ -178,11 +206,17 @@ fn tags(w: &mut TabWriter, stream: &ImageStream, now: DateTime<Utc>) {
                 let _ = writeln!(w, "{tag}");
             }
         }
-        tag_section(w, stream, tag, now);
+        tag_section(w, stream, tag, images, now);
     }
 }
 
-fn tag_section(w: &mut TabWriter, stream: &ImageStream, tag: &str, now: DateTime<Utc>) {
+fn tag_section(
+    w: &mut TabWriter,
+    stream: &ImageStream,
+    tag: &str,
+    images: &Images,
+    now: DateTime<Utc>,
+) {
     let history = stream.status_tag(tag);
     let spec = stream.spec_tag(tag);
     let _ = writeln!(w, "{}", source_line(stream, spec));
@@ -267,7 +301,33 @@ fn tag_section(w: &mut TabWriter, stream: &ImageStream, tag: &str, now: DateTime
         } else {
             let _ = writeln!(w, "      {age}");
         }
+        if let Some(line) = images
+            .get(&event.image)
+            .filter(|_| i == 0)
+            .and_then(image_line)
+        {
+            let _ = writeln!(w, "      {line}");
+        }
     }
+}
+
+/// `linux/amd64, 3 layers, 2.1 MiB` (platforms and size of an image), `linux/amd64, linux/arm64` (an
+/// index), or why its metadata is missing.
+fn image_line(image: &Image) -> Option<String> {
+    if let Some(error) = image.metadata_error() {
+        return Some(format!("! metadata: {error}"));
+    }
+    let mut parts = vec![image.platforms().join(", ")];
+    if let Some(metadata) = &image.docker_image_metadata {
+        let layers = image.docker_image_layers.len();
+        parts.push(format!(
+            "{layers} layer{}",
+            if layers == 1 { "" } else { "s" }
+        ));
+        parts.push(human_size(metadata.size));
+    }
+    parts.retain(|p| !p.is_empty());
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Where a tag's images come from, in `oc`'s words.
@@ -337,7 +397,7 @@ mod tests {
 
     #[test]
     fn the_seed_like_oc() {
-        let text = describe(&seed("imagestream-synced.json"), now());
+        let text = describe(&seed("imagestream-synced.json"), &Images::new(), now());
         let expected = "\
 Name:\t\t\truby
 Namespace:\t\tdefault
@@ -366,7 +426,7 @@ v0.4
 
     #[test]
     fn a_stream_without_tags() {
-        let text = describe(&seed("imagestream-create.json"), now());
+        let text = describe(&seed("imagestream-create.json"), &Images::new(), now());
         assert!(text.contains("Tags:\t\t\t<none>\n"), "{text}");
         assert!(!text.contains("Namespace:"), "{text}");
     }
@@ -431,7 +491,7 @@ v0.4
             message: "dial tcp: lookup unreachable.example: no such host".into(),
             generation: 2,
         }];
-        let text = describe(&is, now());
+        let text = describe(&is, &Images::new(), now());
         let tags_part = &text[text.find("\n\n").unwrap() + 2..];
         let expected = "\
 2.0
@@ -472,7 +532,7 @@ pinned
     fn pending_imports_show() {
         let mut is = ImageStream::new("ns", "app");
         is.spec.tags = vec![spec_tag("1.0", FROM_DOCKER_IMAGE, "quay.io/org/app:1.0")];
-        let text = describe(&is, now());
+        let text = describe(&is, &Images::new(), now());
         assert!(
             text.ends_with("1.0\n  tagged from quay.io/org/app:1.0\n\n  ~ importing latest image ...\n  no images\n"),
             "{text}"

@@ -71,7 +71,9 @@ pub fn render(
         }
     )?;
     writeln!(out)?;
-    write!(out, "{}", describe::describe(&stream, Utc::now()))?;
+    // the import's answer alone: image metadata is `describe is`'s
+    let images = describe::Images::new();
+    write!(out, "{}", describe::describe(&stream, &images, Utc::now()))?;
     for tag in &failed {
         writeln!(
             err,

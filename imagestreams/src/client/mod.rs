@@ -14,6 +14,7 @@ pub mod documents;
 mod error;
 pub mod get;
 pub mod humanize;
+pub mod images;
 pub mod import;
 pub mod output;
 pub mod resource;
@@ -106,6 +107,9 @@ pub async fn run(
     match command {
         ClientCommand::Get(args) if triggers::handles(&args.resource) => {
             triggers::get(&mut ctx, &args, out, err).await
+        }
+        ClientCommand::Get(args) if images::handles(&args.resource) => {
+            images::get(&mut ctx, &args, out).await
         }
         ClientCommand::Describe(args) if triggers::handles(&args.resource) => {
             triggers::describe(&mut ctx, &args, out, err).await
