@@ -51,6 +51,9 @@ pub enum Command {
     /// Image reference tools.
     #[command(subcommand)]
     Ref(RefCommand),
+    /// The integrated registry's token signing key and certificates.
+    #[command(subcommand)]
+    RegistryKeys(RegistryKeysCommand),
     /// The client verbs.
     #[command(flatten)]
     Client(ClientCommand),
@@ -303,6 +306,33 @@ pub enum RefCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = RefOutput::Text)]
         output: RefOutput,
     },
+}
+
+/// `imagestreams registry-keys …`.
+#[derive(Debug, Subcommand)]
+pub enum RegistryKeysCommand {
+    /// Make the token service's signing key (token.key, mode 0600), its
+    /// certificate chain (token.crt), the registry's rootcertbundle.pem and
+    /// jwks.json, and print the registry and imagestreams configuration.
+    Generate(RegistryKeysGenerateArgs),
+}
+
+/// `imagestreams registry-keys generate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryKeysGenerateArgs {
+    /// Where to write the files.
+    #[arg(long, default_value = imagestreams_common::config::DEFAULT_REGISTRY_KEYS_DIR)]
+    pub dir: PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// How long the certificates are valid, in days.
+    #[arg(long, default_value_t = imagestreams_gateway::registry_token::keys::DEFAULT_VALIDITY_DAYS)]
+    pub days: u32,
+    /// The token endpoint the registry sends clients to (default: the
+    /// gateway's HTTP address + /token).
+    #[arg(long)]
+    pub realm: Option<String>,
 }
 
 /// Output of `ref parse`.

@@ -9,3 +9,4 @@ pub mod client;
 pub mod client_config;
 mod local_nats;
 pub mod reference;
+pub mod registry_keys;

@@ -8,7 +8,7 @@ use clap::Parser;
 use imagestreams::{
     app,
     cli::{Cli, Command},
-    client, client_config, reference,
+    client, client_config, reference, registry_keys,
 };
 
 #[tokio::main]
@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
         Command::Up => app::up(cli.config.as_deref()).await,
         Command::Serve { service } => app::serve(cli.config.as_deref(), service).await,
         Command::Ref(cmd) => return reference::run(cmd),
+        Command::RegistryKeys(cmd) => registry_keys::run(cli.config.as_deref(), cmd),
         Command::Client(cmd) => {
             // --token, IMAGESTREAMS_TOKEN, else the client configuration file
             let token = cli

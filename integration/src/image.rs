@@ -186,23 +186,51 @@ impl OciImage {
 ///
 /// Panics with an install hint when `skopeo` is not on `PATH`.
 pub async fn copy(src: &str, dest: &str, creds: Option<(&str, &str)>) -> anyhow::Result<String> {
+    let creds = match creds {
+        Some((user, password)) => format!("--dest-creds={user}:{password}"),
+        None => "--dest-no-creds".to_owned(),
+    };
+    skopeo_copy(
+        &["--dest-tls-verify=false", &creds],
+        src,
+        &format!("docker://{dest}"),
+    )
+    .await
+}
+
+/// Pulls `docker://<src>` (`HOST/repo:tag`) over plain HTTP into a temporary OCI layout with `skopeo copy`
+/// (manifest and blobs), sending `creds` when given; returns the manifest digest.
+///
+/// # Panics
+///
+/// Panics with an install hint when `skopeo` is not on `PATH`.
+pub async fn pull(src: &str, creds: Option<(&str, &str)>) -> anyhow::Result<String> {
+    let creds = match creds {
+        Some((user, password)) => format!("--src-creds={user}:{password}"),
+        None => "--src-no-creds".to_owned(),
+    };
+    let layout = TestDir::new("pulled")?;
+    let dest = format!("oci:{}:{LAYOUT_TAG}", layout.join("layout").display());
+    skopeo_copy(
+        &["--src-tls-verify=false", &creds],
+        &format!("docker://{src}"),
+        &dest,
+    )
+    .await
+}
+
+/// `skopeo --insecure-policy copy --preserve-digests <flags> src dest`, returning the manifest digest.
+async fn skopeo_copy(flags: &[&str], src: &str, dest: &str) -> anyhow::Result<String> {
     let skopeo = binaries::skopeo();
     let tmp = TestDir::new("skopeo")?;
     let digest_file = tmp.join("digest");
     let mut cmd = Command::new(&skopeo);
-    cmd.args([
-        "--insecure-policy",
-        "copy",
-        "--dest-tls-verify=false",
-        "--preserve-digests",
-    ])
-    .arg("--digestfile")
-    .arg(&digest_file);
-    match creds {
-        Some((user, password)) => cmd.arg(format!("--dest-creds={user}:{password}")),
-        None => cmd.arg("--dest-no-creds"),
-    };
-    cmd.arg(src).arg(format!("docker://{dest}"));
+    cmd.args(["--insecure-policy", "copy", "--preserve-digests"])
+        .args(flags)
+        .arg("--digestfile")
+        .arg(&digest_file)
+        .arg(src)
+        .arg(dest);
     run(&mut cmd).await?;
     let digest = std::fs::read_to_string(&digest_file)
         .with_context(|| format!("reading {}", digest_file.display()))?;
@@ -220,7 +248,7 @@ pub async fn push_unique_image(registry: &Registry, repo_tag: &str) -> anyhow::R
 
 /// Runs `cmd` to completion, failing with its stderr when it exits non-zero.
 async fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let shown = format!("{:?}", cmd.as_std());
+    let shown = redacted(cmd);
     let output = cmd
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -235,4 +263,20 @@ async fn run(cmd: &mut Command) -> anyhow::Result<()> {
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
+}
+
+/// `cmd` as a message shows it: the values of `--*-creds=` flags (tokens) are left out.
+fn redacted(cmd: &Command) -> String {
+    let cmd = cmd.as_std();
+    let args = cmd.get_args().map(|arg| {
+        let arg = arg.to_string_lossy();
+        match arg.split_once('=') {
+            Some((flag, _)) if flag.ends_with("-creds") => format!("{flag}=<redacted>"),
+            _ => arg.into_owned(),
+        }
+    });
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

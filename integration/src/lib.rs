@@ -18,8 +18,8 @@ pub mod util;
 
 pub use app::TestApp;
 pub use binaries::require;
-pub use image::{ImageBuilder, OciImage, push_unique_image};
+pub use image::{ImageBuilder, OciImage, pull, push_unique_image};
 pub use nats::{NatsCluster, NatsServer};
 pub use notify::{NotificationSink, ReceivedRequest, is_push_of};
-pub use registry::{Registry, RegistryOptions};
+pub use registry::{Registry, RegistryOptions, TokenAuth, TokenKeys};
 pub use util::{TestDir, free_port, wait_for, wait_for_some};

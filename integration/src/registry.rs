@@ -1,5 +1,5 @@
 //! A real `docker-registry` (CNCF distribution 2.8) on a free port with filesystem storage, optional
-//! notifications and optional htpasswd auth.
+//! notifications and optional htpasswd or token auth.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
+
+use imagestreams_common::config::RegistryTokenConfig;
+use imagestreams_gateway::registry_token::{TOKEN_PATH, keys};
 
 use crate::binaries;
 use crate::process::{DEFAULT_LOG_TAIL_LINES, LoggedChild, log_tail};
@@ -52,6 +55,8 @@ pub struct RegistryOptions {
     pub include_references: bool,
     /// Requires basic auth with this (user, password), stored in a bcrypt htpasswd file.
     pub htpasswd: Option<(String, String)>,
+    /// Requires bearer tokens from this token service (`auth.token`); exclusive with `htpasswd`.
+    pub token_auth: Option<TokenAuth>,
     /// Endpoint `threshold`.
     pub notify_threshold: u32,
     /// Endpoint `backoff`.
@@ -72,6 +77,7 @@ impl Default for RegistryOptions {
             notify_token: None,
             include_references: false,
             htpasswd: None,
+            token_auth: None,
             notify_threshold: DEFAULT_NOTIFY_THRESHOLD,
             notify_backoff: DEFAULT_NOTIFY_BACKOFF,
             notify_timeout: DEFAULT_NOTIFY_TIMEOUT,
@@ -92,6 +98,60 @@ impl RegistryOptions {
             notify_token: token.map(str::to_owned),
             ..Self::default()
         }
+    }
+}
+
+/// The registry's `auth.token` section: clients get their tokens at `realm`, the registry checks them against
+/// `rootcertbundle`, `issuer` and `service`.
+#[derive(Clone, Debug)]
+pub struct TokenAuth {
+    /// The token endpoint, e.g. `http://127.0.0.1:8080/token`.
+    pub realm: String,
+    /// The service tokens are issued for (their `aud`).
+    pub service: String,
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// The root certificates the tokens' `x5c` chains must lead to.
+    pub rootcertbundle: PathBuf,
+}
+
+/// A token service's key and certificates in a temporary directory, made as `imagestreams registry-keys
+/// generate` makes them.
+#[derive(Debug)]
+pub struct TokenKeys {
+    files: keys::KeyFiles,
+    dir: TestDir,
+}
+
+impl TokenKeys {
+    /// Generates a fresh key pair and its certificates.
+    pub fn generate() -> anyhow::Result<Self> {
+        let dir = TestDir::new("token-keys")?;
+        let generated = keys::generate(keys::DEFAULT_VALIDITY_DAYS)?;
+        let files = keys::write(dir.path(), &generated, false)?;
+        Ok(Self { files, dir })
+    }
+
+    /// Turns the token service on in `config` with these keys.
+    pub fn configure(&self, config: &mut RegistryTokenConfig) {
+        config.enabled = true;
+        config.key_file = self.files.key.clone();
+        config.cert_file = self.files.cert.clone();
+    }
+
+    /// The registry side of `config`'s token service, served by the gateway at `gateway_http_url`.
+    pub fn registry_auth(&self, config: &RegistryTokenConfig, gateway_http_url: &str) -> TokenAuth {
+        TokenAuth {
+            realm: format!("{gateway_http_url}{TOKEN_PATH}"),
+            service: config.service.clone(),
+            issuer: config.issuer.clone(),
+            rootcertbundle: self.files.root_cert_bundle.clone(),
+        }
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 
@@ -118,6 +178,10 @@ impl Registry {
     /// Panics with an install hint when `docker-registry` is not on `PATH`.
     pub async fn start(opts: RegistryOptions) -> anyhow::Result<Self> {
         let binary = binaries::docker_registry();
+        anyhow::ensure!(
+            opts.htpasswd.is_none() || opts.token_auth.is_none(),
+            "a registry has one auth method: htpasswd or token, not both"
+        );
         let dir = TestDir::new("registry")?;
         let storage_dir = dir.join("storage");
         std::fs::create_dir_all(&storage_dir).context("creating the registry storage dir")?;
@@ -324,6 +388,14 @@ fn render_config(
     if let Some(path) = htpasswd {
         config["auth"] = json!({ "htpasswd": { "realm": HTPASSWD_REALM, "path": path } });
     }
+    if let Some(token) = &opts.token_auth {
+        config["auth"] = json!({ "token": {
+            "realm": token.realm,
+            "service": token.service,
+            "issuer": token.issuer,
+            "rootcertbundle": token.rootcertbundle,
+        } });
+    }
     if let Some(url) = &opts.notify_url {
         let mut endpoint = json!({
             "name": "imagestreams-test",
@@ -374,6 +446,25 @@ mod tests {
         assert_eq!(config["http"]["addr"], "127.0.0.1:5000");
         assert!(config.get("auth").is_none());
         assert!(endpoint.get("ignore").is_none());
+    }
+
+    #[test]
+    fn token_auth_renders_the_auth_token_section() {
+        let opts = RegistryOptions {
+            token_auth: Some(TokenAuth {
+                realm: "http://127.0.0.1:1/token".into(),
+                service: "svc".into(),
+                issuer: "iss".into(),
+                rootcertbundle: PathBuf::from("/tmp/root.pem"),
+            }),
+            ..RegistryOptions::default()
+        };
+        let config = render_config(&opts, 5000, Path::new("/tmp/s"), None);
+        let token = &config["auth"]["token"];
+        assert_eq!(token["realm"], "http://127.0.0.1:1/token");
+        assert_eq!(token["service"], "svc");
+        assert_eq!(token["issuer"], "iss");
+        assert_eq!(token["rootcertbundle"], "/tmp/root.pem");
     }
 
     #[test]

@@ -195,6 +195,13 @@ async fn no_token_reaches_a_log_line() {
         sa.token.clone(),
     ];
     tokens.push("isk_not-known".to_owned());
+    let token_url = format!(
+        "{}{}",
+        app.http_url(),
+        imagestreams_gateway::registry_token::TOKEN_PATH
+    );
+    let service = app.config.auth.registry.service.clone();
+    let mut jwts = Vec::new();
     for token in &tokens {
         let mut c = clients(&app, Some(token)).await;
         let _ = c
@@ -218,11 +225,39 @@ async fn no_token_reaches_a_log_line() {
             .bearer_auth(token)
             .send()
             .await;
+        // the registry token service: the token as the Basic password, and the JWT it answers
+        let answer = reqwest::Client::new()
+            .get(&token_url)
+            .query(&[
+                ("service", service.as_str()),
+                ("scope", "repository:ns1/app:pull,push"),
+            ])
+            .basic_auth("user", Some(token))
+            .send()
+            .await
+            .expect("GET /token");
+        if let Ok(body) = answer.json::<serde_json::Value>().await
+            && let Some(jwt) = body["token"].as_str()
+        {
+            jwts.push(jwt.to_owned());
+        }
     }
+    assert!(jwts.len() >= 4, "the known tokens got registry tokens");
     app.stop().await.expect("stop");
     let logs = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
     assert!(logs.lines().count() > 10, "the capture works:\n{logs}");
     for token in &tokens {
         assert!(!logs.contains(token.as_str()), "a token reached the logs");
     }
+    for jwt in &jwts {
+        let signature = jwt.rsplit('.').next().unwrap_or(jwt);
+        assert!(
+            !logs.contains(signature),
+            "a registry token reached the logs"
+        );
+    }
+    assert!(
+        logs.contains("registry token service"),
+        "the gateway's start was captured:\n{logs}"
+    );
 }

@@ -1,11 +1,13 @@
 //! Authentication and authorization against a real nats-server: the matrix
-//! of identities × namespaces × operations over gRPC and REST, watches that
-//! never leak another namespace, pushes that create streams only for
-//! editors, `up`'s first-start bootstrap read by the CLI, and no token in
-//! any log line.
+//! of identities × namespaces × operations over gRPC, REST and a real
+//! docker-registry taking our registry tokens (push and pull with skopeo),
+//! watches that never leak another namespace, pushes that create streams
+//! only for editors, the token endpoint's answers to bad input, `up`'s
+//! first-start bootstrap read by the CLI, and no token in any log line.
 
 mod bootstrap;
 mod matrix;
+mod registry;
 mod scoped;
 
 use imagestreams::cli::ServiceName;
@@ -15,9 +17,11 @@ use imagestreams_common::{
         Role,
         store::{RoleBindingConfig, TokenConfig},
     },
-    config::Config,
+    config::{Config, Secret},
 };
-use imagestreams_integration::{NatsServer, TestApp};
+use imagestreams_integration::{
+    NatsServer, Registry, RegistryOptions, TestApp, TokenAuth, TokenKeys,
+};
 use imagestreams_proto::v1::{
     self as proto, auth_client::AuthClient, image_streams_client::ImageStreamsClient,
     secrets_client::SecretsClient, triggers_client::TriggersClient,
@@ -34,13 +38,15 @@ pub const ROOT: (&str, &str, &[&str]) = ("root", "t-root-0123456789", &[]);
 pub const EDITOR: (&str, &str, &[&str]) = ("editor", "t-editor-0123456789", &[]);
 /// Views ns1, through its group.
 pub const VIEWER: (&str, &str, &[&str]) = ("viewer", "t-viewer-0123456789", &["viewers"]);
+/// Edits ns2.
+pub const EDITOR2: (&str, &str, &[&str]) = ("editor2", "t-editor2-0123456789", &[]);
 /// A token nobody holds.
 pub const UNKNOWN_TOKEN: &str = "t-unknown-0123456789";
 
 /// Auth on, with [`ROOT`], [`EDITOR`] and [`VIEWER`] and their bindings.
 pub fn with_auth(config: &mut Config) {
     config.auth.enabled = true;
-    for (name, token, groups) in [ROOT, EDITOR, VIEWER] {
+    for (name, token, groups) in [ROOT, EDITOR, VIEWER, EDITOR2] {
         config.auth.tokens.push(TokenConfig {
             name: name.into(),
             token_sha256: Token::new(token).hash().as_str().to_owned(),
@@ -59,20 +65,62 @@ pub fn with_auth(config: &mut Config) {
         bind(None, Role::ClusterAdmin, Some("root"), None),
         bind(Some("ns1"), Role::Edit, Some("editor"), None),
         bind(Some("ns1"), Role::View, None, Some("viewers")),
+        bind(Some("ns2"), Role::Edit, Some("editor2"), None),
     ];
 }
 
-/// Every service behind the API (the registry-watcher is not), auth on.
-pub async fn spawn(nats: &NatsServer) -> TestApp {
-    let services = [
+/// The bearer token the registry sends with its notifications.
+const NOTIFY_TOKEN: &str = "t-notify-0123456789";
+
+/// Every service behind the API, auth and the registry token service on
+/// (plus the registry-watcher when `watcher`); the keys the gateway loaded.
+async fn start(nats: &NatsServer, watcher: bool) -> (TestApp, TokenKeys) {
+    let mut services = vec![
         ServiceName::StreamStore,
         ServiceName::TagSyncer,
         ServiceName::Trigger,
         ServiceName::Gateway,
     ];
-    TestApp::spawn_with(nats, &services, with_auth)
-        .await
-        .expect("starting the services")
+    if watcher {
+        services.push(ServiceName::RegistryWatcher);
+    }
+    let keys = TokenKeys::generate().expect("registry token keys");
+    let app = TestApp::spawn_with(nats, &services, |config| {
+        with_auth(config);
+        keys.configure(&mut config.auth.registry);
+        config.registry_watcher.token = Some(Secret::new(NOTIFY_TOKEN));
+    })
+    .await
+    .expect("starting the services");
+    (app, keys)
+}
+
+/// Every service behind the API (the registry-watcher is not), auth and the
+/// registry token service on.
+pub async fn spawn(nats: &NatsServer) -> TestApp {
+    start(nats, false).await.0
+}
+
+/// [`spawn`], plus a real docker-registry that sends its clients to the
+/// gateway's `/token`; with `watcher`, the registry-watcher too, which the
+/// registry notifies of pushes.
+pub async fn spawn_with_registry(nats: &NatsServer, watcher: bool) -> (TestApp, Registry) {
+    let (app, keys) = start(nats, watcher).await;
+    let token_auth: TokenAuth = keys.registry_auth(&app.config.auth.registry, &app.http_url());
+    let mut options = RegistryOptions {
+        token_auth: Some(token_auth),
+        ignored_actions: vec!["pull".to_owned()],
+        ..RegistryOptions::default()
+    };
+    if watcher {
+        options.notify_url = Some(format!(
+            "http://{}/notifications",
+            app.addr("notifications")
+        ));
+        options.notify_token = Some(NOTIFY_TOKEN.to_owned());
+    }
+    let registry = Registry::start(options).await.expect("docker-registry");
+    (app, registry)
 }
 
 /// Adds `Authorization: Bearer <token>` to every call (none for `None`).

@@ -1,15 +1,19 @@
-//! Identities × namespaces × operations, over gRPC and REST: every cell's
-//! code is checked, and the matrix is printed.
+//! Identities × namespaces × operations, over gRPC, REST and a real
+//! docker-registry taking our tokens (push and pull with skopeo): every
+//! cell's code is checked, and the matrix is printed.
 
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use imagestreams_common::auth::{Role, Verb};
-use imagestreams_integration::{NatsServer, TestApp};
+use imagestreams_gateway::registry_token::grant::Action;
+use imagestreams_integration::{NatsServer, OciImage, Registry, TestApp, pull};
 use imagestreams_proto::v1 as proto;
 use tonic::Code;
 
-use crate::{Clients, EDITOR, ROOT, UNKNOWN_TOKEN, VIEWER, clients, spawn, stream};
+use crate::{
+    Clients, EDITOR, EDITOR2, ROOT, UNKNOWN_TOKEN, VIEWER, clients, spawn_with_registry, stream,
+};
 
 /// What a cell must show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +42,57 @@ impl Who {
         match (self.role)(namespace) {
             Some(role) if role.allows(verb) => Expect::Allowed,
             _ => Expect::Denied,
+        }
+    }
+
+    /// Through the registry, an anonymous caller gets a token granting
+    /// nothing, so the registry denies; a token nobody holds is refused by
+    /// the token endpoint (401).
+    fn expect_registry(&self, namespace: &str, action: Action) -> Expect {
+        match self.expect(namespace, action.verb()) {
+            Expect::Unauthenticated if self.token.is_none() => Expect::Denied,
+            other => other,
+        }
+    }
+}
+
+/// The registry operations: push a new image to `<ns>/by-<who>:1`, pull `<ns>/seed:1`.
+const REGISTRY_OPERATIONS: [(&str, Action); 2] = [("push", Action::Push), ("pull", Action::Pull)];
+
+/// Runs one registry operation with skopeo as `who` in `namespace`.
+async fn registry_op(
+    registry: &Registry,
+    image: &OciImage,
+    who: &Who,
+    action: Action,
+    namespace: &str,
+) -> anyhow::Result<String> {
+    let creds = who.token.as_deref().map(|token| (who.label, token));
+    match action {
+        Action::Push => {
+            let dest = registry.image_ref(&format!("{namespace}/by-{}:1", who.label));
+            image.push(&dest, creds).await
+        }
+        _ => pull(&registry.image_ref(&format!("{namespace}/seed:1")), creds).await,
+    }
+}
+
+/// A skopeo outcome as a cell: the token endpoint's 401 shows as
+/// "invalid username/password", the registry's refusal as denied or
+/// unauthorized.
+fn classify_registry(result: anyhow::Result<String>) -> (Expect, String) {
+    match result {
+        Ok(_) => (Expect::Allowed, "OK".into()),
+        Err(e) if format!("{e:#}").contains("invalid username/password") => {
+            (Expect::Unauthenticated, "401".into())
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            if message.contains("denied") || message.contains("unauthorized") {
+                (Expect::Denied, "DENIED".into())
+            } else {
+                (Expect::Allowed, format!("error: {message}"))
+            }
         }
     }
 }
@@ -226,7 +281,20 @@ async fn rest(app: &TestApp, token: Option<&str>, op: &str, namespace: &str, me:
 #[tokio::test]
 async fn every_cell_of_the_matrix_holds() {
     let nats = NatsServer::start().await.expect("nats-server");
-    let app = spawn(&nats).await;
+    let (app, registry) = spawn_with_registry(&nats, false).await;
+    let image = imagestreams_integration::ImageBuilder::new()
+        .build()
+        .await
+        .expect("an image");
+    for ns in ["ns1", "ns2"] {
+        image
+            .push(
+                &registry.image_ref(&format!("{ns}/seed:1")),
+                Some(("root", ROOT.1)),
+            )
+            .await
+            .expect("root pushes the seed image");
+    }
     let mut root = clients(&app, Some(ROOT.1)).await;
     for ns in ["ns1", "ns2"] {
         root.streams
@@ -295,6 +363,11 @@ async fn every_cell_of_the_matrix_holds() {
             role: |ns| (ns == "ns1").then_some(Role::View),
         },
         Who {
+            label: "ns2-editor",
+            token: Some(EDITOR2.1.into()),
+            role: |ns| (ns == "ns2").then_some(Role::Edit),
+        },
+        Who {
             label: "ns2-admin",
             token: Some(sa.token.clone()),
             role: |ns| (ns == "ns2").then_some(Role::Admin),
@@ -345,6 +418,23 @@ async fn every_cell_of_the_matrix_holds() {
                 if got != want {
                     wrong.push(format!(
                         "rest {} {namespace} {op}: want {want:?}, got {code}",
+                        who.label
+                    ));
+                }
+                row.push_str(&format!(" {op}={code}"));
+            }
+            table.push(row);
+            if namespace == "*" {
+                continue;
+            }
+            let mut row = format!("{:<14} {:<4} reg  |", who.label, namespace);
+            for (op, action) in REGISTRY_OPERATIONS {
+                let result = registry_op(&registry, &image, who, action, namespace).await;
+                let (got, code) = classify_registry(result);
+                let want = who.expect_registry(namespace, action);
+                if got != want {
+                    wrong.push(format!(
+                        "registry {} {namespace} {op}: want {want:?}, got {code}",
                         who.label
                     ));
                 }

@@ -300,6 +300,8 @@ pub struct AuthConfig {
     pub tokens: Vec<crate::auth::store::TokenConfig>,
     /// Roles granted to users and groups (`[[auth.role_bindings]]`).
     pub role_bindings: Vec<crate::auth::store::RoleBindingConfig>,
+    /// The integrated registry's token service (`[auth.registry]`).
+    pub registry: RegistryTokenConfig,
 }
 
 impl Default for AuthConfig {
@@ -308,6 +310,59 @@ impl Default for AuthConfig {
             enabled: true,
             tokens: Vec::new(),
             role_bindings: Vec::new(),
+            registry: RegistryTokenConfig::default(),
+        }
+    }
+}
+
+/// Default `iss` of registry tokens (the registry's `auth.token.issuer`).
+pub const DEFAULT_REGISTRY_TOKEN_ISSUER: &str = "imagestreams";
+/// Default service the token service issues for (the registry's
+/// `auth.token.service`).
+pub const DEFAULT_REGISTRY_TOKEN_SERVICE: &str = "imagestreams-registry";
+/// Default directory of the token service's key and certificates, where
+/// `imagestreams registry-keys generate` writes them.
+pub const DEFAULT_REGISTRY_KEYS_DIR: &str = ".imagestreams/registry";
+/// Default lifetime of a registry token, in seconds (Docker's token spec:
+/// clients assume 60 when less is given).
+pub const DEFAULT_REGISTRY_TOKEN_TTL_SECS: u64 = 300;
+
+/// The registry token service on the gateway's HTTP port (`GET /token`,
+/// Docker's token authentication spec): ES256 JWTs for the integrated
+/// registry, signed with `key_file`, whose certificate chain (`cert_file`)
+/// goes in each token's `x5c` header. Only paths are configured; the key is
+/// read at start and never logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryTokenConfig {
+    /// Serve `GET /token` and `GET /token/jwks.json`.
+    pub enabled: bool,
+    /// The tokens' `iss`: the registry's `auth.token.issuer`.
+    pub issuer: String,
+    /// The only `service` answered, and the tokens' `aud`: the registry's
+    /// `auth.token.service`.
+    pub service: String,
+    /// The signing key: PEM, PKCS#8, EC P-256.
+    pub key_file: PathBuf,
+    /// The signing key's certificate, then its issuers: PEM.
+    pub cert_file: PathBuf,
+    /// Lifetime of a token, in seconds (at least 60).
+    pub token_ttl_secs: u64,
+    /// Namespaces anyone may pull from, anonymous callers included.
+    pub public_namespaces: Vec<String>,
+}
+
+impl Default for RegistryTokenConfig {
+    fn default() -> Self {
+        let dir = Path::new(DEFAULT_REGISTRY_KEYS_DIR);
+        RegistryTokenConfig {
+            enabled: false,
+            issuer: DEFAULT_REGISTRY_TOKEN_ISSUER.to_owned(),
+            service: DEFAULT_REGISTRY_TOKEN_SERVICE.to_owned(),
+            key_file: dir.join("token.key"),
+            cert_file: dir.join("token.crt"),
+            token_ttl_secs: DEFAULT_REGISTRY_TOKEN_TTL_SECS,
+            public_namespaces: Vec::new(),
         }
     }
 }
@@ -774,6 +829,36 @@ mod tests {
         let d = Config::default();
         assert_eq!(d.tag_syncer.schedule_interval().as_secs(), 900);
         assert!(d.registries.is_empty());
+    }
+
+    #[test]
+    fn registry_token_settings_layer() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                DEFAULT_CONFIG_FILE,
+                "[auth.registry]\nenabled = true\nissuer = \"is\"\npublic_namespaces = [\"library\"]\n",
+            )?;
+            jail.set_env("IMAGESTREAMS_AUTH__REGISTRY__TOKEN_TTL_SECS", "120");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let r = &c.auth.registry;
+            assert!(r.enabled);
+            assert_eq!(r.issuer, "is");
+            assert_eq!(r.service, DEFAULT_REGISTRY_TOKEN_SERVICE);
+            assert_eq!(r.token_ttl_secs, 120);
+            assert_eq!(r.public_namespaces, ["library"]);
+            assert_eq!(
+                r.key_file,
+                Path::new(DEFAULT_REGISTRY_KEYS_DIR).join("token.key")
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file(DEFAULT_CONFIG_FILE, "[auth.registry]\nkey = \"x\"\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("key"), "{err}");
+            Ok(())
+        });
+        assert!(!Config::default().auth.registry.enabled);
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //!   does, so that newer clients keep working.
 //! - Auth: every API call is authenticated by [`auth::AuthLayer`] and
 //!   authorized by its handler (see `imagestreams_common::auth`).
+//! - Registry tokens: with `auth.registry.enabled`, the HTTP port also
+//!   serves the integrated registry's token service ([`registry_token`]).
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -28,6 +30,7 @@ mod grpc;
 mod images;
 mod metrics;
 mod query;
+pub mod registry_token;
 mod rest;
 mod streams;
 pub mod triggers;
@@ -54,7 +57,7 @@ use tonic::transport::{Server, server::TcpIncoming};
 
 pub use watch::lagged_total;
 
-use crate::{grpc::Grpc, streams::Streams};
+use crate::{grpc::Grpc, registry_token::TokenService, streams::Streams};
 
 /// The service's name, as `serve <name>` spells it.
 pub const NAME: &str = "gateway";
@@ -123,6 +126,9 @@ pub enum GatewayError {
     /// The identity store could not be opened.
     #[error("cannot start authentication")]
     Auth(#[source] AuthStoreError),
+    /// The registry token service's key or certificates could not be loaded.
+    #[error("cannot start the registry token service (auth.registry)")]
+    RegistryToken(#[source] registry_token::issuer::IssuerError),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
@@ -137,6 +143,7 @@ pub struct GatewayService {
     imports: ImportClient,
     secrets: SecretsApi,
     identities: Arc<IdentityStore>,
+    registry_tokens: Option<Arc<TokenService>>,
     grpc_metrics: metrics::GrpcMetrics,
 }
 
@@ -176,6 +183,23 @@ impl GatewayService {
                  may read, change and delete everything, secrets included"
             );
         }
+        let identities = Arc::new(identities);
+        let registry = &config.auth.registry;
+        let registry_tokens = match registry.enabled {
+            true => {
+                let service = TokenService::load(registry, identities.clone())
+                    .map_err(GatewayError::RegistryToken)?;
+                tracing::info!(
+                    service = %registry.service,
+                    issuer = %registry.issuer,
+                    kid = %service.kid(),
+                    "registry token service on GET {}",
+                    registry_token::TOKEN_PATH
+                );
+                Some(Arc::new(service))
+            }
+            false => None,
+        };
         Ok(GatewayService {
             listener,
             addr,
@@ -183,7 +207,8 @@ impl GatewayService {
             triggers: triggers::TriggersApi::new(&deps),
             imports: ImportClient::new(deps.nats.clone()),
             secrets: SecretsApi::new(deps.nats.clone()),
-            identities: Arc::new(identities),
+            identities,
+            registry_tokens,
             grpc_metrics: metrics::GrpcMetrics::new(&deps.metrics.service(NAME)),
         })
     }
@@ -262,7 +287,13 @@ impl Service for GatewayService {
     }
 
     fn routes(&self) -> Router {
-        rest::router(self.streams.clone()).layer(auth::AuthLayer::new(self.identities.clone()))
+        let rest =
+            rest::router(self.streams.clone()).layer(auth::AuthLayer::new(self.identities.clone()));
+        match &self.registry_tokens {
+            // its own authentication: Basic, and anonymous callers get a token
+            Some(tokens) => rest.merge(registry_token::router(tokens.clone())),
+            None => rest,
+        }
     }
 
     fn listen_addrs(&self) -> Vec<(&'static str, SocketAddr)> {

@@ -18,6 +18,7 @@
 //!   with [`format_timestamp`].
 
 mod document;
+mod repository;
 mod types;
 mod validate;
 mod wire;
@@ -26,6 +27,7 @@ mod wire;
 mod testdata;
 
 pub use document::{DocumentFormat, MAX_DOCUMENT_BYTES, ModelError, detect_format};
+pub use repository::{RepositoryError, StreamName, stream_of_repository};
 pub use types::{
     ImageLookupPolicy, ImageStream, ImageStreamSpec, ImageStreamStatus, NamedTagEventList,
     ObjectMeta, ObjectReference, TagEvent, TagEventCondition, TagImportPolicy, TagReference,
