@@ -30,6 +30,7 @@ pub struct ImageBuilder {
     env: Vec<(String, String)>,
     entrypoint: Option<Vec<String>>,
     files: Vec<(String, Vec<u8>)>,
+    platform: Option<(String, String)>,
 }
 
 impl ImageBuilder {
@@ -57,6 +58,12 @@ impl ImageBuilder {
         S: Into<String>,
     {
         self.entrypoint = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the config's `os` and `architecture` (umoci's default is the build machine's).
+    pub fn platform(mut self, os: impl Into<String>, architecture: impl Into<String>) -> Self {
+        self.platform = Some((os.into(), architecture.into()));
         self
     }
 
@@ -107,9 +114,17 @@ impl ImageBuilder {
             .arg(&bundle))
         .await?;
 
-        if !self.labels.is_empty() || !self.env.is_empty() || self.entrypoint.is_some() {
+        if !self.labels.is_empty()
+            || !self.env.is_empty()
+            || self.entrypoint.is_some()
+            || self.platform.is_some()
+        {
             let mut cmd = Command::new(&umoci);
             cmd.args(["config", "--image", &image]);
+            if let Some((os, architecture)) = &self.platform {
+                cmd.arg(format!("--os={os}"))
+                    .arg(format!("--architecture={architecture}"));
+            }
             for (k, v) in &self.labels {
                 cmd.arg(format!("--config.label={k}={v}"));
             }
@@ -244,6 +259,22 @@ pub async fn push_unique_image(registry: &Registry, repo_tag: &str) -> anyhow::R
     image
         .push(&registry.image_ref(repo_tag), registry.credentials())
         .await
+}
+
+/// `skopeo inspect [FLAGS] docker://<reference>` over plain HTTP: the image as skopeo reports it, its config
+/// blob with `--config`, its manifest with `--raw`.
+pub async fn inspect(reference: &str, flags: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let mut cmd = Command::new(binaries::skopeo());
+    cmd.args(["inspect", "--tls-verify=false", "--no-creds"])
+        .args(flags)
+        .arg(format!("docker://{reference}"));
+    let output = cmd.output().await.context("running skopeo inspect")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "skopeo inspect {reference} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).context("skopeo inspect printed no JSON")
 }
 
 /// Runs `cmd` to completion, failing with its stderr when it exits non-zero.

@@ -4,7 +4,10 @@
 use std::{fmt::Write as _, io::Write};
 
 use chrono::Utc;
-use imagestreams_common::image::{human_size, view::Image};
+use imagestreams_common::image::{
+    human_size,
+    view::{Image, ImageStreamImage, ImageStreamTag},
+};
 use serde::Serialize;
 
 use super::{
@@ -95,12 +98,14 @@ pub async fn get(
     for name in &names {
         let (stream, rest) = kind.split(name)?;
         objects.push(match kind {
-            Kind::Image => Object::Image(client.get_image(&namespace, stream, rest).await?),
-            Kind::Tag => Object::Tag(
+            Kind::Image => {
+                Object::Image(Box::new(client.get_image(&namespace, stream, rest).await?))
+            }
+            Kind::Tag => Object::Tag(Box::new(
                 client
                     .get_image_stream_tag(&namespace, stream, rest)
                     .await?,
-            ),
+            )),
         });
     }
     let text = match args.output {
@@ -116,8 +121,8 @@ pub async fn get(
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 enum Object {
-    Image(imagestreams_common::image::view::ImageStreamImage),
-    Tag(imagestreams_common::image::view::ImageStreamTag),
+    Image(Box<ImageStreamImage>),
+    Tag(Box<ImageStreamTag>),
 }
 
 impl Object {
