@@ -247,12 +247,13 @@ pub struct RegistryWatcherConfig {
     /// summary `ImagePushed` carries (once per digest).
     pub read_metadata: bool,
     /// How long a notification waits for a new image's metadata before `ImagePushed` goes without its
-    /// summary (the record is made on a later push or read).
+    /// summary (the record is made on a later push or import). Keep it well below the registry endpoint's
+    /// `timeout`, or a slow read makes the registry resend.
     pub metadata_timeout_ms: u64,
 }
 
 /// Default of [`RegistryWatcherConfig::metadata_timeout_ms`].
-pub const DEFAULT_METADATA_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_METADATA_TIMEOUT_MS: u64 = 500;
 
 impl Default for RegistryWatcherConfig {
     fn default() -> Self {
