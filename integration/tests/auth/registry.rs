@@ -1,7 +1,7 @@
 //! The registry token service over HTTP and through a real docker-registry:
 //! what `/token` answers to good and bad requests (tokens checked against
 //! the served JWKS), and skopeo pushes that the registry refuses without
-//! `edit` and lets through with it, the pusher named in `ImagePushed`.
+//! `edit` and lets through with it, the pusher named on the stream and in `ImagePushed`.
 
 use std::time::Duration;
 
@@ -221,6 +221,17 @@ async fn the_registry_refuses_a_push_without_edit_and_records_the_pusher_with_it
     )
     .await
     .expect("the push creates ns1/pushed");
+    let annotations = &stream.metadata.as_ref().expect("metadata").annotations;
+    for key in [
+        "imagestreams.io/created-by",
+        "imagestreams.io/last-pushed-by",
+    ] {
+        assert_eq!(
+            annotations.get(key).map(String::as_str),
+            Some(EDITOR.0),
+            "the stream records its pusher in {key}"
+        );
+    }
     let tag = stream
         .status
         .expect("status")

@@ -13,6 +13,10 @@
 //!   the event is refused: logged, counted (`outcome="refused"`) and acked.
 //!   Pushes to an existing stream are recorded whoever pushed, since the
 //!   registry already let them through.
+//! - **Who pushed.** A notification's pusher (`actor.name`) is recorded on
+//!   the stream: [`ANNOTATION_CREATED_BY`] when the push created it, and
+//!   [`ANNOTATION_LAST_PUSHED_BY`] on every push (also on the `ImagePushed`
+//!   event itself, `actor`).
 //! - **Idempotent.** The event id is remembered in the record, in the same
 //!   compare-and-swap write as its effect, and a remembered id is a no-op.
 //!   Every applied event is remembered, no-ops included, so that a late
@@ -172,6 +176,21 @@ impl Applied {
 /// How many streams' records the applier keeps in memory.
 const CACHED_RECORDS: usize = 512;
 
+/// Annotation of a stream created by a push: who pushed.
+pub const ANNOTATION_CREATED_BY: &str = "imagestreams.io/created-by";
+
+/// Annotation of a stream fed by pushes: who pushed last.
+pub const ANNOTATION_LAST_PUSHED_BY: &str = "imagestreams.io/last-pushed-by";
+
+/// Records `actor` as the stream's last pusher, and as its creator when the push creates it.
+fn record_pusher(stream: &mut ImageStream, actor: &str, creates: bool) {
+    let annotations = &mut stream.metadata.annotations;
+    if creates {
+        annotations.insert(ANNOTATION_CREATED_BY.to_owned(), actor.to_owned());
+    }
+    annotations.insert(ANNOTATION_LAST_PUSHED_BY.to_owned(), actor.to_owned());
+}
+
 /// Applies `ImagePushed` events to the bucket.
 ///
 /// It keeps the records it wrote last, by key, and starts the next
@@ -330,6 +349,9 @@ impl Applier {
                             return Ok(Plan::Skip);
                         }
                     };
+                    if from_registry && !event.actor.is_empty() {
+                        record_pusher(&mut stream, &event.actor, before.is_none());
+                    }
                     let tag_event = TagEvent {
                         generation: Some(stream.metadata.generation),
                         ..template.clone()
