@@ -4,7 +4,8 @@
 //! [`Inspector::inspect`] answers from the catalog when the digest is known; otherwise it reads the manifest
 //! (or takes what a push notification already says of it, [`Announced`]), then the image config blob, through
 //! the [`RegistryClient`] with its auth and limits. One read per digest at a time in a process: concurrent
-//! asks for the same digest wait for the first. A manifest or config that is malformed, too large or does
+//! asks for the same digest wait for the first. The last [`DEFAULT_CACHED_RECORDS`] records are kept in
+//! memory too: records never change, so a known digest costs no round trip. A manifest or config that is malformed, too large or does
 //! not match its digest is recorded with the error (it will never read better: a digest names one content);
 //! a passing failure (timeout, 5xx, unreachable, not found yet) records nothing, and the next ask tries again.
 
@@ -22,6 +23,9 @@ use serde::Deserialize;
 use crate::manifest::MEDIA_TYPE_OCI_INDEX;
 use crate::manifest::{MEDIA_TYPE_DOCKER_SCHEMA2, MEDIA_TYPE_OCI_MANIFEST, Manifest};
 use crate::{RegistryClient, RegistryError, Repository};
+
+/// Records kept in memory in front of the catalog (records never change, so a cached one is never stale).
+pub const DEFAULT_CACHED_RECORDS: usize = 4096;
 
 /// The largest image config read (a config with a long history runs to tens of KiB).
 pub const DEFAULT_MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
@@ -75,7 +79,35 @@ pub struct Inspector {
     catalog: ImageCatalog,
     max_config_bytes: u64,
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    recent: Mutex<Recent>,
     reads: Family<OutcomeLabels, Counter>,
+}
+
+/// The last records seen, at most `capacity`, the oldest evicted first.
+#[derive(Default)]
+struct Recent {
+    capacity: usize,
+    records: HashMap<String, ImageRecord>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Recent {
+    fn get(&self, digest: &str) -> Option<ImageRecord> {
+        self.records.get(digest).cloned()
+    }
+
+    fn insert(&mut self, record: &ImageRecord) {
+        if self.capacity == 0 || self.records.contains_key(&record.digest) {
+            return;
+        }
+        if self.order.len() >= self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.records.remove(&oldest);
+        }
+        self.order.push_back(record.digest.clone());
+        self.records.insert(record.digest.clone(), record.clone());
+    }
 }
 
 impl std::fmt::Debug for Inspector {
@@ -95,6 +127,10 @@ impl Inspector {
             catalog,
             max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
             in_flight: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Recent {
+                capacity: DEFAULT_CACHED_RECORDS,
+                ..Recent::default()
+            }),
             reads: Family::default(),
         }
     }
@@ -121,15 +157,26 @@ impl Inspector {
         digest: &str,
         announced: Option<Announced<'_>>,
     ) -> Result<ImageRecord, InspectError> {
-        if let Some(record) = self.catalog.get(digest).await? {
+        if let Some(record) = self.recent().get(digest) {
             return Ok(record);
         }
-        let lock = self.lock(digest);
-        let guard = lock.lock().await;
-        let result = self.read_and_record(repo, digest, announced).await;
-        drop(guard);
-        self.unlock(digest, &lock);
-        result
+        let record = match self.catalog.get(digest).await? {
+            Some(record) => record,
+            None => {
+                let lock = self.lock(digest);
+                let guard = lock.lock().await;
+                let result = self.read_and_record(repo, digest, announced).await;
+                drop(guard);
+                self.unlock(digest, &lock);
+                result?
+            }
+        };
+        self.recent().insert(&record);
+        Ok(record)
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn read_and_record(
@@ -496,6 +543,24 @@ mod tests {
             (config.user.as_str(), config.working_dir.as_str()),
             ("1001", "/srv")
         );
+    }
+
+    #[test]
+    fn the_memory_keeps_the_newest_records() {
+        let mut recent = Recent {
+            capacity: 2,
+            ..Recent::default()
+        };
+        let record = |d: &str| ImageRecord {
+            digest: d.into(),
+            ..ImageRecord::default()
+        };
+        for d in ["a", "b", "a", "c"] {
+            recent.insert(&record(d));
+        }
+        assert!(recent.get("a").is_none(), "the oldest went first");
+        assert_eq!(recent.get("b").map(|r| r.digest), Some("b".into()));
+        assert_eq!(recent.get("c").map(|r| r.digest), Some("c".into()));
     }
 
     #[test]

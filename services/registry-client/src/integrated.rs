@@ -52,7 +52,12 @@ impl IntegratedRegistry {
             }
             None => is_loopback(&host),
         };
-        let client = RegistryClient::new(crate::limits(config), RegistryRules::new(rules)?)
+        // Our own registry: the per-registry rate limit meant for external ones does not apply.
+        let limits = crate::Limits {
+            requests_per_second: 0.0,
+            ..crate::limits(config)
+        };
+        let client = RegistryClient::new(limits, RegistryRules::new(rules)?)
             .context("building the integrated registry's client")?;
         let keyring = match &settings.docker_config {
             Some(path) => Keyring::from_docker_config_file(path)?,

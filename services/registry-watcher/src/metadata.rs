@@ -1,8 +1,9 @@
 //! The summary each `ImagePushed` carries: the pushed image's record, read from the integrated registry once
 //! per digest (the notification's `references` stand for the manifest when the registry sends them), within a
-//! time budget so that a slow registry delays a notification's answer by at most that much.
+//! time budget so that a slow registry delays a notification's answer by at most that much. A read that
+//! outlasts the budget goes on in the background and still records the image.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use imagestreams_common::image::ImageCatalog;
 use imagestreams_common::metrics::ServiceMetrics;
@@ -16,7 +17,7 @@ use crate::notification::ImagePush;
 #[derive(Debug)]
 pub struct Metadata {
     registry: IntegratedRegistry,
-    inspector: Inspector,
+    inspector: Arc<Inspector>,
     timeout: Duration,
 }
 
@@ -24,7 +25,7 @@ impl Metadata {
     /// Reads `registry` into `catalog`, waiting at most `timeout` per push.
     pub fn new(registry: IntegratedRegistry, catalog: ImageCatalog, timeout: Duration) -> Self {
         Metadata {
-            inspector: Inspector::new(registry.client().clone(), catalog),
+            inspector: Arc::new(Inspector::new(registry.client().clone(), catalog)),
             registry,
             timeout,
         }
@@ -54,20 +55,30 @@ impl Metadata {
                 size: u64::try_from(d.size).unwrap_or(0),
             })
             .collect();
-        let announced = Announced {
-            media_type: &push.media_type,
-            size: u64::try_from(push.size).unwrap_or(0),
-            references: &references,
-        };
-        let inspect = self.inspector.inspect(&repo, &push.digest, Some(announced));
-        match tokio::time::timeout(self.timeout, inspect).await {
-            Ok(Ok(record)) => Some(record.summary().into()),
-            Ok(Err(e)) => {
+        let inspector = self.inspector.clone();
+        let (digest, media_type) = (push.digest.clone(), push.media_type.clone());
+        let size = u64::try_from(push.size).unwrap_or(0);
+        // spawned: a read that outlasts the budget is not lost with the answer
+        let read = tokio::spawn(async move {
+            let announced = Announced {
+                media_type: &media_type,
+                size,
+                references: &references,
+            };
+            inspector.inspect(&repo, &digest, Some(announced)).await
+        });
+        match tokio::time::timeout(self.timeout, read).await {
+            Ok(Ok(Ok(record))) => Some(record.summary().into()),
+            Ok(Ok(Err(e))) => {
                 tracing::warn!(digest = %push.digest, error = %e, "ImagePushed goes without the image's metadata");
                 None
             }
+            Ok(Err(panicked)) => {
+                tracing::error!(digest = %push.digest, error = %panicked, "reading the image's metadata failed");
+                None
+            }
             Err(_) => {
-                tracing::warn!(digest = %push.digest, timeout = ?self.timeout, "reading the image's metadata took too long; ImagePushed goes without it");
+                tracing::warn!(digest = %push.digest, timeout = ?self.timeout, "reading the image's metadata takes too long; ImagePushed goes without it, the read goes on");
                 None
             }
         }
