@@ -236,6 +236,58 @@ async fn changes(
     Ok((moved, stored))
 }
 
+/// How many times each `Nats-Msg-Id` is stored in the JetStream stream `name`.
+pub async fn stored_message_ids(
+    js: &jetstream::Context,
+    name: &str,
+) -> anyhow::Result<HashMap<String, usize>> {
+    let stream = js.get_stream(name).await?;
+    let stored = stream.get_info().await?.state.messages;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?.take(stored as usize);
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await?
+        .transpose()?
+    {
+        let id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        *ids.entry(id).or_default() += 1;
+    }
+    Ok(ids)
+}
+
+/// Per (stream, tag) of `pushes`' namespaces, every image a stored `TagsChanged` made current, in
+/// revision order, each once: what a trigger on that tag may fire for.
+pub async fn current_images(
+    js: &jetstream::Context,
+    pushes: &[Push],
+) -> anyhow::Result<BTreeMap<(String, String), Vec<String>>> {
+    let (moved, _) = changes(js, pushes).await?;
+    Ok(moved
+        .into_iter()
+        .map(|(key, mut changes)| {
+            changes.sort();
+            let mut images: Vec<String> = Vec::with_capacity(changes.len());
+            for (_, image) in changes {
+                if !images.contains(&image) {
+                    images.push(image);
+                }
+            }
+            (key, images)
+        })
+        .collect())
+}
+
 /// Waits until every tag holds at least as many entries as were pushed to
 /// it, at most `timeout`; then audits histories and `TagsChanged`.
 pub async fn audit(

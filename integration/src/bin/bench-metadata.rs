@@ -218,9 +218,7 @@ fn blob_gets(log: &str) -> Vec<u64> {
         .filter_map(|l| {
             let value = l.split("http.response.duration=").nth(1)?;
             let value = value.trim_start_matches('"');
-            let end = value
-                .find(['"', ' '])
-                .unwrap_or(value.len());
+            let end = value.find(['"', ' ']).unwrap_or(value.len());
             let value = &value[..end];
             let (number, scale) = if let Some(v) = value.strip_suffix("µs") {
                 (v, 1e3)

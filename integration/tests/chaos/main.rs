@@ -1,12 +1,17 @@
 //! Chaos under load (issue 9): registry notifications driven at two
-//! `imagestreams serve registry-watcher` processes, applied by two `serve
-//! stream-store` processes, on a three-node NATS cluster (3 replicas), while
-//! a service process is killed with SIGKILL at random every 150–400 ms (and
-//! started again 100–300 ms later), and one NATS node is restarted midway.
+//! `imagestreams serve registry-watcher` processes, plus a share of real
+//! skopeo pushes to a real docker-registry that notifies them, applied by two
+//! `serve stream-store` processes, with a build trigger on one tag of every
+//! stream fired by two `serve trigger` processes, on a three-node NATS
+//! cluster (3 replicas), while a service process is killed with SIGKILL at
+//! random every 150–400 ms (and started again 100–300 ms later), and one NATS
+//! node is restarted midway.
 //!
 //! At the end every pushed digest must be in its tag's history exactly once
-//! and in push order, and `TagsChanged` must hold each effective change once.
-//! The test prints `lost 0, duplicated 0`.
+//! and in push order, `TagsChanged` must hold each effective change once, and
+//! each trigger must have fired exactly once per image its tag moved to (and
+//! stored one `BuildRequested` per firing). The test prints `lost 0,
+//! duplicated 0`.
 //!
 //! The CI variant pushes 1,000 images; `IMAGESTREAMS_CHAOS_PUSHES=10000`
 //! runs the full one (bounded by 10 minutes either way).
@@ -22,9 +27,14 @@ use std::{
 };
 
 use futures::{StreamExt as _, stream};
+use imagestreams_common::{
+    subjects,
+    triggers::{NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerReader, TriggerSpec},
+};
 use imagestreams_integration::{
-    NatsCluster, TestDir, binaries, free_port,
+    ImageBuilder, NatsCluster, Registry, RegistryOptions, TestDir, binaries, free_port,
     load::{self, Push},
+    wait_for,
 };
 use tokio::sync::Mutex;
 
@@ -40,6 +50,14 @@ const BOUND: Duration = Duration::from_secs(600);
 const RETRY_FOR: Duration = Duration::from_secs(60);
 /// How long everything may take to land after the last notification.
 const SETTLE: Duration = Duration::from_secs(120);
+/// Streams of the driven load; each has a trigger on its tag [`TRIGGERED_TAG`].
+const STREAMS: usize = 16;
+/// The tag the triggers follow.
+const TRIGGERED_TAG: &str = "t0";
+/// One push in this many is a real skopeo push (at least [`MIN_REAL_PUSHES`]).
+const REAL_PUSH_SHARE: usize = 100;
+/// The fewest real pushes.
+const MIN_REAL_PUSHES: usize = 8;
 
 /// One `imagestreams serve <service>` process, killed and started again.
 struct Replica {
@@ -50,7 +68,13 @@ struct Replica {
 }
 
 impl Replica {
-    fn new(service: &'static str, nats: &str, dir: &TestDir, n: usize) -> anyhow::Result<Self> {
+    fn new(
+        service: &'static str,
+        nats: &str,
+        registry: &str,
+        dir: &TestDir,
+        n: usize,
+    ) -> anyhow::Result<Self> {
         let mut env = vec![
             ("IMAGESTREAMS_NATS__URL".to_owned(), nats.to_owned()),
             (
@@ -61,11 +85,19 @@ impl Replica {
             ("RUST_LOG".to_owned(), "warn".to_owned()),
             // about delivery, not who may push: the load's pusher is no identity
             ("IMAGESTREAMS_AUTH__ENABLED".to_owned(), "false".to_owned()),
+            (
+                "IMAGESTREAMS_INTEGRATED_REGISTRY__HOST".to_owned(),
+                registry.to_owned(),
+            ),
         ];
         let port = free_port()?;
         env.push(match service {
             "registry-watcher" => (
                 "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN".to_owned(),
+                format!("127.0.0.1:{port}"),
+            ),
+            "trigger" => (
+                "IMAGESTREAMS_TRIGGER__HTTP_LISTEN".to_owned(),
                 format!("127.0.0.1:{port}"),
             ),
             _ => (
@@ -83,6 +115,15 @@ impl Replica {
             log: dir.join(format!("{service}-{n}.log")),
             child: None,
         })
+    }
+
+    /// Makes a watcher listen on `addr` (the one its registry notifies).
+    fn listen_on(&mut self, addr: std::net::SocketAddr) {
+        for (key, value) in &mut self.env {
+            if key == "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN" {
+                *value = addr.to_string();
+            }
+        }
     }
 
     /// The notification URL of a watcher.
@@ -157,17 +198,31 @@ async fn chaos() -> anyhow::Result<()> {
     let mut cluster = NatsCluster::start(3).await?;
     let dir = TestDir::new("chaos")?;
     let urls = cluster.urls();
+    // The first watcher's port, held until the registry that notifies it has started.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let first_watcher = reserved.local_addr()?;
+    let registry = Registry::start(RegistryOptions {
+        include_references: true,
+        ..RegistryOptions::notifying(format!("http://{first_watcher}/notifications"), Some(TOKEN))
+    })
+    .await?;
+    drop(reserved);
     let mut replicas = Vec::new();
     for (n, service) in [
         "registry-watcher",
         "registry-watcher",
         "stream-store",
         "stream-store",
+        "trigger",
+        "trigger",
     ]
     .into_iter()
     .enumerate()
     {
-        let mut replica = Replica::new(service, &urls, &dir, n)?;
+        let mut replica = Replica::new(service, &urls, &registry.host(), &dir, n)?;
+        if n == 0 {
+            replica.listen_on(first_watcher);
+        }
         replica.start()?;
         replicas.push(replica);
     }
@@ -176,6 +231,9 @@ async fn chaos() -> anyhow::Result<()> {
         .filter(|r| r.service == "registry-watcher")
         .map(Replica::notifications)
         .collect();
+    let client = async_nats::connect(urls.split(',').collect::<Vec<_>>()).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let triggers = create_triggers(&TriggerClient::new(client.clone())).await?;
     let replicas = Arc::new(Mutex::new(replicas));
 
     // the chaos: a random replica SIGKILLed, then started again
@@ -201,7 +259,9 @@ async fn chaos() -> anyhow::Result<()> {
         }
     });
 
-    let all = load::pushes("chaos", count, 16, 3);
+    let all = load::pushes("chaos", count, STREAMS, 3);
+    let real_count = (count / REAL_PUSH_SHARE).max(MIN_REAL_PUSHES);
+    let real = tokio::spawn(real_pushes(registry.host(), count, real_count));
     let http = reqwest::Client::new();
     let send = |batch: Vec<Push>| {
         let (http, watchers) = (&http, &watchers);
@@ -221,6 +281,7 @@ async fn chaos() -> anyhow::Result<()> {
     let mut failed_posts = send(first.to_vec()).await?;
     cluster.nodes[1].restart().await?;
     failed_posts += send(second.to_vec()).await?;
+    let real = real.await??;
     stop.store(true, Ordering::SeqCst);
     monkey.await??;
     // every replica up for the end: the work left over is finished
@@ -233,13 +294,194 @@ async fn chaos() -> anyhow::Result<()> {
         }
     }
 
-    let client = async_nats::connect(urls.split(',').collect::<Vec<_>>()).await?;
-    let audit = load::audit(&async_nats::jetstream::new(client), &all, SETTLE).await?;
+    let pushed: Vec<Push> = all.iter().chain(&real).cloned().collect();
+    let audit = load::audit(&js, &pushed, SETTLE).await?;
+    let fired = audit_triggers(&js, &triggers, &all).await?;
     println!(
-        "chaos (seed {seed}): {count} pushes, {} SIGKILLs, a NATS node restarted, \
-         {failed_posts} POSTs refused or failed and retried: {audit}",
+        "chaos (seed {seed}): {count} driven pushes and {} skopeo pushes, {} SIGKILLs, a NATS node \
+         restarted, {failed_posts} POSTs refused or failed and retried: {audit}; {fired}",
+        real.len(),
         kills.load(Ordering::SeqCst)
     );
     assert!(audit.is_clean(), "{audit} (seed {seed})");
+    assert!(fired.is_clean(), "{fired} (seed {seed})");
     Ok(())
+}
+
+/// A build trigger on `chaos/app-<n>:t0` for every driven stream, created before the chaos starts.
+async fn create_triggers(client: &TriggerClient) -> anyhow::Result<Vec<(String, String)>> {
+    let mut created = Vec::new();
+    for n in 0..STREAMS {
+        let (name, stream) = (format!("build-{n}"), format!("app-{n}"));
+        let trigger = NewTrigger {
+            namespace: "chaos".to_owned(),
+            name: name.clone(),
+            spec: TriggerSpec {
+                from: TagRef::parse(&format!("{stream}:{TRIGGERED_TAG}"), "chaos")?,
+                kind: TriggerKind::Build,
+                paused: false,
+                container: String::new(),
+                webhook: None,
+            },
+            fire_existing: true,
+        };
+        // the trigger replicas may still be starting
+        wait_for(
+            || async { client.create(&trigger).await.is_ok() },
+            RETRY_FOR,
+        )
+        .await?;
+        created.push((name, stream));
+    }
+    Ok(created)
+}
+
+/// `count` real pushes with skopeo, one after the other, to `chaos/real-<n % 2>:<tag>` (two streams, two
+/// tags), numbered after the driven ones.
+async fn real_pushes(registry: String, first: usize, count: usize) -> anyhow::Result<Vec<Push>> {
+    let mut pushed = Vec::with_capacity(count);
+    for n in 0..count {
+        let (stream, tag) = (format!("real-{}", n % 2), format!("r{}", (n / 2) % 2));
+        let image = ImageBuilder::new().build().await?;
+        let digest = image
+            .push(&format!("{registry}/chaos/{stream}:{tag}"), None)
+            .await?;
+        pushed.push(Push {
+            index: first + n,
+            namespace: "chaos".to_owned(),
+            stream,
+            tag,
+            digest,
+            // the registry's own time orders them; not used for real pushes
+            millis: 0,
+        });
+    }
+    Ok(pushed)
+}
+
+/// What the triggers did, against what their tags did.
+///
+/// A trigger acts on a tag's changes in revision order and never goes back: a change older than one it
+/// already acted on is skipped (firing for an older image after a newer one would roll a deployment
+/// back), as OpenShift's trigger controller coalesces changes it sees late. So under chaos some
+/// intermediate images are coalesced; what must hold is that every fired image fired once, only images the
+/// tag moved to fire, each trigger fired for its tag's final image, and firings never go backwards.
+struct Fired {
+    /// Triggers that did not fire for their tag's final image.
+    missing_final: usize,
+    /// Firings beyond one per image.
+    duplicated: usize,
+    /// Firings of an image the tag never moved to.
+    unknown: usize,
+    /// Firings whose previous image is not the trigger's previous firing's (a step back or a gap in the chain).
+    backwards: usize,
+    /// Firings whose `BuildRequested` is not stored exactly once.
+    events_wrong: usize,
+    /// Firings in all, and the tag changes they answer.
+    firings: usize,
+    changes: usize,
+}
+
+impl Fired {
+    fn is_clean(&self) -> bool {
+        self.missing_final == 0
+            && self.duplicated == 0
+            && self.unknown == 0
+            && self.backwards == 0
+            && self.events_wrong == 0
+    }
+}
+
+impl std::fmt::Display for Fired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "triggers: {} firings for {} tag changes ({} coalesced), final image lost {}, duplicated {}, \
+             unknown {}, backwards {}, BuildRequested not once {}",
+            self.firings,
+            self.changes,
+            self.changes.saturating_sub(self.firings),
+            self.missing_final,
+            self.duplicated,
+            self.unknown,
+            self.backwards,
+            self.events_wrong
+        )
+    }
+}
+
+/// Waits until every trigger fired for its tag's final image, then checks every firing against the tag's
+/// changes (by revision) and counts the stored `BuildRequested` events by firing id.
+async fn audit_triggers(
+    js: &async_nats::jetstream::Context,
+    triggers: &[(String, String)],
+    pushes: &[Push],
+) -> anyhow::Result<Fired> {
+    let reader = TriggerReader::new(
+        js.get_key_value(subjects::BUCKET_TRIGGERS).await?,
+        js.get_key_value(subjects::BUCKET_FIRINGS).await?,
+    );
+    let moved = load::current_images(js, pushes).await?;
+    // per trigger: the images its tag moved to, oldest first
+    let changes: Vec<(&String, Vec<String>)> = triggers
+        .iter()
+        .map(|(name, stream)| {
+            let key = (stream.clone(), TRIGGERED_TAG.to_owned());
+            (name, moved.get(&key).cloned().unwrap_or_default())
+        })
+        .collect();
+    let _ = wait_for(
+        || async {
+            reader.firings(Some("chaos"), None).await.is_ok_and(|f| {
+                f.iter().all(|f| f.value.is_complete())
+                    && changes.iter().all(|(name, images)| {
+                        images.last().is_none_or(|last| {
+                            f.iter()
+                                .any(|f| &&f.value.trigger == name && &f.value.image == last)
+                        })
+                    })
+            })
+        },
+        SETTLE,
+    )
+    .await;
+    let firings = reader.firings(Some("chaos"), None).await?;
+    let mut fired = Fired {
+        missing_final: 0,
+        duplicated: 0,
+        unknown: 0,
+        backwards: 0,
+        events_wrong: 0,
+        firings: firings.len(),
+        changes: changes.iter().map(|(_, images)| images.len()).sum(),
+    };
+    for (name, images) in &changes {
+        let position = |image: &str| images.iter().position(|i| i == image);
+        let mut mine: Vec<(usize, &str, &str)> = Vec::new();
+        for f in firings.iter().filter(|f| &&f.value.trigger == name) {
+            match position(&f.value.image) {
+                Some(at) => mine.push((at, &f.value.image, &f.value.previous_image)),
+                None => fired.unknown += 1,
+            }
+        }
+        mine.sort_unstable();
+        let before = mine.len();
+        mine.dedup_by_key(|(at, _, _)| *at);
+        fired.duplicated += before - mine.len();
+        if images
+            .last()
+            .is_some_and(|last| !mine.iter().any(|(_, i, _)| i == last))
+        {
+            fired.missing_final += 1;
+        }
+        // each firing names the one before it: the chain only moves forward
+        fired.backwards += mine.windows(2).filter(|w| w[1].2 != w[0].1).count();
+    }
+    let requested = load::stored_message_ids(js, subjects::STREAM_TRIGGERS).await?;
+    for firing in &firings {
+        if requested.get(&firing.value.id).copied() != Some(1) {
+            fired.events_wrong += 1;
+        }
+    }
+    Ok(fired)
 }
