@@ -95,12 +95,14 @@ pub async fn get(
     for name in &names {
         let (stream, rest) = kind.split(name)?;
         objects.push(match kind {
-            Kind::Image => Object::Image(client.get_image(&namespace, stream, rest).await?),
-            Kind::Tag => Object::Tag(
+            Kind::Image => {
+                Object::Image(Box::new(client.get_image(&namespace, stream, rest).await?))
+            }
+            Kind::Tag => Object::Tag(Box::new(
                 client
                     .get_image_stream_tag(&namespace, stream, rest)
                     .await?,
-            ),
+            )),
         });
     }
     let text = match args.output {
@@ -116,8 +118,9 @@ pub async fn get(
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 enum Object {
-    Image(imagestreams_common::image::view::ImageStreamImage),
-    Tag(imagestreams_common::image::view::ImageStreamTag),
+    // boxed: the two views differ by more than clippy's variant-size limit
+    Image(Box<imagestreams_common::image::view::ImageStreamImage>),
+    Tag(Box<imagestreams_common::image::view::ImageStreamTag>),
 }
 
 impl Object {
