@@ -302,6 +302,10 @@ pub struct AuthConfig {
     pub role_bindings: Vec<crate::auth::store::RoleBindingConfig>,
     /// The integrated registry's token service (`[auth.registry]`).
     pub registry: RegistryTokenConfig,
+    /// Stored identities (by token) and binding lists the gateway keeps in
+    /// memory, each; a watch of the `auth` bucket keeps them current. 0
+    /// reads the KV on every request.
+    pub cache_size: usize,
 }
 
 impl Default for AuthConfig {
@@ -311,6 +315,7 @@ impl Default for AuthConfig {
             tokens: Vec::new(),
             role_bindings: Vec::new(),
             registry: RegistryTokenConfig::default(),
+            cache_size: crate::auth::cache::DEFAULT_CACHE_SIZE,
         }
     }
 }

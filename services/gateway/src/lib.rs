@@ -239,6 +239,13 @@ impl GatewayService {
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        // the identity cache lives while the watch runs: until the end of the graceful shutdown
+        let identities = self.identities.clone();
+        let watching = CancellationToken::new();
+        let watch = tokio::spawn({
+            let watching = watching.clone();
+            async move { identities.watch(watching).await }
+        });
         let streams = self.streams.clone();
         let stopping = async move {
             shutdown.cancelled().await;
@@ -251,7 +258,7 @@ impl GatewayService {
             streams.shutdown.cancel();
         };
         tracing::info!(addr = %self.addr, "gRPC listening");
-        Server::builder()
+        let served = Server::builder()
             .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
             .trace_fn(grpc_span)
             .layer(self.grpc_metrics.clone())
@@ -265,7 +272,11 @@ impl GatewayService {
             .add_service(auth::AuthApi::new(self.identities.clone()).into_server())
             .serve_with_incoming_shutdown(incoming, stopping)
             .await
-            .map_err(GatewayError::Serve)?;
+            .map_err(GatewayError::Serve);
+        watching.cancel();
+        // can't fail but by a panic, which the watch does not raise
+        let _ = watch.await;
+        served?;
         self.streams.tasks.close();
         self.streams.tasks.wait().await;
         tracing::info!("gRPC stopped");
