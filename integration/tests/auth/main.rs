@@ -4,13 +4,15 @@
 //! watches that never leak another namespace, pushes that create streams
 //! only for editors, the token endpoint's answers to bad input, `up`'s
 //! first-start bootstrap read by the CLI, the identity cache's prompt
-//! revocation and bound, and no token in any log line.
+//! revocation and bound, TLS on the gateway's ports, and no token in any
+//! log line.
 
 mod bootstrap;
 mod cache;
 mod matrix;
 mod registry;
 mod scoped;
+mod tls;
 
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{

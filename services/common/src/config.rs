@@ -21,7 +21,13 @@ pub const DEFAULT_CONFIG_FILE: &str = "imagestreams.toml";
 pub const ENV_PREFIX: &str = "IMAGESTREAMS_";
 /// Environment variables with [`ENV_PREFIX`] that belong to the client, not to
 /// the configuration (lower-cased, without the prefix).
-pub const CLIENT_ENV_KEYS: &[&str] = &["server", "namespace", "config", "token"];
+pub const CLIENT_ENV_KEYS: &[&str] = &[
+    "server",
+    "namespace",
+    "config",
+    "token",
+    "certificate_authority",
+];
 
 /// Default NATS URL.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -222,6 +228,20 @@ pub struct GatewayConfig {
     pub grpc_listen: SocketAddr,
     /// HTTP listen address: REST, `/healthz`, `/readyz`, `/metrics`.
     pub http_listen: SocketAddr,
+    /// Serve TLS on both the gRPC and the HTTP port (`[gateway.tls]`);
+    /// plaintext when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A listener's TLS identity: PEM files, read at start. Only the paths are
+/// configured; the key never appears in the configuration or the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate, then its issuers (PEM).
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -229,6 +249,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             grpc_listen: addr(DEFAULT_GRPC_LISTEN),
             http_listen: addr(DEFAULT_HTTP_LISTEN),
+            tls: None,
         }
     }
 }
