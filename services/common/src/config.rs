@@ -739,6 +739,33 @@ mod tests {
     }
 
     #[test]
+    fn gateway_tls_is_off_by_default_and_needs_both_files() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None).map_err(|e| e.to_string())?.gateway.tls,
+                None
+            );
+            jail.create_file(
+                "imagestreams.toml",
+                "[gateway.tls]\ncert_file = \"tls.crt\"\n",
+            )?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("key_file"), "{err}");
+            jail.set_env("IMAGESTREAMS_GATEWAY__TLS__KEY_FILE", "tls.key");
+            jail.set_env("IMAGESTREAMS_CERTIFICATE_AUTHORITY", "ca.crt");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.gateway.tls,
+                Some(TlsConfig {
+                    cert_file: "tls.crt".into(),
+                    key_file: "tls.key".into(),
+                })
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn explicit_file_is_used_and_must_exist() {
         Jail::expect_with(|jail| {
             jail.create_file(
