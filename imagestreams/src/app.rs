@@ -11,6 +11,7 @@ use imagestreams_common::{
     nats,
     runtime::{self, Deps, Health, Service},
     telemetry,
+    tls::ServerTls,
 };
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -56,10 +57,17 @@ pub enum Mode {
     Microservice,
 }
 
+/// The process's HTTP port: bound, with its routes and TLS settings.
+struct HttpPort {
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// A process of built services, ready to run.
 pub struct App {
     services: Vec<Box<dyn Service>>,
-    http: Option<(TcpListener, Router)>,
+    http: Option<HttpPort>,
     addrs: Vec<(&'static str, SocketAddr)>,
     health: Health,
     nats: async_nats::Client,
@@ -100,34 +108,49 @@ impl App {
         for &name in names {
             services.push(build_service(name, config.clone(), deps.clone()).await?);
         }
+        // the gateway's port carries the REST API, so it comes with the
+        // gateway, and with its TLS settings
+        let gateway_port = || (config.gateway.http_listen, config.gateway.tls.as_ref());
         let http_listen = match (mode, names) {
-            (Mode::Monolith, _) => Some(config.gateway.http_listen),
-            // the gateway's port carries the REST API, so it comes with the gateway
+            (Mode::Monolith, _) => Some(gateway_port()),
             (Mode::Microservice, names) if names.contains(&ServiceName::Gateway) => {
-                Some(config.gateway.http_listen)
+                Some(gateway_port())
             }
             (Mode::Microservice, [ServiceName::StreamStore]) => {
-                Some(config.stream_store.http_listen)
+                Some((config.stream_store.http_listen, None))
             }
-            (Mode::Microservice, [ServiceName::TagSyncer]) => Some(config.tag_syncer.http_listen),
-            (Mode::Microservice, [ServiceName::Trigger]) => Some(config.trigger.http_listen),
+            (Mode::Microservice, [ServiceName::TagSyncer]) => {
+                Some((config.tag_syncer.http_listen, None))
+            }
+            (Mode::Microservice, [ServiceName::Trigger]) => {
+                Some((config.trigger.http_listen, None))
+            }
             // the watcher serves health and metrics on its own notification port
             (Mode::Microservice, _) => None,
         };
         let http = match http_listen {
-            Some(addr) => {
+            Some((addr, tls)) => {
                 let router = services
                     .iter()
                     .fold(health.router().merge(metrics.router()), |router, s| {
                         router.merge(s.routes())
                     });
-                Some((runtime::bind(addr).await?, router))
+                let tls = tls
+                    .map(ServerTls::load)
+                    .transpose()
+                    .context("cannot serve TLS on the HTTP port (gateway.tls)")?
+                    .map(|tls| tls.http());
+                Some(HttpPort {
+                    listener: runtime::bind(addr).await?,
+                    router,
+                    tls,
+                })
             }
             None => None,
         };
         let mut addrs: Vec<_> = services.iter().flat_map(|s| s.listen_addrs()).collect();
-        if let Some((listener, _)) = &http {
-            addrs.push(("http", listener.local_addr()?));
+        if let Some(port) = &http {
+            addrs.push(("http", port.listener.local_addr()?));
         }
         Ok(App {
             services,
@@ -155,13 +178,18 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
         let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
-        if let Some((listener, router)) = self.http {
+        if let Some(HttpPort {
+            listener,
+            router,
+            tls,
+        }) = self.http
+        {
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, "HTTP listening (/healthz, /readyz, /metrics)");
+            tracing::info!(%addr, tls = tls.is_some(), "HTTP listening (/healthz, /readyz, /metrics)");
             let token = shutdown.child_token();
             let failed = failed_tx.clone();
             tracker.spawn(async move {
-                if let Err(e) = runtime::serve_http(listener, router, token).await {
+                if let Err(e) = runtime::serve_http(listener, router, tls, token).await {
                     let _ = failed.send(anyhow::Error::new(e).context("HTTP server"));
                 }
             });

@@ -29,6 +29,10 @@ pub struct Cli {
         value_parser = parse_secret
     )]
     pub token: Option<Secret>,
+    /// Trust the CA certificate(s) in this PEM file for an `https://`
+    /// `--server` (default: the system's roots).
+    #[arg(long, global = true, env = "IMAGESTREAMS_CERTIFICATE_AUTHORITY")]
+    pub certificate_authority: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
                 server: cli.server,
                 namespace: cli.namespace,
                 token,
+                certificate_authority: cli.certificate_authority,
             };
             return client::main(globals, cmd).await;
         }

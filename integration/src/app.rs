@@ -11,7 +11,7 @@ use imagestreams_common::config::Config;
 use imagestreams_proto::v1::image_streams_client::ImageStreamsClient;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::{Request, Status, service::Interceptor, transport::Channel};
 
 use crate::NatsServer;
 
@@ -100,5 +100,22 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.token.cancel();
+    }
+}
+
+/// A gRPC interceptor that adds `Authorization: Bearer <token>` to every
+/// call (none for `None`).
+#[derive(Debug, Clone)]
+pub struct Bearer(pub Option<String>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::internal("the token holds characters a header cannot"))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
     }
 }

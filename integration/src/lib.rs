@@ -16,7 +16,7 @@ mod process;
 pub mod registry;
 pub mod util;
 
-pub use app::TestApp;
+pub use app::{Bearer, TestApp};
 pub use binaries::require;
 pub use image::{ImageBuilder, OciImage, pull, push_unique_image};
 pub use nats::{NatsCluster, NatsServer};

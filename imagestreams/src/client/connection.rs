@@ -1,9 +1,10 @@
-//! The gRPC connection to the gateway: the `--server` URL, the bearer token,
-//! the caller's `traceparent` (when traced), deadlines, and one method per
-//! RPC that converts wire streams into domain streams (`TryFrom`) at this
-//! edge.
+//! The gRPC connection to the gateway: the `--server` URL (TLS for
+//! `https://`, trusting `--certificate-authority` or the system's roots),
+//! the bearer token, the caller's `traceparent` (when traced), deadlines,
+//! and one method per RPC that converts wire streams into domain streams
+//! (`TryFrom`) at this edge.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use imagestreams_common::{
     image::view::{ImageStreamImage, ImageStreamTag},
@@ -14,7 +15,7 @@ use imagestreams_proto::v1::{self as pb, image_streams_client::ImageStreamsClien
 use tonic::{
     Streaming,
     metadata::{Ascii, MetadataValue},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
 use super::{ClientError, Context};
@@ -53,21 +54,42 @@ pub struct Session {
 /// gRPC service than `ImageStreams`' usual calls.
 pub(crate) async fn session(ctx: &Context) -> Result<Session, ClientError> {
     let globals = ctx.globals();
-    Session::open(&globals.server, globals.token.as_ref().map(|t| t.expose())).await
+    Session::open(
+        &globals.server,
+        globals.token.as_ref().map(|t| t.expose()),
+        globals.certificate_authority.as_deref(),
+    )
+    .await
 }
 
 impl Session {
-    /// Connects to `server` (`http://host:port`; a bare `host:port` means
-    /// http). A refused or timed-out connection is [`ClientError::Unreachable`].
-    pub async fn open(server: &str, token: Option<&str>) -> Result<Session, ClientError> {
+    /// Connects to `server` (`http://host:port` or `https://host:port`; a
+    /// bare `host:port` means http). Over https, the server's certificate
+    /// must chain to `certificate_authority` (a PEM file) when given, else
+    /// to the system's roots. A refused or timed-out connection is
+    /// [`ClientError::Unreachable`].
+    pub async fn open(
+        server: &str,
+        token: Option<&str>,
+        certificate_authority: Option<&Path>,
+    ) -> Result<Session, ClientError> {
         let url = normalize_server(server)?;
         let bad = |reason: String| ClientError::BadServer {
             server: server.to_owned(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| bad(e.to_string()))?
             .connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        if url.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(client_tls(certificate_authority)?)
+                .map_err(|e| bad(e.to_string()))?;
+        } else if certificate_authority.is_some() {
+            return Err(ClientError::usage(
+                "--certificate-authority needs an https:// --server",
+            ));
+        }
         let authorization = match token.filter(|t| !t.is_empty()) {
             Some(token) => {
                 let mut value: MetadataValue<Ascii> =
@@ -130,10 +152,13 @@ pub struct Listing {
 }
 
 impl Client {
-    /// Connects to `server` (`http://host:port`; a bare `host:port` means
-    /// http). A refused or timed-out connection is [`ClientError::Unreachable`].
-    pub async fn connect(server: &str, token: Option<&str>) -> Result<Client, ClientError> {
-        let session = Session::open(server, token).await?;
+    /// Connects to `server`, as [`Session::open`] does.
+    pub async fn connect(
+        server: &str,
+        token: Option<&str>,
+        certificate_authority: Option<&Path>,
+    ) -> Result<Client, ClientError> {
+        let session = Session::open(server, token, certificate_authority).await?;
         Ok(Client {
             inner: ImageStreamsClient::new(session.channel.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
@@ -374,8 +399,23 @@ fn domain(wire: pb::ImageStream) -> Result<ImageStream, ClientError> {
         .map_err(|e| ClientError::BadResponse(format!("an invalid ImageStream: {e}")))
 }
 
-/// `host:port` → `http://host:port`; `https://` is refused (no TLS in this
-/// build), as is any other scheme.
+/// The TLS settings of an https connection: trust `certificate_authority`
+/// (PEM) when given, else the system's roots.
+fn client_tls(certificate_authority: Option<&Path>) -> Result<ClientTlsConfig, ClientError> {
+    let tls = ClientTlsConfig::new();
+    match certificate_authority {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                ClientError::usage(format!("--certificate-authority {}: {e}", path.display()))
+            })?;
+            Ok(tls.ca_certificate(Certificate::from_pem(pem)))
+        }
+        None => Ok(tls.with_native_roots()),
+    }
+}
+
+/// `host:port` → `http://host:port`; `http://` and `https://` are kept,
+/// any other scheme is refused.
 pub fn normalize_server(server: &str) -> Result<String, ClientError> {
     let server = server.trim();
     let bad = |reason: &str| ClientError::BadServer {
@@ -386,11 +426,12 @@ pub fn normalize_server(server: &str) -> Result<String, ClientError> {
         return Err(bad("it is empty"));
     }
     let url = match server.split_once("://") {
-        Some(("http", rest)) if !rest.is_empty() => server.to_owned(),
-        Some(("http", _)) => return Err(bad("it names no host")),
-        Some(("https", _)) => return Err(bad("TLS is not supported yet; use http://")),
+        Some(("http" | "https", rest)) if !rest.is_empty() => server.to_owned(),
+        Some(("http" | "https", _)) => return Err(bad("it names no host")),
         Some((scheme, _)) => {
-            return Err(bad(&format!("unsupported scheme {scheme:?}; use http://")));
+            return Err(bad(&format!(
+                "unsupported scheme {scheme:?}; use http:// or https://"
+            )));
         }
         None => format!("http://{server}"),
     };
@@ -411,7 +452,11 @@ mod tests {
             normalize_server("localhost:1").unwrap(),
             "http://localhost:1"
         );
-        for bad in ["", "https://x:1", "ftp://x", "http://"] {
+        assert_eq!(
+            normalize_server("https://gw.example:443/").unwrap(),
+            "https://gw.example:443"
+        );
+        for bad in ["", "https://", "ftp://x", "http://"] {
             let e = normalize_server(bad).unwrap_err();
             assert!(matches!(e, ClientError::BadServer { .. }), "{bad}: {e}");
         }
@@ -426,7 +471,7 @@ mod tests {
             .unwrap()
             .port();
         let server = format!("http://127.0.0.1:{port}");
-        let e = Client::connect(&server, None).await.unwrap_err();
+        let e = Client::connect(&server, None, None).await.unwrap_err();
         assert_eq!(
             e.to_string(),
             format!("cannot reach imagestreams at {server}: is it running? (imagestreams up)")

@@ -55,6 +55,7 @@ mod tests {
             server: "http://127.0.0.1:1".to_owned(),
             namespace: namespace.map(str::to_owned),
             token: None,
+            certificate_authority: None,
         })
     }
 

@@ -25,7 +25,7 @@ pub mod tags;
 pub mod triggers;
 pub mod watch;
 
-use std::{io::Write, process::ExitCode};
+use std::{io::Write, path::PathBuf, process::ExitCode};
 
 pub use connection::Client;
 pub use error::{ClientError, one_line};
@@ -42,6 +42,9 @@ pub struct Globals {
     pub namespace: Option<String>,
     /// `--token`.
     pub token: Option<Secret>,
+    /// `--certificate-authority`: the PEM file of the CA that signed an
+    /// https server's certificate (default: the system's roots).
+    pub certificate_authority: Option<PathBuf>,
 }
 
 /// What a verb runs with: the global options and a connection made on first use.
@@ -88,7 +91,12 @@ impl Context {
             Some(client) => client,
             None => {
                 let token = self.globals.token.as_ref().map(Secret::expose);
-                Client::connect(&self.globals.server, token).await?
+                Client::connect(
+                    &self.globals.server,
+                    token,
+                    self.globals.certificate_authority.as_deref(),
+                )
+                .await?
             }
         };
         Ok(self.client.insert(client))

@@ -8,9 +8,15 @@
 //!   load; the figure is the median of the per-pair ratios.
 //! - **List** over `--streams` streams (10,000 by default): one full list,
 //!   and a paged walk with `--page` items per page.
+//! - `--auth`: the same with authentication on. Every Get carries a service
+//!   account's token (resolved through the identity store: the token's
+//!   identity, then its bindings), seeding and List a configured
+//!   cluster-admin's; the floor's `Check` carries none. `--auth-cache-size N`
+//!   sets `auth.cache_size` (0: every request reads the KV).
 //!
 //! ```text
 //! NATS_SERVER=/path/to/nats-server cargo run --release -p imagestreams-integration --bin bench-api
+//! NATS_SERVER=/path/to/nats-server cargo run --release -p imagestreams-integration --bin bench-api -- --auth
 //! ```
 #![forbid(unsafe_code)]
 
@@ -25,11 +31,20 @@ use std::{
 use anyhow::Context as _;
 use futures::{StreamExt as _, stream};
 use imagestreams::cli::ServiceName;
-use imagestreams_common::model::{self, ImageStream, ObjectReference, TagReference};
-use imagestreams_integration::{NatsServer, TestApp};
-use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
+use imagestreams_common::{
+    auth::{
+        Role, Token,
+        store::{RoleBindingConfig, TokenConfig},
+    },
+    config::Config,
+    model::{self, ImageStream, ObjectReference, TagReference},
+};
+use imagestreams_integration::{Bearer, NatsServer, TestApp};
+use imagestreams_proto::v1::{
+    self as proto, auth_client::AuthClient, image_streams_client::ImageStreamsClient,
+};
 use tokio::sync::Barrier;
-use tonic::transport::Channel;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// Concurrent clients of the throughput runs.
@@ -48,6 +63,11 @@ const SEED_CONCURRENCY: usize = 64;
 const GET_STREAMS: usize = 256;
 /// The namespace of the listed streams.
 const NAMESPACE: &str = "bench";
+/// The configured cluster-admin's token, with `--auth`.
+const ADMIN_TOKEN: &str = "bench-admin-0123456789";
+
+/// An `ImageStreams` client sending a bearer token (or none).
+type Api = ImageStreamsClient<InterceptedService<Channel, Bearer>>;
 
 #[derive(Debug, Clone, Copy)]
 struct Args {
@@ -56,6 +76,8 @@ struct Args {
     rounds: usize,
     streams: usize,
     page: i64,
+    /// `Some(auth.cache_size)` with auth on.
+    auth: Option<usize>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -65,6 +87,7 @@ fn parse_args() -> anyhow::Result<Args> {
         rounds: DEFAULT_ROUNDS,
         streams: DEFAULT_STREAMS,
         page: DEFAULT_PAGE,
+        auth: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,8 +98,15 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rounds" => args.rounds = value()?.parse()?,
             "--streams" => args.streams = value()?.parse()?,
             "--page" => args.page = value()?.parse()?,
+            "--auth" => {
+                args.auth = args
+                    .auth
+                    .or(Some(imagestreams_common::auth::cache::DEFAULT_CACHE_SIZE))
+            }
+            "--auth-cache-size" => args.auth = Some(value()?.parse()?),
             other => anyhow::bail!(
-                "unknown argument {other}; use --clients N --seconds S --rounds N --streams N --page N"
+                "unknown argument {other}; use --clients N --seconds S --rounds N --streams N --page N \
+                 --auth --auth-cache-size N"
             ),
         }
     }
@@ -145,7 +175,44 @@ where
     ))
 }
 
-async fn seed(client: &ImageStreamsClient<Channel>, count: usize) -> anyhow::Result<Duration> {
+/// Auth on, with the cluster-admin [`ADMIN_TOKEN`] and a cache of `cache_size`.
+fn with_auth(config: &mut Config, cache_size: usize) {
+    config.auth.enabled = true;
+    config.auth.cache_size = cache_size;
+    config.auth.tokens.push(TokenConfig {
+        name: "bench-admin".into(),
+        token_sha256: Token::new(ADMIN_TOKEN).hash().as_str().to_owned(),
+        groups: Vec::new(),
+    });
+    config.auth.role_bindings.push(RoleBindingConfig {
+        namespace: None,
+        role: Role::ClusterAdmin,
+        user: Some("bench-admin".into()),
+        group: None,
+    });
+}
+
+/// A service account that may view [`NAMESPACE`], made by the admin: its token.
+async fn viewer_token(channel: Channel) -> anyhow::Result<String> {
+    let mut auth = AuthClient::with_interceptor(channel, Bearer(Some(ADMIN_TOKEN.into())));
+    let account = auth
+        .create_service_account(proto::CreateServiceAccountRequest {
+            namespace: NAMESPACE.into(),
+            name: "bench-viewer".into(),
+        })
+        .await?
+        .into_inner();
+    auth.create_role_binding(proto::CreateRoleBindingRequest {
+        namespace: NAMESPACE.into(),
+        role: "view".into(),
+        user: account.identity,
+        group: String::new(),
+    })
+    .await?;
+    Ok(account.token)
+}
+
+async fn seed(client: &Api, count: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let results: Vec<anyhow::Result<()>> = stream::iter(0..count)
         .map(|i| {
@@ -224,20 +291,38 @@ async fn main() -> anyhow::Result<()> {
     let app = TestApp::spawn_with(
         &nats,
         &[ServiceName::StreamStore, ServiceName::Gateway],
-        |_| {},
+        |config| {
+            if let Some(cache_size) = args.auth {
+                with_auth(config, cache_size);
+            }
+        },
     )
     .await?;
     let url = app.grpc_url();
     println!(
-        "bench-api: nats-server + stream-store + gateway in one process, {} clients, {} rounds of {:?}",
-        args.clients, args.rounds, args.round
+        "bench-api: nats-server + stream-store + gateway in one process, {} clients, {} rounds of {:?}, {}",
+        args.clients,
+        args.rounds,
+        args.round,
+        match args.auth {
+            Some(size) =>
+                format!("auth on (Get with a service account's token, auth.cache_size = {size})"),
+            None => "auth off".to_owned(),
+        }
     );
 
     let mut channels = Vec::new();
     for _ in 0..args.clients {
         channels.push(Channel::from_shared(url.clone())?.connect().await?);
     }
-    let api = ImageStreamsClient::new(channels[0].clone());
+    let (admin, viewer) = match args.auth {
+        Some(_) => (
+            Bearer(Some(ADMIN_TOKEN.into())),
+            Bearer(Some(viewer_token(channels[0].clone()).await?)),
+        ),
+        None => (Bearer(None), Bearer(None)),
+    };
+    let api = ImageStreamsClient::with_interceptor(channels[0].clone(), admin);
     for i in 0..GET_STREAMS {
         api.clone()
             .create(proto::CreateRequest {
@@ -262,8 +347,9 @@ async fn main() -> anyhow::Result<()> {
             "get-{:03}",
             next.fetch_add(1, Ordering::Relaxed) % GET_STREAMS
         );
+        let viewer = viewer.clone();
         async move {
-            ImageStreamsClient::new(channel)
+            ImageStreamsClient::with_interceptor(channel, viewer)
                 .get(proto::GetRequest {
                     namespace: NAMESPACE.into(),
                     name,

@@ -3,12 +3,16 @@
 //! docker-registry taking our registry tokens (push and pull with skopeo),
 //! watches that never leak another namespace, pushes that create streams
 //! only for editors, the token endpoint's answers to bad input, `up`'s
-//! first-start bootstrap read by the CLI, and no token in any log line.
+//! first-start bootstrap read by the CLI, the identity cache's prompt
+//! revocation and bound, TLS on the gateway's ports, and no token in any
+//! log line.
 
 mod bootstrap;
+mod cache;
 mod matrix;
 mod registry;
 mod scoped;
+mod tls;
 
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
@@ -19,6 +23,7 @@ use imagestreams_common::{
     },
     config::{Config, Secret},
 };
+pub use imagestreams_integration::Bearer;
 use imagestreams_integration::{
     NatsServer, Registry, RegistryOptions, TestApp, TokenAuth, TokenKeys,
 };
@@ -26,11 +31,7 @@ use imagestreams_proto::v1::{
     self as proto, auth_client::AuthClient, image_streams_client::ImageStreamsClient,
     secrets_client::SecretsClient, triggers_client::TriggersClient,
 };
-use tonic::{
-    Request, Status,
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 /// The configured identities: (name, token, groups).
 pub const ROOT: (&str, &str, &[&str]) = ("root", "t-root-0123456789", &[]);
@@ -121,22 +122,6 @@ pub async fn spawn_with_registry(nats: &NatsServer, watcher: bool) -> (TestApp, 
     }
     let registry = Registry::start(options).await.expect("docker-registry");
     (app, registry)
-}
-
-/// Adds `Authorization: Bearer <token>` to every call (none for `None`).
-#[derive(Debug, Clone)]
-pub struct Bearer(pub Option<String>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(token) = &self.0 {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| Status::internal("bad token"))?;
-            request.metadata_mut().insert("authorization", value);
-        }
-        Ok(request)
-    }
 }
 
 /// The gRPC clients of one caller.

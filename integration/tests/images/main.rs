@@ -75,6 +75,7 @@ impl Harness {
             server: self.app.grpc_url(),
             namespace: cli.namespace,
             token: None,
+            certificate_authority: None,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         client::run(globals, command, &mut out, &mut err)

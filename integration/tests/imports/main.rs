@@ -336,6 +336,7 @@ async fn cli(
         server: server.to_owned(),
         namespace: Some(namespace.to_owned()),
         token: None,
+        certificate_authority: None,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let result = client::run(globals, command, &mut out, &mut err).await;
@@ -371,6 +372,7 @@ async fn create_secret(
         server: server_url.to_owned(),
         namespace: Some(namespace.to_owned()),
         token: None,
+        certificate_authority: None,
     });
     let command = SecretsCommand::CreateRegistry(CreateRegistrySecretArgs {
         name: name.to_owned(),

@@ -13,6 +13,7 @@
 //! Acting on every namespace at once (listing or watching across all of
 //! them) needs a binding without a namespace.
 
+pub mod cache;
 pub mod store;
 
 use std::{fmt, str::FromStr};

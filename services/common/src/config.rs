@@ -21,7 +21,13 @@ pub const DEFAULT_CONFIG_FILE: &str = "imagestreams.toml";
 pub const ENV_PREFIX: &str = "IMAGESTREAMS_";
 /// Environment variables with [`ENV_PREFIX`] that belong to the client, not to
 /// the configuration (lower-cased, without the prefix).
-pub const CLIENT_ENV_KEYS: &[&str] = &["server", "namespace", "config", "token"];
+pub const CLIENT_ENV_KEYS: &[&str] = &[
+    "server",
+    "namespace",
+    "config",
+    "token",
+    "certificate_authority",
+];
 
 /// Default NATS URL.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -222,6 +228,20 @@ pub struct GatewayConfig {
     pub grpc_listen: SocketAddr,
     /// HTTP listen address: REST, `/healthz`, `/readyz`, `/metrics`.
     pub http_listen: SocketAddr,
+    /// Serve TLS on both the gRPC and the HTTP port (`[gateway.tls]`);
+    /// plaintext when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A listener's TLS identity: PEM files, read at start. Only the paths are
+/// configured; the key never appears in the configuration or the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate, then its issuers (PEM).
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -229,6 +249,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             grpc_listen: addr(DEFAULT_GRPC_LISTEN),
             http_listen: addr(DEFAULT_HTTP_LISTEN),
+            tls: None,
         }
     }
 }
@@ -303,6 +324,10 @@ pub struct AuthConfig {
     pub role_bindings: Vec<crate::auth::store::RoleBindingConfig>,
     /// The integrated registry's token service (`[auth.registry]`).
     pub registry: RegistryTokenConfig,
+    /// Stored identities (by token) and binding lists the gateway keeps in
+    /// memory, each; a watch of the `auth` bucket keeps them current. 0
+    /// reads the KV on every request.
+    pub cache_size: usize,
 }
 
 impl Default for AuthConfig {
@@ -312,6 +337,7 @@ impl Default for AuthConfig {
             tokens: Vec::new(),
             role_bindings: Vec::new(),
             registry: RegistryTokenConfig::default(),
+            cache_size: crate::auth::cache::DEFAULT_CACHE_SIZE,
         }
     }
 }
@@ -708,6 +734,33 @@ mod tests {
             assert_eq!(
                 c.registry_watcher.token.as_ref().map(Secret::expose),
                 Some("from-file")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn gateway_tls_is_off_by_default_and_needs_both_files() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None).map_err(|e| e.to_string())?.gateway.tls,
+                None
+            );
+            jail.create_file(
+                "imagestreams.toml",
+                "[gateway.tls]\ncert_file = \"tls.crt\"\n",
+            )?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("key_file"), "{err}");
+            jail.set_env("IMAGESTREAMS_GATEWAY__TLS__KEY_FILE", "tls.key");
+            jail.set_env("IMAGESTREAMS_CERTIFICATE_AUTHORITY", "ca.crt");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.gateway.tls,
+                Some(TlsConfig {
+                    cert_file: "tls.crt".into(),
+                    key_file: "tls.key".into(),
+                })
             );
             Ok(())
         });

@@ -18,4 +18,5 @@ pub mod selector;
 pub mod store;
 pub mod subjects;
 pub mod telemetry;
+pub mod tls;
 pub mod triggers;

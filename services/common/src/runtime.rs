@@ -13,7 +13,7 @@ use axum::{Router, extract::State, http::StatusCode, routing::get};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{metrics::Metrics, nats::Topology};
+use crate::{metrics::Metrics, nats::Topology, tls::TlsListener};
 
 /// What a service receives to run: a connected NATS client and the declared
 /// topology. Services never read the environment themselves.
@@ -116,15 +116,26 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-/// Serves `router` on `listener` until `token` is cancelled.
+/// Serves `router` on `listener` until `token` is cancelled, over TLS with
+/// `tls` when given.
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await
+    match tls {
+        Some(config) => {
+            axum::serve(TlsListener::new(listener, config)?, router)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
+        }
+    }
 }
 
 /// A service as the binary runs it: built (listeners bound) before it runs.

@@ -22,6 +22,9 @@
 //!   authorized by its handler (see `imagestreams_common::auth`).
 //! - Registry tokens: with `auth.registry.enabled`, the HTTP port also
 //!   serves the integrated registry's token service ([`registry_token`]).
+//! - TLS: with `[gateway.tls]`, the gRPC port serves TLS only (a plaintext
+//!   client fails its handshake); the process serves the HTTP port with the
+//!   same identity (see `imagestreams_common::tls`).
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -49,6 +52,7 @@ use imagestreams_common::{
     secrets::SecretsApi,
     store::StreamReader,
     telemetry::propagation,
+    tls::{ServerTls, TlsError},
 };
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
 use tokio::net::TcpListener;
@@ -129,6 +133,12 @@ pub enum GatewayError {
     /// The registry token service's key or certificates could not be loaded.
     #[error("cannot start the registry token service (auth.registry)")]
     RegistryToken(#[source] registry_token::issuer::IssuerError),
+    /// The TLS certificate or key could not be loaded (`[gateway.tls]`).
+    #[error("cannot serve TLS (gateway.tls)")]
+    Tls(#[source] TlsError),
+    /// tonic refused the TLS settings.
+    #[error("cannot serve gRPC over TLS")]
+    TlsConfig(#[source] tonic::transport::Error),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
@@ -144,6 +154,7 @@ pub struct GatewayService {
     secrets: SecretsApi,
     identities: Arc<IdentityStore>,
     registry_tokens: Option<Arc<TokenService>>,
+    tls: Option<ServerTls>,
     grpc_metrics: metrics::GrpcMetrics,
 }
 
@@ -160,6 +171,13 @@ impl GatewayService {
         deps: Deps,
         options: GatewayOptions,
     ) -> Result<Self, GatewayError> {
+        let tls = config
+            .gateway
+            .tls
+            .as_ref()
+            .map(ServerTls::load)
+            .transpose()
+            .map_err(GatewayError::Tls)?;
         let addr = config.gateway.grpc_listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -209,6 +227,7 @@ impl GatewayService {
             secrets: SecretsApi::new(deps.nats.clone()),
             identities,
             registry_tokens,
+            tls,
             grpc_metrics: metrics::GrpcMetrics::new(&deps.metrics.service(NAME)),
         })
     }
@@ -239,6 +258,13 @@ impl GatewayService {
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        // the identity cache lives while the watch runs: until the end of the graceful shutdown
+        let identities = self.identities.clone();
+        let watching = CancellationToken::new();
+        let watch = tokio::spawn({
+            let watching = watching.clone();
+            async move { identities.watch(watching).await }
+        });
         let streams = self.streams.clone();
         let stopping = async move {
             shutdown.cancelled().await;
@@ -250,8 +276,14 @@ impl GatewayService {
             // ends every watch, so that the graceful shutdown can finish
             streams.shutdown.cancel();
         };
-        tracing::info!(addr = %self.addr, "gRPC listening");
-        Server::builder()
+        tracing::info!(addr = %self.addr, tls = self.tls.is_some(), "gRPC listening");
+        let mut server = Server::builder();
+        if let Some(tls) = &self.tls {
+            server = server
+                .tls_config(tls.grpc())
+                .map_err(GatewayError::TlsConfig)?;
+        }
+        let served = server
             .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
             .trace_fn(grpc_span)
             .layer(self.grpc_metrics.clone())
@@ -265,7 +297,11 @@ impl GatewayService {
             .add_service(auth::AuthApi::new(self.identities.clone()).into_server())
             .serve_with_incoming_shutdown(incoming, stopping)
             .await
-            .map_err(GatewayError::Serve)?;
+            .map_err(GatewayError::Serve);
+        watching.cancel();
+        // can't fail but by a panic, which the watch does not raise
+        let _ = watch.await;
+        served?;
         self.streams.tasks.close();
         self.streams.tasks.wait().await;
         tracing::info!("gRPC stopped");

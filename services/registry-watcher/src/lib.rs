@@ -172,7 +172,7 @@ impl Service for RegistryWatcherService {
     fn run(self: Box<Self>, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
             tracing::info!(service = NAME, addr = %self.addr, "notifications listening on POST {}", http::NOTIFICATIONS_PATH);
-            runtime::serve_http(self.listener, self.router, shutdown)
+            runtime::serve_http(self.listener, self.router, None, shutdown)
                 .await
                 .context("registry-watcher HTTP server")
         })

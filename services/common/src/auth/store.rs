@@ -14,18 +14,33 @@
 //!
 //! Only token hashes are stored, never a token. Names are hex-encoded in
 //! keys because KV keys cannot hold `:`.
+//!
+//! # Cache
+//!
+//! While [`IdentityStore::watch`] runs (the gateway runs it), token and
+//! binding reads are served from a bounded cache that the watch of the
+//! bucket keeps current: a deleted token or binding stops working as soon
+//! as the watch delivers the deletion, on every replica. See [`super::cache`].
+
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use super::{Caller, Identity, Role, RoleBinding, Subject, Token, TokenHash, Verb, authorize};
+use super::{
+    Caller, Identity, Role, RoleBinding, Subject, Token, TokenHash, Verb, authorize,
+    cache::{BINDINGS_PREFIX, IdentityCache, TOKEN_PREFIX},
+};
 use crate::{config::AuthConfig, error::ApiError, nats};
 
 /// The KV bucket of service accounts, token hashes and role bindings.
 pub const BUCKET_AUTH: &str = "auth";
 /// The name of the cluster-admin identity `up` makes on first start.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
+/// How long the cache's watch waits before it is re-established after failing.
+pub const DEFAULT_WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// One `[[auth.tokens]]` entry: an identity with a bearer token, by the
 /// token's SHA-256 (`printf %s "$TOKEN" | sha256sum`).
@@ -95,6 +110,15 @@ pub struct StoredBinding {
     pub role: Role,
 }
 
+impl From<&RoleBinding> for StoredBinding {
+    fn from(b: &RoleBinding) -> Self {
+        StoredBinding {
+            namespace: b.namespace.clone(),
+            role: b.role,
+        }
+    }
+}
+
 /// Why the identity store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthStoreError {
@@ -113,6 +137,7 @@ pub struct IdentityStore {
     tokens: Vec<(TokenHash, Identity)>,
     bindings: Vec<RoleBinding>,
     kv: kv::Store,
+    cache: Arc<IdentityCache>,
 }
 
 impl std::fmt::Debug for IdentityStore {
@@ -121,6 +146,7 @@ impl std::fmt::Debug for IdentityStore {
             .field("enabled", &self.enabled)
             .field("tokens", &self.tokens.len())
             .field("bindings", &self.bindings.len())
+            .field("cached", &self.cache.len())
             .finish()
     }
 }
@@ -133,14 +159,18 @@ fn corrupt(key: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("corrupt identity store entry {key}: {e}"))
 }
 
+fn token_key(hash: &TokenHash) -> String {
+    format!("{TOKEN_PREFIX}{}", hash.as_str())
+}
+
 fn user_key(name: &str) -> String {
     format!("users.{}", hex::encode(name))
 }
 
 fn subject_key(subject: &Subject) -> String {
     match subject {
-        Subject::User(name) => format!("bindings.user.{}", hex::encode(name)),
-        Subject::Group(name) => format!("bindings.group.{}", hex::encode(name)),
+        Subject::User(name) => format!("{BINDINGS_PREFIX}user.{}", hex::encode(name)),
+        Subject::Group(name) => format!("{BINDINGS_PREFIX}group.{}", hex::encode(name)),
     }
 }
 
@@ -189,6 +219,7 @@ impl IdentityStore {
             tokens,
             bindings,
             kv,
+            cache: Arc::new(IdentityCache::new(config.cache_size)),
         })
     }
 
@@ -227,14 +258,91 @@ impl IdentityStore {
                 });
         let identity = match configured {
             Some(identity) => identity.clone(),
-            None => {
-                let key = format!("tokens.{}", hash.as_str());
-                self.read::<Identity>(&key).await?.ok_or_else(|| {
-                    ApiError::Unauthenticated("Unauthorized: the token is not valid".to_owned())
-                })?
-            }
+            None => self.stored_identity(&hash).await?.ok_or_else(|| {
+                ApiError::Unauthenticated("Unauthorized: the token is not valid".to_owned())
+            })?,
         };
         self.caller(identity).await
+    }
+
+    /// The stored identity `hash` authenticates: from the cache, else the KV.
+    async fn stored_identity(&self, hash: &TokenHash) -> Result<Option<Identity>, ApiError> {
+        let ticket = match self.cache.token(hash) {
+            Ok(identity) => return Ok(Some(identity)),
+            Err(ticket) => ticket,
+        };
+        let identity = self.read::<Identity>(&token_key(hash)).await?;
+        self.cache.put_token(ticket, hash, identity.as_ref());
+        Ok(identity)
+    }
+
+    /// The bindings stored for `subject`: from the cache, else the KV.
+    async fn stored_bindings(&self, subject: &Subject) -> Result<Vec<StoredBinding>, ApiError> {
+        let key = subject_key(subject);
+        let ticket = match self.cache.bindings(&key) {
+            Ok(bindings) => return Ok(bindings),
+            Err(ticket) => ticket,
+        };
+        let bindings = self
+            .read::<Vec<StoredBinding>>(&key)
+            .await?
+            .unwrap_or_default();
+        self.cache.put_bindings(ticket, &key, &bindings);
+        Ok(bindings)
+    }
+
+    /// Keeps the cache current from a watch of the bucket until `shutdown`;
+    /// re-established after [`DEFAULT_WATCH_RETRY`] when it fails. Nothing
+    /// is cached while it does not run (nor with `auth.cache_size = 0`).
+    pub async fn watch(&self, shutdown: CancellationToken) {
+        if !self.enabled {
+            return;
+        }
+        loop {
+            match self.kv.watch_all().await {
+                Ok(mut changes) => {
+                    // every change from here on is delivered: start caching
+                    self.cache.set_live(true);
+                    tracing::debug!("identity cache live");
+                    loop {
+                        let change = tokio::select! {
+                            _ = shutdown.cancelled() => None,
+                            change = changes.next() => Some(change),
+                        };
+                        match change {
+                            None => {
+                                self.cache.set_live(false);
+                                return;
+                            }
+                            Some(Some(Ok(entry))) => self.cache.changed(&entry.key),
+                            Some(Some(Err(e))) => {
+                                tracing::warn!(error = %e, "the identity cache's watch failed; reading the KV until it is back");
+                                break;
+                            }
+                            Some(None) => {
+                                tracing::warn!(
+                                    "the identity cache's watch ended; reading the KV until it is back"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    self.cache.set_live(false);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the {BUCKET_AUTH} bucket; reading the KV until it can");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(DEFAULT_WATCH_RETRY) => {}
+            }
+        }
+    }
+
+    /// Entries in the cache: (tokens, binding lists); each is at most `auth.cache_size`.
+    pub fn cached(&self) -> (usize, usize) {
+        self.cache.len()
     }
 
     /// The caller `identity` is, with every binding naming it or its groups.
@@ -248,10 +356,7 @@ impl IdentityStore {
         let subjects = std::iter::once(Subject::User(identity.name.clone()))
             .chain(identity.groups.iter().cloned().map(Subject::Group));
         for subject in subjects {
-            let stored = self
-                .read::<Vec<StoredBinding>>(&subject_key(&subject))
-                .await?
-                .unwrap_or_default();
+            let stored = self.stored_bindings(&subject).await?;
             bindings.extend(stored.into_iter().map(|b| RoleBinding {
                 namespace: b.namespace,
                 role: b.role,
@@ -304,7 +409,7 @@ impl IdentityStore {
             })?;
         let token = Token::generate();
         self.kv
-            .put(format!("tokens.{}", token.hash().as_str()), value.into())
+            .put(token_key(&token.hash()), value.into())
             .await
             .map_err(unavailable)?;
         Ok(token)
@@ -314,11 +419,43 @@ impl IdentityStore {
     /// adding one that exists changes nothing).
     pub async fn add_binding(&self, binding: &RoleBinding) -> Result<(), ApiError> {
         binding.validate()?;
-        let key = subject_key(&binding.subject);
-        let new = StoredBinding {
-            namespace: binding.namespace.clone(),
-            role: binding.role,
-        };
+        let new = StoredBinding::from(binding);
+        self.update_bindings(&binding.subject, |list| {
+            let absent = !list.contains(&new);
+            if absent {
+                list.push(new.clone());
+            }
+            absent
+        })
+        .await
+    }
+
+    /// Removes `binding` from its subject's stored bindings (a
+    /// compare-and-swap); `false` when it was not there. Bindings from the
+    /// configuration stay: they are not stored.
+    pub async fn remove_binding(&self, binding: &RoleBinding) -> Result<bool, ApiError> {
+        let old = StoredBinding::from(binding);
+        let mut removed = false;
+        self.update_bindings(&binding.subject, |list| {
+            let before = list.len();
+            list.retain(|b| *b != old);
+            removed = list.len() != before;
+            removed
+        })
+        .await?;
+        Ok(removed)
+    }
+
+    /// Applies `change` to the stored bindings of `subject` with a
+    /// compare-and-swap, retried while other writers get there first;
+    /// `change` returns whether it changed anything (nothing is written
+    /// otherwise).
+    async fn update_bindings(
+        &self,
+        subject: &Subject,
+        mut change: impl FnMut(&mut Vec<StoredBinding>) -> bool,
+    ) -> Result<(), ApiError> {
+        let key = subject_key(subject);
         for _ in 0..8 {
             let entry = self.kv.entry(key.clone()).await.map_err(unavailable)?;
             let (mut list, revision) = match &entry {
@@ -330,10 +467,9 @@ impl IdentityStore {
                 Some(e) => (Vec::new(), Some(e.revision)),
                 None => (Vec::new(), None),
             };
-            if list.contains(&new) {
+            if !change(&mut list) {
                 return Ok(());
             }
-            list.push(new.clone());
             let value = serde_json::to_vec(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
             let written = match revision {
                 Some(revision) => self
@@ -356,6 +492,31 @@ impl IdentityStore {
         Err(ApiError::Conflict(format!(
             "the role bindings of {key} keep changing; try again"
         )))
+    }
+
+    /// Deletes the stored identity called `name` and every token that
+    /// authenticates it; `false` when there was none. A configured identity
+    /// is not stored and stays.
+    pub async fn delete_identity(&self, name: &str) -> Result<bool, ApiError> {
+        let mut found = self.read::<Identity>(&user_key(name)).await?.is_some();
+        let mut keys = self.kv.keys().await.map_err(unavailable)?;
+        let mut tokens = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(unavailable)?;
+            if key.starts_with(TOKEN_PREFIX) {
+                tokens.push(key);
+            }
+        }
+        for key in tokens {
+            if let Some(identity) = self.read::<Identity>(&key).await?
+                && identity.name == name
+            {
+                self.kv.delete(&key).await.map_err(unavailable)?;
+                found = true;
+            }
+        }
+        self.kv.delete(user_key(name)).await.map_err(unavailable)?;
+        Ok(found)
     }
 
     /// `up`'s first start: when auth is on and no identity exists (none

@@ -1,0 +1,209 @@
+//! The identity cache: a revocation written by another process (a second
+//! identity store on the same bucket, as another gateway replica or an
+//! admin tool is) reaches a gateway that has the identity cached within
+//! moments, and unknown tokens never fill the cache.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use imagestreams_common::{
+    auth::{Caller, Identity, Role, RoleBinding, Subject, Token, store::IdentityStore},
+    config::Config,
+    error::ApiError,
+};
+use imagestreams_integration::{NatsServer, TestApp, wait_for};
+use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+
+use crate::{Bearer, ROOT, clients, spawn, stream, with_auth};
+
+/// How soon a revocation must reach a gateway that has the identity cached:
+/// the watch delivers it in milliseconds; the rest is slack for a loaded machine.
+const REVOCATION_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Another identity store on the app's bucket, as a second replica has.
+async fn other_store(nats: &NatsServer, app: &TestApp) -> IdentityStore {
+    let js = async_nats::jetstream::new(nats.connect().await.expect("connecting"));
+    IdentityStore::open(&js, 1, &app.config.auth)
+        .await
+        .expect("opening the identity store")
+}
+
+/// A service account of `ns1` bound to `view` there, with a stream to read.
+async fn viewer_account(app: &TestApp, name: &str) -> (String, String) {
+    let mut root = clients(app, Some(ROOT.1)).await;
+    let created = root
+        .auth
+        .create_service_account(proto::CreateServiceAccountRequest {
+            namespace: "ns1".into(),
+            name: name.into(),
+        })
+        .await
+        .expect("root creates the service account")
+        .into_inner();
+    root.auth
+        .create_role_binding(proto::CreateRoleBindingRequest {
+            namespace: "ns1".into(),
+            role: "view".into(),
+            user: created.identity.clone(),
+            group: String::new(),
+        })
+        .await
+        .expect("root binds it");
+    root.streams
+        .create(proto::CreateRequest {
+            namespace: "ns1".into(),
+            image_stream: Some(stream("ns1", name)),
+        })
+        .await
+        .expect("root creates a stream");
+    (created.identity, created.token)
+}
+
+type Streams = ImageStreamsClient<InterceptedService<Channel, Bearer>>;
+
+async fn get(streams: &mut Streams, name: &str) -> Result<(), tonic::Status> {
+    streams
+        .get(proto::GetRequest {
+            namespace: "ns1".into(),
+            name: name.into(),
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Polls Get until it fails with `code`; how long that took.
+async fn until_refused(streams: &Streams, name: &str, code: Code) -> Duration {
+    let start = Instant::now();
+    wait_for(
+        || {
+            let mut streams = streams.clone();
+            async move {
+                get(&mut streams, name)
+                    .await
+                    .is_err_and(|s| s.code() == code)
+            }
+        },
+        REVOCATION_DEADLINE,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("still not {code:?}: {e}"));
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn a_removed_binding_revokes_a_cached_identity_at_once() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let app = spawn(&nats).await;
+    let (identity, token) = viewer_account(&app, "cached-viewer").await;
+    let mut sa = clients(&app, Some(&token)).await;
+    for _ in 0..3 {
+        get(&mut sa.streams, "cached-viewer")
+            .await
+            .expect("the service account views ns1");
+    }
+
+    let removed = other_store(&nats, &app)
+        .await
+        .remove_binding(&RoleBinding {
+            namespace: Some("ns1".into()),
+            role: Role::View,
+            subject: Subject::User(identity),
+        })
+        .await
+        .expect("removing the binding");
+    assert!(removed);
+    let took = until_refused(&sa.streams, "cached-viewer", Code::PermissionDenied).await;
+    println!("binding removed elsewhere: refused after {took:?}");
+    app.stop().await.expect("stopping");
+}
+
+#[tokio::test]
+async fn a_deleted_service_accounts_token_is_refused() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let app = spawn(&nats).await;
+    let (identity, token) = viewer_account(&app, "deleted").await;
+    let mut sa = clients(&app, Some(&token)).await;
+    for _ in 0..3 {
+        get(&mut sa.streams, "deleted")
+            .await
+            .expect("the service account views ns1");
+    }
+
+    let store = other_store(&nats, &app).await;
+    assert!(store.delete_identity(&identity).await.expect("deleting"));
+    let took = until_refused(&sa.streams, "deleted", Code::Unauthenticated).await;
+    println!("service account deleted elsewhere: refused after {took:?}");
+    assert!(
+        !store
+            .delete_identity(&identity)
+            .await
+            .expect("deleting again"),
+        "gone"
+    );
+    app.stop().await.expect("stopping");
+}
+
+#[tokio::test]
+async fn unknown_tokens_do_not_grow_the_cache_past_its_bound() {
+    const CAPACITY: usize = 8;
+    let nats = NatsServer::start().await.expect("nats-server");
+    let mut config = Config::for_tests(&nats.url());
+    with_auth(&mut config);
+    config.auth.cache_size = CAPACITY;
+    let js = async_nats::jetstream::new(nats.connect().await.expect("connecting"));
+    let store = Arc::new(
+        IdentityStore::open(&js, 1, &config.auth)
+            .await
+            .expect("opening the identity store"),
+    );
+    let shutdown = CancellationToken::new();
+    let watch = tokio::spawn({
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        async move { store.watch(shutdown).await }
+    });
+
+    let mut tokens = Vec::new();
+    for i in 0..3 * CAPACITY {
+        let identity = Identity::service_account("ns1", &format!("sa{i}"));
+        tokens.push(store.create_identity(&identity).await.expect("creating"));
+    }
+    // the watch is live once a read gets cached
+    wait_for(
+        || {
+            let (store, token) = (store.clone(), tokens[0].clone());
+            async move {
+                store.authenticate(Some(&token)).await.expect("valid");
+                store.cached().0 > 0
+            }
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the identity cache goes live");
+    for token in &tokens {
+        let caller = store.authenticate(Some(token)).await.expect("valid");
+        assert!(matches!(caller, Caller::Authenticated { .. }));
+        let (cached_tokens, cached_bindings) = store.cached();
+        assert!(cached_tokens <= CAPACITY, "{cached_tokens} tokens cached");
+        assert!(
+            cached_bindings <= CAPACITY,
+            "{cached_bindings} binding lists cached"
+        );
+    }
+    let before = store.cached();
+
+    for i in 0..1000 {
+        let wrong = Token::new(format!("t-wrong-{i:04}-0123456789"));
+        let refused = store.authenticate(Some(&wrong)).await.unwrap_err();
+        assert!(matches!(refused, ApiError::Unauthenticated(_)), "{refused}");
+    }
+    assert_eq!(store.cached(), before, "unknown tokens are not cached");
+    println!("cached (tokens, binding lists) after 1000 unknown tokens: {before:?}");
+
+    shutdown.cancel();
+    watch.await.expect("the watch ends with the token");
+}
