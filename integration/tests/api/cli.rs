@@ -909,10 +909,9 @@ async fn errors_are_one_line_and_fail() {
             .starts_with("error: cannot read /nonexistent/is.json: ")
     );
 
-    let https = Cli::new("https://127.0.0.1:1".to_owned());
+    let ftp = Cli::new("ftp://127.0.0.1:1".to_owned());
     assert!(
-        https
-            .run(&["get", "is"])
+        ftp.run(&["get", "is"])
             .await
             .one_error_line()
             .starts_with("error: invalid --server"),
