@@ -21,12 +21,10 @@ use imagestreams_common::{
         Role,
         store::{RoleBindingConfig, TokenConfig},
     },
-    config::{Config, Secret},
+    config::{Config, RegistryTokenConfig, Secret},
 };
 pub use imagestreams_integration::Bearer;
-use imagestreams_integration::{
-    NatsServer, Registry, RegistryOptions, TestApp, TokenAuth, TokenKeys,
-};
+use imagestreams_integration::{NatsServer, Registry, RegistryOptions, TestApp, TokenKeys};
 use imagestreams_proto::v1::{
     self as proto, auth_client::AuthClient, image_streams_client::ImageStreamsClient,
     secrets_client::SecretsClient, triggers_client::TriggersClient,
@@ -74,8 +72,13 @@ pub fn with_auth(config: &mut Config) {
 const NOTIFY_TOKEN: &str = "t-notify-0123456789";
 
 /// Every service behind the API, auth and the registry token service on
-/// (plus the registry-watcher when `watcher`); the keys the gateway loaded.
-async fn start(nats: &NatsServer, watcher: bool) -> (TestApp, TokenKeys) {
+/// (plus the registry-watcher when `watcher`); `configure` adjusts the rest.
+async fn start(
+    nats: &NatsServer,
+    watcher: bool,
+    keys: &TokenKeys,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut services = vec![
         ServiceName::StreamStore,
         ServiceName::TagSyncer,
@@ -85,42 +88,56 @@ async fn start(nats: &NatsServer, watcher: bool) -> (TestApp, TokenKeys) {
     if watcher {
         services.push(ServiceName::RegistryWatcher);
     }
-    let keys = TokenKeys::generate().expect("registry token keys");
-    let app = TestApp::spawn_with(nats, &services, |config| {
+    TestApp::spawn_with(nats, &services, |config| {
         with_auth(config);
         keys.configure(&mut config.auth.registry);
         config.registry_watcher.token = Some(Secret::new(NOTIFY_TOKEN));
+        configure(config);
     })
     .await
-    .expect("starting the services");
-    (app, keys)
+    .expect("starting the services")
 }
 
 /// Every service behind the API (the registry-watcher is not), auth and the
 /// registry token service on.
 pub async fn spawn(nats: &NatsServer) -> TestApp {
-    start(nats, false).await.0
+    let keys = TokenKeys::generate().expect("registry token keys");
+    start(nats, false, &keys, |_| {}).await
 }
 
 /// [`spawn`], plus a real docker-registry that sends its clients to the
 /// gateway's `/token`; with `watcher`, the registry-watcher too, which the
-/// registry notifies of pushes.
+/// registry notifies of pushes and which reads pushed images from it.
 pub async fn spawn_with_registry(nats: &NatsServer, watcher: bool) -> (TestApp, Registry) {
-    let (app, keys) = start(nats, watcher).await;
-    let token_auth: TokenAuth = keys.registry_auth(&app.config.auth.registry, &app.http_url());
+    let keys = TokenKeys::generate().expect("registry token keys");
+    // The gateway's and the watcher's ports, held while the registry (which
+    // needs both) starts; the services then need the registry's.
+    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let notifications = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let (http_addr, notify_addr) = (
+        http.local_addr().expect("bound"),
+        notifications.local_addr().expect("bound"),
+    );
+    let mut settings = RegistryTokenConfig::default();
+    keys.configure(&mut settings);
     let mut options = RegistryOptions {
-        token_auth: Some(token_auth),
+        token_auth: Some(keys.registry_auth(&settings, &format!("http://{http_addr}"))),
         ignored_actions: vec!["pull".to_owned()],
         ..RegistryOptions::default()
     };
     if watcher {
-        options.notify_url = Some(format!(
-            "http://{}/notifications",
-            app.addr("notifications")
-        ));
+        options.notify_url = Some(format!("http://{notify_addr}/notifications"));
         options.notify_token = Some(NOTIFY_TOKEN.to_owned());
     }
     let registry = Registry::start(options).await.expect("docker-registry");
+    drop((http, notifications));
+    let host = registry.host();
+    let app = start(nats, watcher, &keys, |config| {
+        config.gateway.http_listen = http_addr;
+        config.registry_watcher.listen = notify_addr;
+        config.integrated_registry.host = host;
+    })
+    .await;
     (app, registry)
 }
 

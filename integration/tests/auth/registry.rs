@@ -252,6 +252,15 @@ async fn the_registry_refuses_a_push_without_edit_and_records_the_pusher_with_it
     let pushed = proto::ImagePushed::decode(pushed.payload).expect("ImagePushed");
     assert_eq!(pushed.actor, EDITOR.0, "the pusher is the token's identity");
     assert_eq!(pushed.digest, digest);
+    // the watcher read the image through the token service with its own token
+    let summary = pushed
+        .summary
+        .expect("ImagePushed carries the image's summary");
+    assert!(
+        summary.layer_count > 0 && !summary.platforms.is_empty(),
+        "{summary:?}"
+    );
+    assert_eq!(summary.error, "");
 
     let mut root = root;
     let missing = root

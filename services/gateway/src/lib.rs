@@ -158,6 +158,17 @@ pub struct GatewayService {
     grpc_metrics: metrics::GrpcMetrics,
 }
 
+/// The registry-watcher's token, when one is configured (see [`IdentityStore::with_registry_watcher`]).
+fn registry_watcher_token(config: &Config) -> Option<imagestreams_common::auth::Token> {
+    config
+        .registry_watcher
+        .token
+        .as_ref()
+        .map(|t| t.expose())
+        .filter(|t| !t.is_empty())
+        .map(imagestreams_common::auth::Token::new)
+}
+
 impl GatewayService {
     /// Builds the service with the default options; the gRPC listener is
     /// bound here, so port 0 works.
@@ -194,7 +205,8 @@ impl GatewayService {
         let identities =
             IdentityStore::open_boxed(&deps.topology.js, config.nats.replicas, &config.auth)
                 .await
-                .map_err(GatewayError::Auth)?;
+                .map_err(GatewayError::Auth)?
+                .with_registry_watcher(registry_watcher_token(&config).as_ref());
         if !identities.enabled() {
             tracing::warn!(
                 "AUTHENTICATION IS DISABLED (auth.enabled = false): anyone who reaches the API \

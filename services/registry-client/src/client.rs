@@ -30,7 +30,7 @@ use crate::rules::{Endpoint, RegistryRules, ResolvedRepository, origin_label};
 use crate::tags::{LinkError, TagList, next_link};
 
 /// The `User-Agent` of every request.
-pub const USER_AGENT: &str = concat!("imagestreams-tag-syncer/", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT: &str = concat!("imagestreams/", env!("CARGO_PKG_VERSION"));
 
 /// The OAuth2 `client_id` sent when exchanging an identity token.
 pub const OAUTH_CLIENT_ID: &str = "imagestreams";

@@ -1,12 +1,19 @@
 //! Reading the integrated registry: where it is (`integrated_registry.host`, or `.url` when the services
-//! reach it elsewhere), over which scheme, with which credentials.
+//! reach it elsewhere), over which scheme, with which credentials: `integrated_registry.docker_config`, else
+//! the registry-watcher's token, which the gateway's token service accepts for `view` everywhere.
 
 use anyhow::Context as _;
 use imagestreams_common::config::Config;
 use imagestreams_common::reference::Reference;
 use reqwest::Url;
 
-use crate::{Keyring, RegistryClient, RegistryError, RegistryRule, RegistryRules, Repository};
+use crate::{
+    Credential, Keyring, RegistryClient, RegistryError, RegistryRule, RegistryRules, Repository,
+};
+
+/// The Basic user name sent with the registry-watcher's token (informational: the token decides; an
+/// identity name like `system:registry-watcher` cannot be one, as Basic splits at the first `:`).
+const BASIC_USER: &str = "registry-watcher";
 
 /// A client for the integrated registry's repositories.
 #[derive(Debug, Clone)]
@@ -23,6 +30,7 @@ impl IntegratedRegistry {
         let settings = &config.integrated_registry;
         let host = settings.host.clone();
         let mut rules = crate::rules(config)?.rules().to_vec();
+        let mut location_host = host.clone();
         let insecure = match &settings.url {
             Some(url) => {
                 let url = Url::parse(url)
@@ -39,6 +47,7 @@ impl IntegratedRegistry {
                     (Some(h), None) => h.to_owned(),
                     (None, _) => anyhow::bail!("integrated_registry.url has no host"),
                 };
+                location_host = location.clone();
                 if location != host && !rules.iter().any(|r| r.prefix.as_deref() == Some(&host)) {
                     rules.push(RegistryRule {
                         prefix: Some(host.clone()),
@@ -59,9 +68,17 @@ impl IntegratedRegistry {
         };
         let client = RegistryClient::new(limits, RegistryRules::new(rules)?)
             .context("building the integrated registry's client")?;
-        let keyring = match &settings.docker_config {
-            Some(path) => Keyring::from_docker_config_file(path)?,
-            None => Keyring::new(),
+        let keyring = match (&settings.docker_config, &config.registry_watcher.token) {
+            (Some(path), _) => Keyring::from_docker_config_file(path)?,
+            // the token service knows the watcher's token (view in every namespace)
+            (None, Some(token)) if !token.expose().is_empty() => {
+                let mut keyring = Keyring::new();
+                for server in [&host, &location_host] {
+                    keyring.insert(server, Credential::basic(BASIC_USER, token.expose()))?;
+                }
+                keyring
+            }
+            (None, _) => Keyring::new(),
         };
         Ok(IntegratedRegistry {
             client,

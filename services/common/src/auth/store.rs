@@ -39,6 +39,12 @@ use crate::{config::AuthConfig, error::ApiError, nats};
 pub const BUCKET_AUTH: &str = "auth";
 /// The name of the cluster-admin identity `up` makes on first start.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
+/// The identity the registry-watcher's token authenticates as, for reading image metadata from the
+/// integrated registry through the token service.
+pub const REGISTRY_WATCHER_IDENTITY: &str = "system:registry-watcher";
+/// Its group, bound to `view` in every namespace.
+pub const REGISTRY_READERS_GROUP: &str = "system:registry-readers";
+
 /// How long the cache's watch waits before it is re-established after failing.
 pub const DEFAULT_WATCH_RETRY: Duration = Duration::from_secs(1);
 
@@ -221,6 +227,28 @@ impl IdentityStore {
             kv,
             cache: Arc::new(IdentityCache::new(config.cache_size)),
         })
+    }
+
+    /// Lets `token` (the registry-watcher's, `registry_watcher.token`) authenticate as
+    /// [`REGISTRY_WATCHER_IDENTITY`], with `view` in every namespace: the watcher reads pushed images'
+    /// metadata from the integrated registry with it, through the token service. The registry already
+    /// holds this token (it sends it with every notification).
+    pub fn with_registry_watcher(mut self, token: Option<&Token>) -> Self {
+        if let Some(token) = token {
+            self.tokens.push((
+                token.hash(),
+                Identity {
+                    name: REGISTRY_WATCHER_IDENTITY.to_owned(),
+                    groups: vec![REGISTRY_READERS_GROUP.to_owned()],
+                },
+            ));
+            self.bindings.push(RoleBinding {
+                namespace: None,
+                role: Role::View,
+                subject: Subject::Group(REGISTRY_READERS_GROUP.to_owned()),
+            });
+        }
+        self
     }
 
     /// [`IdentityStore::open`], boxed: a caller's build future stays small
