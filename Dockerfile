@@ -33,7 +33,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 65532 imagestreams \
  && useradd --system --uid 65532 --gid 65532 --home-dir /var/lib/imagestreams \
-      --create-home --shell /usr/sbin/nologin imagestreams
+      --create-home --shell /usr/sbin/nologin imagestreams \
+ && install -d -o 65532 -g 65532 -m 0700 /var/lib/imagestreams/registry-keys
 COPY --from=build /out/imagestreams /usr/local/bin/imagestreams
 USER 65532:65532
 WORKDIR /var/lib/imagestreams

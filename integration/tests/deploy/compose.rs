@@ -173,6 +173,8 @@ pub enum Role {
     Monolith,
     /// `imagestreams serve <service>`.
     Serve(String),
+    /// The one-shot `imagestreams registry-keys generate --dir DIR`.
+    Keys(String),
     /// Anything else.
     Other,
 }
@@ -239,6 +241,15 @@ impl Project {
         let repo = image.rsplit('/').next().unwrap_or_default();
         let repo = repo.split(':').next().unwrap_or_default();
         let command = words(def.get("command"));
+        // a job's command may be one `sh -c` string
+        let split: Vec<String> = command
+            .iter()
+            .flat_map(|c| c.split_whitespace())
+            .map(str::to_owned)
+            .collect();
+        if repo.contains("imagestreams") && split.join(" ").contains("registry-keys generate") {
+            return Role::Keys(flag(&split, &["--dir"]).unwrap_or_default());
+        }
         match (repo, command.first().map(String::as_str)) {
             ("nats", _) => Role::Nats,
             ("registry", _) => Role::Registry,
@@ -374,7 +385,22 @@ impl Project {
         } else {
             bail!("config {source} has neither content nor file");
         };
-        parse_yaml(&text).with_context(|| format!("parsing config {source}"))
+        let mut config = parse_yaml(&text).with_context(|| format!("parsing config {source}"))?;
+        // distribution reads REGISTRY_<SECTION>_<KEY> over its file
+        for (key, value) in Self::environment(def) {
+            let Some(path) = key.strip_prefix("REGISTRY_") else {
+                continue;
+            };
+            let mut at = &mut config;
+            for part in path.split('_') {
+                if !at.is_object() {
+                    *at = json!({});
+                }
+                at = &mut at[part.to_lowercase()];
+            }
+            *at = Value::String(value);
+        }
+        Ok(config)
     }
 
     /// Every inconsistency of this project, as sentences.
@@ -391,12 +417,14 @@ impl Project {
         let mut host_ports: BTreeMap<u16, Vec<(&str, String)>> = BTreeMap::new();
         for (name, def) in self.services() {
             let role = Self::role(def);
-            // every service has a health check, and depends only on running services
-            if Self::healthcheck(def).is_none() {
+            // every service has a health check (a one-shot job runs to completion instead), and
+            // depends only on running services (or on optional ones, `required: false`)
+            if Self::healthcheck(def).is_none() && !matches!(role, Role::Keys(_)) {
                 problems.push(format!("{name}: no health check"));
             }
             for dep in depends_on(def) {
-                if self.service(&dep).is_none() {
+                let optional = def["depends_on"][&dep]["required"] == false;
+                if self.service(&dep).is_none() && !optional {
                     problems.push(format!("{name}: depends on {dep}, which does not run"));
                 }
             }
@@ -428,7 +456,7 @@ impl Project {
                     Err(e) => problems.push(format!("{name}: {e:#}")),
                 },
                 Role::Nats => self.check_nats(name, def, problems)?,
-                Role::Registry => {}
+                Role::Registry | Role::Keys(_) => {}
                 Role::Other => problems.push(format!("{name}: not a service of the mesh")),
             }
         }
@@ -595,10 +623,17 @@ impl Project {
                 ));
             }
         }
-        if let Some(test) = Self::healthcheck(def)
-            && http_target(&test).map(|(_, p, _)| p) != Some(port)
-        {
-            problems.push(format!("{name}: health check does not probe port {port}"));
+        // probed on its port, or on its debug server's (`/debug/health`) when auth guards `/v2/`
+        let debug_port: Option<u16> = config["http"]["debug"]["addr"]
+            .as_str()
+            .and_then(|a| a.rsplit(':').next()?.parse().ok());
+        if let Some(test) = Self::healthcheck(def) {
+            let probed = http_target(&test).map(|(_, p, _)| p);
+            if probed != Some(port) && (probed.is_none() || probed != debug_port) {
+                problems.push(format!(
+                    "{name}: health check does not probe port {port} (or its debug port)"
+                ));
+            }
         }
         let endpoints = config["notifications"]["endpoints"]
             .as_array()
@@ -689,8 +724,140 @@ impl Project {
                 problems.push(format!("{what}: does not ignore pulls"));
             }
         }
+        self.check_token_auth(name, def, &config, configs, problems);
         Ok(())
     }
+
+    /// With `auth.token`, the registry sends clients to a gateway's token service, published on the
+    /// host, which signs with a key whose root certificate the registry reads from a volume they share
+    /// with the job that made them.
+    fn check_token_auth(
+        &self,
+        name: &str,
+        def: &Value,
+        registry: &Value,
+        configs: &BTreeMap<&str, (Role, Config)>,
+        problems: &mut Vec<String>,
+    ) {
+        let token = &registry["auth"]["token"];
+        let issuing: Vec<(&str, &Config)> = configs
+            .iter()
+            .filter(|(_, (role, config))| {
+                let gateway = match role {
+                    Role::Monolith => true,
+                    Role::Serve(s) => s == "gateway",
+                    _ => false,
+                };
+                gateway && config.auth.registry.enabled
+            })
+            .map(|(n, (_, c))| (*n, c))
+            .collect();
+        if token.is_null() {
+            for (gateway, _) in &issuing {
+                problems.push(format!(
+                    "{gateway}: serves registry tokens, but {name} does not ask for them"
+                ));
+            }
+            return;
+        }
+        let [(gateway, config)] = issuing.as_slice() else {
+            problems.push(format!(
+                "{name}: asks for tokens, but {} gateways serve them",
+                issuing.len()
+            ));
+            return;
+        };
+        let settings = &config.auth.registry;
+        // the realm: where a client on the host reaches the gateway's HTTP port
+        let realm = token["realm"].as_str().unwrap_or_default();
+        let gateway_def = self.service(gateway).expect("a running service");
+        let published: Vec<u16> = Self::published(gateway_def)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.target == config.gateway.http_listen.port())
+            .filter_map(|p| p.host_port)
+            .collect();
+        match http_url(realm) {
+            Some((host, port, path))
+                if (host == "localhost" || host == "127.0.0.1")
+                    && published.contains(&port)
+                    && path == "/token" => {}
+            _ => problems.push(format!(
+                "{name}: auth.token.realm {realm:?} is not http://localhost:<{gateway}'s published HTTP port {published:?}>/token"
+            )),
+        }
+        for (key, want) in [("service", &settings.service), ("issuer", &settings.issuer)] {
+            if token[key].as_str() != Some(want.as_str()) {
+                problems.push(format!(
+                    "{name}: auth.token.{key} {} is not {gateway}'s auth.registry.{key} {want:?}",
+                    token[key]
+                ));
+            }
+        }
+        // one volume: the job writes the keys there, the gateway reads its key, the registry its bundle
+        let bundle = token["rootcertbundle"].as_str().unwrap_or_default();
+        let Some((volume, _)) = volume_holding(def, bundle) else {
+            problems.push(format!(
+                "{name}: auth.token.rootcertbundle {bundle} is not in a volume"
+            ));
+            return;
+        };
+        for file in [&settings.key_file, &settings.cert_file] {
+            let file = file.to_string_lossy();
+            if volume_holding(gateway_def, &file).map(|(v, _)| v) != Some(volume.clone()) {
+                problems.push(format!(
+                    "{gateway}: {file} is not in the volume {volume} that {name} reads its bundle from"
+                ));
+            }
+        }
+        let writers: Vec<&str> = self
+            .services()
+            .filter(|(_, d)| match Self::role(d) {
+                Role::Keys(dir) => volume_holding(d, &format!("{dir}/x"))
+                    .is_some_and(|(v, at)| v == volume && at == dir),
+                _ => false,
+            })
+            .map(|(n, _)| n)
+            .collect();
+        if writers.is_empty() {
+            problems.push(format!(
+                "{name}: no registry-keys job writes into the volume {volume}"
+            ));
+        }
+        let key_dir = settings
+            .key_file
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !writers.iter().all(
+            |w| matches!(Self::role(&self.doc["services"][*w]), Role::Keys(dir) if dir == key_dir),
+        ) {
+            problems.push(format!(
+                "{name}: the registry-keys job writes elsewhere than {gateway}'s key directory {key_dir}"
+            ));
+        }
+    }
+}
+
+/// The named volume and mount point of `def` that hold the container path `path`.
+fn volume_holding(def: &Value, path: &str) -> Option<(String, String)> {
+    def.get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match v {
+            Value::String(s) => {
+                let mut parts = s.split(':');
+                Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+            }
+            Value::Object(long) => Some((
+                long.get("source").and_then(scalar)?,
+                long.get("target").and_then(scalar)?,
+            )),
+            _ => None,
+        })
+        .filter(|(_, target)| path.starts_with(&format!("{}/", target.trim_end_matches('/'))))
+        .max_by_key(|(_, target)| target.len())
 }
 
 /// The services a service depends on (list or map form).

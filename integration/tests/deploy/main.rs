@@ -9,6 +9,9 @@
 mod compose;
 
 use compose::{Env, MICROSERVICES, MONOLITH, Project, interpolate, raw_compose};
+
+/// The profile that puts the registry behind the token service.
+const TOKEN_AUTH: &str = "token-auth";
 use serde_json::Value;
 
 /// The variables compose would see: none (every default applies), or a
@@ -21,6 +24,26 @@ fn environments() -> [Env; 2] {
             "operator-chosen-4f1d9a".to_owned(),
         )]),
     ]
+}
+
+/// `REGISTRY_TOKEN_AUTH=true IMAGESTREAMS_AUTH_ENABLED=true docker compose --profile token-auth
+/// [--profile microservices] up --scale registry=0 [--scale imagestreams=0]`.
+fn token_auth(raw: &Value, microservices: bool) -> Project {
+    let env = Env::from([
+        ("REGISTRY_TOKEN_AUTH".to_owned(), "true".to_owned()),
+        ("IMAGESTREAMS_AUTH_ENABLED".to_owned(), "true".to_owned()),
+    ]);
+    if microservices {
+        Project::new(
+            raw,
+            &env,
+            &[TOKEN_AUTH, MICROSERVICES],
+            &["registry", MONOLITH],
+        )
+    } else {
+        Project::new(raw, &env, &[TOKEN_AUTH], &["registry"])
+    }
+    .expect("the compose file interpolates")
 }
 
 /// The default form: `docker compose up`.
@@ -279,4 +302,103 @@ fn interpolation_follows_compose() {
     }
     assert!(interpolate("${UNSET:?needed}", &env).is_err());
     assert!(interpolate("${SET", &env).is_err());
+}
+
+#[test]
+fn the_token_auth_profile_wires_the_registry_to_the_token_service() {
+    let raw = raw_compose().expect("docker-compose.yml parses");
+    for microservices in [false, true] {
+        let project = token_auth(&raw, microservices);
+        let names: Vec<_> = project.services().map(|(name, _)| name).collect();
+        assert!(
+            names.contains(&"registry-keys") && names.contains(&"registry-token-auth"),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"registry"), "{names:?}");
+        assert_consistent(
+            &project,
+            "docker compose --profile token-auth up --scale registry=0",
+        );
+    }
+}
+
+/// Asserts that `mutate` makes the token-auth forms report a problem containing `expected`.
+fn assert_token_auth_caught(mutate: impl Fn(&mut Value), expected: &str) {
+    let mut raw = raw_compose().expect("docker-compose.yml parses");
+    mutate(&mut raw);
+    for microservices in [false, true] {
+        let problems = token_auth(&raw, microservices).problems();
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "microservices={microservices}: expected a problem with {expected:?}, got {problems:#?}"
+        );
+    }
+}
+
+fn set_registry_env(raw: &mut Value, key: &str, value: &str) {
+    raw["services"]["registry-token-auth"]["environment"][key] = Value::String(value.to_owned());
+}
+
+#[test]
+fn a_realm_off_the_gateways_published_port_is_caught() {
+    assert_token_auth_caught(
+        |raw| {
+            set_registry_env(
+                raw,
+                "REGISTRY_AUTH_TOKEN_REALM",
+                "http://localhost:9999/token",
+            )
+        },
+        "auth.token.realm",
+    );
+}
+
+#[test]
+fn a_service_the_token_service_does_not_issue_for_is_caught() {
+    assert_token_auth_caught(
+        |raw| set_registry_env(raw, "REGISTRY_AUTH_TOKEN_SERVICE", "another-registry"),
+        "auth.token.service",
+    );
+}
+
+#[test]
+fn a_bundle_outside_the_shared_keys_volume_is_caught() {
+    assert_token_auth_caught(
+        |raw| {
+            set_registry_env(
+                raw,
+                "REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE",
+                "/etc/docker/registry/root.pem",
+            )
+        },
+        "is not in a volume",
+    );
+}
+
+#[test]
+fn keys_written_where_the_gateway_does_not_look_are_caught() {
+    assert_token_auth_caught(
+        |raw| {
+            for service in [MONOLITH, "gateway"] {
+                raw["services"][service]["environment"]["IMAGESTREAMS_AUTH__REGISTRY__KEY_FILE"] =
+                    Value::String("/var/lib/imagestreams/keys/token.key".to_owned());
+            }
+        },
+        "is not in the volume",
+    );
+}
+
+#[test]
+fn a_registry_without_token_auth_beside_an_issuing_gateway_is_caught() {
+    let raw = raw_compose().expect("docker-compose.yml parses");
+    let env = Env::from([("REGISTRY_TOKEN_AUTH".to_owned(), "true".to_owned())]);
+    let project = Project::new(&raw, &env, &[], &[]).expect("interpolates");
+    assert!(
+        project
+            .problems()
+            .iter()
+            .any(|p| p.contains("does not ask for them")),
+        "{:#?}",
+        project.problems()
+    );
 }
