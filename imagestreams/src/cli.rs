@@ -68,7 +68,7 @@ pub enum Command {
 pub enum ClientCommand {
     /// Create image streams from a file (JSON or YAML) or stdin.
     Create(CreateArgs),
-    /// Display one or many image streams.
+    /// Display image streams, a tag's current image (istag) or one image (isimage) with its metadata, or triggers.
     Get(GetArgs),
     /// Show the details of image streams: tags, their sources and histories.
     Describe(DescribeArgs),
