@@ -10,6 +10,8 @@
 #
 # FUZZ_TIMEOUT_SECONDS (default 10): an input slower than this is a failure.
 # FUZZ_TARGET_DIR (default fuzz/target): where the build goes.
+# FUZZ_RUN_DIR (default fuzz/): where corpus/, artifacts/ and logs/ go, so a
+# long run can go on beside a smoke run without sharing them.
 #
 # Installs cargo-fuzz (pinned) when missing. The toolchain is stable: no
 # sanitizer is used (every crate fuzzed here forbids unsafe code), so
@@ -48,17 +50,22 @@ TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
 # The flags of README.md's reproduce and minimize commands: same build.
 FLAGS=(--release --debug-assertions --sanitizer none --target-dir "$TARGET_DIR" --target "$TRIPLE")
 BIN="$TARGET_DIR/$TRIPLE/release"
+RUN_DIR="${FUZZ_RUN_DIR:-$PWD}"
 
 log "building the fuzz targets ($TARGET_DIR)"
 cargo fuzz build "${FLAGS[@]}"
 
+FUZZ_DIR="$PWD"
+mkdir -p "$RUN_DIR"
+cd "$RUN_DIR"
 mkdir -p logs
 failed=()
 summary=()
 for target in "${TARGETS[@]}"; do
-  mkdir -p "corpus/$target" "seeds/$target" "artifacts/$target"
-  corpora=("corpus/$target" "seeds/$target")
-  if [ -d "artifacts-found/$target" ]; then corpora+=("artifacts-found/$target"); fi
+  mkdir -p "corpus/$target" "artifacts/$target"
+  corpora=("corpus/$target")
+  if [ -d "$FUZZ_DIR/seeds/$target" ]; then corpora+=("$FUZZ_DIR/seeds/$target"); fi
+  if [ -d "$FUZZ_DIR/artifacts-found/$target" ]; then corpora+=("$FUZZ_DIR/artifacts-found/$target"); fi
   args=(
     "-max_total_time=$FUZZ_SECONDS"
     "-timeout=$FUZZ_TIMEOUT_SECONDS"
@@ -66,8 +73,8 @@ for target in "${TARGETS[@]}"; do
     -print_final_stats=1
     "-artifact_prefix=artifacts/$target/"
   )
-  if [ -f "dicts/$target.dict" ]; then args+=("-dict=dicts/$target.dict"); fi
-  log "fuzzing $target for ${FUZZ_SECONDS}s (log: fuzz/logs/$target.log)"
+  if [ -f "$FUZZ_DIR/dicts/$target.dict" ]; then args+=("-dict=$FUZZ_DIR/dicts/$target.dict"); fi
+  log "fuzzing $target for ${FUZZ_SECONDS}s (log: $RUN_DIR/logs/$target.log)"
   # The binary built above, not `cargo fuzz run`, which would rebuild when a
   # source changed meanwhile. One process, one core: libFuzzer's default (no
   # -jobs, no -workers).
@@ -88,6 +95,6 @@ done
 log "fuzz summary (${FUZZ_SECONDS}s per target)"
 printf '%s\n' "${summary[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "fuzzing found a failure in: ${failed[*]} (inputs under fuzz/artifacts/<target>/)" >&2
+  echo "fuzzing found a failure in: ${failed[*]} (inputs under $RUN_DIR/artifacts/<target>/)" >&2
   exit 1
 fi

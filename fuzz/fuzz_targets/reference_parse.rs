@@ -5,7 +5,7 @@
 //! agrees with the accessors.
 #![no_main]
 
-use imagestreams_common::reference::{
+use imagestreams_formats::reference::{
     DEFAULT_DOMAIN, ParseReport, REPOSITORY_NAME_TOTAL_LENGTH_MAX, Reference, is_valid_tag,
     validate_digest,
 };

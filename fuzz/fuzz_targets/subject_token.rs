@@ -1,4 +1,4 @@
-//! Fuzzes the subject-token codec of `imagestreams_common::subjects`:
+//! Fuzzes the subject-token codec of `imagestreams_formats::subjects`:
 //! `encode_token` gives one safe, non-empty token that `decode_token` turns
 //! back into the string, for every string; `decode_token` of anything never
 //! panics and, when it accepts, the input is the one token of its result (the
@@ -6,7 +6,7 @@
 //! back into them.
 #![no_main]
 
-use imagestreams_common::subjects::{
+use imagestreams_formats::subjects::{
     Kind, decode_token, encode_token, firing_key, parse_stream_key, stream_key, trigger_key,
 };
 use libfuzzer_sys::fuzz_target;

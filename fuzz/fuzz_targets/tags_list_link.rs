@@ -7,12 +7,13 @@
 //! header values, and the rest is the page's body: a `tags/list` JSON object
 //! (`{"name": …, "tags": […]}`), else whitespace-separated tags.
 //!
-//! The body is read as the client reads it (`{"tags": [string] | null}`):
-//! the client decodes it inline in `RegistryClient::list_tags`, with no pure
-//! function to call.
+//! The body goes through `parse_tag_page`, the function the client's
+//! `list_tags` reads each page with.
 #![no_main]
 
-use imagestreams_registry_client::{LinkError, next_link, prioritize_tags, select_tags};
+use imagestreams_formats::tags::{
+    LinkError, next_link, parse_tag_page, prioritize_tags, select_tags,
+};
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 
@@ -85,16 +86,11 @@ fn check_one_target(raw: &str, base: &Url) {
     );
 }
 
-/// The tags of a page body, read like the client reads it; whitespace-separated
+/// The tags of a page body as the client reads them; whitespace-separated
 /// words when the body is not a tag list.
 fn page_tags(body: &str) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Page {
-        #[serde(default)]
-        tags: Option<Vec<String>>,
-    }
-    match serde_json::from_str::<Page>(body) {
-        Ok(page) => page.tags.unwrap_or_default(),
+    match parse_tag_page(body.as_bytes()) {
+        Ok(tags) => tags,
         Err(_) => body.split_whitespace().map(str::to_owned).collect(),
     }
 }

@@ -4,7 +4,6 @@
 //! error that names it.
 
 use std::{
-    fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
@@ -14,6 +13,8 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
+
+pub use imagestreams_formats::secret::Secret;
 
 /// The configuration file read when `--config` is not given (if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "imagestreams.toml";
@@ -59,36 +60,6 @@ pub enum ConfigError {
     /// `--config` named a file that does not exist.
     #[error("configuration file {0} does not exist")]
     Missing(PathBuf),
-}
-
-/// A secret string: never printed by `Debug` or `Display`, never serialized back.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret value, for the one place that must use it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Serialized only as the defaults layer; a real value never leaves the process.
-        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
-    }
 }
 
 /// The whole configuration of one process.

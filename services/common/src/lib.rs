@@ -3,20 +3,21 @@
 //! health endpoints, shutdown).
 #![forbid(unsafe_code)]
 
+// The pure formats live in `imagestreams-formats` (light enough to fuzz); their
+// old paths stay here.
+pub use imagestreams_formats::{model, reference, subjects};
+
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod image;
 pub mod imports;
 pub mod metrics;
-pub mod model;
 pub mod nats;
-pub mod reference;
 pub mod runtime;
 pub mod secrets;
 pub mod selector;
 pub mod store;
-pub mod subjects;
 pub mod telemetry;
 pub mod tls;
 pub mod triggers;

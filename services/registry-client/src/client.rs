@@ -19,15 +19,14 @@ use reqwest::header::{
     RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
 
 use crate::auth::{Challenge, HostAuth, Scheme, TokenCache, TokenKey, TokenResponse};
-use crate::credentials::{Credential, Keyring};
 use crate::error::{RegistryError, registry_detail};
 use crate::limits::{HostLimits, Limits, parse_retry_after, rate_limit_wait};
 use crate::manifest::{MANIFEST_ACCEPT, Manifest, ManifestDigest, PlatformManifest, digest_of};
 use crate::rules::{Endpoint, RegistryRules, ResolvedRepository, origin_label};
-use crate::tags::{LinkError, TagList, next_link};
+use crate::{Credential, Keyring};
+use crate::{LinkError, TagList, next_link, parse_tag_page};
 
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("imagestreams/", env!("CARGO_PKG_VERSION"));
@@ -311,18 +310,12 @@ impl RegistryClient {
                 )
                 .await?;
             list.pages += 1;
-            #[derive(Deserialize)]
-            struct Page {
-                #[serde(default)]
-                tags: Option<Vec<String>>,
-            }
-            let page: Page =
-                serde_json::from_slice(&resp.body).map_err(|e| RegistryError::InvalidResponse {
+            let page_tags =
+                parse_tag_page(&resp.body).map_err(|e| RegistryError::InvalidResponse {
                     registry: source.registry(),
                     what: what.clone(),
                     detail: format!("not a tag list: {e}"),
                 })?;
-            let page_tags = page.tags.unwrap_or_default();
             let page_len = page_tags.len();
             let last = page_tags.last().cloned();
             let mut new = 0;

@@ -36,20 +36,23 @@
 mod auth;
 mod client;
 mod config;
-mod credentials;
 mod error;
 pub mod image;
 mod integrated;
 mod limits;
 mod manifest;
 mod rules;
-mod tags;
 
 pub use auth::{Challenge, Scheme, parse_www_authenticate};
 pub use client::{RegistryClient, Repository, USER_AGENT};
 pub use config::{limits, rules};
-pub use credentials::{Credential, CredentialsError, Keyring, normalize_server};
 pub use error::RegistryError;
+pub use imagestreams_formats::credentials::{
+    Credential, CredentialsError, Keyring, normalize_server,
+};
+pub use imagestreams_formats::tags::{
+    LinkError, TagList, next_link, parse_tag_page, prioritize_tags, select_tags,
+};
 pub use integrated::IntegratedRegistry;
 pub use limits::{
     DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_TAGS_PER_IMPORT, DEFAULT_REQUESTS_PER_SECOND, Limits,
@@ -62,4 +65,3 @@ pub use manifest::{
 pub use rules::{
     Endpoint, Mirror, RegistriesConfig, RegistryRule, RegistryRules, ResolvedRepository, RulesError,
 };
-pub use tags::{LinkError, TagList, next_link, prioritize_tags, select_tags};

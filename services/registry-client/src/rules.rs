@@ -22,9 +22,9 @@ use imagestreams_common::reference::{DEFAULT_DOMAIN, Reference};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::{CredentialsError, Keyring};
 use crate::error::RegistryError;
 use crate::limits::Limits;
+use crate::{CredentialsError, Keyring};
 
 /// The host that serves Docker Hub's registry API for `docker.io`.
 pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";

@@ -50,10 +50,12 @@
 //! make the registry resend it forever.
 #![forbid(unsafe_code)]
 
-pub mod envelope;
 pub mod http;
 pub mod metadata;
-pub mod notification;
+
+// The envelope and its classification are pure, in `imagestreams-formats` (so
+// they can be fuzzed without this crate's I/O stack); their old paths stay here.
+pub use imagestreams_formats::{envelope, notification};
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -20,10 +20,9 @@
 //! is [`Decision::Ignore`]d; an event that cannot name a stream is
 //! [`Decision::Skip`]ped with its reason (logged and counted, not refused,
 //! since a 4xx would make the registry resend it forever).
+pub use crate::model::{RepositoryError, StreamName, stream_of_repository};
+use crate::reference;
 use chrono::{DateTime, Utc};
-pub use imagestreams_common::model::{RepositoryError, StreamName, stream_of_repository};
-use imagestreams_common::reference;
-use imagestreams_proto::v1 as proto;
 
 use crate::envelope::{
     ACTION_DELETE, ACTION_MOUNT, ACTION_PULL, ACTION_PUSH, Descriptor, Envelope, Event,
@@ -318,49 +317,8 @@ fn keep(event: &Event, registry: &str, received: DateTime<Utc>) -> Result<Decisi
     })))
 }
 
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        // can't fail to fit: subsecond nanos are below 2e9
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-impl From<ImagePush> for proto::ImagePushed {
-    fn from(push: ImagePush) -> Self {
-        proto::ImagePushed {
-            event_id: push.event_id,
-            registry: push.registry,
-            repository: push.repository,
-            tag: push.tag,
-            digest: push.digest,
-            media_type: push.media_type,
-            size: push.size,
-            time: Some(timestamp(push.time)),
-            actor: push.actor,
-            source: proto::ImageSource::RegistryNotification as i32,
-            namespace: push.stream.namespace,
-            stream: push.stream.name,
-            summary: None,
-        }
-    }
-}
-
-impl From<ImageDeletion> for proto::ImageDeleted {
-    fn from(deletion: ImageDeletion) -> Self {
-        proto::ImageDeleted {
-            event_id: deletion.event_id,
-            registry: deletion.registry,
-            repository: deletion.repository,
-            tag: deletion.tag,
-            digest: deletion.digest,
-            time: Some(timestamp(deletion.time)),
-            actor: deletion.actor,
-            namespace: deletion.stream.namespace,
-            stream: deletion.stream.name,
-        }
-    }
-}
+#[cfg(feature = "proto")]
+mod wire;
 
 #[cfg(test)]
 mod tests {
@@ -564,12 +522,14 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "proto")]
     #[test]
     fn a_push_carries_everything_into_image_pushed() {
         let Decision::Push(push) = decide(event("push", json!({"actor": {"name": "alice"}})))
         else {
             panic!("a push")
         };
+        use imagestreams_proto::v1 as proto;
         let pushed = proto::ImagePushed::from(*push);
         assert_eq!(
             pushed,
@@ -595,6 +555,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "proto")]
     #[test]
     fn a_delete_becomes_image_deleted() {
         let Decision::Delete(deletion) = decide(event(
@@ -603,6 +564,7 @@ mod tests {
         )) else {
             panic!("a delete")
         };
+        use imagestreams_proto::v1 as proto;
         let deleted = proto::ImageDeleted::from(*deletion);
         assert_eq!(deleted.digest, digest('a'));
         assert_eq!(deleted.tag, "");

@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use reqwest::Url;
+use url::Url;
 
 /// A tag list as read from a registry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -12,9 +12,22 @@ pub struct TagList {
     pub tags: Vec<String>,
     /// `tags/list` pages read.
     pub pages: u32,
-    /// Whether more tags were left unread because of [`crate::Limits::max_listed_tags`] or
-    /// [`crate::Limits::max_tag_pages`].
+    /// Whether more tags were left unread because of the client's `Limits::max_listed_tags` or
+    /// `Limits::max_tag_pages`.
     pub truncated: bool,
+}
+
+/// The tags of one `tags/list` page body, `{"name": …, "tags": [string] | null}`, in the page's order. A
+/// missing or `null` `tags` (distribution's answer for an empty repository) is no tags; other fields are
+/// ignored.
+pub fn parse_tag_page(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        #[serde(default)]
+        tags: Option<Vec<String>>,
+    }
+    let page: Page = serde_json::from_slice(body)?;
+    Ok(page.tags.unwrap_or_default())
 }
 
 /// Why a `Link` header was refused.
@@ -192,6 +205,30 @@ pub fn select_tags<S: AsRef<str>>(tags: &[S], max: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_page_gives_its_tags_in_order() {
+        let page = br#"{"name":"ns/app","tags":["v2","latest","v1"]}"#;
+        assert_eq!(parse_tag_page(page).unwrap(), ["v2", "latest", "v1"]);
+        for empty in [
+            &br#"{"name":"ns/app","tags":null}"#[..],
+            br#"{"name":"ns/app"}"#,
+        ] {
+            assert_eq!(parse_tag_page(empty).unwrap(), Vec::<String>::new());
+        }
+        for bad in [
+            &br#"{"tags":"latest"}"#[..],
+            br#"{"tags":[1]}"#,
+            b"[]x",
+            b"",
+        ] {
+            assert!(
+                parse_tag_page(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     fn base() -> Url {
         Url::parse("https://reg.example:5000/v2/ns/app/tags/list?n=2").unwrap()

@@ -7,9 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use imagestreams_common::config::Secret;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
+
+use crate::secret::Secret;
 
 /// Hosts that mean Docker Hub in a `config.json` key.
 const DOCKER_HUB_ALIASES: &[&str] = &[
@@ -52,7 +53,7 @@ impl Credential {
 
     /// A key telling credentials apart in the token cache, so a token obtained with one credential is never
     /// handed to a request made with another. It never leaves the process.
-    pub(crate) fn fingerprint(&self) -> [u8; 32] {
+    pub fn fingerprint(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         match self {
             Credential::Basic { username, password } => {
@@ -153,7 +154,7 @@ impl Keyring {
         merged
     }
 
-    /// The credential for `location` (`host[:port]/path`, as [`crate::Endpoint::location`] spells it): the entry
+    /// The credential for `location` (`host[:port]/path`, as the registry client's `Endpoint::location` spells it): the entry
     /// whose key is `location` itself or the longest one followed by `/` in it. A key without a path matches
     /// its whole host, and only that host and port.
     pub fn lookup(&self, location: &str) -> Option<&Credential> {

@@ -1,6 +1,6 @@
 //! The domain model of OpenShift's `image.openshift.io/v1` ImageStream: the
 //! types (`types.rs`), document parsing (`document.rs`), validation
-//! (`validate.rs`) and the protobuf edge (`wire.rs`).
+//! (`validate.rs`) and, with the `proto` feature, the protobuf edge (`wire.rs`).
 //!
 //! # Policies
 //!
@@ -21,6 +21,7 @@ mod document;
 mod repository;
 mod types;
 mod validate;
+#[cfg(feature = "proto")]
 mod wire;
 
 #[cfg(test)]

@@ -1,0 +1,51 @@
+//! The notification's decisions as the events the registry-watcher publishes:
+//! [`ImagePush`] → `ImagePushed`, [`ImageDeletion`] → `ImageDeleted`.
+
+use chrono::{DateTime, Utc};
+use imagestreams_proto::v1 as proto;
+
+use super::{ImageDeletion, ImagePush};
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        // can't fail to fit: subsecond nanos are below 2e9
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl From<ImagePush> for proto::ImagePushed {
+    fn from(push: ImagePush) -> Self {
+        proto::ImagePushed {
+            event_id: push.event_id,
+            registry: push.registry,
+            repository: push.repository,
+            tag: push.tag,
+            digest: push.digest,
+            media_type: push.media_type,
+            size: push.size,
+            time: Some(timestamp(push.time)),
+            actor: push.actor,
+            source: proto::ImageSource::RegistryNotification as i32,
+            namespace: push.stream.namespace,
+            stream: push.stream.name,
+            summary: None,
+        }
+    }
+}
+
+impl From<ImageDeletion> for proto::ImageDeleted {
+    fn from(deletion: ImageDeletion) -> Self {
+        proto::ImageDeleted {
+            event_id: deletion.event_id,
+            registry: deletion.registry,
+            repository: deletion.repository,
+            tag: deletion.tag,
+            digest: deletion.digest,
+            time: Some(timestamp(deletion.time)),
+            actor: deletion.actor,
+            namespace: deletion.stream.namespace,
+            stream: deletion.stream.name,
+        }
+    }
+}
