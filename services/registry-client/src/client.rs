@@ -167,6 +167,30 @@ enum AttemptError {
     Transport(String),
 }
 
+/// Checks that `body` hashes to `expected` (with `expected`'s algorithm); the digest it hashes to.
+fn verify_digest(
+    source: Source<'_>,
+    what: &str,
+    expected: &str,
+    body: &[u8],
+) -> Result<String, RegistryError> {
+    let algorithm = expected.split(':').next().unwrap_or_default();
+    let actual = digest_of(algorithm, body).ok_or_else(|| RegistryError::InvalidResponse {
+        registry: source.registry(),
+        what: what.to_owned(),
+        detail: format!("unsupported digest algorithm {algorithm}"),
+    })?;
+    if actual != expected {
+        return Err(RegistryError::DigestMismatch {
+            registry: source.registry(),
+            what: what.to_owned(),
+            expected: expected.to_owned(),
+            actual,
+        });
+    }
+    Ok(actual)
+}
+
 impl RegistryClient {
     /// A client with `limits` and `rules`.
     pub fn new(limits: Limits, rules: RegistryRules) -> Result<Self, RegistryError> {
@@ -479,21 +503,7 @@ impl RegistryClient {
                 },
             )
             .await?;
-        let algorithm = digest.split(':').next().unwrap_or_default();
-        let actual =
-            digest_of(algorithm, &resp.body).ok_or_else(|| RegistryError::InvalidResponse {
-                registry: source.registry(),
-                what: what.clone(),
-                detail: format!("unsupported digest algorithm {algorithm}"),
-            })?;
-        if actual != digest {
-            return Err(RegistryError::DigestMismatch {
-                registry: source.registry(),
-                what,
-                expected: digest.to_owned(),
-                actual,
-            });
-        }
+        verify_digest(source, &what, digest, &resp.body)?;
         Ok(resp.body)
     }
 
@@ -631,12 +641,6 @@ impl RegistryClient {
                 },
             )
             .await?;
-        let mismatch = |expected: &str, actual: String| RegistryError::DigestMismatch {
-            registry: source.registry(),
-            what: what.clone(),
-            expected: expected.to_owned(),
-            actual,
-        };
         let header = resp
             .headers
             .get(DOCKER_CONTENT_DIGEST)
@@ -646,17 +650,7 @@ impl RegistryClient {
         let requested = validate_digest(reference).is_ok().then_some(reference);
         let mut digest = None;
         for expected in [requested, header].into_iter().flatten() {
-            let algorithm = expected.split(':').next().unwrap_or_default();
-            let actual =
-                digest_of(algorithm, &resp.body).ok_or_else(|| RegistryError::InvalidResponse {
-                    registry: source.registry(),
-                    what: what.clone(),
-                    detail: format!("unsupported digest algorithm {algorithm}"),
-                })?;
-            if actual != expected {
-                return Err(mismatch(expected, actual));
-            }
-            digest.get_or_insert(actual);
+            digest.get_or_insert(verify_digest(source, &what, expected, &resp.body)?);
         }
         let digest = match digest {
             Some(d) => d,
