@@ -117,6 +117,25 @@ pub async fn notify(
     }
 }
 
+/// [`notify`]s every push of `batch`, `in_flight` at a time (in order of completion); the failed attempts
+/// in all, or the first push never accepted.
+pub async fn notify_all(
+    http: &reqwest::Client,
+    watchers: &[String],
+    token: &str,
+    batch: &[Push],
+    in_flight: usize,
+    retry_for: Duration,
+) -> anyhow::Result<u32> {
+    futures::stream::iter(batch)
+        .map(|push| notify(http, watchers, token, push, retry_for))
+        .buffered(in_flight)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .sum()
+}
+
 /// What the audit found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Audit {

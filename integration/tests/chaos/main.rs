@@ -26,7 +26,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use futures::{StreamExt as _, stream};
 use imagestreams_common::{
     subjects,
     triggers::{NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerReader, TriggerSpec},
@@ -263,24 +262,11 @@ async fn chaos() -> anyhow::Result<()> {
     let real_count = (count / REAL_PUSH_SHARE).max(MIN_REAL_PUSHES);
     let real = tokio::spawn(real_pushes(registry.host(), count, real_count));
     let http = reqwest::Client::new();
-    let send = |batch: Vec<Push>| {
-        let (http, watchers) = (&http, &watchers);
-        async move {
-            stream::iter(batch)
-                .map(|push| async move {
-                    load::notify(http, watchers, TOKEN, &push, RETRY_FOR).await
-                })
-                .buffered(IN_FLIGHT)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .sum::<anyhow::Result<u32>>()
-        }
-    };
     let (first, second) = all.split_at(count / 2);
-    let mut failed_posts = send(first.to_vec()).await?;
+    let mut failed_posts =
+        load::notify_all(&http, &watchers, TOKEN, first, IN_FLIGHT, RETRY_FOR).await?;
     cluster.nodes[1].restart().await?;
-    failed_posts += send(second.to_vec()).await?;
+    failed_posts += load::notify_all(&http, &watchers, TOKEN, second, IN_FLIGHT, RETRY_FOR).await?;
     let real = real.await??;
     stop.store(true, Ordering::SeqCst);
     monkey.await??;

@@ -10,13 +10,9 @@
 
 use std::time::Duration;
 
-use futures::{StreamExt as _, stream};
 use imagestreams::cli::ServiceName;
 use imagestreams_common::config::{Config, Secret};
-use imagestreams_integration::{
-    NatsCluster, TestApp,
-    load::{self, Push},
-};
+use imagestreams_integration::{NatsCluster, TestApp, load};
 
 /// The bearer token both watchers expect.
 const TOKEN: &str = "cluster-token";
@@ -49,28 +45,15 @@ async fn replicas_on_a_three_node_cluster_lose_and_double_nothing() -> anyhow::R
 
     let all = load::pushes("cluster", PUSHES, 4, 2);
     let http = reqwest::Client::new();
-    let send = |batch: Vec<Push>| {
-        let (http, watchers) = (&http, &watchers);
-        async move {
-            stream::iter(batch)
-                .map(|push| async move {
-                    load::notify(http, watchers, TOKEN, &push, RETRY_FOR).await
-                })
-                .buffered(IN_FLIGHT)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .sum::<anyhow::Result<u32>>()
-        }
-    };
     let (first, rest) = all.split_at(PUSHES / 2);
     let (second, third) = rest.split_at(PUSHES / 4);
-    let mut retried = send(first.to_vec()).await?;
+    let mut retried =
+        load::notify_all(&http, &watchers, TOKEN, first, IN_FLIGHT, RETRY_FOR).await?;
     // one node goes down, and comes back, under load
     cluster.nodes[2].stop().await?;
-    retried += send(second.to_vec()).await?;
+    retried += load::notify_all(&http, &watchers, TOKEN, second, IN_FLIGHT, RETRY_FOR).await?;
     cluster.nodes[2].restart().await?;
-    retried += send(third.to_vec()).await?;
+    retried += load::notify_all(&http, &watchers, TOKEN, third, IN_FLIGHT, RETRY_FOR).await?;
 
     let client = async_nats::connect(cluster.urls().split(',').collect::<Vec<_>>()).await?;
     let audit = load::audit(&async_nats::jetstream::new(client), &all, SETTLE).await?;
