@@ -89,6 +89,22 @@ where
     .await
 }
 
+/// Waits until `GET http://127.0.0.1:<http_port>/readyz` answers 2xx (a process started and connected to
+/// NATS), failing after `timeout`.
+pub async fn wait_ready(http_port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{http_port}/readyz");
+    wait_for(
+        || async {
+            reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+        timeout,
+    )
+    .await
+    .with_context(|| format!("{url} never ready"))
+}
+
 /// Polls `probe` every [`DEFAULT_POLL_INTERVAL`] until it returns `Some`, failing after `timeout`.
 pub async fn wait_for_some<T, F, Fut>(mut probe: F, timeout: Duration) -> anyhow::Result<T>
 where

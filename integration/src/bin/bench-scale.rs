@@ -28,7 +28,7 @@ use std::{
 use anyhow::Context as _;
 use futures::{StreamExt as _, stream};
 use imagestreams_common::model::{self, ImageStream, ObjectReference, TagReference};
-use imagestreams_integration::{NatsServer, free_port, wait_for};
+use imagestreams_integration::{NatsServer, free_port, wait_for, wait_ready};
 use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
 use tonic::transport::Channel;
 
@@ -274,17 +274,7 @@ async fn main() -> anyhow::Result<()> {
         ]),
     )?;
     for port in [store_http, gateway_http] {
-        let url = format!("http://127.0.0.1:{port}/readyz");
-        wait_for(
-            || async {
-                reqwest::get(&url)
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            },
-            Duration::from_secs(30),
-        )
-        .await
-        .with_context(|| format!("{url} never ready"))?;
+        wait_ready(port, Duration::from_secs(30)).await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!(

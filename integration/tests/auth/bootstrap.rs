@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use imagestreams_integration::{NatsServer, binaries, free_port, wait_for};
+use imagestreams_integration::{NatsServer, binaries, free_port, wait_ready};
 use imagestreams_proto::v1 as proto;
 
 use crate::{EDITOR, ROOT, UNKNOWN_TOKEN, VIEWER, clients, spawn, stream};
@@ -43,17 +43,9 @@ async fn up_bootstraps_an_admin_the_cli_uses_by_itself() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn imagestreams up");
-    let ready = format!("http://127.0.0.1:{http_port}/readyz");
-    wait_for(
-        || async {
-            reqwest::get(&ready)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
-        Duration::from_secs(20),
-    )
-    .await
-    .expect("up becomes ready");
+    wait_ready(http_port, Duration::from_secs(20))
+        .await
+        .expect("up becomes ready");
 
     let file = dir.path().join(".imagestreams/client.toml");
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {

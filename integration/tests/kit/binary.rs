@@ -4,7 +4,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use imagestreams_integration::{NatsServer, binaries, free_port, wait_for};
+use imagestreams_integration::{NatsServer, binaries, free_port, wait_ready};
 use serde_json::Value;
 
 fn ref_parse(reference: &str) -> (i32, Value) {
@@ -104,17 +104,9 @@ async fn up_serves_health_and_exits_cleanly_on_sigterm() {
         free_port().expect("free port"),
         true,
     );
-    let ready = format!("http://127.0.0.1:{http_port}/readyz");
-    wait_for(
-        || async {
-            reqwest::get(&ready)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
-        Duration::from_secs(20),
-    )
-    .await
-    .expect("up becomes ready");
+    wait_ready(http_port, Duration::from_secs(20))
+        .await
+        .expect("up becomes ready");
     let pid = rustix::process::Pid::from_raw(child.id().expect("pid") as i32).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
@@ -133,17 +125,9 @@ async fn up_without_a_watcher_token_makes_one_and_requires_it() {
     let watcher_port = free_port().expect("free port");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = spawn_up(dir.path(), &nats, http_port, watcher_port, false);
-    let ready = format!("http://127.0.0.1:{http_port}/readyz");
-    wait_for(
-        || async {
-            reqwest::get(&ready)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
-        Duration::from_secs(20),
-    )
-    .await
-    .expect("up becomes ready without a configured watcher token");
+    wait_ready(http_port, Duration::from_secs(20))
+        .await
+        .expect("up becomes ready without a configured watcher token");
     let path = dir.path().join(".imagestreams/registry-watcher.token");
     let token = std::fs::read_to_string(&path).expect("the token file");
     let token = token.trim();
