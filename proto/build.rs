@@ -27,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fds.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
+        // written by hand so that a server can encode a change once for all
+        // of its watchers (see `src/watch_event.rs`)
+        .extern_path(".imagestreams.v1.WatchEvent", "crate::WatchEvent")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

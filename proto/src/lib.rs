@@ -8,7 +8,13 @@
 /// `imagestreams.v1`: the ImageStream resource, events and services.
 pub mod v1 {
     tonic::include_proto!("imagestreams.v1");
+
+    pub use crate::WatchEvent;
 }
+
+mod watch_event;
+
+pub use watch_event::WatchEvent;
 
 /// The encoded `FileDescriptorSet` of every proto file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

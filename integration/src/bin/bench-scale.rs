@@ -21,7 +21,10 @@
 use std::{
     path::PathBuf,
     process::Stdio,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -358,13 +361,19 @@ async fn fan_out(
                 .await?,
         );
     }
-    // per watcher, the arrival time of each event (by stream name)
-    let arrivals: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    // every arrival as (event index, time), the time taken before any lock;
+    // and per event how many watchers have it, so that waiting for an event
+    // never scans the arrivals while the receivers record (index 0: warm-up)
+    let arrivals: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(
+        args.watchers * (args.events + 1),
+    )));
+    let counts: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..=args.events).map(|_| AtomicUsize::new(0)).collect());
     let opened = Instant::now();
     let mut tasks = Vec::with_capacity(args.watchers);
     for w in 0..args.watchers {
         let mut watcher = ImageStreamsClient::new(channels[w % channels.len()].clone());
-        let arrivals = arrivals.clone();
+        let (arrivals, counts) = (arrivals.clone(), counts.clone());
         let mut events = watcher
             .watch(proto::WatchRequest {
                 namespace: FANOUT.into(),
@@ -374,12 +383,16 @@ async fn fan_out(
             .into_inner();
         tasks.push(tokio::spawn(async move {
             while let Some(Ok(event)) = events.next().await {
+                let at = Instant::now();
                 let name = event
                     .object
                     .and_then(|o| o.metadata)
                     .map(|m| m.name)
                     .unwrap_or_default();
-                arrivals.lock().unwrap().push((name, Instant::now()));
+                if let Some(index) = event_index(&name) {
+                    arrivals.lock().unwrap().push((index, at));
+                    counts[index].fetch_add(1, Ordering::Relaxed);
+                }
             }
         }));
     }
@@ -391,63 +404,58 @@ async fn fan_out(
         gateway.rss_mib()
     );
     // a warm-up event every watcher must see before the measured ones
-    let mut client = client.clone();
-    let create = |name: String| {
+    let create = |index: usize| {
         let mut client = client.clone();
         async move {
             let start = Instant::now();
             client
                 .create(proto::CreateRequest {
                     namespace: FANOUT.into(),
-                    image_stream: Some(ImageStream::new(FANOUT, &name).into()),
+                    image_stream: Some(ImageStream::new(FANOUT, event_name(index)).into()),
                 })
                 .await?;
             anyhow::Ok((start, start.elapsed()))
         }
     };
-    create("warmup".into()).await?;
     let watchers = args.watchers;
-    let count_of = |name: &str| {
-        arrivals
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .count()
-    };
-    wait_for(
-        || async { count_of("warmup") >= watchers },
-        Duration::from_secs(60),
-    )
-    .await
-    .with_context(|| format!("warm-up reached {} of {watchers}", count_of("warmup")))?;
-
-    let mut sent = Vec::new();
-    let mut floor = Vec::new();
-    for e in 0..args.events {
-        let name = format!("e{e:03}");
-        let (start, round_trip) = create(name.clone()).await?;
-        floor.push(round_trip.as_secs_f64() * 1000.0);
-        sent.push((name.clone(), start));
-        wait_for(
-            || async { count_of(&name) >= watchers },
-            Duration::from_secs(60),
-        )
-        .await
-        .with_context(|| format!("{name} reached {} of {watchers}", count_of(&name)))?;
-    }
-    let _ = client.list(proto::ListRequest::default()).await;
-    let mut latencies: Vec<f64> = {
-        let arrivals = arrivals.lock().unwrap();
-        sent.iter()
-            .flat_map(|(name, start)| {
-                arrivals
-                    .iter()
-                    .filter(move |(n, _)| n == name)
-                    .map(move |(_, at)| at.duration_since(*start).as_secs_f64() * 1000.0)
+    let all_arrived = |index: usize| {
+        let counts = counts.clone();
+        async move {
+            wait_for(
+                || async { counts[index].load(Ordering::Relaxed) >= watchers },
+                Duration::from_secs(60),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "{} reached {} of {watchers}",
+                    event_name(index),
+                    counts[index].load(Ordering::Relaxed)
+                )
             })
-            .collect()
+        }
     };
+    create(0).await?;
+    all_arrived(0).await?;
+
+    // the start of each measured event, by index
+    let mut sent = vec![None];
+    let mut floor = Vec::new();
+    for index in 1..=args.events {
+        let (start, round_trip) = create(index).await?;
+        floor.push(round_trip.as_secs_f64() * 1000.0);
+        sent.push(Some(start));
+        all_arrived(index).await?;
+    }
+    let mut latencies: Vec<f64> = arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(index, at)| {
+            let start = sent[*index]?;
+            Some(at.duration_since(start).as_secs_f64() * 1000.0)
+        })
+        .collect();
     latencies.sort_by(f64::total_cmp);
     floor.sort_by(f64::total_cmp);
     let p99 = pct(&latencies, 0.99);
@@ -469,4 +477,13 @@ async fn fan_out(
         task.abort();
     }
     Ok(())
+}
+
+/// The fan-out's stream of event `index` (0: the warm-up).
+fn event_name(index: usize) -> String {
+    format!("e{index:03}")
+}
+
+fn event_index(name: &str) -> Option<usize> {
+    name.strip_prefix('e')?.parse().ok()
 }

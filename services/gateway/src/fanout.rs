@@ -20,11 +20,13 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt as _;
 use imagestreams_common::{
     error::ApiError,
-    store::{StreamReader, WatchEvent, WatchStream},
+    store::{StreamReader, WatchStream},
 };
 use tokio::sync::{Semaphore, broadcast};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use tokio_util::sync::CancellationToken;
+
+use crate::watch::{Outgoing, OutgoingStream};
 
 /// Events the feed keeps for its slowest watcher.
 pub const DEFAULT_FEED_CAPACITY: usize = 4096;
@@ -35,7 +37,7 @@ pub const DEFAULT_SNAPSHOTS_AT_ONCE: usize = 16;
 #[derive(Clone, Debug)]
 pub(crate) struct Feed {
     reader: StreamReader,
-    sender: Arc<Mutex<Option<broadcast::Sender<Arc<WatchEvent>>>>>,
+    sender: Arc<Mutex<Option<broadcast::Sender<Outgoing>>>>,
     snapshots: Arc<Semaphore>,
     shutdown: CancellationToken,
 }
@@ -53,7 +55,7 @@ impl Feed {
 
     /// A receiver of every change from now on, starting the feed if it is
     /// not running.
-    async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<WatchEvent>>, ApiError> {
+    async fn subscribe(&self) -> Result<broadcast::Receiver<Outgoing>, ApiError> {
         if let Some(sender) = self.running() {
             return Ok(sender.subscribe());
         }
@@ -71,11 +73,11 @@ impl Feed {
         Ok(receiver)
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<broadcast::Sender<Arc<WatchEvent>>>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<broadcast::Sender<Outgoing>>> {
         self.sender.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn running(&self) -> Option<broadcast::Sender<Arc<WatchEvent>>> {
+    fn running(&self) -> Option<broadcast::Sender<Outgoing>> {
         self.slot().clone()
     }
 
@@ -85,7 +87,7 @@ impl Feed {
         &self,
         namespace: Option<String>,
         name: Option<String>,
-    ) -> Result<WatchStream, ApiError> {
+    ) -> Result<OutgoingStream, ApiError> {
         let receiver = self.subscribe().await?;
         let (initial, revision) = {
             let _permit = self.snapshots.acquire().await.map_err(|_| closing())?;
@@ -95,14 +97,16 @@ impl Feed {
         };
         let live = BroadcastStream::new(receiver).filter_map(move |next| {
             let event = match next {
-                Ok(event) => {
+                Ok(outgoing) => {
+                    let event = outgoing.event();
                     let object = &event.object().metadata;
                     let wanted = event.revision() > revision
                         && namespace.as_ref().is_none_or(|n| *n == object.namespace)
                         && name.as_ref().is_none_or(|n| *n == object.name);
-                    wanted.then(|| Ok(WatchEvent::clone(&event)))
+                    wanted.then_some(Ok(outgoing))
                 }
                 Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                    crate::watch::count_lagged();
                     Some(Err(ApiError::ResourceExhausted(format!(
                         "watch fell {missed} events behind the gateway's feed; \
                          watch again from the last resourceVersion received"
@@ -111,9 +115,11 @@ impl Feed {
             };
             std::future::ready(event)
         });
-        Ok(futures::stream::iter(initial.into_iter().map(Ok))
-            .chain(live)
-            .boxed())
+        Ok(
+            futures::stream::iter(initial.into_iter().map(|e| Ok(Outgoing::own(e))))
+                .chain(live)
+                .boxed(),
+        )
     }
 }
 
@@ -126,8 +132,8 @@ fn closing() -> ApiError {
 /// new feed.
 async fn run(
     mut source: WatchStream,
-    sender: broadcast::Sender<Arc<WatchEvent>>,
-    slot: Arc<Mutex<Option<broadcast::Sender<Arc<WatchEvent>>>>>,
+    sender: broadcast::Sender<Outgoing>,
+    slot: Arc<Mutex<Option<broadcast::Sender<Outgoing>>>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -138,7 +144,8 @@ async fn run(
         match next {
             Some(Ok(event)) => {
                 // no receiver is fine: a watch may subscribe any moment
-                let _ = sender.send(Arc::new(event));
+                // encoded here, once, for every watcher
+                let _ = sender.send(Outgoing::shared(event));
             }
             Some(Err(error)) => {
                 tracing::warn!(%error, "the watch feed failed; its watchers resume");
@@ -158,8 +165,8 @@ async fn run(
 }
 
 fn is_current(
-    slot: &Mutex<Option<broadcast::Sender<Arc<WatchEvent>>>>,
-    sender: &broadcast::Sender<Arc<WatchEvent>>,
+    slot: &Mutex<Option<broadcast::Sender<Outgoing>>>,
+    sender: &broadcast::Sender<Outgoing>,
 ) -> bool {
     slot.lock()
         .unwrap_or_else(|e| e.into_inner())

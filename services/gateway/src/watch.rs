@@ -1,6 +1,12 @@
-//! Watch: a spawned producer reads the store's changefeed, filters it by
-//! label selector and feeds a bounded channel whose receiver is the response
-//! stream.
+//! Watch, in two ways:
+//!
+//! - A **fresh** watch (no resourceVersion) reads the gateway's shared feed
+//!   (see `fanout`) directly: its response stream *is* the filtered feed, so
+//!   the connection's own task polls it, and a change costs each watcher no
+//!   task, channel or encoding of its own (the feed encodes it once).
+//! - A **resumed** watch replays history from its own changefeed: a spawned
+//!   producer reads it, filters it by label selector and feeds a bounded
+//!   channel whose receiver is the response stream.
 //!
 //! # Guarantees
 //!
@@ -15,11 +21,13 @@
 //!   that stops matching as `DELETED` (with its new state), like Kubernetes.
 //!   On a resumed watch the first event of each stream looks up the stream's
 //!   previous revision to know whether the client had it.
-//! - **Lag.** The producer always keeps one slot of the channel free. When
-//!   the client leaves the channel full for [`GatewayOptions::watch_lag_timeout`],
-//!   the free slot carries a `RESOURCE_EXHAUSTED` error after the events
-//!   already queued and the watch ends: the client sees every event up to the
-//!   error and resumes from the last one, never a silent gap.
+//! - **Lag.** A fresh watch whose client falls the feed's capacity behind
+//!   ends with `RESOURCE_EXHAUSTED`. A resumed watch's producer always keeps
+//!   one slot of the channel free; when the client leaves the channel full
+//!   for [`GatewayOptions::watch_lag_timeout`], the free slot carries a
+//!   `RESOURCE_EXHAUSTED` error after the events already queued and the watch
+//!   ends. Either way the client sees every event up to the error and resumes
+//!   from the last one, never a silent gap.
 //! - **Namespaces.** A watch of one namespace never delivers an event of
 //!   another: the changefeed is opened on that namespace's keys, and every
 //!   event is checked again here. Watching every namespace needs cluster-wide
@@ -32,16 +40,19 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
-use futures::StreamExt as _;
+use futures::{StreamExt as _, stream::BoxStream};
 use imagestreams_common::{
     error::ApiError,
-    model::ImageStream,
+    model::{ImageStream, ObjectMeta},
     selector::Selector,
-    store::{StreamReader, WatchEvent, WatchStream},
+    store::{StreamReader, WatchEvent},
 };
 use imagestreams_proto::v1 as proto;
 use tokio::sync::mpsc;
@@ -59,8 +70,69 @@ pub fn lagged_total() -> u64 {
     LAGGED_TOTAL.load(Ordering::Relaxed)
 }
 
+/// Counts a watch ended because its client lagged.
+pub(crate) fn count_lagged() {
+    LAGGED_TOTAL.fetch_add(1, Ordering::Relaxed);
+}
+
 /// The response stream of a watch.
-pub type EventStream = ReceiverStream<Result<proto::WatchEvent, tonic::Status>>;
+pub type EventStream = BoxStream<'static, Result<proto::WatchEvent, tonic::Status>>;
+
+/// A change on its way to a watcher: the domain event, which the filters
+/// read, and, for a change of the shared feed, its wire form encoded once for
+/// every watcher (cloning it copies two references).
+#[derive(Clone, Debug)]
+pub(crate) struct Outgoing {
+    event: Arc<WatchEvent>,
+    wire: Option<proto::WatchEvent>,
+}
+
+impl Outgoing {
+    /// A change of one watch's own changefeed, converted when it is sent.
+    pub(crate) fn own(event: WatchEvent) -> Self {
+        Outgoing {
+            event: Arc::new(event),
+            wire: None,
+        }
+    }
+
+    /// A change of the shared feed, encoded now, once.
+    pub(crate) fn shared(event: WatchEvent) -> Self {
+        let wire = proto::WatchEvent::shared(wire_type(&event), event.object().clone().into());
+        Outgoing {
+            event: Arc::new(event),
+            wire: Some(wire),
+        }
+    }
+
+    pub(crate) fn event(&self) -> &WatchEvent {
+        &self.event
+    }
+
+    /// The change told as `kind` (a selector's `ADDED` or `DELETED`); one
+    /// already of that kind keeps its encoding.
+    fn told_as(self, kind: proto::WatchEventType) -> Self {
+        if wire_type(&self.event) == kind {
+            return self;
+        }
+        let object = Arc::unwrap_or_clone(self.event).into_object();
+        Outgoing::own(match kind {
+            proto::WatchEventType::Added => WatchEvent::Added(object),
+            proto::WatchEventType::Deleted => WatchEvent::Deleted(object),
+            _ => WatchEvent::Modified(object),
+        })
+    }
+
+    fn into_wire(self) -> proto::WatchEvent {
+        match self.wire {
+            Some(wire) => wire,
+            None => to_wire(Arc::unwrap_or_clone(self.event)),
+        }
+    }
+}
+
+/// The changes a watch passes on, in order.
+pub(crate) type OutgoingStream = BoxStream<'static, Result<Outgoing, ApiError>>;
 
 /// What a watch asks for, parsed.
 #[derive(Debug, Clone, Default)]
@@ -76,52 +148,77 @@ pub(crate) struct WatchParams {
 }
 
 /// Opens the changefeed (so that `OUT_OF_RANGE` and `UNAVAILABLE` come back
-/// as the call's status) and spawns its producer.
+/// as the call's status); a resumed watch's producer is spawned.
 pub(crate) async fn start(streams: &Streams, params: WatchParams) -> Result<EventStream, ApiError> {
-    let source = match params.from {
-        // fresh watches share one feed (see `fanout`)
-        None => {
-            streams
-                .feed
-                .watch(params.namespace.clone(), params.name.clone())
-                .await?
-        }
-        Some(_) => {
-            streams
-                .reader
-                .watch(
-                    params.namespace.as_deref(),
-                    params.name.as_deref(),
-                    params.from,
-                )
-                .await?
-        }
+    let filter = Filter::new(params.selector);
+    let Some(from) = params.from else {
+        let source = streams
+            .feed
+            .watch(params.namespace.clone(), params.name.clone())
+            .await?;
+        let source = only_namespace(source, params.namespace);
+        return Ok(fresh(source, filter, streams.shutdown.clone()));
     };
-    let source = only_namespace(source, params.namespace.clone());
+    let source = streams
+        .reader
+        .watch(
+            params.namespace.as_deref(),
+            params.name.as_deref(),
+            Some(from),
+        )
+        .await?
+        .map(|event| event.map(Outgoing::own))
+        .boxed();
+    let source = only_namespace(source, params.namespace);
     let (producer, rx) = Producer::new(
-        Filter::new(
-            params.selector,
-            params.from.is_some(),
-            streams.reader.clone(),
-        ),
+        filter,
+        streams.reader.clone(),
         streams.options.watch_buffer,
         streams.options.watch_lag_timeout,
     );
     streams
         .tasks
         .spawn(producer.run(source, streams.shutdown.clone()));
-    Ok(ReceiverStream::new(rx))
+    Ok(ReceiverStream::new(rx).boxed())
+}
+
+/// A fresh watch's response stream: the feed's changes through `filter`,
+/// ending after the first error, or with `UNAVAILABLE` when the feed ends
+/// (the gateway shutting down, or its NATS connection lost).
+fn fresh(source: OutgoingStream, mut filter: Filter, shutdown: CancellationToken) -> EventStream {
+    let end = futures::stream::once(async move {
+        Err(if shutdown.is_cancelled() {
+            shutting_down()
+        } else {
+            feed_ended()
+        })
+    });
+    source
+        .chain(end)
+        .scan(false, move |ended, item| {
+            let next = match item {
+                _ if *ended => None,
+                Ok(outgoing) => Some(filter.fresh(outgoing).map(|o| Ok(o.into_wire()))),
+                Err(error) => {
+                    *ended = true;
+                    Some(Some(Err(error.into())))
+                }
+            };
+            std::future::ready(next)
+        })
+        .filter_map(std::future::ready)
+        .boxed()
 }
 
 /// Drops every event outside `namespace` (when one is given): a second
 /// line of defence behind the changefeed's own key filter.
-fn only_namespace(source: WatchStream, namespace: Option<String>) -> WatchStream {
+fn only_namespace(source: OutgoingStream, namespace: Option<String>) -> OutgoingStream {
     match namespace {
         None => source,
         Some(namespace) => source
             .filter(move |event| {
                 let keep = match event {
-                    Ok(event) => event.object().metadata.namespace == namespace,
+                    Ok(event) => event.event().object().metadata.namespace == namespace,
                     Err(_) => true,
                 };
                 std::future::ready(keep)
@@ -156,7 +253,8 @@ type Sender = mpsc::Sender<Result<proto::WatchEvent, tonic::Status>>;
 type Receiver = mpsc::Receiver<Result<proto::WatchEvent, tonic::Status>>;
 
 struct Producer<H> {
-    filter: Filter<H>,
+    filter: Filter,
+    history: H,
     tx: Sender,
     lag_timeout: Duration,
     capacity: usize,
@@ -170,11 +268,12 @@ enum Sent {
 }
 
 impl<H: History> Producer<H> {
-    fn new(filter: Filter<H>, capacity: usize, lag_timeout: Duration) -> (Self, Receiver) {
+    fn new(filter: Filter, history: H, capacity: usize, lag_timeout: Duration) -> (Self, Receiver) {
         let capacity = capacity.max(2);
         let (tx, rx) = mpsc::channel(capacity);
         let producer = Producer {
             filter,
+            history,
             tx,
             lag_timeout,
             capacity,
@@ -182,7 +281,7 @@ impl<H: History> Producer<H> {
         (producer, rx)
     }
 
-    async fn run(mut self, mut source: WatchStream, shutdown: CancellationToken) {
+    async fn run(mut self, mut source: OutgoingStream, shutdown: CancellationToken) {
         let end = loop {
             let next = tokio::select! {
                 biased;
@@ -193,23 +292,19 @@ impl<H: History> Producer<H> {
             let event = match next {
                 Some(Ok(event)) => event,
                 Some(Err(error)) => break Some(error),
-                None => {
-                    break Some(ApiError::Unavailable(
-                        "the store's changefeed ended; watch again from the last resourceVersion received".into(),
-                    ));
-                }
+                None => break Some(feed_ended()),
             };
-            let event = match self.filter.apply(event).await {
+            let event = match self.filter.resumed(event, &self.history).await {
                 Ok(Some(event)) => event,
                 Ok(None) => continue,
                 Err(error) => break Some(error),
             };
-            match self.send(to_wire(event), &shutdown).await {
+            match self.send(event.into_wire(), &shutdown).await {
                 Sent::Ok => {}
                 Sent::Closed => break None,
                 Sent::Shutdown => break Some(shutting_down()),
                 Sent::Lagged => {
-                    LAGGED_TOTAL.fetch_add(1, Ordering::Relaxed);
+                    count_lagged();
                     tracing::warn!(
                         buffer = self.capacity,
                         lag_timeout = ?self.lag_timeout,
@@ -252,74 +347,100 @@ impl<H: History> Producer<H> {
     }
 }
 
+fn feed_ended() -> ApiError {
+    ApiError::Unavailable(
+        "the store's changefeed ended; watch again from the last resourceVersion received".into(),
+    )
+}
+
 fn shutting_down() -> ApiError {
     ApiError::Unavailable(
         "the gateway is shutting down; watch again from the last resourceVersion received".into(),
     )
 }
 
-fn to_wire(event: WatchEvent) -> proto::WatchEvent {
-    use proto::WatchEventType as T;
-    let (kind, object) = match event {
-        WatchEvent::Added(s) => (T::Added, s),
-        WatchEvent::Modified(s) => (T::Modified, s),
-        WatchEvent::Deleted(s) => (T::Deleted, s),
-    };
-    proto::WatchEvent {
-        r#type: kind as i32,
-        object: Some(object.into()),
+fn wire_type(event: &WatchEvent) -> proto::WatchEventType {
+    match event {
+        WatchEvent::Added(_) => proto::WatchEventType::Added,
+        WatchEvent::Modified(_) => proto::WatchEventType::Modified,
+        WatchEvent::Deleted(_) => proto::WatchEventType::Deleted,
     }
+}
+
+fn to_wire(event: WatchEvent) -> proto::WatchEvent {
+    let kind = wire_type(&event);
+    proto::WatchEvent::new(kind, event.into_object().into())
 }
 
 /// Label-selector filtering with Kubernetes' semantics: remembers, per
 /// stream, whether the client was last told that it matches.
-struct Filter<H> {
+struct Filter {
     selector: Selector,
-    /// Whether streams not seen yet may be known to the client (a resumed
-    /// watch), so that their previous revision must be looked up.
-    resumed: bool,
-    history: H,
     visible: HashMap<(String, String), bool>,
 }
 
-impl<H: History> Filter<H> {
-    fn new(selector: Selector, resumed: bool, history: H) -> Self {
+impl Filter {
+    fn new(selector: Selector) -> Self {
         Filter {
             selector,
-            resumed,
-            history,
             visible: HashMap::new(),
         }
     }
 
-    async fn apply(&mut self, event: WatchEvent) -> Result<Option<WatchEvent>, ApiError> {
-        if self.selector.is_empty() {
-            return Ok(Some(event));
-        }
-        let meta = &event.object().metadata;
-        let key = (meta.namespace.clone(), meta.name.clone());
-        let was = match self.visible.get(&key) {
-            Some(&was) => was,
-            None if self.resumed => self
-                .history
-                .previous(&key.0, &key.1, event.revision())
+    /// For a fresh watch: a stream not seen yet is one the client does not
+    /// have (its initial state came through here too).
+    fn fresh(&mut self, outgoing: Outgoing) -> Option<Outgoing> {
+        self.pass(outgoing, false)
+    }
+
+    /// For a resumed watch: the client may have a stream not seen yet, so
+    /// its revision before this change is looked up in `history`.
+    async fn resumed(
+        &mut self,
+        outgoing: Outgoing,
+        history: &impl History,
+    ) -> Result<Option<Outgoing>, ApiError> {
+        let meta = &outgoing.event().object().metadata;
+        let was = match self.selector.is_empty() || self.is_known(meta) {
+            true => false,
+            false => history
+                .previous(&meta.namespace, &meta.name, outgoing.event().revision())
                 .await?
                 .is_some_and(|s| self.selector.matches(&s.metadata.labels)),
-            None => false,
         };
-        let is = match &event {
+        Ok(self.pass(outgoing, was))
+    }
+
+    fn is_known(&self, meta: &ObjectMeta) -> bool {
+        // a tuple key of borrowed strings would need a second map type; a
+        // miss here is once per stream, so the clone is fine
+        self.visible
+            .contains_key(&(meta.namespace.clone(), meta.name.clone()))
+    }
+
+    /// Passes the change on as the client must see it, given whether a
+    /// stream the filter has not seen yet was visible to the client.
+    fn pass(&mut self, outgoing: Outgoing, unseen_was: bool) -> Option<Outgoing> {
+        if self.selector.is_empty() {
+            return Some(outgoing);
+        }
+        let event = outgoing.event();
+        let meta = &event.object().metadata;
+        let key = (meta.namespace.clone(), meta.name.clone());
+        let was = self.visible.get(&key).copied().unwrap_or(unseen_was);
+        let is = match event {
             WatchEvent::Deleted(_) => false,
             WatchEvent::Added(s) | WatchEvent::Modified(s) => {
                 self.selector.matches(&s.metadata.labels)
             }
         };
         self.visible.insert(key, is);
-        Ok(match (was, is) {
+        match (was, is) {
             (false, false) => None,
-            (true, false) => Some(WatchEvent::Deleted(event.into_object())),
-            (false, true) => Some(WatchEvent::Added(event.into_object())),
-            (true, true) => Some(event),
-        })
+            (true, false) => Some(outgoing.told_as(proto::WatchEventType::Deleted)),
+            (false, true) => Some(outgoing.told_as(proto::WatchEventType::Added)),
+            (true, true) => Some(outgoing),
+        }
     }
 }
 
@@ -351,13 +472,13 @@ mod tests {
     async fn events_of_other_namespaces_never_pass() {
         let events = ["ns1/a", "ns10/b", "ns1/c", "ns2/d"].map(|key| {
             let (ns, name) = key.split_once('/').unwrap_or_default();
-            Ok(WatchEvent::Added(ImageStream::new(ns, name)))
+            Ok(Outgoing::own(WatchEvent::Added(ImageStream::new(ns, name))))
         });
         let source = || stream::iter(events.clone()).boxed();
-        let names = |kept: Vec<Result<WatchEvent, ApiError>>| -> Vec<String> {
+        let names = |kept: Vec<Result<Outgoing, ApiError>>| -> Vec<String> {
             kept.into_iter()
                 .map(|e| {
-                    e.map(|e| e.object().metadata.name.clone())
+                    e.map(|e| e.event().object().metadata.name.clone())
                         .unwrap_or_default()
                 })
                 .collect()
@@ -377,8 +498,8 @@ mod tests {
         s
     }
 
-    fn kind(event: &Option<WatchEvent>) -> &'static str {
-        match event {
+    fn kind(event: &Option<Outgoing>) -> &'static str {
+        match event.as_ref().map(Outgoing::event) {
             None => "-",
             Some(WatchEvent::Added(_)) => "ADDED",
             Some(WatchEvent::Modified(_)) => "MODIFIED",
@@ -389,7 +510,7 @@ mod tests {
     #[tokio::test]
     async fn selector_transitions_follow_kubernetes() {
         let selector = Selector::parse("app=web").unwrap();
-        let mut filter = Filter::new(selector, false, FakeHistory::default());
+        let mut filter = Filter::new(selector);
         let steps = [
             (WatchEvent::Added(stream_at("a", 1, "web")), "ADDED"),
             (WatchEvent::Modified(stream_at("a", 2, "web")), "MODIFIED"),
@@ -401,9 +522,37 @@ mod tests {
             (WatchEvent::Deleted(stream_at("b", 8, "")), "-"),
         ];
         for (i, (event, want)) in steps.into_iter().enumerate() {
-            let got = filter.apply(event).await.unwrap();
+            let got = filter.fresh(Outgoing::shared(event));
             assert_eq!(kind(&got), want, "step {i}");
         }
+    }
+
+    #[tokio::test]
+    async fn what_a_selector_retells_is_sent_as_its_new_kind_and_the_rest_as_encoded_once() {
+        use prost::Message as _;
+        let mut filter = Filter::new(Selector::parse("app=web").unwrap());
+        let sent = |outgoing: Option<Outgoing>| {
+            let wire = outgoing.expect("passes").into_wire();
+            proto::WatchEvent::decode(wire.encode_to_vec().as_slice()).unwrap()
+        };
+        // a MODIFIED that starts matching is ADDED for this watcher
+        let first = sent(
+            filter.fresh(Outgoing::shared(WatchEvent::Modified(stream_at(
+                "a", 1, "web",
+            )))),
+        );
+        assert_eq!(first.r#type(), proto::WatchEventType::Added);
+        assert_eq!(first.object.unwrap().metadata.unwrap().name, "a");
+        // a MODIFIED that still matches keeps the feed's encoding, byte for byte
+        let change = Outgoing::shared(WatchEvent::Modified(stream_at("a", 2, "web")));
+        let encoded = change.wire.clone().unwrap().encode_to_vec();
+        let kept = filter.fresh(change).unwrap();
+        assert!(kept.wire.is_some());
+        assert_eq!(kept.into_wire().encode_to_vec(), encoded);
+        assert_eq!(
+            proto::WatchEvent::decode(encoded.as_slice()).unwrap(),
+            to_wire(WatchEvent::Modified(stream_at("a", 2, "web")))
+        );
     }
 
     #[tokio::test]
@@ -415,7 +564,7 @@ mod tests {
         history
             .0
             .insert("was-db".into(), stream_at("was-db", 1, "db"));
-        let mut filter = Filter::new(Selector::parse("app=web").unwrap(), true, history);
+        let mut filter = Filter::new(Selector::parse("app=web").unwrap());
         for (event, want) in [
             (
                 WatchEvent::Modified(stream_at("was-web", 10, "db")),
@@ -431,29 +580,90 @@ mod tests {
                 "MODIFIED",
             ),
         ] {
-            assert_eq!(kind(&filter.apply(event).await.unwrap()), want);
+            let got = filter.resumed(Outgoing::own(event), &history).await;
+            assert_eq!(kind(&got.unwrap()), want);
         }
         let mut history = FakeHistory::default();
         history.0.insert("gone".into(), stream_at("gone", 1, "web"));
-        let mut filter = Filter::new(Selector::parse("app=web").unwrap(), true, history);
-        let deleted = filter
-            .apply(WatchEvent::Deleted(stream_at("gone", 2, "")))
-            .await;
+        let mut filter = Filter::new(Selector::parse("app=web").unwrap());
+        let gone = Outgoing::own(WatchEvent::Deleted(stream_at("gone", 2, "")));
+        let deleted = filter.resumed(gone, &history).await;
         assert_eq!(kind(&deleted.unwrap()), "DELETED");
     }
 
-    fn events(n: u64) -> WatchStream {
-        stream::iter((1..=n).map(|rv| Ok(WatchEvent::Modified(stream_at("s", rv, ""))))).boxed()
+    fn events(n: u64) -> OutgoingStream {
+        stream::iter(
+            (1..=n).map(|rv| Ok(Outgoing::own(WatchEvent::Modified(stream_at("s", rv, ""))))),
+        )
+        .boxed()
     }
 
-    fn no_filter() -> Filter<FakeHistory> {
-        Filter::new(Selector::everything(), false, FakeHistory::default())
+    fn no_filter() -> Filter {
+        Filter::new(Selector::everything())
+    }
+
+    fn revisions_then_status(
+        items: Vec<Result<proto::WatchEvent, tonic::Status>>,
+    ) -> (Vec<String>, Vec<tonic::Status>) {
+        let mut revisions = Vec::new();
+        let mut statuses = Vec::new();
+        for item in items {
+            match item {
+                Ok(event) => {
+                    revisions.push(event.object.unwrap().metadata.unwrap().resource_version)
+                }
+                Err(status) => statuses.push(status),
+            }
+        }
+        (revisions, statuses)
+    }
+
+    #[tokio::test]
+    async fn a_fresh_watch_ends_at_the_feeds_first_error() {
+        let source = events(2)
+            .chain(stream::iter([Err(ApiError::ResourceExhausted(
+                "fell behind".into(),
+            ))]))
+            .chain(events(2))
+            .boxed();
+        let items = fresh(source, no_filter(), CancellationToken::new())
+            .collect()
+            .await;
+        let (revisions, statuses) = revisions_then_status(items);
+        assert_eq!(revisions, ["1", "2"]);
+        assert_eq!(statuses.len(), 1);
+        assert_eq!(statuses[0].code(), tonic::Code::ResourceExhausted);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_watch_whose_feed_ends_gets_unavailable_saying_why() {
+        for (shutting_down, says) in [(true, "shutting down"), (false, "changefeed ended")] {
+            let shutdown = CancellationToken::new();
+            if shutting_down {
+                shutdown.cancel();
+            }
+            let items = fresh(events(3), no_filter(), shutdown).collect().await;
+            let (revisions, statuses) = revisions_then_status(items);
+            assert_eq!(revisions, ["1", "2", "3"]);
+            assert_eq!(statuses.len(), 1);
+            assert_eq!(statuses[0].code(), tonic::Code::Unavailable);
+            assert!(
+                statuses[0].message().contains(says),
+                "{}",
+                statuses[0].message()
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_lagging_client_gets_every_queued_event_then_resource_exhausted() {
         let before = lagged_total();
-        let (producer, mut rx) = Producer::new(no_filter(), 3, Duration::from_millis(50));
+        let (producer, mut rx) = Producer::new(
+            no_filter(),
+            FakeHistory::default(),
+            3,
+            Duration::from_millis(50),
+        );
         producer.run(events(10), CancellationToken::new()).await;
         let mut revisions = Vec::new();
         let status = loop {
@@ -478,7 +688,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_reading_client_gets_everything_in_order() {
-        let (producer, mut rx) = Producer::new(no_filter(), 4, Duration::from_secs(5));
+        let (producer, mut rx) = Producer::new(
+            no_filter(),
+            FakeHistory::default(),
+            4,
+            Duration::from_secs(5),
+        );
         let task = tokio::spawn(producer.run(events(100), CancellationToken::new()));
         let mut expected = 1;
         while let Some(item) = rx.recv().await {
@@ -504,7 +719,12 @@ mod tests {
     #[tokio::test]
     async fn shutdown_ends_the_watch_with_unavailable_and_a_gone_client_ends_it_quietly() {
         let token = CancellationToken::new();
-        let (producer, mut rx) = Producer::new(no_filter(), 8, Duration::from_secs(5));
+        let (producer, mut rx) = Producer::new(
+            no_filter(),
+            FakeHistory::default(),
+            8,
+            Duration::from_secs(5),
+        );
         let task = tokio::spawn(producer.run(stream::pending().boxed(), token.clone()));
         token.cancel();
         task.await.unwrap();
@@ -512,7 +732,12 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("shutting down"));
 
-        let (producer, rx) = Producer::new(no_filter(), 8, Duration::from_secs(5));
+        let (producer, rx) = Producer::new(
+            no_filter(),
+            FakeHistory::default(),
+            8,
+            Duration::from_secs(5),
+        );
         drop(rx);
         tokio::time::timeout(
             Duration::from_secs(5),
