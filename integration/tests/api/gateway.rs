@@ -1266,3 +1266,116 @@ async fn writes_are_unavailable_without_the_stream_store() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// A sample of the gateway's `/metrics`, 0 when it is not exposed yet.
+async fn gateway_metric(api: &Api, sample: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(api.url("/metrics")).await?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0))
+}
+
+const CACHE_READS: &str = "imagestreams_gateway_read_cache_reads_total{source=\"cache\"}";
+const BUCKET_READS: &str = "imagestreams_gateway_read_cache_reads_total{source=\"bucket\"}";
+const CACHE_LIVE: &str = "imagestreams_gateway_read_cache_live";
+
+async fn wait_cache_live(api: &Api) -> anyhow::Result<()> {
+    imagestreams_integration::wait_for(
+        || async { gateway_metric(api, CACHE_LIVE).await.unwrap_or(0.0) == 1.0 },
+        EVENT_TIMEOUT,
+    )
+    .await
+}
+
+/// Retries a write the store refuses as `UNAVAILABLE` (as it does while its
+/// changefeed catches up after NATS came back), as a client would.
+async fn retrying<T, F, Fut>(mut write: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        match write().await {
+            Err(status)
+                if status.code() == Code::Unavailable && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Creates, updates and deletes streams, each followed at once by a get and
+/// a list that must see it.
+async fn write_then_read(api: &Api, namespace: &str, round: &str) -> anyhow::Result<()> {
+    for i in 0..10 {
+        let name = format!("{round}-{i}");
+        let created = retrying(|| api.create(namespace, stream(&name, &[]))).await?;
+        assert_eq!(api.get(namespace, &name).await?, created, "{name}");
+        let updated =
+            retrying(|| api.update(with_annotation(created.clone(), "round", round))).await?;
+        assert_eq!(api.get(namespace, &name).await?, updated, "{name}");
+        let listed = api
+            .list(proto::ListRequest {
+                namespace: namespace.into(),
+                ..Default::default()
+            })
+            .await?;
+        let rv: u64 = listed.resource_version.parse()?;
+        assert!(rv >= updated.metadata.resource_version.parse()?, "{rv}");
+        let mine = listed
+            .items
+            .iter()
+            .find(|s| s.metadata.as_ref().is_some_and(|m| m.name == name));
+        assert_eq!(
+            mine.cloned().map(ImageStream::try_from).transpose()?,
+            Some(updated)
+        );
+    }
+    let gone = format!("{round}-0");
+    retrying(|| api.delete(namespace, &gone)).await?;
+    assert_status(
+        api.get(namespace, &gone).await,
+        Code::NotFound,
+        &gone,
+        "get",
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn gets_and_lists_come_from_the_read_cache_and_see_every_write_also_after_a_nats_restart()
+-> anyhow::Result<()> {
+    let mut api = Api::start().await?;
+    wait_cache_live(&api).await?;
+    let (cache, bucket) = (
+        gateway_metric(&api, CACHE_READS).await?,
+        gateway_metric(&api, BUCKET_READS).await?,
+    );
+    write_then_read(&api, "cached", "before").await?;
+    let served = gateway_metric(&api, CACHE_READS).await? - cache;
+    // 10 × (2 gets + 1 list) + the get after the delete
+    assert_eq!(served, 31.0, "reads served from the cache");
+    assert_eq!(gateway_metric(&api, BUCKET_READS).await?, bucket);
+
+    // the cache reloads after the server comes back, and reads stay current
+    // meanwhile (from the bucket when the cache is not live) and after
+    api.nats.restart().await?;
+    write_then_read(&api, "cached", "during").await?;
+    wait_cache_live(&api).await?;
+    let cache = gateway_metric(&api, CACHE_READS).await?;
+    write_then_read(&api, "cached", "after").await?;
+    assert_eq!(gateway_metric(&api, CACHE_READS).await? - cache, 31.0);
+    let all = api
+        .list(proto::ListRequest {
+            namespace: "cached".into(),
+            ..Default::default()
+        })
+        .await?;
+    // 3 rounds of 10, one of each deleted
+    assert_eq!(all.items.len(), 3 * 9);
+    Ok(())
+}

@@ -3,4 +3,5 @@
 
 mod cli;
 mod gateway;
+mod read_cache;
 mod store;

@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{error::ApiError, model::ImageStream, selector::Selector, subjects};
 
+mod mirror;
+
+pub use mirror::Mirror;
+
 /// How many applied event ids a record remembers to drop redeliveries.
 pub const APPLIED_EVENTS_KEPT: usize = 256;
 /// How long a caller waits for the stream-store to answer a write.
@@ -367,32 +371,19 @@ impl StreamReader {
     /// others.
     pub async fn list_page(&self, query: ListQuery<'_>) -> Result<ListPage, ApiError> {
         let snapshot = self.snapshot(&key_filter(query.namespace, None)).await?;
-        let start = match query.after {
-            Some((ns, name)) => Bound::Excluded((ns.to_owned(), name.to_owned())),
-            None => Bound::Unbounded,
-        };
-        let selector = query.selector.filter(|s| !s.is_empty());
-        let mut page = ListPage {
-            revision: snapshot.revision,
-            ..ListPage::default()
-        };
-        for (value, revision) in snapshot
-            .entries
-            .range((start, Bound::Unbounded))
-            .map(|(_, v)| v)
-        {
-            if let Some(selector) = selector
-                && !selector.matches(&labels_of(value)?)
-            {
-                continue;
-            }
-            if query.limit.is_some_and(|limit| page.items.len() >= limit) {
-                page.more = true;
-                break;
-            }
-            page.items.push(decode_stream(value, *revision)?.0);
+        page_of(&snapshot.entries, snapshot.revision, &query)
+    }
+
+    /// The bucket's last revision, as the server has it now: the sequence of
+    /// the stream's last message, read by a direct get (served on the
+    /// server's fast path, not queued behind the JetStream API as a stream
+    /// info request is; `>` is the whole stream, O(1)).
+    pub async fn last_revision(&self) -> Result<u64, ApiError> {
+        match self.kv.stream.direct_get_last_for_subject(">").await {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(0),
+            Err(e) => Err(unavailable(e)),
         }
-        Ok(page)
     }
 
     /// Reads the last entry of every key under `filter`. The result is the
@@ -572,6 +563,44 @@ impl StreamReader {
             .map_err(unavailable)
             .and_then(|entry| async move { event_of(entry) }))
     }
+}
+
+/// The page `query` asks for, of `entries` (stored values by
+/// `(namespace, name)`, current at `revision`); only the page's streams are
+/// decoded in full, and a selector reads just the labels of the others.
+fn page_of(
+    entries: &BTreeMap<(String, String), (Bytes, u64)>,
+    revision: u64,
+    query: &ListQuery<'_>,
+) -> Result<ListPage, ApiError> {
+    let start = match (query.after, query.namespace) {
+        (Some((ns, name)), _) => Bound::Excluded((ns.to_owned(), name.to_owned())),
+        (None, Some(ns)) => Bound::Included((ns.to_owned(), String::new())),
+        (None, None) => Bound::Unbounded,
+    };
+    let selector = query.selector.filter(|s| !s.is_empty());
+    let mut page = ListPage {
+        revision,
+        ..ListPage::default()
+    };
+    for ((namespace, _), (value, revision)) in entries.range((start, Bound::Unbounded)) {
+        match query.namespace {
+            Some(ns) if namespace.as_str() < ns => continue,
+            Some(ns) if namespace.as_str() > ns => break,
+            _ => {}
+        }
+        if let Some(selector) = selector
+            && !selector.matches(&labels_of(value)?)
+        {
+            continue;
+        }
+        if query.limit.is_some_and(|limit| page.items.len() >= limit) {
+            page.more = true;
+            break;
+        }
+        page.items.push(decode_stream(value, *revision)?.0);
+    }
+    Ok(page)
 }
 
 fn is_delete(message: &jetstream::Message) -> bool {

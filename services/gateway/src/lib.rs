@@ -202,6 +202,7 @@ impl GatewayService {
             deps.nats.clone(),
             options,
         ));
+        streams.mirror.register(&deps.metrics.service(NAME));
         let identities =
             IdentityStore::open_boxed(&deps.topology.js, config.nats.replicas, &config.auth)
                 .await

@@ -1,5 +1,6 @@
 //! The operations both front ends (gRPC and REST) serve: writes go to the
-//! stream-store over NATS ([`StoreClient`]), reads come straight from the KV
+//! stream-store over NATS ([`StoreClient`]); gets and lists are served from
+//! the gateway's consistent read cache ([`Mirror`]), watches from the KV
 //! bucket ([`StreamReader`]). Domain objects in, domain objects out; each
 //! front end converts at its edge.
 
@@ -10,7 +11,7 @@ use imagestreams_common::{
     image::ImageCatalog,
     model::{self, ImageStream},
     selector::Selector,
-    store::{ListPage, ListQuery, StoreClient, StreamReader},
+    store::{ListPage, ListQuery, Mirror, StoreClient, StreamReader},
 };
 use imagestreams_proto::v1 as proto;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -48,6 +49,8 @@ pub(crate) struct ListResult {
 pub(crate) struct Streams {
     /// Reads from the KV bucket.
     pub reader: StreamReader,
+    /// Gets and lists, served from memory (see [`Mirror`]).
+    pub mirror: Mirror,
     store: StoreClient,
     /// Limits and timeouts.
     pub options: GatewayOptions,
@@ -76,6 +79,7 @@ impl Streams {
         Streams {
             store: StoreClient::new(nats),
             feed: Feed::new(reader.clone(), shutdown.clone()),
+            mirror: Mirror::start(reader.clone(), shutdown.clone()),
             reader,
             options,
             max_payload,
@@ -121,13 +125,13 @@ impl Streams {
     pub async fn get(&self, namespace: &str, name: &str) -> Result<ImageStream, ApiError> {
         crate::query::namespace(namespace, "namespace")?;
         crate::query::name(name, "name")?;
-        self.reader.get(namespace, name).await
+        self.mirror.get(namespace, name).await
     }
 
     /// One page of streams.
     pub async fn list(&self, params: &ListParams) -> Result<ListResult, ApiError> {
         let page = self
-            .reader
+            .mirror
             .list_page(ListQuery {
                 namespace: params.namespace.as_deref(),
                 selector: Some(&params.selector),
