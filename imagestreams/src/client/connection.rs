@@ -206,6 +206,7 @@ impl Client {
             pb::GetRequest {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
+                ..Default::default()
             },
             Some(DEFAULT_CALL_TIMEOUT),
         );
@@ -275,6 +276,7 @@ impl Client {
                     label_selector: label_selector.to_owned(),
                     limit: DEFAULT_PAGE_SIZE,
                     continue_token: continue_token.clone(),
+                    ..Default::default()
                 },
                 Some(DEFAULT_CALL_TIMEOUT),
             );

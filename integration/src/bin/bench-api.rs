@@ -8,6 +8,9 @@
 //!   load; the figure is the median of the per-pair ratios.
 //! - **List** over `--streams` streams (10,000 by default): one full list,
 //!   and a paged walk with `--page` items per page.
+//! - `--resource-version RV`: the Gets ask for `RV` (Kubernetes' semantics:
+//!   empty, the default, reads the latest state; `0` whatever the gateway's
+//!   read cache holds, with no round trip to the server).
 //! - `--auth`: the same with authentication on. Every Get carries a service
 //!   account's token (resolved through the identity store: the token's
 //!   identity, then its bindings), seeding and List a configured
@@ -69,7 +72,7 @@ const ADMIN_TOKEN: &str = "bench-admin-0123456789";
 /// An `ImageStreams` client sending a bearer token (or none).
 type Api = ImageStreamsClient<InterceptedService<Channel, Bearer>>;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Args {
     clients: usize,
     round: Duration,
@@ -78,6 +81,8 @@ struct Args {
     page: i64,
     /// `Some(auth.cache_size)` with auth on.
     auth: Option<usize>,
+    /// The Gets' `resource_version`.
+    resource_version: String,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -88,6 +93,7 @@ fn parse_args() -> anyhow::Result<Args> {
         streams: DEFAULT_STREAMS,
         page: DEFAULT_PAGE,
         auth: None,
+        resource_version: String::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,9 +110,10 @@ fn parse_args() -> anyhow::Result<Args> {
                     .or(Some(imagestreams_common::auth::cache::DEFAULT_CACHE_SIZE))
             }
             "--auth-cache-size" => args.auth = Some(value()?.parse()?),
+            "--resource-version" => args.resource_version = value()?,
             other => anyhow::bail!(
                 "unknown argument {other}; use --clients N --seconds S --rounds N --streams N --page N \
-                 --auth --auth-cache-size N"
+                 --auth --auth-cache-size N --resource-version RV"
             ),
         }
     }
@@ -342,17 +349,20 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         anyhow::Ok(())
     };
+    let asked = args.resource_version.clone();
     let get = move |channel: Channel| {
         let name = format!(
             "get-{:03}",
             next.fetch_add(1, Ordering::Relaxed) % GET_STREAMS
         );
         let viewer = viewer.clone();
+        let resource_version = asked.clone();
         async move {
             ImageStreamsClient::with_interceptor(channel, viewer)
                 .get(proto::GetRequest {
                     namespace: NAMESPACE.into(),
                     name,
+                    resource_version,
                 })
                 .await?;
             anyhow::Ok(())
@@ -399,7 +409,8 @@ async fn main() -> anyhow::Result<()> {
 
     let (floor, got, ratio) = (median(floors), median(gets), median(ratios));
     println!(
-        "Get: {got:.0} ops/s vs no-op floor {floor:.0} ops/s (medians); median ratio {:.0}% (goal >= 50%)",
+        "Get (resourceVersion {:?}): {got:.0} ops/s vs no-op floor {floor:.0} ops/s (medians); median ratio {:.0}% (goal >= 50%)",
+        args.resource_version,
         100.0 * ratio
     );
     println!(

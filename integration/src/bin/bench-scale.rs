@@ -231,6 +231,7 @@ async fn get_latency(
             .get(proto::GetRequest {
                 namespace: NAMESPACE.into(),
                 name,
+                ..Default::default()
             })
             .await?;
         samples.push(start.elapsed().as_secs_f64() * 1000.0);

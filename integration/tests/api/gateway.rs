@@ -137,6 +137,7 @@ impl Api {
             .get(proto::GetRequest {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -1096,6 +1097,7 @@ async fn lists_page_with_continue_tokens_and_filter_by_labels() -> anyhow::Resul
                         label_selector: selector.into(),
                         limit,
                         continue_token: token.clone(),
+                        ..Default::default()
                     })
                     .await?;
                 assert!(page.resource_version.parse::<u64>().is_ok());
@@ -1377,5 +1379,62 @@ async fn gets_and_lists_come_from_the_read_cache_and_see_every_write_also_after_
         .await?;
     // 3 rounds of 10, one of each deleted
     assert_eq!(all.items.len(), 3 * 9);
+    Ok(())
+}
+
+#[tokio::test]
+async fn gets_and_lists_take_a_resource_version_as_kubernetes_does() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let created = api.create("rv", stream("app", &[])).await?;
+    let rv = created.metadata.resource_version.clone();
+    let get = |resource_version: &str| {
+        let mut grpc = api.grpc.clone();
+        let request = proto::GetRequest {
+            namespace: "rv".into(),
+            name: "app".into(),
+            resource_version: resource_version.into(),
+        };
+        async move { grpc.get(request).await.map(|r| r.into_inner()) }
+    };
+    // "": latest; the write's own revision: not older than it; "0": any
+    for asked in ["", rv.as_str(), "0"] {
+        let got = ImageStream::try_from(get(asked).await?)?;
+        assert_eq!(
+            got.metadata.resource_version, rv,
+            "resourceVersion {asked:?}"
+        );
+    }
+    let (code, body) = api
+        .rest_get(&format!(
+            "/apis/image.openshift.io/v1/namespaces/rv/imagestreams/app?resourceVersion={rv}"
+        ))
+        .await?;
+    assert_eq!(
+        (code, body["metadata"]["resourceVersion"].as_str()),
+        (200, Some(rv.as_str()))
+    );
+    let (code, body) = api
+        .rest_get("/apis/image.openshift.io/v1/namespaces/rv/imagestreams?resourceVersion=0")
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(1));
+
+    // not a number, or newer than the store: refused, naming the field
+    for bad in ["abc", "-1", "99999999"] {
+        let status = get(bad).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad}: {status:?}");
+        assert!(
+            status.message().contains("resource_version")
+                || status.message().contains("resourceVersion"),
+            "{status:?}"
+        );
+        let (code, body) = api
+            .rest_get(&format!(
+                "/apis/image.openshift.io/v1/namespaces/rv/imagestreams?resourceVersion={bad}"
+            ))
+            .await?;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert_eq!(body["reason"], "BadRequest", "{body}");
+    }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use imagestreams_common::{
     model::ImageStream,
-    store::{ListQuery, Mirror, StreamReader},
+    store::{Freshness, ListQuery, Mirror, StreamReader},
     subjects,
 };
 use imagestreams_integration::{NatsServer, wait_for};
@@ -46,7 +46,7 @@ async fn a_read_after_a_write_elsewhere_completed_sees_it() -> anyhow::Result<()
     let key = subjects::stream_key("ns", "app");
     for round in 0..300 {
         let revision = writer.put(&key, stored(round)?).await?;
-        let got = mirror.get("ns", "app").await?;
+        let got = mirror.get("ns", "app", Freshness::Latest).await?;
         assert_eq!(
             got.metadata.resource_version,
             revision.to_string(),
@@ -54,16 +54,44 @@ async fn a_read_after_a_write_elsewhere_completed_sees_it() -> anyhow::Result<()
         );
         assert_eq!(got.metadata.annotations["round"], round.to_string());
         let page = mirror
-            .list_page(ListQuery {
-                namespace: Some("ns"),
-                ..Default::default()
-            })
+            .list_page(
+                ListQuery {
+                    namespace: Some("ns"),
+                    ..Default::default()
+                },
+                Freshness::Latest,
+            )
             .await?;
         assert!(page.revision >= revision, "round {round}");
         assert_eq!(page.items.len(), 1);
+        // the revision a write returned: at least that, without a round trip
+        let at_least = mirror
+            .get("ns", "app", Freshness::NotOlderThan(revision))
+            .await?;
+        assert!(at_least.metadata.resource_version.parse::<u64>()? >= revision);
     }
+    let last = writer.put(&key, stored(300)?).await?;
+    let newer = mirror
+        .get("ns", "app", Freshness::NotOlderThan(last + 10))
+        .await
+        .unwrap_err();
+    assert!(
+        newer.to_string().contains("newer than the store's"),
+        "{newer}"
+    );
+    // "0": whatever the cache holds, which catches up within moments
+    wait_for(
+        || async {
+            mirror
+                .get("ns", "app", Freshness::Any)
+                .await
+                .is_ok_and(|s| s.metadata.resource_version == last.to_string())
+        },
+        Duration::from_secs(5),
+    )
+    .await?;
     writer.delete(&key).await?;
-    let gone = mirror.get("ns", "app").await;
+    let gone = mirror.get("ns", "app", Freshness::Latest).await;
     assert!(gone.is_err_and(|e| e.to_string().contains("app")));
     assert!(mirror.is_live(), "every read above came from the cache");
     shutdown.cancel();

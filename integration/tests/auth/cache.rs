@@ -70,6 +70,7 @@ async fn get(streams: &mut Streams, name: &str) -> Result<(), tonic::Status> {
         .get(proto::GetRequest {
             namespace: "ns1".into(),
             name: name.into(),
+            ..Default::default()
         })
         .await
         .map(|_| ())

@@ -145,6 +145,7 @@ async fn grpc(c: &mut Clients, op: &str, namespace: &str, me: &str) -> Result<()
             .get(proto::GetRequest {
                 namespace: ns,
                 name: "app".into(),
+                ..Default::default()
             })
             .await
             .map(drop),

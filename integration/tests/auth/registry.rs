@@ -211,6 +211,7 @@ async fn the_registry_refuses_a_push_without_edit_and_records_the_pusher_with_it
                     .get(proto::GetRequest {
                         namespace: "ns1".into(),
                         name: "pushed".into(),
+                        ..Default::default()
                     })
                     .await
                     .ok()
@@ -268,6 +269,7 @@ async fn the_registry_refuses_a_push_without_edit_and_records_the_pusher_with_it
         .get(proto::GetRequest {
             namespace: "ns2".into(),
             name: "app".into(),
+            ..Default::default()
         })
         .await
         .expect_err("the refused push made nothing");

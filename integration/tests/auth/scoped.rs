@@ -133,6 +133,7 @@ async fn pushes_create_streams_only_for_editors_of_the_namespace() {
         let request = proto::GetRequest {
             namespace: ns.into(),
             name: name.into(),
+            ..Default::default()
         };
         async move { streams.get(request).await }
     };

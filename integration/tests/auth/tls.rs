@@ -88,6 +88,7 @@ async fn the_gateway_serves_grpc_and_rest_over_tls_only() {
         .get(proto::GetRequest {
             namespace: "ns1".into(),
             name: "secure".into(),
+            ..Default::default()
         })
         .await
         .expect("Get over TLS")
@@ -138,6 +139,7 @@ async fn the_gateway_serves_grpc_and_rest_over_tls_only() {
             .get(proto::GetRequest {
                 namespace: "ns1".into(),
                 name: "secure".into(),
+                ..Default::default()
             })
             .await;
         assert!(refused.is_err(), "plaintext gRPC is refused");

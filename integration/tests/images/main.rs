@@ -107,6 +107,7 @@ impl Harness {
                         .get(proto::GetRequest {
                             namespace: ns.to_owned(),
                             name: name.to_owned(),
+                            ..Default::default()
                         })
                         .await
                         .ok()?

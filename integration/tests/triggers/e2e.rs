@@ -101,12 +101,14 @@ async fn a_push_fires_a_signed_webhook_an_event_and_a_build() -> anyhow::Result<
     grpc.get(proto::GetRequest {
         namespace: "e2e".into(),
         name: "app".into(),
+        ..Default::default()
     })
     .await?;
     let missing = grpc
         .get(proto::GetRequest {
             namespace: "e2e".into(),
             name: "nope".into(),
+            ..Default::default()
         })
         .await;
     assert_eq!(missing.unwrap_err().code(), tonic::Code::NotFound);

@@ -118,6 +118,7 @@ impl Harness {
             .get(proto::GetRequest {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
+                ..Default::default()
             })
             .await;
         match reply {

@@ -233,6 +233,38 @@ pub struct ListQuery<'a> {
     pub after: Option<(&'a str, &'a str)>,
 }
 
+/// How current a read must be: Kubernetes' `resourceVersion` on a get or a
+/// list (with `resourceVersionMatch` left at its default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Freshness {
+    /// `""`: the latest state; the read waits for one round trip to the
+    /// server (shared with the reads waiting at the same time).
+    #[default]
+    Latest,
+    /// `"0"`: whatever the gateway's cache holds now, which may be a few
+    /// milliseconds behind the latest writes; no round trip.
+    Any,
+    /// `"N"`: the state at revision `N` or newer, e.g. the `resourceVersion`
+    /// a write returned; no round trip once the cache has `N`.
+    NotOlderThan(u64),
+}
+
+impl Freshness {
+    /// Parses a `resourceVersion` parameter; `field` names it in the error.
+    pub fn parse(resource_version: &str, field: &str) -> Result<Self, ApiError> {
+        match resource_version {
+            "" => Ok(Freshness::Latest),
+            "0" => Ok(Freshness::Any),
+            rv => rv.parse().map(Freshness::NotOlderThan).map_err(|_| {
+                ApiError::invalid(
+                    field,
+                    format!("{field}: {rv:?} is not a resource version (a revision number)"),
+                )
+            }),
+        }
+    }
+}
+
 /// One page of streams, sorted by namespace and name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListPage {

@@ -10,6 +10,7 @@ use imagestreams_common::{
     error::ApiError,
     imports::{self, ImportClient},
     model::ImageStream,
+    store::Freshness,
 };
 use imagestreams_proto::v1::{self as proto, image_streams_server::ImageStreams};
 use tonic::{Request, Response, Status};
@@ -70,7 +71,12 @@ impl ImageStreams for Grpc {
         let request = request.get_ref();
         let stream = self
             .streams
-            .deadline(self.streams.get(&request.namespace, &request.name))
+            .deadline(async {
+                let freshness = Freshness::parse(&request.resource_version, "resource_version")?;
+                self.streams
+                    .get(&request.namespace, &request.name, freshness)
+                    .await
+            })
             .await?;
         Ok(Response::new(stream.into()))
     }
@@ -130,6 +136,7 @@ impl ImageStreams for Grpc {
                         namespace.as_deref(),
                         "continue_token",
                     )?,
+                    freshness: Freshness::parse(&request.resource_version, "resource_version")?,
                     namespace,
                 };
                 self.streams.list(&params).await

@@ -17,6 +17,7 @@ use imagestreams_common::{
         },
     },
     model::{API_VERSION, ImageStream, ObjectMeta, TagEvent},
+    store::Freshness,
 };
 
 use crate::streams::Streams;
@@ -33,7 +34,7 @@ impl Streams {
         digest: &str,
     ) -> Result<ImageStreamImage, ApiError> {
         catalog_key(digest)?;
-        let found = self.get(namespace, stream).await?;
+        let found = self.get(namespace, stream, Freshness::Latest).await?;
         let event = history(&found)
             .find(|e| e.image == digest)
             .ok_or_else(|| {
@@ -58,7 +59,7 @@ impl Streams {
                 format!("tag: Invalid value: {tag:?}"),
             ));
         }
-        let found = self.get(namespace, stream).await?;
+        let found = self.get(namespace, stream, Freshness::Latest).await?;
         let current = found
             .status
             .as_ref()

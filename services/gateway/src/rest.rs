@@ -31,6 +31,7 @@ use imagestreams_common::{
     auth::{Authenticated, Verb},
     error::{ApiError, KubeStatus, StatusCause, StatusDetails},
     model::{DocumentFormat, ImageStream, MAX_DOCUMENT_BYTES, ModelError},
+    store::Freshness,
 };
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
@@ -221,6 +222,7 @@ async fn list(
                 selector: query::selector(param("labelSelector"))?,
                 limit: query::limit_text(param("limit"), "limit")?,
                 after: ContinueToken::decode(param("continue"), namespace.as_deref(), "continue")?,
+                freshness: Freshness::parse(param("resourceVersion"), "resourceVersion")?,
                 namespace,
             };
             streams.list(&params).await
@@ -244,11 +246,16 @@ async fn get_one(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, RestError> {
     auth.authorize(Some(&path.namespace), Verb::Get)
         .map_err(|e| RestError::about(e, &path.name))?;
+    let resource_version = params.get("resourceVersion").map_or("", String::as_str);
     let stream = streams
-        .deadline(streams.get(&path.namespace, &path.name))
+        .deadline(async {
+            let freshness = Freshness::parse(resource_version, "resourceVersion")?;
+            streams.get(&path.namespace, &path.name, freshness).await
+        })
         .await
         .map_err(|e| RestError::about(e, &path.name))?;
     Ok(Json(stream).into_response())

@@ -11,7 +11,7 @@ use imagestreams_common::{
     image::ImageCatalog,
     model::{self, ImageStream},
     selector::Selector,
-    store::{ListPage, ListQuery, Mirror, StoreClient, StreamReader},
+    store::{Freshness, ListPage, ListQuery, Mirror, StoreClient, StreamReader},
 };
 use imagestreams_proto::v1 as proto;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -33,6 +33,8 @@ pub(crate) struct ListParams {
     pub limit: Option<usize>,
     /// Where the previous page ended.
     pub after: Option<ContinueToken>,
+    /// How current the page must be.
+    pub freshness: Freshness,
 }
 
 /// A list page and the token of the next one.
@@ -121,26 +123,34 @@ impl Streams {
         self.store.create(request).await
     }
 
-    /// One stream.
-    pub async fn get(&self, namespace: &str, name: &str) -> Result<ImageStream, ApiError> {
+    /// One stream, as current as `freshness` asks.
+    pub async fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+        freshness: Freshness,
+    ) -> Result<ImageStream, ApiError> {
         crate::query::namespace(namespace, "namespace")?;
         crate::query::name(name, "name")?;
-        self.mirror.get(namespace, name).await
+        self.mirror.get(namespace, name, freshness).await
     }
 
     /// One page of streams.
     pub async fn list(&self, params: &ListParams) -> Result<ListResult, ApiError> {
         let page = self
             .mirror
-            .list_page(ListQuery {
-                namespace: params.namespace.as_deref(),
-                selector: Some(&params.selector),
-                limit: params.limit,
-                after: params
-                    .after
-                    .as_ref()
-                    .map(|t| (t.namespace.as_str(), t.name.as_str())),
-            })
+            .list_page(
+                ListQuery {
+                    namespace: params.namespace.as_deref(),
+                    selector: Some(&params.selector),
+                    limit: params.limit,
+                    after: params
+                        .after
+                        .as_ref()
+                        .map(|t| (t.namespace.as_str(), t.name.as_str())),
+                },
+                params.freshness,
+            )
             .await?;
         let continue_token = match (page.more, page.items.last()) {
             (true, Some(last)) => {

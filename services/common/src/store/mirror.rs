@@ -33,7 +33,7 @@ use prometheus_client::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{ListPage, ListQuery, StreamReader, decode_stream, page_of, unavailable};
+use super::{Freshness, ListPage, ListQuery, StreamReader, decode_stream, page_of, unavailable};
 use crate::{error::ApiError, metrics::ServiceMetrics, model::ImageStream, subjects};
 
 /// How long a read waits for the cache to apply a revision before it reads
@@ -138,9 +138,15 @@ impl Mirror {
         );
     }
 
-    /// One stream, as current as a direct read.
-    pub async fn get(&self, namespace: &str, name: &str) -> Result<ImageStream, ApiError> {
-        if !self.inner.caught_up().await? {
+    /// One stream, as current as `freshness` asks (with
+    /// [`Freshness::Latest`], as current as a direct read).
+    pub async fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+        freshness: Freshness,
+    ) -> Result<ImageStream, ApiError> {
+        if !self.inner.caught_up(freshness).await? {
             self.inner.count("bucket");
             return self.inner.reader.get(namespace, name).await;
         }
@@ -157,11 +163,14 @@ impl Mirror {
         }
     }
 
-    /// One page of streams (see [`StreamReader::list_page`]), as current as a
-    /// direct read; its revision is the cache's, at least the bucket's when
-    /// the list began.
-    pub async fn list_page(&self, query: ListQuery<'_>) -> Result<ListPage, ApiError> {
-        if !self.inner.caught_up().await? {
+    /// One page of streams (see [`StreamReader::list_page`]), as current as
+    /// `freshness` asks; its revision is the cache's when it was read.
+    pub async fn list_page(
+        &self,
+        query: ListQuery<'_>,
+        freshness: Freshness,
+    ) -> Result<ListPage, ApiError> {
+        if !self.inner.caught_up(freshness).await? {
             self.inner.count("bucket");
             return self.inner.reader.list_page(query).await;
         }
@@ -192,14 +201,31 @@ impl Inner {
         self.checks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until the cache holds every write the bucket had when this call
-    /// began: `false` when it is not live or does not catch up in time, so
-    /// that the caller reads the bucket instead.
-    async fn caught_up(self: &Arc<Self>) -> Result<bool, ApiError> {
+    /// Waits until the cache is as current as `freshness` asks (for
+    /// [`Freshness::Latest`], until it holds every write the bucket had when
+    /// this call began): `false` when it is not live or does not catch up in
+    /// time, so that the caller reads the bucket instead, which is newer.
+    async fn caught_up(self: &Arc<Self>, freshness: Freshness) -> Result<bool, ApiError> {
         if !self.live.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let revision = self.current_revision().await?;
+        let revision = match freshness {
+            Freshness::Any => return Ok(true),
+            Freshness::Latest => self.current_revision().await?,
+            Freshness::NotOlderThan(wanted) if wanted <= *self.applied.borrow() => return Ok(true),
+            Freshness::NotOlderThan(wanted) => {
+                let last = self.current_revision().await?;
+                if wanted > last {
+                    return Err(ApiError::invalid(
+                        "resourceVersion",
+                        format!(
+                            "resourceVersion {wanted} is newer than the store's current one ({last})"
+                        ),
+                    ));
+                }
+                wanted
+            }
+        };
         let mut applied = self.applied.subscribe();
         let reached = tokio::time::timeout(
             DEFAULT_CATCH_UP,
