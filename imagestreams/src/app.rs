@@ -87,7 +87,7 @@ impl App {
             Mode::Microservice => None,
         };
         let client = nats::connect(&config.nats, "imagestreams").await?;
-        let topology = nats::provision(&client, config.nats.replicas).await?;
+        let topology = nats::provision_retrying(&client, &config.nats).await?;
         if mode == Mode::Monolith {
             crate::bootstrap::first_admin(
                 &config,

@@ -143,6 +143,8 @@ impl Replica {
             .open(&self.log)?;
         let child = tokio::process::Command::new(binaries::imagestreams())
             .args(["serve", self.service])
+            // the kit's own switch shares the config's prefix
+            .env_remove(imagestreams_integration::KEEP_TMP_ENV)
             .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
@@ -159,6 +161,28 @@ impl Replica {
             child.wait().await?;
         }
         Ok(())
+    }
+}
+
+/// Starts again, as a supervisor would, every replica whose process ended on
+/// its own before the chaos began (one that gave up on a cluster still
+/// electing its leaders, say), and says so.
+async fn restart_exited(replicas: &Mutex<Vec<Replica>>) {
+    for replica in replicas.lock().await.iter_mut() {
+        let exited = replica
+            .child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().is_ok_and(|status| status.is_some()));
+        if exited {
+            eprintln!(
+                "chaos: {} exited on its own; starting it again (its log: {})",
+                replica.service,
+                replica.log.display()
+            );
+            if let Err(error) = replica.start() {
+                eprintln!("chaos: cannot start {}: {error}", replica.service);
+            }
+        }
     }
 }
 
@@ -232,8 +256,8 @@ async fn chaos() -> anyhow::Result<()> {
         .collect();
     let client = async_nats::connect(urls.split(',').collect::<Vec<_>>()).await?;
     let js = async_nats::jetstream::new(client.clone());
-    let triggers = create_triggers(&TriggerClient::new(client.clone())).await?;
     let replicas = Arc::new(Mutex::new(replicas));
+    let triggers = create_triggers(&TriggerClient::new(client.clone()), &replicas).await?;
 
     // the chaos: a random replica SIGKILLed, then started again
     let stop = Arc::new(AtomicBool::new(false));
@@ -295,7 +319,10 @@ async fn chaos() -> anyhow::Result<()> {
 }
 
 /// A build trigger on `chaos/app-<n>:t0` for every driven stream, created before the chaos starts.
-async fn create_triggers(client: &TriggerClient) -> anyhow::Result<Vec<(String, String)>> {
+async fn create_triggers(
+    client: &TriggerClient,
+    replicas: &Mutex<Vec<Replica>>,
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut created = Vec::new();
     for n in 0..STREAMS {
         let (name, stream) = (format!("build-{n}"), format!("app-{n}"));
@@ -313,7 +340,10 @@ async fn create_triggers(client: &TriggerClient) -> anyhow::Result<Vec<(String, 
         };
         // the trigger replicas may still be starting
         wait_for(
-            || async { client.create(&trigger).await.is_ok() },
+            || async {
+                restart_exited(replicas).await;
+                client.create(&trigger).await.is_ok()
+            },
             RETRY_FOR,
         )
         .await?;

@@ -122,6 +122,27 @@ pub struct Topology {
     pub images: kv::Store,
 }
 
+/// [`provision`] with `cfg.replicas`, retried until `connect_timeout_secs`
+/// has passed: a JetStream cluster that is still electing its leaders (the
+/// servers and the services started together) answers "temporarily
+/// unavailable" or times out for a while, and replicas that declare the
+/// same streams at once may race.
+pub async fn provision_retrying(client: &Client, cfg: &NatsConfig) -> Result<Topology, NatsError> {
+    let deadline = Instant::now() + Duration::from_secs(cfg.connect_timeout_secs);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match provision(client, cfg.replicas).await {
+            Ok(topology) => return Ok(topology),
+            Err(e) if Instant::now() + delay >= deadline => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot declare the JetStream streams and buckets yet, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// Declares every JetStream stream and KV bucket (idempotent: existing ones
 /// are kept as they are).
 pub async fn provision(client: &Client, replicas: usize) -> Result<Topology, NatsError> {
