@@ -167,6 +167,17 @@ pub fn imagestreams() -> PathBuf {
     binary
 }
 
+/// The test process's own `IMAGESTREAMS_*` variables (`IMAGESTREAMS_KEEP_TMP`,
+/// `IMAGESTREAMS_CHAOS_PUSHES`, …), which share the services' config prefix:
+/// remove them from a spawned `imagestreams`, whose strict config would
+/// refuse them as unknown keys.
+pub fn test_switches() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(key, _)| key)
+        .filter(|key| key.to_string_lossy().starts_with("IMAGESTREAMS_"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,4 +22,4 @@ pub use image::{ImageBuilder, OciImage, pull, push_unique_image};
 pub use nats::{NatsCluster, NatsServer};
 pub use notify::{NotificationSink, ReceivedRequest, is_push_of};
 pub use registry::{Registry, RegistryOptions, TokenAuth, TokenKeys};
-pub use util::{KEEP_TMP_ENV, TestDir, free_port, wait_for, wait_for_some, wait_ready};
+pub use util::{TestDir, free_port, wait_for, wait_for_some, wait_ready};

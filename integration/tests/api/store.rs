@@ -1114,3 +1114,55 @@ async fn a_restart_mid_stream_loses_and_repeats_nothing() -> anyhow::Result<()> 
     assert_eq!(histories(&h.reader, ns).await?, model.histories);
     second.stop().await
 }
+
+#[tokio::test]
+async fn a_push_redelivered_after_hundreds_of_newer_ones_changes_nothing() -> anyhow::Result<()> {
+    let ns = "late";
+    let h = Harness::start().await?;
+    let collector = Collector::start(&h.js, ns).await?;
+    let app = h.spawn_store().await?;
+    // more pushes to one tag than the record remembers event ids of
+    let count = imagestreams_common::store::APPLIED_EVENTS_KEPT + 44;
+    let events: Vec<_> = (0..count)
+        .map(|n| {
+            let event = pushed(
+                &format!("p{n}"),
+                ns,
+                "app",
+                "v",
+                &digest(n),
+                BASE_TIME + n as i64,
+            );
+            let msg_id = event.event_id.clone();
+            (event, msg_id)
+        })
+        .collect();
+    let refs: Vec<_> = events.iter().map(|(e, id)| (e, id.clone())).collect();
+    h.push_all(&refs).await?;
+    wait_for(|| h.pushes_drained(), WAIT).await?;
+    collector.expect(count).await?;
+    let before = h.reader.get(ns, "app").await?;
+    assert_eq!(before.status_tag("v").expect("the tag").items.len(), count);
+
+    // the first pushes again, as JetStream redelivers a message whose ack a
+    // killed replica never sent: same event, past the publisher's dedup window
+    // (a new message id), its id long forgotten by the record
+    let late: Vec<_> = events[..3]
+        .iter()
+        .map(|(e, id)| (e, format!("{id}-redelivered")))
+        .collect();
+    h.push_all(&late).await?;
+    wait_for(|| h.pushes_drained(), WAIT).await?;
+    let after = h.reader.get(ns, "app").await?;
+    assert_eq!(
+        after.status_tag("v"),
+        before.status_tag("v"),
+        "no history entry added, none moved"
+    );
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    collector.expect(count).await?;
+    app.stop().await
+}

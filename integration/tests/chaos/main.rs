@@ -141,10 +141,12 @@ impl Replica {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = tokio::process::Command::new(binaries::imagestreams())
+        let mut command = tokio::process::Command::new(binaries::imagestreams());
+        for switch in binaries::test_switches() {
+            command.env_remove(switch);
+        }
+        let child = command
             .args(["serve", self.service])
-            // the kit's own switch shares the config's prefix
-            .env_remove(imagestreams_integration::KEEP_TMP_ENV)
             .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)

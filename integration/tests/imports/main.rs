@@ -620,7 +620,11 @@ impl SyncerProcess {
         let config = dir.join("imagestreams.toml");
         std::fs::write(&config, toml)?;
         let log = dir.join("tag-syncer.log");
-        let child = tokio::process::Command::new(binaries::imagestreams())
+        let mut command = tokio::process::Command::new(binaries::imagestreams());
+        for switch in binaries::test_switches() {
+            command.env_remove(switch);
+        }
+        let child = command
             .arg("--config")
             .arg(&config)
             .args(["serve", "tag-syncer"])

@@ -90,6 +90,18 @@ pub fn add_older_tag_event(stream: &mut ImageStream, tag: &str, event: TagEvent)
     Outcome::Added
 }
 
+/// Whether `tag`'s history already holds `event`: the same image at the same
+/// `created`. For a registry push `created` is the registry's event time, to
+/// the nanosecond, so this recognises a redelivered push however long after
+/// it was applied, also once the record has forgotten its event id.
+pub fn holds(stream: &ImageStream, tag: &str, event: &TagEvent) -> bool {
+    stream.status_tag(tag).is_some_and(|list| {
+        list.items
+            .iter()
+            .any(|item| item.image == event.image && item.created == event.created)
+    })
+}
+
 /// Whether spec tag `spec` of `stream` follows `tag` of the same stream: its
 /// `from` is an `ImageStreamTag` named `tag` or `<stream>:tag`, in no
 /// namespace or in the stream's own.

@@ -22,9 +22,12 @@
 //!   Every applied event is remembered, no-ops included, so that a late
 //!   redelivery of an old event cannot add it on top of newer ones. The
 //!   record keeps the last
-//!   [`APPLIED_EVENTS_KEPT`](imagestreams_common::store::APPLIED_EVENTS_KEPT) ids per stream: a
-//!   redelivery that arrives after more than that many newer events of the
-//!   same stream would be applied again.
+//!   [`APPLIED_EVENTS_KEPT`](imagestreams_common::store::APPLIED_EVENTS_KEPT) ids per stream;
+//!   beyond them, a registry push is also recognised by its trace in the
+//!   tag's history (the same image at the same registry time, to the
+//!   nanosecond: [`history::holds`]), so a redelivery that arrives after
+//!   hundreds of newer pushes (a replica SIGKILLed mid-batch, its events
+//!   redelivered after the ack wait) still changes nothing.
 //! - **History.** [`history::apply_image`]: the tag, then the tags that follow
 //!   it. The write's `change` lists the tags whose current image moved; none
 //!   means no `TagsChanged`.
@@ -314,7 +317,11 @@ impl Applier {
                 .modify_from(&event.namespace, &event.stream, hint.take(), |current| {
                     let now = writes::timestamp(Utc::now());
                     let (before, mut stream, revision) = match current {
-                        Some((record, revision)) if record.has_applied(&event.event_id) => {
+                        Some((record, revision))
+                            if record.has_applied(&event.event_id)
+                                || (pushed_at.is_some()
+                                    && history::holds(&record.stream, &event.tag, &template)) =>
+                        {
                             applied = Applied::Duplicate;
                             return Ok::<_, ApplyError>(Plan::Keep(record, revision));
                         }
