@@ -428,6 +428,23 @@ impl std::fmt::Display for Fired {
     }
 }
 
+/// Per trigger: the images its tag moved to, oldest first, as the stored
+/// `TagsChanged` say.
+async fn moved_by_trigger<'a>(
+    js: &async_nats::jetstream::Context,
+    triggers: &'a [(String, String)],
+    pushes: &[Push],
+) -> anyhow::Result<Vec<(&'a String, Vec<String>)>> {
+    let moved = load::current_images(js, pushes).await?;
+    Ok(triggers
+        .iter()
+        .map(|(name, stream)| {
+            let key = (stream.clone(), TRIGGERED_TAG.to_owned());
+            (name, moved.get(&key).cloned().unwrap_or_default())
+        })
+        .collect())
+}
+
 /// Waits until every trigger fired for its tag's final image, then checks every firing against the tag's
 /// changes (by revision) and counts the stored `BuildRequested` events by firing id.
 async fn audit_triggers(
@@ -439,15 +456,7 @@ async fn audit_triggers(
         js.get_key_value(subjects::BUCKET_TRIGGERS).await?,
         js.get_key_value(subjects::BUCKET_FIRINGS).await?,
     );
-    let moved = load::current_images(js, pushes).await?;
-    // per trigger: the images its tag moved to, oldest first
-    let changes: Vec<(&String, Vec<String>)> = triggers
-        .iter()
-        .map(|(name, stream)| {
-            let key = (stream.clone(), TRIGGERED_TAG.to_owned());
-            (name, moved.get(&key).cloned().unwrap_or_default())
-        })
-        .collect();
+    let changes = moved_by_trigger(js, triggers, pushes).await?;
     let _ = wait_for(
         || async {
             reader.firings(Some("chaos"), None).await.is_ok_and(|f| {
@@ -463,6 +472,9 @@ async fn audit_triggers(
         SETTLE,
     )
     .await;
+    // again: a killed changefeed's unacked TagsChanged come back after the
+    // ack wait, so a change a trigger fired for may be stored after the first read
+    let changes = moved_by_trigger(js, triggers, pushes).await?;
     let firings = reader.firings(Some("chaos"), None).await?;
     let mut fired = Fired {
         missing_final: 0,
