@@ -70,10 +70,12 @@ pub const NAME: &str = "gateway";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How long a unary call (gRPC or REST) may take.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Events a watch buffers for its client.
+/// Events a resumed watch buffers for its client (a fresh watch reads the
+/// shared feed, which keeps `fanout::DEFAULT_FEED_CAPACITY` for all).
 pub const DEFAULT_WATCH_BUFFER: usize = 256;
-/// How long a watch waits for a client that does not read before ending it
-/// with `RESOURCE_EXHAUSTED`.
+/// How long a resumed watch waits for a client that does not read before
+/// ending it with `RESOURCE_EXHAUSTED` (a fresh watch ends so when it falls
+/// the feed's capacity behind).
 pub const DEFAULT_WATCH_LAG_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 keepalive pings on idle gRPC connections.
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -95,9 +97,9 @@ pub struct GatewayOptions {
     pub max_message_bytes: usize,
     /// How long a unary call may take.
     pub request_timeout: Duration,
-    /// Events a watch buffers for its client (at least 2).
+    /// Events a resumed watch buffers for its client (at least 2).
     pub watch_buffer: usize,
-    /// How long a full watch buffer is tolerated.
+    /// How long a resumed watch's full buffer is tolerated.
     pub watch_lag_timeout: Duration,
 }
 
