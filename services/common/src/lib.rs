@@ -8,6 +8,7 @@
 pub use imagestreams_formats::{model, reference, subjects};
 
 pub mod auth;
+pub mod bounded;
 pub mod config;
 pub mod error;
 pub mod image;

@@ -54,7 +54,6 @@
 //!   applies events out of order.
 
 use std::{
-    collections::HashMap,
     hash::{Hash, Hasher},
     sync::{Arc, Mutex},
     time::Duration,
@@ -68,6 +67,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use imagestreams_common::{
     auth::{Verb, store::IdentityStore},
+    bounded::Bounded,
     error::ApiError,
     metrics::EventCounters,
     model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
@@ -176,8 +176,9 @@ impl Applied {
     }
 }
 
-/// How many streams' records the applier keeps in memory.
-const CACHED_RECORDS: usize = 512;
+/// How many streams' records the applier keeps in memory (least recently
+/// written forgotten first): a few MiB for the streams pushed to at once.
+const CACHED_RECORDS: usize = 2048;
 
 /// Annotation of a stream created by a push: who pushed.
 pub const ANNOTATION_CREATED_BY: &str = "imagestreams.io/created-by";
@@ -204,7 +205,7 @@ fn record_pusher(stream: &mut ImageStream, actor: &str, creates: bool) {
 pub struct Applier {
     bucket: Bucket,
     registry_host: String,
-    cache: Mutex<HashMap<String, Versioned>>,
+    cache: Mutex<Bounded<String, Versioned>>,
     events: EventCounters,
     identities: Option<Arc<IdentityStore>>,
 }
@@ -279,7 +280,7 @@ impl Applier {
         Applier {
             bucket,
             registry_host: registry_host.into(),
-            cache: Mutex::default(),
+            cache: Mutex::new(Bounded::new(CACHED_RECORDS)),
             events: EventCounters::default(),
             identities: None,
         }
@@ -306,7 +307,7 @@ impl Applier {
         let from_registry = event.source == proto::ImageSource::RegistryNotification as i32;
         let mut applied = Applied::Dropped;
         let key = subjects::stream_key(&event.namespace, &event.stream);
-        let mut hint = self.cache().remove(&key);
+        let mut hint = self.cache().take(&key);
         // whether the pusher may create the stream: asked only when a push
         // would create one, then the write starts over with the answer
         let mut may_create = self.identities.is_none().then_some(true);
@@ -403,11 +404,7 @@ impl Applier {
                         changed: record.change.is_some(),
                     };
                 }
-                let mut cache = self.cache();
-                if cache.len() >= CACHED_RECORDS {
-                    cache.clear();
-                }
-                cache.insert(key, (record, revision));
+                self.cache().insert(key, (record, revision));
             }
             None if applied == Applied::Refused => tracing::warn!(
                 actor = %event.actor,
@@ -420,7 +417,7 @@ impl Applier {
 }
 
 impl Applier {
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versioned>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Bounded<String, Versioned>> {
         // a panic while holding the lock leaves a cache that is still valid
         self.cache
             .lock()

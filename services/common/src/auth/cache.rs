@@ -18,80 +18,14 @@
 //!   binding lists are cached only for the subjects of an identity that
 //!   authenticated. Each map holds at most `capacity` entries.
 
-use std::{collections::HashMap, hash::Hash, sync::Mutex};
+use std::sync::Mutex;
 
 use super::{Identity, TokenHash, store::StoredBinding};
 
 /// Default of `auth.cache_size`: token and binding entries kept, each.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 
-/// A map of at most `capacity` entries that forgets the least recently used
-/// ones first, approximately: two generations, `hot` and `cold`, of up to
-/// `capacity / 2` entries each. A hit in `cold` moves the entry to `hot`;
-/// when `hot` is full, `cold` is dropped and `hot` becomes `cold`. Every
-/// operation is O(1), with no list to maintain.
-#[derive(Debug)]
-pub struct Bounded<K, V> {
-    hot: HashMap<K, V>,
-    cold: HashMap<K, V>,
-    half: usize,
-}
-
-impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
-    /// An empty map of at most `capacity` entries (0 keeps nothing).
-    pub fn new(capacity: usize) -> Self {
-        Bounded {
-            hot: HashMap::new(),
-            cold: HashMap::new(),
-            half: capacity / 2,
-        }
-    }
-
-    /// The value of `key`, marking it recently used.
-    pub fn get(&mut self, key: &K) -> Option<V> {
-        if let Some(value) = self.hot.get(key) {
-            return Some(value.clone());
-        }
-        let (key, value) = self.cold.remove_entry(key)?;
-        self.insert(key, value.clone());
-        Some(value)
-    }
-
-    /// Keeps `value` for `key`, forgetting the older generation when the
-    /// newer one is full.
-    pub fn insert(&mut self, key: K, value: V) {
-        if self.half == 0 {
-            return;
-        }
-        if self.hot.len() >= self.half && !self.hot.contains_key(&key) {
-            self.cold = std::mem::take(&mut self.hot);
-        }
-        self.cold.remove(&key);
-        self.hot.insert(key, value);
-    }
-
-    /// Forgets `key`.
-    pub fn remove(&mut self, key: &K) {
-        self.hot.remove(key);
-        self.cold.remove(key);
-    }
-
-    /// Forgets everything.
-    pub fn clear(&mut self) {
-        self.hot.clear();
-        self.cold.clear();
-    }
-
-    /// How many entries are kept.
-    pub fn len(&self) -> usize {
-        self.hot.len() + self.cold.len()
-    }
-
-    /// Whether nothing is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use crate::bounded::Bounded;
 
 /// What the cache holds; see the module docs for its invariants.
 #[derive(Debug)]
