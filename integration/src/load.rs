@@ -220,13 +220,12 @@ async fn histories(
     found
 }
 
-/// Per (stream, tag) of `pushes`' namespaces, the (revision, new image) of
-/// every stored `TagsChanged`, and how many events the stream holds.
-async fn changes(
+/// Every message the JetStream stream `name` holds now, oldest first.
+async fn stored_messages(
     js: &jetstream::Context,
-    pushes: &[Push],
-) -> anyhow::Result<(BTreeMap<(String, String), Vec<(u64, String)>>, u64)> {
-    let stream = js.get_stream(subjects::STREAM_TAGS).await?;
+    name: &str,
+) -> anyhow::Result<Vec<jetstream::Message>> {
+    let stream = js.get_stream(name).await?;
     let stored = stream.get_info().await?.state.messages;
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
@@ -235,12 +234,27 @@ async fn changes(
         })
         .await?;
     let mut messages = consumer.messages().await?.take(stored as usize);
-    let namespaces: Vec<&str> = pushes.iter().map(|p| p.namespace.as_str()).collect();
-    let mut moved: BTreeMap<(String, String), Vec<(u64, String)>> = BTreeMap::new();
+    let mut all = Vec::with_capacity(stored as usize);
     while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next())
         .await?
         .transpose()?
     {
+        all.push(message);
+    }
+    Ok(all)
+}
+
+/// Per (stream, tag) of `pushes`' namespaces, the (revision, new image) of
+/// every stored `TagsChanged`, and how many events the stream holds.
+async fn changes(
+    js: &jetstream::Context,
+    pushes: &[Push],
+) -> anyhow::Result<(BTreeMap<(String, String), Vec<(u64, String)>>, u64)> {
+    let messages = stored_messages(js, subjects::STREAM_TAGS).await?;
+    let stored = messages.len() as u64;
+    let namespaces: Vec<&str> = pushes.iter().map(|p| p.namespace.as_str()).collect();
+    let mut moved: BTreeMap<(String, String), Vec<(u64, String)>> = BTreeMap::new();
+    for message in messages {
         let event = proto::TagsChanged::decode(message.payload.clone())?;
         if !namespaces.contains(&event.namespace.as_str()) {
             continue;
@@ -260,20 +274,8 @@ pub async fn stored_message_ids(
     js: &jetstream::Context,
     name: &str,
 ) -> anyhow::Result<HashMap<String, usize>> {
-    let stream = js.get_stream(name).await?;
-    let stored = stream.get_info().await?.state.messages;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?.take(stored as usize);
     let mut ids: HashMap<String, usize> = HashMap::new();
-    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next())
-        .await?
-        .transpose()?
-    {
+    for message in stored_messages(js, name).await? {
         let id = message
             .headers
             .as_ref()
