@@ -1281,6 +1281,7 @@ async fn gateway_metric(api: &Api, sample: &str) -> anyhow::Result<f64> {
 const CACHE_READS: &str = "imagestreams_gateway_read_cache_reads_total{source=\"cache\"}";
 const BUCKET_READS: &str = "imagestreams_gateway_read_cache_reads_total{source=\"bucket\"}";
 const CACHE_LIVE: &str = "imagestreams_gateway_read_cache_live";
+const CACHE_CHECKS: &str = "imagestreams_gateway_read_cache_checks_total";
 
 async fn wait_cache_live(api: &Api) -> anyhow::Result<()> {
     imagestreams_integration::wait_for(
@@ -1418,6 +1419,26 @@ async fn gets_and_lists_take_a_resource_version_as_kubernetes_does() -> anyhow::
         .await?;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["items"].as_array().map(Vec::len), Some(1));
+
+    // once the cache holds the revision, only a latest-state read asks the
+    // server for its last one, and reads waiting at the same time share it
+    wait_cache_live(&api).await?;
+    let checks = gateway_metric(&api, CACHE_CHECKS).await?;
+    for asked in [rv.as_str(), "0"] {
+        get(asked).await?;
+    }
+    assert_eq!(
+        gateway_metric(&api, CACHE_CHECKS).await?,
+        checks,
+        "no round trip"
+    );
+    let reads = 64;
+    futures::future::try_join_all((0..reads).map(|_| get(""))).await?;
+    let made = gateway_metric(&api, CACHE_CHECKS).await? - checks;
+    assert!(
+        (1.0..f64::from(reads)).contains(&made),
+        "{reads} concurrent latest-state reads made {made} round trips"
+    );
 
     // not a number, or newer than the store: refused, naming the field
     for bad in ["abc", "-1", "99999999"] {

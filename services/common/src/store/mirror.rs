@@ -10,8 +10,9 @@
 //!
 //! So a Get or List that begins after a write completed sees that write, as
 //! a direct read would. The check is one round trip, but every read waiting
-//! at the same time shares it, and a List page costs the page, not the
-//! namespace. While the cache is (re)loading, reads go to the bucket
+//! at the same time shares it (a check is sent only once the reads that are
+//! ready to run have had their turn, so that they can join it), and a List
+//! page costs the page, not the namespace. While the cache is (re)loading, reads go to the bucket
 //! directly.
 
 use std::{
@@ -63,6 +64,8 @@ struct Inner {
     reads: Family<SourceLabels, Counter>,
     /// 1 while `live`.
     live_gauge: Gauge,
+    /// Checks begun: the round trips that latest-state reads shared.
+    checks_total: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,6 +86,9 @@ struct Checks {
     started: u64,
     /// Whether that check is still running.
     running: bool,
+    /// Whether that check's request has gone out: until then, a read that
+    /// begins may still join it.
+    sent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +118,7 @@ impl Mirror {
             checked: watch::Sender::new(Checked::default()),
             reads: Family::default(),
             live_gauge: Gauge::default(),
+            checks_total: Counter::default(),
         });
         tokio::spawn(follow(inner.clone(), shutdown));
         Mirror { inner }
@@ -123,8 +130,8 @@ impl Mirror {
         self.inner.live.load(Ordering::Acquire)
     }
 
-    /// Registers `read_cache_reads_total{source="cache"|"bucket"}` and
-    /// `read_cache_live` in `service`.
+    /// Registers `read_cache_reads_total{source="cache"|"bucket"}`,
+    /// `read_cache_live` and `read_cache_checks_total` in `service`.
     pub fn register(&self, service: &ServiceMetrics) {
         service.register(
             "read_cache_reads",
@@ -135,6 +142,11 @@ impl Mirror {
             "read_cache_live",
             "1 when the read cache follows the bucket, 0 while it loads",
             self.inner.live_gauge.clone(),
+        );
+        service.register(
+            "read_cache_checks",
+            "Round trips to the server that reads of the latest state made to learn its last revision, each shared by every read waiting at the time",
+            self.inner.checks_total.clone(),
         );
     }
 
@@ -241,7 +253,10 @@ impl Inner {
         let mut checked = self.checked.subscribe();
         let ticket = {
             let mut checks = self.checks();
-            if checks.running {
+            if checks.running && !checks.sent {
+                // not asked yet: it begins after this call did
+                checks.started
+            } else if checks.running {
                 // the running check may have been answered before this call
                 // began: wait for the next one
                 checks.started + 1
@@ -268,11 +283,16 @@ impl Inner {
     /// Begins the next check in a task of its own, so that a caller that
     /// goes away cannot leave it unfinished.
     fn begin_check(self: &Arc<Self>, checks: &mut Checks) -> u64 {
+        self.checks_total.inc();
         checks.started += 1;
         checks.running = true;
+        checks.sent = false;
         let id = checks.started;
         let inner = self.clone();
         tokio::spawn(async move {
+            // let the reads that are ready to run begin first, and share it
+            tokio::task::yield_now().await;
+            inner.checks().sent = true;
             let revision = inner
                 .reader
                 .last_revision()
