@@ -6,7 +6,7 @@
 //!   health `Check` served by the same tonic server over the same connections
 //!   (a no-op call). Short rounds alternate floor and Get so that each pair
 //!   sees the same machine load; the figure is the median of the per-pair
-//!   ratios. `--clients 16,64` (the default) runs each N in turn: a Get of
+//!   ratios. `--clients 16,64,256` (the default) runs each N in turn: a Get of
 //!   the latest state waits one round trip to the server, which the no-op
 //!   does not, so it needs more calls in flight to keep the CPUs busy. The
 //!   throughput of each call is its best over the Ns (the server's capacity,
@@ -57,7 +57,7 @@ use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// Concurrent clients of the throughput runs, one run each.
-const DEFAULT_CLIENTS: [usize; 2] = [16, 64];
+const DEFAULT_CLIENTS: [usize; 3] = [16, 64, 256];
 /// Length of one measured round.
 const DEFAULT_ROUND: Duration = Duration::from_millis(1500);
 /// Rounds of each call.
