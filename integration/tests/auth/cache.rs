@@ -1,7 +1,8 @@
 //! The identity cache: a revocation written by another process (a second
 //! identity store on the same bucket, as another gateway replica or an
-//! admin tool is) reaches a gateway that has the identity cached within
-//! moments, and unknown tokens never fill the cache.
+//! admin tool is) or made through the `Auth` API reaches a gateway that has
+//! the identity cached within moments, and unknown tokens never fill the
+//! cache.
 
 use std::{
     sync::Arc,
@@ -145,6 +146,120 @@ async fn a_deleted_service_accounts_token_is_refused() {
             .expect("deleting again"),
         "gone"
     );
+    app.stop().await.expect("stopping");
+}
+
+fn unbind(namespace: &str, role: &str, user: &str, group: &str) -> proto::DeleteRoleBindingRequest {
+    proto::DeleteRoleBindingRequest {
+        namespace: namespace.into(),
+        role: role.into(),
+        user: user.into(),
+        group: group.into(),
+    }
+}
+
+fn account(namespace: &str, name: &str) -> proto::DeleteServiceAccountRequest {
+    proto::DeleteServiceAccountRequest {
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+#[tokio::test]
+async fn an_admin_revokes_bindings_and_service_accounts_through_the_api() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let app = spawn(&nats).await;
+    let (identity, token) = viewer_account(&app, "revoked").await;
+    let mut sa = clients(&app, Some(&token)).await;
+    get(&mut sa.streams, "revoked")
+        .await
+        .expect("the service account views ns1");
+    let mut root = clients(&app, Some(ROOT.1)).await;
+
+    // refused before anything changes: not an admin of ns1, bad input
+    let mut editor = clients(&app, Some(crate::EDITOR.1)).await;
+    let status = editor
+        .auth
+        .delete_role_binding(unbind("ns1", "view", &identity, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = editor
+        .auth
+        .delete_service_account(account("ns1", "revoked"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    for (bad, field) in [
+        (unbind("ns1", "boss", &identity, ""), "role"),
+        (unbind("ns1", "view", &identity, "viewers"), "user"),
+        (
+            unbind("Not_A_Namespace", "view", &identity, ""),
+            "namespace",
+        ),
+    ] {
+        let status = root.auth.delete_role_binding(bad).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(field), "{field}: {status:?}");
+    }
+    let status = root
+        .auth
+        .delete_service_account(account("ns1", "Not_A_Name"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    get(&mut sa.streams, "revoked")
+        .await
+        .expect("nothing was revoked");
+
+    // the binding: refused at once, then not found a second time
+    root.auth
+        .delete_role_binding(unbind("ns1", "view", &identity, ""))
+        .await
+        .expect("root removes the binding");
+    let took = until_refused(&sa.streams, "revoked", Code::PermissionDenied).await;
+    println!("binding removed through the API: refused after {took:?}");
+    let status = root
+        .auth
+        .delete_role_binding(unbind("ns1", "view", &identity, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // bound again, then the account deleted: its token is refused
+    root.auth
+        .create_role_binding(proto::CreateRoleBindingRequest {
+            namespace: "ns1".into(),
+            role: "view".into(),
+            user: identity.clone(),
+            group: String::new(),
+        })
+        .await
+        .expect("root binds it again");
+    wait_for(
+        || {
+            let mut streams = sa.streams.clone();
+            async move { get(&mut streams, "revoked").await.is_ok() }
+        },
+        REVOCATION_DEADLINE,
+    )
+    .await
+    .expect("the account views ns1 again");
+    let deleted = root
+        .auth
+        .delete_service_account(account("ns1", "revoked"))
+        .await
+        .expect("root deletes the account")
+        .into_inner();
+    assert_eq!(deleted.identity, identity);
+    let took = until_refused(&sa.streams, "revoked", Code::Unauthenticated).await;
+    println!("service account deleted through the API: refused after {took:?}");
+    let status = root
+        .auth
+        .delete_service_account(account("ns1", "revoked"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
     app.stop().await.expect("stopping");
 }
 

@@ -138,6 +138,47 @@ fn require_namespace(namespace: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The service account a create or delete names, once its namespace and
+/// name are valid and the caller may manage accounts there.
+fn service_account<T>(
+    request: &Request<T>,
+    namespace: &str,
+    name: &str,
+) -> Result<Identity, ApiError> {
+    require_namespace(namespace)?;
+    auth::authorize_request(request, Some(namespace), Verb::RoleBindings)?;
+    if !is_dns1123_label(name) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("name: Invalid value: {name:?}: must be a DNS-1123 label"),
+        ));
+    }
+    Ok(Identity::service_account(namespace, name))
+}
+
+/// The binding a create or delete names, once it is valid and the caller
+/// may manage bindings where it applies.
+fn role_binding<T>(
+    request: &Request<T>,
+    namespace: &str,
+    role: &str,
+    user: &str,
+    group: &str,
+) -> Result<RoleBinding, ApiError> {
+    let namespace = (!namespace.is_empty()).then(|| namespace.to_owned());
+    if let Some(ns) = &namespace {
+        require_namespace(ns)?;
+    }
+    auth::authorize_request(request, namespace.as_deref(), Verb::RoleBindings)?;
+    let binding = RoleBinding {
+        namespace,
+        role: role.parse()?,
+        subject: subject_of(Some(user), Some(group))?,
+    };
+    binding.validate()?;
+    Ok(binding)
+}
+
 #[tonic::async_trait]
 impl Auth for AuthApi {
     #[instrument(skip_all, err(level = "debug"))]
@@ -170,19 +211,7 @@ impl Auth for AuthApi {
         request: Request<proto::CreateServiceAccountRequest>,
     ) -> Result<Response<proto::CreateServiceAccountResponse>, Status> {
         let r = request.get_ref();
-        require_namespace(&r.namespace)?;
-        auth::authorize_request(&request, Some(&r.namespace), Verb::RoleBindings)?;
-        if !is_dns1123_label(&r.name) {
-            return Err(ApiError::invalid(
-                "name",
-                format!(
-                    "name: Invalid value: {:?}: must be a DNS-1123 label",
-                    r.name
-                ),
-            )
-            .into());
-        }
-        let identity = Identity::service_account(&r.namespace, &r.name);
+        let identity = service_account(&request, &r.namespace, &r.name)?;
         let token = self.store.create_identity(&identity).await?;
         tracing::info!(identity = %identity.name, "service account created");
         Ok(Response::new(proto::CreateServiceAccountResponse {
@@ -197,19 +226,55 @@ impl Auth for AuthApi {
         request: Request<proto::CreateRoleBindingRequest>,
     ) -> Result<Response<proto::RoleBinding>, Status> {
         let r = request.get_ref();
-        let namespace = (!r.namespace.is_empty()).then(|| r.namespace.clone());
-        if let Some(ns) = &namespace {
-            require_namespace(ns)?;
-        }
-        auth::authorize_request(&request, namespace.as_deref(), Verb::RoleBindings)?;
-        let binding = RoleBinding {
-            namespace,
-            role: r.role.parse()?,
-            subject: subject_of(Some(&r.user), Some(&r.group))?,
-        };
-        binding.validate()?;
+        let binding = role_binding(&request, &r.namespace, &r.role, &r.user, &r.group)?;
         self.store.add_binding(&binding).await?;
         tracing::info!(role = %binding.role, subject = ?binding.subject, namespace = ?binding.namespace, "role binding created");
         Ok(Response::new(binding_to_wire(&binding)))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err(level = "debug"))]
+    async fn delete_service_account(
+        &self,
+        request: Request<proto::DeleteServiceAccountRequest>,
+    ) -> Result<Response<proto::DeleteServiceAccountResponse>, Status> {
+        let r = request.get_ref();
+        let identity = service_account(&request, &r.namespace, &r.name)?;
+        if !self.store.delete_identity(&identity.name).await? {
+            return Err(ApiError::NotFound(format!(
+                "serviceaccounts \"{}\" not found in namespace \"{}\"",
+                r.name, r.namespace
+            ))
+            .into());
+        }
+        tracing::info!(identity = %identity.name, "service account deleted");
+        Ok(Response::new(proto::DeleteServiceAccountResponse {
+            identity: identity.name,
+        }))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, role = %request.get_ref().role), err(level = "debug"))]
+    async fn delete_role_binding(
+        &self,
+        request: Request<proto::DeleteRoleBindingRequest>,
+    ) -> Result<Response<proto::DeleteRoleBindingResponse>, Status> {
+        let r = request.get_ref();
+        let binding = role_binding(&request, &r.namespace, &r.role, &r.user, &r.group)?;
+        if !self.store.remove_binding(&binding).await? {
+            let subject = match &binding.subject {
+                Subject::User(user) => format!("user {user:?}"),
+                Subject::Group(group) => format!("group {group:?}"),
+            };
+            return Err(ApiError::NotFound(format!(
+                "no stored role binding of {} to {subject} {}",
+                binding.role,
+                match &binding.namespace {
+                    Some(ns) => format!("in namespace \"{ns}\""),
+                    None => "in every namespace".to_owned(),
+                }
+            ))
+            .into());
+        }
+        tracing::info!(role = %binding.role, subject = ?binding.subject, namespace = ?binding.namespace, "role binding deleted");
+        Ok(Response::new(proto::DeleteRoleBindingResponse {}))
     }
 }
