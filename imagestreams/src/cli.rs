@@ -86,6 +86,33 @@ pub enum ClientCommand {
     /// Registry credentials of the namespace, used by its imports.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Grant or revoke a role in the namespace, as `oc policy` does.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The identity of the token in use.
+    Whoami,
+}
+
+/// `imagestreams policy …`: role bindings in the namespace (`-n`).
+#[derive(Debug, Clone, Subcommand)]
+pub enum PolicyCommand {
+    /// Bind ROLE (`view`, `edit`, `admin`) to a user or service account.
+    AddRoleToUser(PolicyArgs),
+    /// Remove that binding.
+    RemoveRoleFromUser(PolicyArgs),
+    /// Bind ROLE to every member of a group.
+    AddRoleToGroup(PolicyArgs),
+    /// Remove that binding.
+    RemoveRoleFromGroup(PolicyArgs),
+}
+
+/// `ROLE SUBJECT` of `imagestreams policy …`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// `view`, `edit` or `admin`.
+    pub role: String,
+    /// The user (a service account is `system:serviceaccount:NAMESPACE:NAME`) or group.
+    pub subject: String,
 }
 
 /// `imagestreams import-image NAME[:TAG]`.
@@ -149,9 +176,20 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// `imagestreams create`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CreateArgs {
+    /// `serviceaccount` (or `sa`) with a NAME: a service account of the
+    /// namespace, its token printed on stdout, once. Without it, `-f`.
+    #[arg(value_name = "TYPE", requires = "name", conflicts_with = "filenames")]
+    pub resource: Option<String>,
+    /// The service account's name.
+    pub name: Option<String>,
     /// Files holding ImageStreams (JSON or YAML, a `List`, or several YAML
     /// documents); `-` reads stdin.
-    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required_unless_present = "resource",
+        value_name = "FILE"
+    )]
     pub filenames: Vec<PathBuf>,
 }
 
@@ -201,7 +239,8 @@ pub struct DescribeArgs {
 /// `imagestreams delete`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeleteArgs {
-    /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`.
+    /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`; `triggers`;
+    /// `sa` (or `serviceaccount`), whose tokens are refused from then on.
     #[arg(value_name = "TYPE[/NAME]")]
     pub resource: String,
     /// Stream names.

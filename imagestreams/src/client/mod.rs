@@ -6,6 +6,7 @@
 //! Failures are [`ClientError`]s whose `Display` is one line; [`main`]
 //! prints it as `error: …` and exits non-zero.
 
+pub mod access;
 pub mod connection;
 pub mod create;
 pub mod delete;
@@ -31,7 +32,7 @@ pub use connection::Client;
 pub use error::{ClientError, one_line};
 use imagestreams_common::config::Secret;
 
-use crate::cli::{ClientCommand, DEFAULT_NAMESPACE, SetCommand};
+use crate::cli::{ClientCommand, CreateArgs, DEFAULT_NAMESPACE, SetCommand};
 
 /// The options every client verb shares.
 #[derive(Debug, Clone)]
@@ -125,6 +126,16 @@ pub async fn run(
         ClientCommand::Delete(args) if triggers::handles(&args.resource) => {
             triggers::delete(&mut ctx, &args, out).await
         }
+        ClientCommand::Delete(args) if access::handles(&args.resource) => {
+            access::delete(&mut ctx, &args.resource, &args.names, out).await
+        }
+        ClientCommand::Create(CreateArgs {
+            resource: Some(resource),
+            name: Some(name),
+            ..
+        }) => access::create(&mut ctx, &resource, &name, out, err).await,
+        ClientCommand::Policy(command) => access::policy(&mut ctx, &command, out).await,
+        ClientCommand::Whoami => access::whoami(&mut ctx, out).await,
         ClientCommand::Set(SetCommand::Triggers(args)) => {
             triggers::set(&mut ctx, &args, &mut std::io::stdin(), out).await
         }

@@ -323,3 +323,100 @@ async fn unknown_tokens_do_not_grow_the_cache_past_its_bound() {
     shutdown.cancel();
     watch.await.expect("the watch ends with the token");
 }
+
+/// Runs the CLI against `app` with `token`; (exit success, stdout, stderr).
+async fn cli(app: &TestApp, token: &str, args: &[&str]) -> (bool, String, String) {
+    let home = imagestreams_integration::TestDir::new("cli-access").expect("a home");
+    let output = tokio::process::Command::new(imagestreams_integration::binaries::imagestreams())
+        .current_dir(home.path())
+        .args(["--server", &app.grpc_url(), "--token", token, "-n", "ns1"])
+        .args(args)
+        .env_remove("IMAGESTREAMS_TOKEN")
+        .env_remove("IMAGESTREAMS_CLIENT_CONFIG")
+        .env("HOME", home.path())
+        .output()
+        .await
+        .expect("running the CLI");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_makes_binds_and_revokes_a_service_account_as_oc_does() {
+    let nats = NatsServer::start().await.expect("nats-server");
+    let app = spawn(&nats).await;
+    let mut root = clients(&app, Some(ROOT.1)).await;
+    root.streams
+        .create(proto::CreateRequest {
+            namespace: "ns1".into(),
+            image_stream: Some(stream("ns1", "app")),
+        })
+        .await
+        .expect("root creates a stream");
+    let sa = "system:serviceaccount:ns1:ci";
+
+    let (ok, token, note) = cli(&app, ROOT.1, &["create", "serviceaccount", "ci"]).await;
+    assert!(ok, "{note}");
+    let token = token.trim().to_owned();
+    assert!(
+        !token.is_empty() && !token.contains(' '),
+        "stdout is the token alone: {token:?}"
+    );
+    assert!(
+        note.contains("serviceaccount/ci created") && note.contains(sa),
+        "{note}"
+    );
+    assert!(!note.contains(&token), "the token is on stdout only");
+    assert_eq!(cli(&app, &token, &["whoami"]).await.1.trim(), sa);
+    let (ok, _, err) = cli(&app, &token, &["get", "is", "app"]).await;
+    assert!(!ok, "no role yet");
+    assert!(
+        err.starts_with("error:") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let (ok, out, err) = cli(&app, ROOT.1, &["policy", "add-role-to-user", "view", sa]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("role \"view\" added: \"{sa}\""));
+    wait_for(
+        || async { cli(&app, &token, &["get", "is", "app"]).await.0 },
+        REVOCATION_DEADLINE,
+    )
+    .await
+    .expect("the account views ns1");
+    let (ok, _, err) = cli(&app, &token, &["policy", "add-role-to-user", "admin", sa]).await;
+    assert!(!ok, "a viewer cannot grant itself more");
+    assert!(err.contains("cannot manage rolebindings"), "{err}");
+
+    let (ok, out, err) = cli(
+        &app,
+        ROOT.1,
+        &["policy", "remove-role-from-user", "view", sa],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("role \"view\" removed: \"{sa}\""));
+    wait_for(
+        || async { !cli(&app, &token, &["get", "is", "app"]).await.0 },
+        REVOCATION_DEADLINE,
+    )
+    .await
+    .expect("the account is refused again");
+
+    let (ok, out, err) = cli(&app, ROOT.1, &["delete", "sa", "ci"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "serviceaccount \"ci\" deleted");
+    wait_for(
+        || async { !cli(&app, &token, &["whoami"]).await.0 },
+        REVOCATION_DEADLINE,
+    )
+    .await
+    .expect("the token is refused");
+    let (ok, _, err) = cli(&app, ROOT.1, &["delete", "sa", "ci"]).await;
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+    app.stop().await.expect("stopping");
+}

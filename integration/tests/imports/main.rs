@@ -421,6 +421,8 @@ async fn the_seed_stream_imports_on_create_and_import_image_is_idempotent() -> a
         &app.grpc_url(),
         "default",
         ClientCommand::Create(CreateArgs {
+            resource: None,
+            name: None,
             filenames: vec![create],
         }),
     )

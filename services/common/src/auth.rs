@@ -266,10 +266,15 @@ pub fn authorize(caller: &Caller, namespace: Option<&str>, verb: Verb) -> Result
                 Some(ns) => format!("in the namespace \"{ns}\""),
                 None => "at the cluster scope".to_owned(),
             };
+            let action = match verb {
+                Verb::Triggers | Verb::Secrets | Verb::RoleBindings => {
+                    format!("manage {}", verb.as_str())
+                }
+                _ => format!("{} imagestreams", verb.as_str()),
+            };
             Err(ApiError::Forbidden(format!(
-                "User \"{}\" cannot {} imagestreams {scope}",
-                identity.name,
-                verb.as_str()
+                "User \"{}\" cannot {action} {scope}",
+                identity.name
             )))
         }
     }
