@@ -2,7 +2,8 @@
 //! registry-watcher → stream-store (the event, the write, the changefeed's
 //! `TagsChanged`) → trigger (the event, the firing) → webhook, exported over
 //! OTLP to an in-process collector, and the webhook request carries it on;
-//! and a gRPC call continues the trace its metadata names.
+//! and a gRPC call continues the trace its metadata names, into the
+//! stream-store over NATS request-reply.
 //!
 //! The tracer provider is process-wide, so this binary holds one test.
 
@@ -19,10 +20,12 @@ use axum::{Router, extract::State, http::HeaderMap, routing::post};
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
     config::{Secret, TelemetryConfig},
+    model,
     telemetry::{self, DEFAULT_SERVICE_NAME, SERVICE_NAME_ENV, propagation::TRACEPARENT},
     triggers::{NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerSpec, Webhook},
 };
 use imagestreams_integration::{NatsServer, TestApp, wait_for_some};
+use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
 use serde_json::json;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -195,6 +198,55 @@ async fn one_push_is_one_trace_and_grpc_calls_continue_their_callers() -> anyhow
     .context("the gateway's span of the call")?;
     assert_eq!(grpc.span.name, "grpc");
     assert_eq!(grpc.span.parent_span_id, caller_span);
+
+    // a write goes on in the stream-store, over NATS request-reply, in the
+    // same trace: the caller, the gateway's call, the store's request, the create
+    let (caller_trace, caller_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let mut request = tonic::Request::new(proto::CreateRequest {
+        namespace: "traced".into(),
+        image_stream: Some(model::ImageStream::new("traced", "written").into()),
+    });
+    request.metadata_mut().insert(
+        TRACEPARENT,
+        format!("00-{caller_trace}-{caller_span}-01").parse()?,
+    );
+    ImageStreamsClient::connect(app.grpc_url())
+        .await?
+        .create(request)
+        .await?;
+    let (caller_trace, caller_span) = (hex::decode(caller_trace)?, hex::decode(caller_span)?);
+    // the store's create span, then its ancestors up to the caller's (which
+    // is not exported: it is the test's)
+    let path = wait_for_some(
+        || async {
+            telemetry::flush().await;
+            let trace = collector.trace(&caller_trace);
+            let request = trace.iter().find(|r| r.span.name == "request")?;
+            let create = trace.iter().find(|r| {
+                r.span.name == "create" && r.span.parent_span_id == request.span.span_id
+            })?;
+            let mut path = vec![create.clone()];
+            while let Some(parent) = trace
+                .iter()
+                .find(|r| r.span.span_id == path[0].span.parent_span_id)
+            {
+                path.insert(0, parent.clone());
+            }
+            (path[0].span.parent_span_id == caller_span).then_some(path)
+        },
+        WAIT,
+    )
+    .await
+    .context("the stream-store's create span and its ancestors up to the caller's span")?;
+    let names: Vec<&str> = path.iter().map(|r| r.span.name.as_str()).collect();
+    assert_eq!(path[0].span.parent_span_id, caller_span, "{names:?}");
+    let mut rest = names.iter();
+    for step in ["grpc", "request", "create"] {
+        assert!(
+            rest.any(|name| *name == step),
+            "{step} is missing from, or out of order in, the write's ancestry {names:?}"
+        );
+    }
     app.stop().await?;
     Ok(())
 }

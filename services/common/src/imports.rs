@@ -20,7 +20,7 @@ use std::time::Duration;
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 
-use crate::{error::ApiError, subjects};
+use crate::{error::ApiError, requests, subjects};
 
 /// The status of a tag whose import moved it to a new image.
 pub const STATUS_SUCCESS: &str = "Success";
@@ -78,7 +78,8 @@ impl ImportClient {
     ) -> Result<proto::ImportImageResponse, ApiError> {
         let reply = tokio::time::timeout(
             self.wait,
-            self.nats.request(
+            requests::request(
+                &self.nats,
                 subjects::tag_syncer_api("import"),
                 request.encode_to_vec().into(),
             ),
@@ -103,8 +104,11 @@ impl ImportClient {
     ) -> Result<proto::ImportApplied, ApiError> {
         let reply = tokio::time::timeout(
             self.apply_timeout,
-            self.nats
-                .request(subjects::store_api("import"), result.encode_to_vec().into()),
+            requests::request(
+                &self.nats,
+                subjects::store_api("import"),
+                result.encode_to_vec().into(),
+            ),
         )
         .await
         .map_err(|_| ApiError::Unavailable("stream-store did not answer in time".into()))?

@@ -15,6 +15,7 @@ pub mod image;
 pub mod imports;
 pub mod metrics;
 pub mod nats;
+pub mod requests;
 pub mod runtime;
 pub mod secrets;
 pub mod selector;

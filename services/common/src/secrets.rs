@@ -43,7 +43,7 @@ use crate::{
     config::{DEFAULT_SECRETS_KEY_FILE, Secret, SecretsConfig},
     error::ApiError,
     model::is_dns1123_label,
-    subjects,
+    requests, subjects,
 };
 
 /// How long a caller waits for the tag-syncer to answer a secrets request.
@@ -411,8 +411,11 @@ impl SecretsClient {
     ) -> Result<proto::ListSecretsResponse, ApiError> {
         let reply = tokio::time::timeout(
             self.timeout,
-            self.nats
-                .request(subjects::tag_syncer_api(op), request.encode_to_vec().into()),
+            requests::request(
+                &self.nats,
+                subjects::tag_syncer_api(op),
+                request.encode_to_vec().into(),
+            ),
         )
         .await
         .map_err(|_| ApiError::Unavailable("the tag-syncer did not answer in time".into()))?

@@ -22,7 +22,7 @@ use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{error::ApiError, model::ImageStream, selector::Selector, subjects};
+use crate::{error::ApiError, model::ImageStream, requests, selector::Selector, subjects};
 
 mod mirror;
 
@@ -703,7 +703,7 @@ impl StoreClient {
         let subject = subjects::store_api(op);
         let reply = tokio::time::timeout(
             self.timeout,
-            self.nats.request(subject, request.encode_to_vec().into()),
+            requests::request(&self.nats, subject, request.encode_to_vec().into()),
         )
         .await
         .map_err(|_| ApiError::Unavailable("stream-store did not answer in time".into()))?

@@ -35,6 +35,7 @@ use crate::{
     error::ApiError,
     model::{is_dns1123_label, is_valid_stream_name},
     reference::is_valid_tag,
+    requests,
     subjects::{self, Kind},
 };
 
@@ -980,8 +981,11 @@ impl TriggerClient {
     ) -> Result<proto::Trigger, ApiError> {
         let reply = tokio::time::timeout(
             self.timeout,
-            self.nats
-                .request(subjects::trigger_api(op), request.encode_to_vec().into()),
+            requests::request(
+                &self.nats,
+                subjects::trigger_api(op),
+                request.encode_to_vec().into(),
+            ),
         )
         .await
         .map_err(|_| ApiError::Unavailable("the trigger service did not answer in time".into()))?

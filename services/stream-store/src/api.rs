@@ -12,19 +12,17 @@ use std::sync::Arc;
 
 use async_nats::Subscriber;
 use chrono::Utc;
-use futures::{FutureExt as _, StreamExt as _, stream::BoxStream};
 use imagestreams_common::{
     error::ApiError,
     model::{
         FROM_DOCKER_IMAGE, FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG, ImageStream,
         ObjectReference, TagEvent, TagImportPolicy, TagReference, TagReferencePolicy,
     },
-    subjects,
+    requests, subjects,
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
-use tokio::sync::Semaphore;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use crate::{
@@ -455,54 +453,20 @@ pub async fn serve(
     subscriptions: Subscriptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut requests: futures::stream::SelectAll<BoxStream<'static, (Op, async_nats::Message)>> =
-        futures::stream::select_all(
-            subscriptions
-                .0
-                .into_iter()
-                .map(|(op, sub)| sub.map(move |m| (op, m)).boxed()),
-        );
-    let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT));
-    loop {
-        let (op, message) = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            next = requests.next() => match next {
-                Some(request) => request,
-                None => break,
-            },
-        };
-        // can't fail: the semaphore is never closed
-        let permit = permits.clone().acquire_owned().await?;
-        tracker.spawn(answer(api.clone(), nats.clone(), op, message, Some(permit)));
-    }
-    // answer what was received already, then stop listening
-    while let Some(Some((op, message))) = requests.next().now_or_never() {
-        tracker.spawn(answer(api.clone(), nats.clone(), op, message, None));
-    }
-    drop(requests);
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
-}
-
-async fn answer(
-    api: Arc<Api>,
-    nats: async_nats::Client,
-    op: Op,
-    message: async_nats::Message,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
-    let reply = match op {
-        Op::Import => api.import(&message.payload).await.encode_to_vec(),
-        _ => api.handle(op, &message.payload).await.encode_to_vec(),
-    };
-    let Some(to) = message.reply else {
-        tracing::debug!(op = op.name(), "request without a reply subject");
-        return;
-    };
-    if let Err(error) = nats.publish(to, reply.into()).await {
-        tracing::warn!(op = op.name(), %error, "cannot send the reply");
-    }
+    requests::serve(
+        nats,
+        subscriptions.0,
+        DEFAULT_MAX_IN_FLIGHT,
+        shutdown,
+        move |op, message| {
+            let api = api.clone();
+            async move {
+                match op {
+                    Op::Import => api.import(&message.payload).await.encode_to_vec(),
+                    _ => api.handle(op, &message.payload).await.encode_to_vec(),
+                }
+            }
+        },
+    )
+    .await
 }

@@ -7,14 +7,12 @@
 use std::sync::Arc;
 
 use async_nats::Subscriber;
-use futures::{FutureExt as _, StreamExt as _, stream::BoxStream};
 use imagestreams_common::{
-    error::ApiError, imports::STATUS_FAILURE, store::StreamReader, subjects,
+    error::ApiError, imports::STATUS_FAILURE, requests, store::StreamReader, subjects,
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
-use tokio::sync::Semaphore;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 
 use crate::{importer::Importer, plan, secrets::SecretStore};
 
@@ -119,57 +117,15 @@ pub async fn serve(
     subscriptions: Subscriptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut requests: futures::stream::SelectAll<
-        BoxStream<'static, (&'static str, async_nats::Message)>,
-    > = futures::stream::select_all(
-        subscriptions
-            .0
-            .into_iter()
-            .map(|(op, sub)| sub.map(move |m| (op, m)).boxed()),
-    );
-    let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT));
-    loop {
-        let (op, message) = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            next = requests.next() => match next {
-                Some(request) => request,
-                None => break,
-            },
-        };
-        // can't fail: the semaphore is never closed
-        let permit = permits.clone().acquire_owned().await?;
-        tracker.spawn(answer(
-            handlers.clone(),
-            nats.clone(),
-            op,
-            message,
-            Some(permit),
-        ));
-    }
-    while let Some(Some((op, message))) = requests.next().now_or_never() {
-        tracker.spawn(answer(handlers.clone(), nats.clone(), op, message, None));
-    }
-    drop(requests);
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
-}
-
-async fn answer(
-    handlers: Arc<Handlers>,
-    nats: async_nats::Client,
-    op: &'static str,
-    message: async_nats::Message,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
-    let reply = handlers.handle(op, &message.payload).await;
-    let Some(to) = message.reply else {
-        tracing::debug!(op, "request without a reply subject");
-        return;
-    };
-    if let Err(error) = nats.publish(to, reply.into()).await {
-        tracing::warn!(op, %error, "cannot send the reply");
-    }
+    requests::serve(
+        nats,
+        subscriptions.0,
+        DEFAULT_MAX_IN_FLIGHT,
+        shutdown,
+        move |op, message| {
+            let handlers = handlers.clone();
+            async move { handlers.handle(op, &message.payload).await }
+        },
+    )
+    .await
 }

@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use imagestreams_common::{
     error::ApiError,
-    subjects,
+    requests, subjects,
     triggers::{NewTrigger, Stored, Trigger, TriggerStatus, trigger_not_found},
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
+use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use crate::{
@@ -24,43 +24,45 @@ use crate::{
 /// How often a delete retries when the trigger changes under it.
 pub const DELETE_ATTEMPTS: u32 = 5;
 
-/// Answers write requests until the replica stops.
-pub async fn serve(ctx: Arc<Ctx>, mut requests: async_nats::Subscriber) {
-    loop {
-        let message = tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            _ = ctx.crash.cancelled() => break,
-            m = requests.next() => m,
-        };
-        let Some(message) = message else { break };
-        let ctx2 = ctx.clone();
-        ctx.tracker.spawn(async move {
-            let Some(reply_to) = message.reply.clone() else {
-                return;
-            };
-            let op = message
-                .subject
-                .rsplit('.')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let result = handle(&ctx2, &op, &message.payload).await;
-            let reply = proto::TriggerReply {
-                result: Some(match result {
-                    Ok(t) => proto::trigger_reply::Result::Trigger(t),
-                    Err(e) => proto::trigger_reply::Result::Error(e.into()),
-                }),
-            };
-            if let Err(e) = ctx2
-                .nats
-                .publish(reply_to, reply.encode_to_vec().into())
-                .await
-            {
-                tracing::warn!(error = %e, op, "cannot reply to a trigger API request");
+/// Requests handled at once; more wait in NATS.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// Answers write requests until the replica stops (or, in tests, crashes).
+pub async fn serve(ctx: Arc<Ctx>, requests: async_nats::Subscriber) {
+    let stop = CancellationToken::new();
+    let (shutdown, crash, stopper) = (ctx.shutdown.clone(), ctx.crash.clone(), stop.clone());
+    ctx.tracker.spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = crash.cancelled() => {}
+        }
+        stopper.cancel();
+    });
+    let nats = ctx.nats.clone();
+    let answered = requests::serve(
+        nats,
+        vec![((), requests)],
+        DEFAULT_MAX_IN_FLIGHT,
+        stop,
+        move |(), message| {
+            let ctx = ctx.clone();
+            async move {
+                let op = message.subject.rsplit('.').next().unwrap_or_default();
+                let result = handle(&ctx, op, &message.payload).await;
+                proto::TriggerReply {
+                    result: Some(match result {
+                        Ok(t) => proto::trigger_reply::Result::Trigger(t),
+                        Err(e) => proto::trigger_reply::Result::Error(e.into()),
+                    }),
+                }
+                .encode_to_vec()
             }
-        });
+        },
+    )
+    .await;
+    if let Err(error) = answered {
+        tracing::warn!(%error, "the trigger API stopped");
     }
-    let _ = requests.unsubscribe().await;
 }
 
 async fn handle(ctx: &Arc<Ctx>, op: &str, payload: &[u8]) -> Result<proto::Trigger, ApiError> {

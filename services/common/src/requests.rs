@@ -1,0 +1,115 @@
+//! Core NATS request-reply, as the services' APIs use it (the stream-store's
+//! writes, the tag-syncer's imports and secrets, the trigger's writes):
+//!
+//! - [`request`] sends the caller's trace context in the request's headers,
+//!   so that the answering service's spans join the caller's trace (a gRPC
+//!   call is one trace from the gateway to the write);
+//! - [`serve`] answers each request of a set of queue subscriptions in a task
+//!   of its own, in a `request` span that continues that trace, with a bound
+//!   on the requests in flight, and answers what it has received before it
+//!   returns, so a stopping replica drops nothing it took.
+
+use std::{future::Future, sync::Arc};
+
+use async_nats::{Client, HeaderMap, Message, RequestError, Subscriber};
+use bytes::Bytes;
+use futures::{FutureExt as _, StreamExt as _, stream::BoxStream};
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument as _;
+
+use crate::telemetry::propagation;
+
+/// Sends `payload` to `subject` and waits for the reply; the request carries
+/// the current span's trace context (no headers when tracing is off).
+pub async fn request(
+    nats: &Client,
+    subject: String,
+    payload: Bytes,
+) -> Result<Message, RequestError> {
+    let mut headers = HeaderMap::new();
+    propagation::inject(&mut headers);
+    if headers.is_empty() {
+        nats.request(subject, payload).await
+    } else {
+        nats.request_with_headers(subject, headers, payload).await
+    }
+}
+
+/// Answers the requests of `subscriptions` with `handle` (given the
+/// subscription's key and the request, it returns the reply's payload) until
+/// `stop` is cancelled, at most `max_in_flight` at once; then answers the
+/// requests already received, stops listening, and waits for every answer.
+pub async fn serve<K, H, F>(
+    nats: Client,
+    subscriptions: Vec<(K, Subscriber)>,
+    max_in_flight: usize,
+    stop: CancellationToken,
+    handle: H,
+) -> anyhow::Result<()>
+where
+    K: Copy + Send + 'static,
+    H: Fn(K, Message) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Vec<u8>> + Send + 'static,
+{
+    let mut requests: futures::stream::SelectAll<BoxStream<'static, (K, Message)>> =
+        futures::stream::select_all(
+            subscriptions
+                .into_iter()
+                .map(|(key, sub)| sub.map(move |m| (key, m)).boxed()),
+        );
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(max_in_flight));
+    loop {
+        let (key, message) = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            next = requests.next() => match next {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        // can't fail: the semaphore is never closed
+        let permit = permits.clone().acquire_owned().await?;
+        tracker.spawn(answer(
+            nats.clone(),
+            key,
+            message,
+            handle.clone(),
+            Some(permit),
+        ));
+    }
+    // answer what was received already, then stop listening
+    while let Some(Some((key, message))) = requests.next().now_or_never() {
+        tracker.spawn(answer(nats.clone(), key, message, handle.clone(), None));
+    }
+    drop(requests);
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+async fn answer<K, H, F>(
+    nats: Client,
+    key: K,
+    message: Message,
+    handle: H,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) where
+    H: Fn(K, Message) -> F,
+    F: Future<Output = Vec<u8>>,
+{
+    let span = tracing::info_span!("request", subject = %message.subject);
+    if let Some(headers) = &message.headers {
+        propagation::follow(&span, headers);
+    }
+    let (subject, reply_to) = (message.subject.clone(), message.reply.clone());
+    let reply = handle(key, message).instrument(span.clone()).await;
+    let Some(to) = reply_to else {
+        tracing::debug!(parent: &span, %subject, "request without a reply subject");
+        return;
+    };
+    if let Err(error) = nats.publish(to, reply.into()).await {
+        tracing::warn!(parent: &span, %subject, %error, "cannot send the reply");
+    }
+}
