@@ -142,33 +142,31 @@ pub async fn policy(
         (args.subject.clone(), String::new())
     };
     let (session, mut auth) = client(ctx).await?;
-    if add {
-        auth.create_role_binding(session.request(
-            pb::CreateRoleBindingRequest {
-                namespace,
-                role: args.role.clone(),
-                user,
-                group,
-            },
-            Some(DEFAULT_CALL_TIMEOUT),
-        ))
-        .await
-        .map_err(|s| session.status(s))?;
-        writeln!(out, "role \"{}\" added: \"{}\"", args.role, args.subject)?;
+    let role = args.role.clone();
+    let answered = if add {
+        let request = pb::CreateRoleBindingRequest {
+            namespace,
+            role,
+            user,
+            group,
+        };
+        auth.create_role_binding(session.request(request, Some(DEFAULT_CALL_TIMEOUT)))
+            .await
+            .map(drop)
     } else {
-        auth.delete_role_binding(session.request(
-            pb::DeleteRoleBindingRequest {
-                namespace,
-                role: args.role.clone(),
-                user,
-                group,
-            },
-            Some(DEFAULT_CALL_TIMEOUT),
-        ))
-        .await
-        .map_err(|s| session.status(s))?;
-        writeln!(out, "role \"{}\" removed: \"{}\"", args.role, args.subject)?;
-    }
+        let request = pb::DeleteRoleBindingRequest {
+            namespace,
+            role,
+            user,
+            group,
+        };
+        auth.delete_role_binding(session.request(request, Some(DEFAULT_CALL_TIMEOUT)))
+            .await
+            .map(drop)
+    };
+    answered.map_err(|s| session.status(s))?;
+    let done = if add { "added" } else { "removed" };
+    writeln!(out, "role \"{}\" {done}: \"{}\"", args.role, args.subject)?;
     Ok(())
 }
 
