@@ -3,15 +3,17 @@
 
 - charts/imagestreams: `helm lint` (Helm v4's own Go SDK through
   helm-python-sdk, no helm binary); rendered by Helm's engine with the default
-  values, with ci/production-values.yaml and in monolith mode; every rendered
+  values, with ci/production-values.yaml, in monolith mode, and with the
+  gateway's TLS on (both modes); every rendered
   object validated strictly against the Kubernetes 1.31 schemas
   (kubernetes-validate), the ServiceMonitor (a CRD, whose schema is not
   bundled) checked field by field; then the facts that tie the objects
   together: each Deployment's arguments, probes on the port its configuration
   listens on, the non-root read-only security context, imagestreams.toml
   parsing and using only keys of services/common/src/config.rs, Services
-  selecting pods and ports that exist, the token's Secret; and
-  values.schema.json rejecting typos.
+  selecting pods and ports that exist, the token's Secret, the gateway's TLS
+  Secret mounted and named where TLS is on (probes and the scrape over
+  HTTPS there, plain HTTP elsewhere); and values.schema.json rejecting typos.
 - docker-compose.yml: the Compose specification (check-jsonschema's
   vendor.compose-spec). Its consistency is `cargo test -p
   imagestreams-integration --test deploy`.
@@ -118,8 +120,10 @@ def config_keys() -> dict[str, Any]:
         sys.exit(f"validate_deploy: cannot read the Config struct from {CONFIG_RS}")
 
     def tree(struct: str) -> dict[str, Any]:
+        # an optional section (`Option<TlsConfig>`) is a section
+        inner = lambda ty: ty.removeprefix("Option<").removesuffix(">")
         return {
-            field: tree(ty) if ty in structs else None
+            field: tree(inner(ty)) if inner(ty) in structs else None
             for field, ty in structs[struct].items()
         }
 
@@ -328,6 +332,8 @@ def check_chart_facts(
         "trigger": port_of(config["trigger"]["http_listen"]),
     }
 
+    tls_secret = values["gateway"].get("tls", {}).get("secretName", "")
+
     # the Secret with the token
     secret_name = values["secret"]["existingSecret"] or None
     secrets = by_kind.get("Secret", [])
@@ -385,12 +391,34 @@ def check_chart_facts(
             report.check(ports.get("grpc") == listen["grpc"], f"{what}: port grpc == gateway.grpc_listen")
         if component == "monolith":
             report.check(ports.get("notifications") == listen["notifications"], f"{what}: port notifications == registry_watcher.listen")
+        tls = bool(tls_secret) and component in ("monolith", "gateway")
         for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
             get = c.get(probe, {}).get("httpGet", {})
             port = get.get("port")
             port = ports.get(port) if isinstance(port, str) else port
             report.check(get.get("path") == path and port == health_port[component],
                          f"{what}: {probe} GET {get.get('path')} on {port}, wants {path} on {health_port[component]}")
+            scheme = get.get("scheme", "HTTP")
+            report.check(scheme == ("HTTPS" if tls else "HTTP"), f"{what}: {probe} over {scheme}, TLS {'on' if tls else 'off'}")
+        # TLS: the Secret's files, mounted read-only, named by the environment
+        tls_env = {e["name"]: e.get("value") for e in c.get("env", []) if e["name"].startswith("IMAGESTREAMS_GATEWAY__TLS__")}
+        if tls:
+            pod_volumes = {v["name"]: v for v in pod.get("volumes", [])}
+            secret_mounts = [m for m in c.get("volumeMounts", [])
+                             if pod_volumes.get(m["name"], {}).get("secret", {}).get("secretName") == tls_secret]
+            ok = len(secret_mounts) == 1 and secret_mounts[0].get("readOnly") is True
+            report.check(ok, f"{what}: the TLS Secret {tls_secret} is mounted read-only")
+            if ok:
+                mount = secret_mounts[0]["mountPath"].rstrip("/")
+                report.check(not CONFIG_FILE.startswith(mount + "/") and not mount.startswith(CONFIG_FILE.rsplit("/", 1)[0] + "/"),
+                             f"{what}: the TLS mount {mount} is apart from the configuration's")
+                items = {i["key"]: i["path"] for i in pod_volumes[secret_mounts[0]["name"]]["secret"].get("items", [])}
+                report.check(tls_env == {"IMAGESTREAMS_GATEWAY__TLS__CERT_FILE": f"{mount}/{items.get('tls.crt')}",
+                                         "IMAGESTREAMS_GATEWAY__TLS__KEY_FILE": f"{mount}/{items.get('tls.key')}"},
+                             f"{what}: the TLS environment names the mounted tls.crt and tls.key: {tls_env}")
+            report.check(labels.get("imagestreams.io/tls") == "true", f"{what}: labelled imagestreams.io/tls for the scrape")
+        else:
+            report.check(not tls_env and "imagestreams.io/tls" not in labels, f"{what}: no TLS where it is off")
         # security
         psc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
         report.check(psc.get("runAsNonRoot") is True and sc.get("runAsNonRoot") is True, f"{what}: runAsNonRoot")
@@ -470,6 +498,16 @@ def check_chart_facts(
             names = {p["name"] for p in matched[0]["spec"]["ports"]}
             for endpoint in monitor["spec"]["endpoints"]:
                 report.check(endpoint["port"] in names and endpoint.get("path") == "/metrics", f"{scenario}: ServiceMonitor scrapes /metrics on port {endpoint['port']}")
+            # every pod scraped once, over its scheme
+            schemes = sorted(e.get("scheme", "http") for e in monitor["spec"]["endpoints"])
+            report.check(schemes == (["http", "https"] if tls_secret else ["http"]), f"{scenario}: ServiceMonitor schemes {schemes}")
+            if tls_secret:
+                for endpoint in monitor["spec"]["endpoints"]:
+                    rules = endpoint.get("relabelings", [])
+                    wanted = "keep" if endpoint.get("scheme") == "https" else "drop"
+                    ok = any(r.get("action") == wanted and r.get("regex") == "true"
+                             and r.get("sourceLabels") == ["__meta_kubernetes_pod_label_imagestreams_io_tls"] for r in rules)
+                    report.check(ok, f"{scenario}: the {endpoint.get('scheme', 'http')} scrape {wanted}s the pods labelled imagestreams.io/tls")
         report.check(namespace in monitor["spec"].get("namespaceSelector", {}).get("matchNames", []), f"{scenario}: ServiceMonitor looks in {namespace}")
 
 
@@ -484,6 +522,8 @@ def check_schema_rejects(report: Report, chart: Any) -> None:
         ({"ports": {"grpc": 70000}}, "grpc"),
         ({"nats": {"enabled": False, "url": "http://nats:4222"}}, "url"),
         ({"serviceMonitor": {"enabled": True, "interval": "soon"}}, "interval"),
+        ({"gateway": {"tls": {"secret": "imagestreams-tls"}}}, "secret"),
+        ({"gateway": {"tls": {"secretName": "Not_A_Secret"}}}, "secretName"),
     ]
     for values, needle in bad_values:
         try:
@@ -514,6 +554,9 @@ def check_chart(report: Report, known: dict[str, Any]) -> None:
         ("default", None, "imagestreams", "imagestreams"),
         ("production", production, "imagestreams", "imagestreams-prod"),
         ("monolith", {"mode": "monolith", "secret": {"registryWatcherToken": "t0ken-from-values"}}, "demo", "demo"),
+        ("tls", {"gateway": {"tls": {"secretName": "imagestreams-tls"}}, "serviceMonitor": {"enabled": True}},
+         "imagestreams", "imagestreams"),
+        ("monolith-tls", {"mode": "monolith", "gateway": {"tls": {"secretName": "demo-tls"}}}, "demo", "demo"),
     ]
     report.begin("chart: lint")
     for name, values, _, _ in scenarios:

@@ -157,6 +157,9 @@ resources, its arguments, its container ports (the one named `http` serves
 {{- end -}}
 
 {{/* The component label of the pods serving the gateway and the watcher. */}}
+{{/* Where the gateway's TLS Secret is mounted (beside, not inside, the configuration's directory). */}}
+{{- define "imagestreams.tlsDir" -}}/etc/imagestreams-tls{{- end -}}
+
 {{- define "imagestreams.gatewayComponent" -}}
 {{- if eq .Values.mode "monolith" -}}monolith{{- else -}}gateway{{- end -}}
 {{- end -}}
