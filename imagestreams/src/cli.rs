@@ -197,7 +197,8 @@ pub struct CreateArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetArgs {
     /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`; `isimage` (`STREAM@DIGEST`) and `istag`
-    /// (`STREAM:TAG`) for an image with its metadata; `triggers`, `builds`, `deployments`.
+    /// (`STREAM:TAG`) for an image with its metadata; `triggers`, `builds`, `deployments`;
+    /// `rolebindings` (`rb`).
     #[arg(value_name = "TYPE[/NAME]")]
     pub resource: String,
     /// Names; none lists the namespace (streams and triggers).

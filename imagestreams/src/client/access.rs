@@ -6,7 +6,9 @@
 //!   `TOKEN=$(imagestreams create sa ci)` works;
 //! - `delete serviceaccount NAME…`: its tokens are refused from then on;
 //! - `policy add-role-to-user|remove-role-from-user|add-role-to-group|remove-role-from-group ROLE SUBJECT`
-//!   in the namespace (`-n`).
+//!   in the namespace (`-n`);
+//! - `get rolebindings` (`rb`): the namespace's bindings, configured and
+//!   stored; with `-A`, every binding (a cluster-admin's view).
 
 use std::io::Write;
 
@@ -16,11 +18,21 @@ use tonic::transport::Channel;
 use super::{
     ClientError, Context,
     connection::{self, DEFAULT_CALL_TIMEOUT, Session},
+    tabwriter::TabWriter,
 };
-use crate::cli::{PolicyArgs, PolicyCommand};
+use crate::cli::{GetArgs, PolicyArgs, PolicyCommand};
 
 /// Every spelling of the ServiceAccount resource kubectl would accept.
 const RESOURCE_NAMES: [&str; 3] = ["sa", "serviceaccount", "serviceaccounts"];
+/// Every spelling of the RoleBinding resource kubectl would accept.
+const BINDING_NAMES: [&str; 3] = ["rb", "rolebinding", "rolebindings"];
+
+/// Whether `resource` names role bindings.
+pub fn handles_bindings(resource: &str) -> bool {
+    BINDING_NAMES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(resource))
+}
 
 /// Whether `resource` (`TYPE` or `TYPE/NAME`) names service accounts.
 pub fn handles(resource: &str) -> bool {
@@ -49,6 +61,70 @@ async fn client(ctx: &mut Context) -> Result<(Session, AuthClient<Channel>), Cli
     let session = connection::session(ctx).await?;
     let client = AuthClient::new(session.channel.clone());
     Ok((session, client))
+}
+
+/// `get rolebindings [-A]`: a table of ROLE, KIND, SUBJECT and SOURCE
+/// (`config` or `api`), with NAMESPACE first under `-A` (`*`: every one).
+pub async fn get_bindings(
+    ctx: &mut Context,
+    args: &GetArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), ClientError> {
+    if !args.names.is_empty() || args.output.is_some() || args.selector.is_some() {
+        return Err(ClientError::usage(
+            "get rolebindings takes no names, -o or -l: it prints the namespace's bindings (-A: all)",
+        ));
+    }
+    let namespace = if args.all_namespaces {
+        String::new()
+    } else {
+        ctx.namespace().to_owned()
+    };
+    let (session, mut auth) = client(ctx).await?;
+    let items = auth
+        .list_role_bindings(session.request(
+            pb::ListRoleBindingsRequest {
+                namespace: namespace.clone(),
+            },
+            Some(DEFAULT_CALL_TIMEOUT),
+        ))
+        .await
+        .map_err(|s| session.status(s))?
+        .into_inner()
+        .items;
+    if items.is_empty() {
+        writeln!(err, "No resources found in {namespace} namespace.")?;
+        return Ok(());
+    }
+    let mut table = TabWriter::table();
+    let mut header = vec!["ROLE", "KIND", "SUBJECT", "SOURCE"];
+    if args.all_namespaces {
+        header.insert(0, "NAMESPACE");
+    }
+    table.row(&header);
+    for b in &items {
+        let (kind, subject) = if b.group.is_empty() {
+            ("User", b.user.as_str())
+        } else {
+            ("Group", b.group.as_str())
+        };
+        let source = if b.configured { "config" } else { "api" };
+        let mut row = vec![b.role.as_str(), kind, subject, source];
+        if args.all_namespaces {
+            row.insert(
+                0,
+                if b.namespace.is_empty() {
+                    "*"
+                } else {
+                    b.namespace.as_str()
+                },
+            );
+        }
+        table.row(&row);
+    }
+    write!(out, "{}", table.finish())?;
+    Ok(())
 }
 
 /// `whoami`.

@@ -390,6 +390,55 @@ async fn the_cli_makes_binds_and_revokes_a_service_account_as_oc_does() {
     let (ok, _, err) = cli(&app, &token, &["policy", "add-role-to-user", "admin", sa]).await;
     assert!(!ok, "a viewer cannot grant itself more");
     assert!(err.contains("cannot manage rolebindings"), "{err}");
+    let (ok, _, err) = cli(&app, &token, &["get", "rolebindings"]).await;
+    assert!(
+        !ok && err.contains("cannot manage rolebindings"),
+        "nor list them: {err}"
+    );
+
+    // the namespace's bindings: the configuration's and the API's
+    let rows = |table: &str| -> Vec<Vec<String>> {
+        table
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    let (ok, table, err) = cli(&app, ROOT.1, &["get", "rolebindings"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        rows(&table),
+        [
+            // by role, least first, then users before groups
+            vec!["ROLE", "KIND", "SUBJECT", "SOURCE"],
+            vec!["view", "User", sa, "api"],
+            vec!["view", "Group", "viewers", "config"],
+            vec!["edit", "User", "editor", "config"],
+        ],
+        "{table}"
+    );
+    let (ok, table, err) = cli(&app, ROOT.1, &["get", "rb", "-A"]).await;
+    assert!(ok, "{err}");
+    let everyone = rows(&table);
+    assert!(
+        everyone.contains(&vec![
+            "*".into(),
+            "cluster-admin".into(),
+            "User".into(),
+            "root".into(),
+            "config".into()
+        ]),
+        "{table}"
+    );
+    assert!(
+        everyone.contains(&vec![
+            "ns2".into(),
+            "edit".into(),
+            "User".into(),
+            "editor2".into(),
+            "config".into()
+        ]),
+        "{table}"
+    );
 
     let (ok, out, err) = cli(
         &app,
@@ -399,6 +448,11 @@ async fn the_cli_makes_binds_and_revokes_a_service_account_as_oc_does() {
     .await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), format!("role \"view\" removed: \"{sa}\""));
+    let (_, table, _) = cli(&app, ROOT.1, &["get", "rolebindings"]).await;
+    assert!(
+        !table.contains(sa),
+        "the binding is gone from the list: {table}"
+    );
     wait_for(
         || async { !cli(&app, &token, &["get", "is", "app"]).await.0 },
         REVOCATION_DEADLINE,

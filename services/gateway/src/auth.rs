@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use imagestreams_common::{
     auth::{
         self, Authenticated, Caller, Identity, RoleBinding, Subject, Verb,
-        store::{IdentityStore, subject_of},
+        store::{IdentityStore, Origin, subject_of},
     },
     error::ApiError,
     model::is_dns1123_label,
@@ -124,6 +124,7 @@ fn binding_to_wire(b: &RoleBinding) -> proto::RoleBinding {
         role: b.role.to_string(),
         user,
         group,
+        configured: false,
     }
 }
 
@@ -230,6 +231,30 @@ impl Auth for AuthApi {
         self.store.add_binding(&binding).await?;
         tracing::info!(role = %binding.role, subject = ?binding.subject, namespace = ?binding.namespace, "role binding created");
         Ok(Response::new(binding_to_wire(&binding)))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err(level = "debug"))]
+    async fn list_role_bindings(
+        &self,
+        request: Request<proto::ListRoleBindingsRequest>,
+    ) -> Result<Response<proto::ListRoleBindingsResponse>, Status> {
+        let namespace = request.get_ref().namespace.as_str();
+        let namespace = (!namespace.is_empty()).then_some(namespace);
+        if let Some(ns) = namespace {
+            require_namespace(ns)?;
+        }
+        auth::authorize_request(&request, namespace, Verb::RoleBindings)?;
+        let items = self
+            .store
+            .bindings_in(namespace)
+            .await?
+            .iter()
+            .map(|(binding, origin)| proto::RoleBinding {
+                configured: *origin == Origin::Configuration,
+                ..binding_to_wire(binding)
+            })
+            .collect();
+        Ok(Response::new(proto::ListRoleBindingsResponse { items }))
     }
 
     #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err(level = "debug"))]

@@ -180,6 +180,26 @@ fn subject_key(subject: &Subject) -> String {
     }
 }
 
+/// The subject whose bindings the key `bindings.<kind>.<hex name>` holds.
+fn subject_of_key(key: &str) -> Option<Subject> {
+    let (kind, name) = key.strip_prefix(BINDINGS_PREFIX)?.split_once('.')?;
+    let name = String::from_utf8(hex::decode(name).ok()?).ok()?;
+    match kind {
+        "user" => Some(Subject::User(name)),
+        "group" => Some(Subject::Group(name)),
+        _ => None,
+    }
+}
+
+/// Where a role binding comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `auth.role_bindings` in the configuration: changed only there.
+    Configuration,
+    /// The bucket, through the `Auth` API.
+    Stored,
+}
+
 impl IdentityStore {
     /// Checks the configured tokens and bindings and opens (creating it when
     /// needed) the bucket.
@@ -520,6 +540,51 @@ impl IdentityStore {
         Err(ApiError::Conflict(format!(
             "the role bindings of {key} keep changing; try again"
         )))
+    }
+
+    /// The role bindings of `namespace` (`None`: every binding, of every
+    /// namespace and of all at once), configured and stored, each with
+    /// whether it comes from the configuration; by namespace (every one
+    /// first), then role (least first), then subject (users first).
+    pub async fn bindings_in(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<(RoleBinding, Origin)>, ApiError> {
+        let wanted = |b: &RoleBinding| namespace.is_none() || b.namespace.as_deref() == namespace;
+        let mut found: Vec<(RoleBinding, Origin)> = self
+            .bindings
+            .iter()
+            .filter(|b| wanted(b))
+            .map(|b| (b.clone(), Origin::Configuration))
+            .collect();
+        let mut keys = self.kv.keys().await.map_err(unavailable)?;
+        let mut subjects = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(unavailable)?;
+            if let Some(subject) = subject_of_key(&key) {
+                subjects.push((key, subject));
+            }
+        }
+        for (key, subject) in subjects {
+            let stored = self
+                .read::<Vec<StoredBinding>>(&key)
+                .await?
+                .unwrap_or_default();
+            for b in stored {
+                let binding = RoleBinding {
+                    namespace: b.namespace,
+                    role: b.role,
+                    subject: subject.clone(),
+                };
+                if wanted(&binding) {
+                    found.push((binding, Origin::Stored));
+                }
+            }
+        }
+        found.sort_by(|(a, _), (b, _)| {
+            (&a.namespace, a.role, &a.subject).cmp(&(&b.namespace, b.role, &b.subject))
+        });
+        Ok(found)
     }
 
     /// Deletes the stored identity called `name` and every token that
