@@ -15,7 +15,7 @@ use async_nats::{Client, HeaderMap, Message, RequestError, Subscriber};
 use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _, stream::BoxStream};
 use tokio::sync::Semaphore;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::telemetry::propagation;
@@ -38,13 +38,13 @@ pub async fn request(
 
 /// Answers the requests of `subscriptions` with `handle` (given the
 /// subscription's key and the request, it returns the reply's payload) until
-/// `stop` is cancelled, at most `max_in_flight` at once; then answers the
+/// `stop` completes, at most `max_in_flight` at once; then answers the
 /// requests already received, stops listening, and waits for every answer.
 pub async fn serve<K, H, F>(
     nats: Client,
     subscriptions: Vec<(K, Subscriber)>,
     max_in_flight: usize,
-    stop: CancellationToken,
+    stop: impl Future<Output = ()>,
     handle: H,
 ) -> anyhow::Result<()>
 where
@@ -60,10 +60,11 @@ where
         );
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(max_in_flight));
+    tokio::pin!(stop);
     loop {
         let (key, message) = tokio::select! {
             biased;
-            _ = stop.cancelled() => break,
+            _ = &mut stop => break,
             next = requests.next() => match next {
                 Some(request) => request,
                 None => break,

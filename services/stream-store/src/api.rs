@@ -457,7 +457,7 @@ pub async fn serve(
         nats,
         subscriptions.0,
         DEFAULT_MAX_IN_FLIGHT,
-        shutdown,
+        shutdown.cancelled_owned(),
         move |op, message| {
             let api = api.clone();
             async move {

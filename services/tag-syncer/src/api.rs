@@ -121,7 +121,7 @@ pub async fn serve(
         nats,
         subscriptions.0,
         DEFAULT_MAX_IN_FLIGHT,
-        shutdown,
+        shutdown.cancelled_owned(),
         move |op, message| {
             let handlers = handlers.clone();
             async move { handlers.handle(op, &message.payload).await }

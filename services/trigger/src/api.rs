@@ -12,7 +12,6 @@ use imagestreams_common::{
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
-use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use crate::{
@@ -29,15 +28,13 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Answers write requests until the replica stops (or, in tests, crashes).
 pub async fn serve(ctx: Arc<Ctx>, requests: async_nats::Subscriber) {
-    let stop = CancellationToken::new();
-    let (shutdown, crash, stopper) = (ctx.shutdown.clone(), ctx.crash.clone(), stop.clone());
-    ctx.tracker.spawn(async move {
+    let (shutdown, crash) = (ctx.shutdown.clone(), ctx.crash.clone());
+    let stop = async move {
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = crash.cancelled() => {}
         }
-        stopper.cancel();
-    });
+    };
     let nats = ctx.nats.clone();
     let answered = requests::serve(
         nats,

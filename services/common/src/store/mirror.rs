@@ -12,8 +12,8 @@
 //! a direct read would. The check is one round trip, but every read waiting
 //! at the same time shares it (a check is sent only once the reads that are
 //! ready to run have had their turn, so that they can join it), and a List
-//! page costs the page, not the namespace. While the cache is (re)loading, reads go to the bucket
-//! directly.
+//! page costs the page, not the namespace. While the cache is (re)loading,
+//! reads go to the bucket directly.
 
 use std::{
     collections::BTreeMap,
