@@ -198,7 +198,7 @@ pub struct CreateArgs {
 pub struct GetArgs {
     /// `is` (or `imagestream`, `imagestreams`), or `is/NAME`; `isimage` (`STREAM@DIGEST`) and `istag`
     /// (`STREAM:TAG`) for an image with its metadata; `triggers`, `builds`, `deployments`;
-    /// `rolebindings` (`rb`).
+    /// `rolebindings` (`rb`), `serviceaccounts` (`sa`).
     #[arg(value_name = "TYPE[/NAME]")]
     pub resource: String,
     /// Names; none lists the namespace (streams and triggers).

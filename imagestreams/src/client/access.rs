@@ -8,7 +8,8 @@
 //! - `policy add-role-to-user|remove-role-from-user|add-role-to-group|remove-role-from-group ROLE SUBJECT`
 //!   in the namespace (`-n`);
 //! - `get rolebindings` (`rb`): the namespace's bindings, configured and
-//!   stored; with `-A`, every binding (a cluster-admin's view).
+//!   stored; with `-A`, every binding (a cluster-admin's view);
+//! - `get serviceaccounts` (`sa`): the namespace's accounts.
 
 use std::io::Write;
 
@@ -122,6 +123,48 @@ pub async fn get_bindings(
             );
         }
         table.row(&row);
+    }
+    write!(out, "{}", table.finish())?;
+    Ok(())
+}
+
+/// `get sa`: the namespace's service accounts, a NAME column.
+pub async fn get_accounts(
+    ctx: &mut Context,
+    args: &GetArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), ClientError> {
+    if !args.names.is_empty()
+        || args.output.is_some()
+        || args.selector.is_some()
+        || args.all_namespaces
+    {
+        return Err(ClientError::usage(
+            "get serviceaccounts takes no names, -o, -l or -A: it prints the namespace's accounts",
+        ));
+    }
+    let namespace = ctx.namespace().to_owned();
+    let (session, mut auth) = client(ctx).await?;
+    let names = auth
+        .list_service_accounts(session.request(
+            pb::ListServiceAccountsRequest {
+                namespace: namespace.clone(),
+            },
+            Some(DEFAULT_CALL_TIMEOUT),
+        ))
+        .await
+        .map_err(|s| session.status(s))?
+        .into_inner()
+        .names;
+    if names.is_empty() {
+        writeln!(err, "No resources found in {namespace} namespace.")?;
+        return Ok(());
+    }
+    let mut table = TabWriter::table();
+    table.row(&["NAME"]);
+    for name in &names {
+        table.row(&[name.as_str()]);
     }
     write!(out, "{}", table.finish())?;
     Ok(())

@@ -120,6 +120,9 @@ pub async fn run(
         ClientCommand::Get(args) if access::handles_bindings(&args.resource) => {
             access::get_bindings(&mut ctx, &args, out, err).await
         }
+        ClientCommand::Get(args) if access::handles(&args.resource) => {
+            access::get_accounts(&mut ctx, &args, out, err).await
+        }
         ClientCommand::Get(args) if images::handles(&args.resource) => {
             images::get(&mut ctx, &args, out).await
         }

@@ -371,6 +371,13 @@ async fn the_cli_makes_binds_and_revokes_a_service_account_as_oc_does() {
     );
     assert!(!note.contains(&token), "the token is on stdout only");
     assert_eq!(cli(&app, &token, &["whoami"]).await.1.trim(), sa);
+    let (ok, table, err) = cli(&app, ROOT.1, &["get", "sa"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        table.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "ci"],
+        "{table}"
+    );
     let (ok, _, err) = cli(&app, &token, &["get", "is", "app"]).await;
     assert!(!ok, "no role yet");
     assert!(
@@ -463,6 +470,12 @@ async fn the_cli_makes_binds_and_revokes_a_service_account_as_oc_does() {
     let (ok, out, err) = cli(&app, ROOT.1, &["delete", "sa", "ci"]).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "serviceaccount \"ci\" deleted");
+    let (ok, table, note) = cli(&app, ROOT.1, &["get", "serviceaccounts"]).await;
+    assert!(ok && table.is_empty(), "{table}");
+    assert!(
+        note.contains("No resources found in ns1 namespace."),
+        "{note}"
+    );
     wait_for(
         || async { !cli(&app, &token, &["whoami"]).await.0 },
         REVOCATION_DEADLINE,

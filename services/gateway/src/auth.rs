@@ -234,6 +234,18 @@ impl Auth for AuthApi {
     }
 
     #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err(level = "debug"))]
+    async fn list_service_accounts(
+        &self,
+        request: Request<proto::ListServiceAccountsRequest>,
+    ) -> Result<Response<proto::ListServiceAccountsResponse>, Status> {
+        let namespace = request.get_ref().namespace.as_str();
+        require_namespace(namespace)?;
+        auth::authorize_request(&request, Some(namespace), Verb::RoleBindings)?;
+        let names = self.store.service_accounts(namespace).await?;
+        Ok(Response::new(proto::ListServiceAccountsResponse { names }))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace), err(level = "debug"))]
     async fn list_role_bindings(
         &self,
         request: Request<proto::ListRoleBindingsRequest>,

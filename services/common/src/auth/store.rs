@@ -542,6 +542,25 @@ impl IdentityStore {
         )))
     }
 
+    /// The names of the service accounts stored in `namespace`, sorted.
+    pub async fn service_accounts(&self, namespace: &str) -> Result<Vec<String>, ApiError> {
+        let prefix = format!("system:serviceaccount:{namespace}:");
+        let mut keys = self.kv.keys().await.map_err(unavailable)?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(unavailable)?;
+            let identity = key
+                .strip_prefix("users.")
+                .and_then(|hex_name| hex::decode(hex_name).ok())
+                .and_then(|name| String::from_utf8(name).ok());
+            if let Some(name) = identity.as_deref().and_then(|i| i.strip_prefix(&prefix)) {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// The role bindings of `namespace` (`None`: every binding, of every
     /// namespace and of all at once), configured and stored, each with
     /// whether it comes from the configuration; by namespace (every one
