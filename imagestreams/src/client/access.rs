@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use super::{
     ClientError, Context,
     connection::{self, DEFAULT_CALL_TIMEOUT, Session},
-    tabwriter::TabWriter,
+    tabwriter,
 };
 use crate::cli::{GetArgs, PolicyArgs, PolicyCommand};
 
@@ -94,37 +94,35 @@ pub async fn get_bindings(
         .map_err(|s| session.status(s))?
         .into_inner()
         .items;
-    if items.is_empty() {
-        writeln!(err, "No resources found in {namespace} namespace.")?;
-        return Ok(());
-    }
-    let mut table = TabWriter::table();
     let mut header = vec!["ROLE", "KIND", "SUBJECT", "SOURCE"];
     if args.all_namespaces {
         header.insert(0, "NAMESPACE");
     }
-    table.row(&header);
-    for b in &items {
-        let (kind, subject) = if b.group.is_empty() {
-            ("User", b.user.as_str())
-        } else {
-            ("Group", b.group.as_str())
-        };
-        let source = if b.configured { "config" } else { "api" };
-        let mut row = vec![b.role.as_str(), kind, subject, source];
-        if args.all_namespaces {
-            row.insert(
-                0,
-                if b.namespace.is_empty() {
-                    "*"
-                } else {
-                    b.namespace.as_str()
-                },
-            );
-        }
-        table.row(&row);
-    }
-    write!(out, "{}", table.finish())?;
+    let rows: Vec<Vec<&str>> = items
+        .iter()
+        .map(|b| {
+            let (kind, subject) = if b.group.is_empty() {
+                ("User", b.user.as_str())
+            } else {
+                ("Group", b.group.as_str())
+            };
+            let source = if b.configured { "config" } else { "api" };
+            let mut row = vec![b.role.as_str(), kind, subject, source];
+            if args.all_namespaces {
+                row.insert(
+                    0,
+                    if b.namespace.is_empty() {
+                        "*"
+                    } else {
+                        b.namespace.as_str()
+                    },
+                );
+            }
+            row
+        })
+        .collect();
+    let scope = (!args.all_namespaces).then_some(namespace.as_str());
+    tabwriter::print_list(out, err, scope, &header, &rows)?;
     Ok(())
 }
 
@@ -157,16 +155,8 @@ pub async fn get_accounts(
         .map_err(|s| session.status(s))?
         .into_inner()
         .names;
-    if names.is_empty() {
-        writeln!(err, "No resources found in {namespace} namespace.")?;
-        return Ok(());
-    }
-    let mut table = TabWriter::table();
-    table.row(&["NAME"]);
-    for name in &names {
-        table.row(&[name.as_str()]);
-    }
-    write!(out, "{}", table.finish())?;
+    let rows: Vec<Vec<&str>> = names.iter().map(|n| vec![n.as_str()]).collect();
+    tabwriter::print_list(out, err, Some(&namespace), &["NAME"], &rows)?;
     Ok(())
 }
 

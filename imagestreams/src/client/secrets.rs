@@ -15,7 +15,7 @@ use imagestreams_proto::v1::{self as pb, secrets_client::SecretsClient};
 use super::{
     ClientError, Context,
     connection::{self, DEFAULT_CALL_TIMEOUT},
-    tabwriter::TabWriter,
+    tabwriter,
 };
 use crate::cli::{CreateRegistrySecretArgs, SecretsCommand};
 
@@ -94,21 +94,19 @@ pub async fn run(
                 .map_err(|s| connection.status(s))?
                 .into_inner()
                 .items;
-            if items.is_empty() {
-                writeln!(err, "No resources found in {namespace} namespace.")?;
-                return Ok(());
-            }
-            let mut table = TabWriter::table();
-            table.row(&["NAME", "SERVER", "USERNAME", "CREATED"]);
-            for s in &items {
-                table.row(&[
-                    s.name.as_str(),
-                    s.server.as_str(),
-                    s.username.as_str(),
-                    s.creation_timestamp.as_str(),
-                ]);
-            }
-            write!(out, "{}", table.finish())?;
+            let rows: Vec<Vec<&str>> = items
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.as_str(),
+                        s.server.as_str(),
+                        s.username.as_str(),
+                        s.creation_timestamp.as_str(),
+                    ]
+                })
+                .collect();
+            let header = ["NAME", "SERVER", "USERNAME", "CREATED"];
+            tabwriter::print_list(out, err, Some(&namespace), &header, &rows)?;
         }
         SecretsCommand::Delete { name } => {
             client

@@ -146,6 +146,30 @@ fn text_width(cell: &str) -> usize {
     cell.chars().count()
 }
 
+/// A list as `get` prints it: `header` and `rows` as a table on `out`, or,
+/// with no rows, kubectl's "No resources found in NS namespace." (without a
+/// namespace, "No resources found") on `err`, and nothing on `out`.
+pub fn print_list<S: AsRef<str>>(
+    out: &mut impl std::io::Write,
+    err: &mut impl std::io::Write,
+    namespace: Option<&str>,
+    header: &[&str],
+    rows: &[Vec<S>],
+) -> std::io::Result<()> {
+    if rows.is_empty() {
+        return match namespace {
+            Some(ns) => writeln!(err, "No resources found in {ns} namespace."),
+            None => writeln!(err, "No resources found"),
+        };
+    }
+    let mut table = TabWriter::table();
+    table.row(header);
+    for row in rows {
+        table.row(row);
+    }
+    write!(out, "{}", table.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use std::fmt::Write as _;
