@@ -40,6 +40,11 @@ pub enum ApiError {
     /// The request body or message is larger than the limit.
     #[error("{0}")]
     TooLarge(String),
+    /// What the request would store or send exceeds a fixed limit (a stored
+    /// stream or a message larger than the NATS server's `max_payload`):
+    /// gRPC `RESOURCE_EXHAUSTED`, HTTP 413. The message names the limit.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The caller consumes too slowly (a lagging watch) or asks too much.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -85,7 +90,7 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::AlreadyExists(_) | ApiError::Conflict(_) => 409,
             ApiError::Gone(_) => 410,
-            ApiError::TooLarge(_) => 413,
+            ApiError::TooLarge(_) | ApiError::LimitExceeded(_) => 413,
             ApiError::ResourceExhausted(_) => 429,
             ApiError::Timeout(_) => 504,
             ApiError::Unavailable(_) => 503,
@@ -105,7 +110,7 @@ impl ApiError {
             ApiError::AlreadyExists(_) => "AlreadyExists",
             ApiError::Conflict(_) => "Conflict",
             ApiError::Gone(_) => "Expired",
-            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::TooLarge(_) | ApiError::LimitExceeded(_) => "RequestEntityTooLarge",
             ApiError::ResourceExhausted(_) => "TooManyRequests",
             ApiError::Timeout(_) => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
@@ -168,7 +173,9 @@ impl From<ApiError> for tonic::Status {
             ApiError::Conflict(_) => tonic::Status::aborted(message),
             ApiError::Gone(_) => tonic::Status::out_of_range(message),
             ApiError::TooLarge(_) => tonic::Status::invalid_argument(message),
-            ApiError::ResourceExhausted(_) => tonic::Status::resource_exhausted(message),
+            ApiError::ResourceExhausted(_) | ApiError::LimitExceeded(_) => {
+                tonic::Status::resource_exhausted(message)
+            }
             ApiError::Timeout(_) => tonic::Status::deadline_exceeded(message),
             ApiError::Unavailable(_) => tonic::Status::unavailable(message),
             ApiError::Unimplemented(_) => tonic::Status::unimplemented(message),
@@ -207,6 +214,7 @@ impl From<ApiError> for proto::StoreError {
         let (code, field) = match error {
             ApiError::Invalid { field, .. } => (C::Invalid, field),
             ApiError::TooLarge(_) => (C::Invalid, String::new()),
+            ApiError::LimitExceeded(_) => (C::LimitExceeded, String::new()),
             ApiError::ResourceExhausted(_) | ApiError::Timeout(_) => {
                 (C::Unavailable, String::new())
             }
@@ -241,9 +249,23 @@ impl From<proto::StoreError> for ApiError {
             C::AlreadyExists => ApiError::AlreadyExists(message),
             C::Conflict => ApiError::Conflict(message),
             C::Unavailable => ApiError::Unavailable(message),
+            C::LimitExceeded => ApiError::LimitExceeded(message),
             C::Internal | C::Unspecified => ApiError::Internal(message),
         }
     }
+}
+
+/// An error and its sources on one line, `outer: inner: innermost`, for
+/// logs and reports (each part is only its message).
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// A Kubernetes `Status` object (`kind: Status, apiVersion: v1`), the body of

@@ -35,18 +35,6 @@ pub const DEFAULT_IMPORT_WAIT: Duration = Duration::from_secs(30);
 /// How long the tag-syncer waits for the stream-store to apply an import.
 pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn unreachable(who: &str, e: async_nats::RequestError) -> ApiError {
-    match e.kind() {
-        async_nats::RequestErrorKind::NoResponders => {
-            ApiError::Unavailable(format!("{who} is not running"))
-        }
-        async_nats::RequestErrorKind::TimedOut => {
-            ApiError::Timeout(format!("{who} did not answer in time"))
-        }
-        _ => ApiError::Unavailable(format!("{who} is unreachable: {e}")),
-    }
-}
-
 /// The client of imports over NATS request-reply; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ImportClient {
@@ -76,18 +64,15 @@ impl ImportClient {
         &self,
         request: &proto::ImportImageRequest,
     ) -> Result<proto::ImportImageResponse, ApiError> {
-        let reply = tokio::time::timeout(
+        let reply = requests::call(
+            &self.nats,
+            subjects::tag_syncer_api("import"),
+            request,
+            "the tag-syncer",
             self.wait,
-            requests::request(
-                &self.nats,
-                subjects::tag_syncer_api("import"),
-                request.encode_to_vec().into(),
-            ),
         )
-        .await
-        .map_err(|_| ApiError::Timeout("the import did not finish in time".into()))?
-        .map_err(|e| unreachable("the tag-syncer", e))?;
-        let reply = proto::ImportImageReply::decode(reply.payload)
+        .await?;
+        let reply = proto::ImportImageReply::decode(reply)
             .map_err(|e| ApiError::Internal(format!("undecodable tag-syncer reply: {e}")))?;
         match reply.result {
             Some(proto::import_image_reply::Result::Response(r)) => Ok(r),
@@ -102,18 +87,15 @@ impl ImportClient {
         &self,
         result: &proto::ImportResult,
     ) -> Result<proto::ImportApplied, ApiError> {
-        let reply = tokio::time::timeout(
+        let reply = requests::call(
+            &self.nats,
+            subjects::store_api("import"),
+            result,
+            "the stream-store",
             self.apply_timeout,
-            requests::request(
-                &self.nats,
-                subjects::store_api("import"),
-                result.encode_to_vec().into(),
-            ),
         )
-        .await
-        .map_err(|_| ApiError::Unavailable("stream-store did not answer in time".into()))?
-        .map_err(|e| unreachable("stream-store", e))?;
-        let reply = proto::ImportReply::decode(reply.payload)
+        .await?;
+        let reply = proto::ImportReply::decode(reply)
             .map_err(|e| ApiError::Internal(format!("undecodable stream-store reply: {e}")))?;
         match reply.result {
             Some(proto::import_reply::Result::Applied(a)) => Ok(a),

@@ -4,12 +4,16 @@
 //! - [`request`] sends the caller's trace context in the request's headers,
 //!   so that the answering service's spans join the caller's trace (a gRPC
 //!   call is one trace from the gateway to the write);
+//! - [`call`] is [`request`] as the services' clients use it: it refuses a
+//!   request larger than the server's `max_payload` with a precise
+//!   [`ApiError::LimitExceeded`], bounds the wait, and says which service did
+//!   not answer and why;
 //! - [`serve`] answers each request of a set of queue subscriptions in a task
 //!   of its own, in a `request` span that continues that trace, with a bound
 //!   on the requests in flight, and answers what it has received before it
 //!   returns, so a stopping replica drops nothing it took.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use async_nats::{Client, HeaderMap, Message, RequestError, Subscriber};
 use bytes::Bytes;
@@ -18,7 +22,54 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::telemetry::propagation;
+use crate::{error::ApiError, telemetry::propagation};
+
+/// What a message needs besides its payload (subject, reply subject,
+/// headers): a request or a stored value must leave this much of the
+/// server's `max_payload` free.
+pub const ENVELOPE_BYTES: usize = 4096;
+
+/// The largest payload the server `nats` is connected to takes (its
+/// `max_payload`, read at connect) less [`ENVELOPE_BYTES`].
+pub fn payload_limit(nats: &Client) -> usize {
+    nats.server_info()
+        .max_payload
+        .saturating_sub(ENVELOPE_BYTES)
+}
+
+/// Sends `message` to `subject`, served by `who` (named in errors), and
+/// waits at most `timeout` for the reply's payload. A request larger than
+/// [`payload_limit`] is refused before it is sent (`LimitExceeded`, naming
+/// the limit); no responder, a timeout or a broken connection is
+/// `Unavailable`.
+pub async fn call(
+    nats: &Client,
+    subject: String,
+    message: &impl prost::Message,
+    who: &str,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    let size = message.encoded_len();
+    let limit = payload_limit(nats);
+    if size > limit {
+        return Err(ApiError::LimitExceeded(format!(
+            "the request to {who} is {size} bytes, over the limit of {limit} bytes \
+             (the NATS server's max_payload of {} less {ENVELOPE_BYTES} for headers)",
+            nats.server_info().max_payload
+        )));
+    }
+    let sent = request(nats, subject, message.encode_to_vec().into());
+    let reply = tokio::time::timeout(timeout, sent)
+        .await
+        .map_err(|_| ApiError::Unavailable(format!("{who} did not answer in time")))?
+        .map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => {
+                ApiError::Unavailable(format!("{who} is not running"))
+            }
+            _ => ApiError::Unavailable(format!("{who} is unreachable: {e}")),
+        })?;
+    Ok(reply.payload)
+}
 
 /// Sends `payload` to `subject` and waits for the reply; the request carries
 /// the current span's trace context (no headers when tracing is off).

@@ -409,23 +409,15 @@ impl SecretsClient {
         op: &str,
         request: &impl prost::Message,
     ) -> Result<proto::ListSecretsResponse, ApiError> {
-        let reply = tokio::time::timeout(
+        let reply = requests::call(
+            &self.nats,
+            subjects::tag_syncer_api(op),
+            request,
+            "the tag-syncer",
             self.timeout,
-            requests::request(
-                &self.nats,
-                subjects::tag_syncer_api(op),
-                request.encode_to_vec().into(),
-            ),
         )
-        .await
-        .map_err(|_| ApiError::Unavailable("the tag-syncer did not answer in time".into()))?
-        .map_err(|e| match e.kind() {
-            async_nats::RequestErrorKind::NoResponders => {
-                ApiError::Unavailable("the tag-syncer is not running".into())
-            }
-            _ => ApiError::Unavailable(format!("the tag-syncer is unreachable: {e}")),
-        })?;
-        let reply = proto::SecretsReply::decode(reply.payload)
+        .await?;
+        let reply = proto::SecretsReply::decode(reply)
             .map_err(|e| ApiError::Internal(format!("undecodable tag-syncer reply: {e}")))?;
         match reply.result {
             Some(proto::secrets_reply::Result::Secrets(list)) => Ok(list),

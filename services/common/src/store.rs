@@ -700,20 +700,15 @@ impl StoreClient {
     }
 
     async fn call(&self, op: &str, request: &impl prost::Message) -> Result<ImageStream, ApiError> {
-        let subject = subjects::store_api(op);
-        let reply = tokio::time::timeout(
+        let reply = requests::call(
+            &self.nats,
+            subjects::store_api(op),
+            request,
+            "the stream-store",
             self.timeout,
-            requests::request(&self.nats, subject, request.encode_to_vec().into()),
         )
-        .await
-        .map_err(|_| ApiError::Unavailable("stream-store did not answer in time".into()))?
-        .map_err(|e| match e.kind() {
-            async_nats::RequestErrorKind::NoResponders => {
-                ApiError::Unavailable("stream-store is not running".into())
-            }
-            _ => ApiError::Unavailable(format!("stream-store unreachable: {e}")),
-        })?;
-        let reply = proto::StoreReply::decode(reply.payload)
+        .await?;
+        let reply = proto::StoreReply::decode(reply)
             .map_err(|e| ApiError::Internal(format!("undecodable stream-store reply: {e}")))?;
         match reply.result {
             Some(proto::store_reply::Result::ImageStream(s)) => {

@@ -979,23 +979,15 @@ impl TriggerClient {
         op: &str,
         request: &impl prost::Message,
     ) -> Result<proto::Trigger, ApiError> {
-        let reply = tokio::time::timeout(
+        let reply = requests::call(
+            &self.nats,
+            subjects::trigger_api(op),
+            request,
+            "the trigger service",
             self.timeout,
-            requests::request(
-                &self.nats,
-                subjects::trigger_api(op),
-                request.encode_to_vec().into(),
-            ),
         )
-        .await
-        .map_err(|_| ApiError::Unavailable("the trigger service did not answer in time".into()))?
-        .map_err(|e| match e.kind() {
-            async_nats::RequestErrorKind::NoResponders => {
-                ApiError::Unavailable("the trigger service is not running".into())
-            }
-            _ => ApiError::Unavailable(format!("the trigger service is unreachable: {e}")),
-        })?;
-        let reply = proto::TriggerReply::decode(reply.payload)
+        .await?;
+        let reply = proto::TriggerReply::decode(reply)
             .map_err(|e| ApiError::Internal(format!("undecodable trigger service reply: {e}")))?;
         match reply.result {
             Some(proto::trigger_reply::Result::Trigger(t)) => Ok(t),

@@ -10,6 +10,7 @@ use imagestreams_common::{
     error::ApiError,
     image::ImageCatalog,
     model::{self, ImageStream},
+    requests,
     selector::Selector,
     store::{Freshness, ListPage, ListQuery, Mirror, StoreClient, StreamReader},
 };
@@ -18,9 +19,6 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::fanout::Feed;
 use crate::{GatewayOptions, query::ContinueToken};
-
-/// Room left in a NATS message for the request envelope and headers.
-const NATS_ENVELOPE_BYTES: usize = 4 * 1024;
 
 /// What a list asks for, parsed.
 #[derive(Debug, Clone, Default)]
@@ -56,8 +54,8 @@ pub(crate) struct Streams {
     store: StoreClient,
     /// Limits and timeouts.
     pub options: GatewayOptions,
-    /// The largest request the NATS server accepts.
-    max_payload: usize,
+    /// The largest request the NATS server accepts ([`requests::payload_limit`]).
+    payload_limit: usize,
     /// Cancelled when the gateway shuts down: ends every watch.
     pub shutdown: CancellationToken,
     /// The watch producers, awaited on shutdown.
@@ -76,7 +74,7 @@ impl Streams {
         nats: async_nats::Client,
         options: GatewayOptions,
     ) -> Self {
-        let max_payload = nats.server_info().max_payload;
+        let payload_limit = requests::payload_limit(&nats);
         let shutdown = CancellationToken::new();
         Streams {
             store: StoreClient::new(nats),
@@ -84,7 +82,7 @@ impl Streams {
             mirror: Mirror::start(reader.clone(), shutdown.clone()),
             reader,
             options,
-            max_payload,
+            payload_limit,
             shutdown,
             tasks: TaskTracker::new(),
             images,
@@ -253,7 +251,7 @@ impl Streams {
     /// never an outage.
     fn check_request(&self, request: &impl prost::Message) -> Result<(), ApiError> {
         let size = request.encoded_len();
-        let limit = self.max_payload.saturating_sub(NATS_ENVELOPE_BYTES);
+        let limit = self.payload_limit;
         if size > limit {
             return Err(ApiError::TooLarge(format!(
                 "the request is {size} bytes, more than the limit of {limit} bytes"

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use imagestreams_common::{
     config::WebhookConfig,
+    error,
     telemetry::propagation::{self, Headers as _},
     triggers::{Delivery, DeliveryAttempt, DeliveryState, Firing, WebhookSecret, format_millis},
 };
@@ -511,22 +512,9 @@ impl Webhooks {
                 false,
                 None,
             ),
-            Err(e) => finish(None, Some(error_chain(&e)), false, None),
+            Err(e) => finish(None, Some(error::chain(&e)), false, None),
         }
     }
-}
-
-/// An error and its sources on one line (without the URL's query: reqwest
-/// strips nothing, so only the chain's messages are kept).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
