@@ -400,6 +400,7 @@ mod tests {
             ApiError::AlreadyExists("ae".into()),
             ApiError::Conflict("c".into()),
             ApiError::Unavailable("u".into()),
+            ApiError::LimitExceeded("le".into()),
             ApiError::Internal("i".into()),
         ];
         for error in cases {
@@ -432,6 +433,15 @@ mod tests {
             tonic::Code::OutOfRange
         );
         assert_eq!(ApiError::TooLarge("x".into()).http_status(), 413);
+        // a stored stream over the server's max_payload: as gRPC says a
+        // message over its limit, and as kube-apiserver says etcd's
+        let limit = ApiError::LimitExceeded("x".into());
+        assert_eq!(limit.http_status(), 413);
+        assert_eq!(limit.reason(), "RequestEntityTooLarge");
+        assert_eq!(
+            tonic::Status::from(limit).code(),
+            tonic::Code::ResourceExhausted
+        );
         assert_eq!(
             tonic::Status::from(ApiError::ResourceExhausted("lag".into())).code(),
             tonic::Code::ResourceExhausted
