@@ -27,6 +27,8 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     cluster: Option<ClusterNode>,
+    /// A configuration file (`-c`), for settings without a flag.
+    config_file: Option<PathBuf>,
     child: Option<LoggedChild>,
     log_path: PathBuf,
     store_dir: PathBuf,
@@ -41,14 +43,33 @@ impl NatsServer {
     ///
     /// Panics with an install hint when no `nats-server` >= 2.10 is found (see [`binaries::nats_server`]).
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_configured(None).await
+    }
+
+    /// [`start`](Self::start) with a `max_payload` of `bytes` (the default
+    /// is 1 MiB), so that tests reach the message limits with little data.
+    pub async fn start_with_max_payload(bytes: usize) -> anyhow::Result<Self> {
+        Self::start_configured(Some(format!("max_payload: {bytes}\n"))).await
+    }
+
+    async fn start_configured(config: Option<String>) -> anyhow::Result<Self> {
         let binary = binaries::nats_server();
         let dir = TestDir::new("nats")?;
         let store_dir = dir.join("store");
         std::fs::create_dir_all(&store_dir).context("creating the JetStream store dir")?;
+        let config_file = match config {
+            Some(text) => {
+                let path = dir.join("nats-server.conf");
+                std::fs::write(&path, text).context("writing nats-server.conf")?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut server = Self {
             binary,
             port: 0,
             cluster: None,
+            config_file,
             child: None,
             log_path: dir.join("nats-server.log"),
             store_dir,
@@ -123,6 +144,9 @@ impl NatsServer {
     async fn launch(&mut self, port: Option<u16>) -> anyhow::Result<()> {
         let offset = file_len(&self.log_path);
         let mut cmd = Command::new(&self.binary);
+        if let Some(file) = &self.config_file {
+            cmd.arg("-c").arg(file);
+        }
         cmd.arg("-js")
             .args(["-a", "127.0.0.1"])
             .arg("-p")
@@ -211,6 +235,7 @@ impl NatsCluster {
             let mut node = NatsServer {
                 binary: binary.clone(),
                 port: 0,
+                config_file: None,
                 cluster: Some(ClusterNode {
                     name: format!("n{i}"),
                     cluster_port,

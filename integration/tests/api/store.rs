@@ -40,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(30);
 const REGISTRY: &str = "127.0.0.1:5000";
 const BASE_TIME: i64 = 1_700_000_000;
+/// A history limit above every tag's pushes in the tests that compare whole histories.
+const FULL_HISTORY: std::num::NonZeroUsize = std::num::NonZeroUsize::new(1000).unwrap();
 
 /// A nats-server with the topology declared, and clients of the store.
 struct Harness {
@@ -69,6 +71,15 @@ impl Harness {
 
     async fn spawn_store(&self) -> anyhow::Result<TestApp> {
         TestApp::spawn_with(&self.nats, &[ServiceName::StreamStore], |_| {}).await
+    }
+
+    /// A store keeping every item of the histories these tests compare whole
+    /// (more than the default limit).
+    async fn spawn_store_keeping_history(&self) -> anyhow::Result<TestApp> {
+        TestApp::spawn_with(&self.nats, &[ServiceName::StreamStore], |c| {
+            c.stream_store.history_limit = FULL_HISTORY;
+        })
+        .await
     }
 
     /// Publishes an event with its own id as `Nats-Msg-Id`.
@@ -1074,7 +1085,7 @@ async fn a_restart_mid_stream_loses_and_repeats_nothing() -> anyhow::Result<()> 
     let ns = "restart";
     let h = Harness::start().await?;
     let collector = Collector::start(&h.js, ns).await?;
-    let first = h.spawn_store().await?;
+    let first = h.spawn_store_keeping_history().await?;
     let events = distinct_events(ns, 400, 0);
     for e in &events[..200] {
         h.push(e).await?;
@@ -1100,7 +1111,7 @@ async fn a_restart_mid_stream_loses_and_repeats_nothing() -> anyhow::Result<()> 
     };
     first.stop().await?;
     let stopped_at = collector.len();
-    let second = h.spawn_store().await?;
+    let second = h.spawn_store_keeping_history().await?;
     publisher.await??;
     collector.expect(events.len()).await?;
     eprintln!(
@@ -1120,7 +1131,7 @@ async fn a_push_redelivered_after_hundreds_of_newer_ones_changes_nothing() -> an
     let ns = "late";
     let h = Harness::start().await?;
     let collector = Collector::start(&h.js, ns).await?;
-    let app = h.spawn_store().await?;
+    let app = h.spawn_store_keeping_history().await?;
     // more pushes to one tag than the record remembers event ids of
     let count = imagestreams_common::store::APPLIED_EVENTS_KEPT + 44;
     let events: Vec<_> = (0..count)

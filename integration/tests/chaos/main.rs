@@ -108,6 +108,12 @@ impl Replica {
             "IMAGESTREAMS_REGISTRY_WATCHER__TOKEN".to_owned(),
             TOKEN.to_owned(),
         ));
+        // the audit finds every push in its tag's history: keep them all
+        // (10,000 pushes over 48 tags stay far below a record's limit)
+        env.push((
+            "IMAGESTREAMS_STREAM_STORE__HISTORY_LIMIT".to_owned(),
+            "100000".to_owned(),
+        ));
         Ok(Replica {
             service,
             env,

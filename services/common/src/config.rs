@@ -5,6 +5,7 @@
 
 use std::{
     net::SocketAddr,
+    num::NonZeroUsize,
     path::{Path, PathBuf},
 };
 
@@ -63,7 +64,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration of one process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// NATS connection and storage.
@@ -76,8 +77,8 @@ pub struct Config {
     pub integrated_registry: IntegratedRegistryConfig,
     /// Authentication and authorization.
     pub auth: AuthConfig,
-    /// The stream-store service.
-    pub stream_store: ServiceHttpConfig,
+    /// The stream-store service: its HTTP port and what a stream keeps.
+    pub stream_store: StreamStoreConfig,
     /// The tag-syncer service: its HTTP port, registry limits, credentials and schedule.
     pub tag_syncer: TagSyncerConfig,
     /// The trigger service: its HTTP port, firing and webhook settings.
@@ -90,24 +91,6 @@ pub struct Config {
     pub registries: Vec<RegistryRuleConfig>,
     /// The encryption key of registry secrets at rest.
     pub secrets: SecretsConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            nats: NatsConfig::default(),
-            gateway: GatewayConfig::default(),
-            registry_watcher: RegistryWatcherConfig::default(),
-            integrated_registry: IntegratedRegistryConfig::default(),
-            auth: AuthConfig::default(),
-            stream_store: ServiceHttpConfig::listening(DEFAULT_STREAM_STORE_HTTP_LISTEN),
-            tag_syncer: TagSyncerConfig::default(),
-            trigger: TriggerConfig::default(),
-            telemetry: TelemetryConfig::default(),
-            registries: Vec::new(),
-            secrets: SecretsConfig::default(),
-        }
-    }
 }
 
 impl Config {
@@ -365,18 +348,25 @@ impl Default for RegistryTokenConfig {
     }
 }
 
-/// The HTTP port of a service without a public API of its own (health, metrics).
+/// The default of `stream_store.history_limit`.
+pub const DEFAULT_HISTORY_LIMIT: NonZeroUsize = NonZeroUsize::new(50).unwrap();
+
+/// The stream-store service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceHttpConfig {
+#[serde(deny_unknown_fields, default)]
+pub struct StreamStoreConfig {
     /// Listen address of `/healthz`, `/readyz` and `/metrics` in `serve` mode.
     pub http_listen: SocketAddr,
+    /// Items kept in each tag's history, the oldest dropped first (the
+    /// current image always stays). At least 1.
+    pub history_limit: NonZeroUsize,
 }
 
-impl ServiceHttpConfig {
-    fn listening(default: &str) -> Self {
-        ServiceHttpConfig {
-            http_listen: addr(default),
+impl Default for StreamStoreConfig {
+    fn default() -> Self {
+        StreamStoreConfig {
+            http_listen: addr(DEFAULT_STREAM_STORE_HTTP_LISTEN),
+            history_limit: DEFAULT_HISTORY_LIMIT,
         }
     }
 }

@@ -10,6 +10,7 @@ pub use imagestreams_formats::{model, reference, subjects};
 pub mod auth;
 pub mod bounded;
 pub mod config;
+pub mod deadletter;
 pub mod error;
 pub mod image;
 pub mod imports;

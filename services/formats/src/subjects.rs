@@ -36,6 +36,9 @@ pub const STREAM_TAGS: &str = "IMAGESTREAMS_TAGS";
 pub const STREAM_IMPORTS: &str = "IMAGESTREAMS_IMPORTS";
 /// JetStream stream holding build and deployment requests (`imagestreams.builds.>`, `imagestreams.deployments.>`).
 pub const STREAM_TRIGGERS: &str = "IMAGESTREAMS_TRIGGERS";
+/// JetStream stream holding the events a consumer could never apply
+/// (`imagestreams.deadletters.>`), kept for an operator to inspect or replay.
+pub const STREAM_DEAD_LETTERS: &str = "IMAGESTREAMS_DEAD_LETTERS";
 
 /// KV bucket holding one ImageStream per key (see [`stream_key`]).
 pub const BUCKET_STREAMS: &str = "imagestreams";
@@ -57,11 +60,15 @@ pub enum Kind {
     BuildsRequested,
     /// `DeploymentRequested`.
     DeploymentsRequested,
+    /// An event a consumer could never apply, as it was received (payload
+    /// and headers), with the reason in the `Imagestreams-Dead-Letter-Reason`
+    /// header; `<ns>.<name>` are those of the stream it was for.
+    DeadLettered,
 }
 
 impl Kind {
     /// Every kind, for tests and topology.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::ImagesPushed,
         Kind::ImagesDeleted,
         Kind::TagsChanged,
@@ -69,6 +76,7 @@ impl Kind {
         Kind::ImportsCompleted,
         Kind::BuildsRequested,
         Kind::DeploymentsRequested,
+        Kind::DeadLettered,
     ];
 
     /// The kind's tokens, e.g. `images.pushed`.
@@ -81,6 +89,7 @@ impl Kind {
             Kind::ImportsCompleted => "imports.completed",
             Kind::BuildsRequested => "builds.requested",
             Kind::DeploymentsRequested => "deployments.requested",
+            Kind::DeadLettered => "deadletters.events",
         }
     }
 
@@ -91,6 +100,7 @@ impl Kind {
             Kind::TagsChanged => STREAM_TAGS,
             Kind::ImportsRequested | Kind::ImportsCompleted => STREAM_IMPORTS,
             Kind::BuildsRequested | Kind::DeploymentsRequested => STREAM_TRIGGERS,
+            Kind::DeadLettered => STREAM_DEAD_LETTERS,
         }
     }
 
@@ -144,7 +154,13 @@ pub fn stream_subjects(stream: &str) -> Vec<String> {
 }
 
 /// Every JetStream stream of imagestreams.
-pub const STREAMS: [&str; 4] = [STREAM_IMAGES, STREAM_TAGS, STREAM_IMPORTS, STREAM_TRIGGERS];
+pub const STREAMS: [&str; 5] = [
+    STREAM_IMAGES,
+    STREAM_TAGS,
+    STREAM_IMPORTS,
+    STREAM_TRIGGERS,
+    STREAM_DEAD_LETTERS,
+];
 
 /// Request-reply subjects of the stream-store API (core NATS, queue group
 /// [`STORE_QUEUE`]): `imagestreams.api.store.<op>`.

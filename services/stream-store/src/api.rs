@@ -167,8 +167,8 @@ impl Api {
     pub async fn create(&self, request: proto::CreateRequest) -> Result<ImageStream, ApiError> {
         let now = writes::timestamp(Utc::now());
         let stream = writes::stream_to_create(request, uuid::Uuid::new_v4().to_string(), &now)?;
-        let record = next_record(None, stream, &now);
-        match self.bucket.create(&record).await {
+        let mut record = next_record(None, stream, &now);
+        match self.bucket.create(&mut record).await {
             Ok(revision) => {
                 let mut stream = record.stream;
                 stream.metadata.resource_version = revision.to_string();
@@ -199,8 +199,8 @@ impl Api {
             // nothing changed: no new revision, as Kubernetes does
             return Ok(current.stream);
         }
-        let record = next_record(Some(&current), stream, &now);
-        match self.bucket.update(&record, revision).await {
+        let mut record = next_record(Some(&current), stream, &now);
+        match self.bucket.update(&mut record, revision).await {
             Ok(revision) => {
                 let mut stream = record.stream;
                 stream.metadata.resource_version = revision.to_string();

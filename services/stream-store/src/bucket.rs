@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use bytes::Bytes;
 use imagestreams_common::{
     error::ApiError,
     model::ImageStream,
+    requests,
     store::{Record, RecordOp},
     subjects,
     telemetry::propagation,
@@ -34,6 +36,18 @@ pub enum BucketError {
     /// A stored value could not be decoded, or a record encoded.
     #[error("bad record: {0}")]
     Record(#[source] ApiError),
+    /// The record would not fit in one KV value (or a stored one cannot be
+    /// read back): writing it can never succeed as it is.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+impl BucketError {
+    /// Whether retrying can never help: the stored or the new record is
+    /// unreadable or too large.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, BucketError::Record(_) | BucketError::TooLarge(_))
+    }
 }
 
 impl From<BucketError> for ApiError {
@@ -43,6 +57,7 @@ impl From<BucketError> for ApiError {
                 ApiError::Unavailable(format!("storage unavailable: {e}"))
             }
             BucketError::Record(e) => e,
+            BucketError::TooLarge(message) => ApiError::LimitExceeded(message),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -64,17 +79,56 @@ pub enum Plan {
     Skip,
 }
 
+/// What one stored record may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Items kept per tag's history (at least 1), the oldest dropped first.
+    pub history: usize,
+    /// The largest value written: the NATS server's `max_payload` less
+    /// [`requests::ENVELOPE_BYTES`], so that the value can also be read back
+    /// with its headers.
+    pub value_bytes: usize,
+    /// Of `value_bytes`, what only [`Bucket::unreserved`] writes may use: the
+    /// room to note on a full stream why a push was dead-lettered.
+    pub reserve_bytes: usize,
+}
+
+/// The default of [`Limits::reserve_bytes`].
+pub const DEFAULT_RESERVE_BYTES: usize = 1024;
+
+impl Limits {
+    /// `history` items per tag, values sized for the server `nats` is
+    /// connected to.
+    pub fn new(history: usize, nats: &async_nats::Client) -> Self {
+        Limits {
+            history: history.max(1),
+            value_bytes: requests::payload_limit(nats),
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
+        }
+    }
+}
+
 /// The bucket of ImageStreams, one [`Record`] per key [`subjects::stream_key`].
 ///
 /// Every write waits for admission by the [`LagGuard`], so that writers never
-/// outrun the changefeed by the bucket's history.
+/// outrun the changefeed by the bucket's history, and is fitted to the
+/// [`Limits`] first ([`Bucket::encode`]).
 #[derive(Clone, Debug)]
 pub struct Bucket {
     kv: kv::Store,
     guard: LagGuard,
+    limits: Limits,
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> BucketError {
+    // async-nats reports a reply over the server's max_payload (a value
+    // stored before limits were enforced) only in the error's text
+    let text = e.to_string();
+    if text.contains("max payload") {
+        return BucketError::TooLarge(format!(
+            "the stored stream is too large to be read back: {text}"
+        ));
+    }
     BucketError::Unavailable(Box::new(e))
 }
 
@@ -83,10 +137,51 @@ fn key_of(stream: &ImageStream) -> String {
 }
 
 impl Bucket {
-    /// The writer of `kv`, the [`subjects::BUCKET_STREAMS`] bucket.
-    pub fn new(kv: kv::Store) -> Self {
+    /// The writer of `kv`, the [`subjects::BUCKET_STREAMS`] bucket, within `limits`.
+    pub fn new(kv: kv::Store, limits: Limits) -> Self {
         let guard = LagGuard::new(kv.stream.clone());
-        Bucket { kv, guard }
+        Bucket { kv, guard, limits }
+    }
+
+    /// What one record may hold.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The same bucket whose writes may also use [`Limits::reserve_bytes`].
+    pub fn unreserved(&self) -> Bucket {
+        let mut bucket = self.clone();
+        bucket.limits.reserve_bytes = 0;
+        bucket
+    }
+
+    /// Fits `record` to the [`Limits`] and encodes it: every tag keeps at
+    /// most `history` items; when the value is still larger than
+    /// `value_bytes`, the oldest items of the longest histories go first
+    /// (never a current image). A record whose current images alone exceed
+    /// the limit is [`BucketError::TooLarge`], naming the limit.
+    pub fn encode(&self, record: &mut Record) -> Result<Bytes, BucketError> {
+        history::prune(&mut record.stream, self.limits.history);
+        let limit =
+            self.limits.value_bytes - self.limits.reserve_bytes.min(self.limits.value_bytes);
+        loop {
+            let value = record.encode().map_err(BucketError::Record)?;
+            if value.len() <= limit {
+                return Ok(value);
+            }
+            let excess = value.len() - limit;
+            if history::trim_oldest(&mut record.stream, excess) == 0 {
+                return Err(BucketError::TooLarge(format!(
+                    "image stream {}/{} would be stored as {} bytes, over the limit of {limit} \
+                     bytes (the NATS server's max_payload less {} for headers and a reserve), \
+                     even with every tag's history cut to its current image: it has too many tags",
+                    record.stream.metadata.namespace,
+                    record.stream.metadata.name,
+                    value.len(),
+                    requests::ENVELOPE_BYTES + self.limits.reserve_bytes,
+                )));
+            }
+        }
     }
 
     /// The guard that keeps writes within reach of the changefeed.
@@ -127,9 +222,10 @@ impl Bucket {
         }
     }
 
-    /// Creates the key of `record`; [`BucketError::AlreadyExists`] when taken.
-    pub async fn create(&self, record: &Record) -> Result<u64, BucketError> {
-        let value = record.encode().map_err(BucketError::Record)?;
+    /// Creates the key of `record`, fitted to the limits ([`Self::encode`]);
+    /// [`BucketError::AlreadyExists`] when taken.
+    pub async fn create(&self, record: &mut Record) -> Result<u64, BucketError> {
+        let value = self.encode(record)?;
         self.admit().await?;
         let revision = self
             .kv
@@ -143,10 +239,11 @@ impl Bucket {
         Ok(revision)
     }
 
-    /// Replaces the record stored at `revision`; [`BucketError::Conflict`]
-    /// when the key is at another revision.
-    pub async fn update(&self, record: &Record, revision: u64) -> Result<u64, BucketError> {
-        let value = record.encode().map_err(BucketError::Record)?;
+    /// Replaces the record stored at `revision` with `record`, fitted to the
+    /// limits ([`Self::encode`]); [`BucketError::Conflict`] when the key is at
+    /// another revision.
+    pub async fn update(&self, record: &mut Record, revision: u64) -> Result<u64, BucketError> {
+        let value = self.encode(record)?;
         self.admit().await?;
         let revision = self
             .kv
@@ -218,10 +315,11 @@ impl Bucket {
             let written = match decide(current)? {
                 Plan::Skip => return Ok(None),
                 Plan::Keep(record, revision) => return Ok(Some((record, revision))),
-                Plan::Create(record) => self.create(&record).await.map(|r| (record, r)),
-                Plan::Update(record, revision) => {
-                    self.update(&record, revision).await.map(|r| (record, r))
-                }
+                Plan::Create(mut record) => self.create(&mut record).await.map(|r| (record, r)),
+                Plan::Update(mut record, revision) => self
+                    .update(&mut record, revision)
+                    .await
+                    .map(|r| (record, r)),
             };
             match written {
                 Ok((mut record, revision)) => {

@@ -224,6 +224,50 @@ pub fn resolve_changed_spec_tags(stream: &mut ImageStream, created: &str) {
     }
 }
 
+/// Keeps at most `limit` (at least 1) items of every tag's history, dropping
+/// the oldest, as `oc adm prune images --keep-tag-revisions` does; the
+/// current image (`items[0]`) always stays. Returns how many were dropped.
+pub fn prune(stream: &mut ImageStream, limit: usize) -> usize {
+    let limit = limit.max(1);
+    let Some(status) = stream.status.as_mut() else {
+        return 0;
+    };
+    status
+        .tags
+        .iter_mut()
+        .map(|list| {
+            let dropped = list.items.len().saturating_sub(limit);
+            list.items.truncate(limit);
+            dropped
+        })
+        .sum()
+}
+
+/// Drops the oldest history items, always from the tag with the longest
+/// history and never a current image, until their JSON adds up to at least
+/// `bytes` (commas included). Returns the bytes dropped, less than `bytes`
+/// when every history is down to its current image.
+pub fn trim_oldest(stream: &mut ImageStream, bytes: usize) -> usize {
+    let Some(status) = stream.status.as_mut() else {
+        return 0;
+    };
+    let mut dropped = 0;
+    while dropped < bytes {
+        let Some(longest) = status
+            .tags
+            .iter_mut()
+            .filter(|list| list.items.len() > 1)
+            .max_by_key(|list| list.items.len())
+        else {
+            break;
+        };
+        if let Some(item) = longest.items.pop() {
+            dropped += serde_json::to_vec(&item).map_or(0, |v| v.len()) + 1;
+        }
+    }
+    dropped
+}
+
 /// The tags whose current image (`items[0]`: image or reference) differs
 /// between `before` (`None` for a new stream) and `after`, in status order:
 /// one [`TagChange`] each, the source of a `TagsChanged` event.
@@ -516,5 +560,41 @@ mod tests {
             Outcome::Added
         );
         assert_eq!(empty.status_tag("x").unwrap().items.len(), 1);
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_items_of_every_tag() {
+        let mut s = stream();
+        for n in 1..=5 {
+            add_tag_event(&mut s, "a", event(n, 1));
+        }
+        add_tag_event(&mut s, "b", event(9, 1));
+        assert_eq!(prune(&mut s, 3), 2);
+        assert_eq!(images(&s, "a"), [digest(5), digest(4), digest(3)]);
+        assert_eq!(images(&s, "b"), [digest(9)]);
+        assert_eq!(
+            prune(&mut s, 0),
+            2,
+            "a limit of 0 still keeps the current image"
+        );
+        assert_eq!(images(&s, "a"), [digest(5)]);
+    }
+
+    #[test]
+    fn trim_drops_the_oldest_of_the_longest_history_and_never_a_current_image() {
+        let mut s = stream();
+        for n in 1..=4 {
+            add_tag_event(&mut s, "a", event(n, 1));
+        }
+        for n in 10..=11 {
+            add_tag_event(&mut s, "b", event(n, 1));
+        }
+        let one = serde_json::to_vec(&event(1, 1)).unwrap().len() + 1;
+        assert_eq!(trim_oldest(&mut s, 1), one, "one item is enough");
+        assert_eq!(images(&s, "a"), [digest(4), digest(3), digest(2)]);
+        assert_eq!(trim_oldest(&mut s, usize::MAX), 3 * one);
+        assert_eq!(images(&s, "a"), [digest(4)]);
+        assert_eq!(images(&s, "b"), [digest(11)]);
+        assert_eq!(trim_oldest(&mut s, 1), 0, "nothing left but current images");
     }
 }

@@ -40,6 +40,17 @@
 //!
 //! # Bounds
 //!
+//! - A tag's history keeps `stream_store.history_limit` items (50 by
+//!   default), the oldest dropped first; the current image always stays.
+//! - A record is at most the NATS server's `max_payload` (read at connect)
+//!   less 4 KiB for headers and a 1 KiB reserve ([`bucket::Limits`]), so it
+//!   can always be read back. A write that would be larger drops the oldest
+//!   items of the longest histories first; a stream whose current images
+//!   alone exceed it (too many tags: about 3,500 pushed tags at 1 MiB) is
+//!   refused with `LimitExceeded` (gRPC `RESOURCE_EXHAUSTED`, HTTP 413), and a
+//!   push that would make it so is dead-lettered ([`pushes`]). A push costs
+//!   one write of the whole record: bounded, but not yet independent of the
+//!   number of tags.
 //! - The bucket keeps 64 revisions per stream: a revision the changefeed has
 //!   not read when 64 newer writes of its stream have landed is gone, with
 //!   its `TagsChanged`. Writes are therefore admitted only while the
@@ -151,7 +162,8 @@ impl StreamStoreService {
         deps: Deps,
         options: Options,
     ) -> anyhow::Result<Self> {
-        let bucket = Bucket::new(deps.topology.streams.clone());
+        let limits = bucket::Limits::new(config.stream_store.history_limit.get(), &deps.nats);
+        let bucket = Bucket::new(deps.topology.streams.clone(), limits);
         let api = if options.api {
             let subscriptions = api::subscribe(&deps.nats).await?;
             Some((Arc::new(api::Api::new(bucket.clone())), subscriptions))
@@ -166,8 +178,12 @@ impl StreamStoreService {
         let guard = bucket.guard().clone();
         guard.published(changefeed.cached_info().ack_floor.stream_sequence);
         let events = EventCounters::new(&deps.metrics.service(NAME));
-        let mut applier = pushes::Applier::new(bucket, config.integrated_registry.host.clone())
-            .with_events(events.clone());
+        let mut applier = pushes::Applier::new(
+            bucket,
+            config.integrated_registry.host.clone(),
+            deps.topology.js.clone(),
+        )
+        .with_events(events.clone());
         if config.auth.enabled {
             let identities = imagestreams_common::auth::store::IdentityStore::open_boxed(
                 &deps.topology.js,

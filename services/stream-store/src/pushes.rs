@@ -32,10 +32,22 @@
 //!   it. The write's `change` lists the tags whose current image moved; none
 //!   means no `TagsChanged`.
 //! - **Acks.** Only after the write committed (or the event proved a
-//!   duplicate). A transient error is retried in place every
-//!   [`DEFAULT_RETRY_DELAY`] (keeping the stream's order), and the event is
-//!   handed back (`Nak`) if shutdown comes first. An undecodable or invalid
-//!   event is logged and `Term`inated.
+//!   duplicate). An undecodable or invalid event is logged and `Term`inated.
+//! - **No head-of-line blocking.** A transient failure (NATS unavailable,
+//!   the changefeed behind, a stream that keeps changing) is retried in
+//!   place [`RETRIES_IN_PLACE`] times with backoff (0.7 s in all), then the
+//!   event is handed back (`Nak`) with a delay that doubles with each
+//!   delivery up to [`MAX_REDELIVERY_DELAY`], and the worker goes on with
+//!   the events behind it: one failing stream delays the others of its
+//!   worker by 0.7 s at most. (A late event lands in its tag's history by
+//!   its registry time, see **Order**.) A permanent failure (the stream's
+//!   stored record is unreadable, or it would not fit in one KV value even
+//!   with its histories cut to their current images: too many tags) is
+//!   dead-lettered ([`deadletter`]): stored on
+//!   `imagestreams.deadletters.events.<ns>.<name>` with its cause, counted
+//!   (`outcome="dead_lettered"`), logged with the cause chain, noted on the
+//!   stream's [`ANNOTATION_DEAD_LETTER`] (when the stream can still be
+//!   written), and terminated.
 //! - **Tracing.** Each event is handled in an `image_pushed` span, the child
 //!   of the trace context its headers carry; the write records the span's
 //!   `traceparent` for the changefeed's `TagsChanged`.
@@ -68,7 +80,8 @@ use futures::StreamExt as _;
 use imagestreams_common::{
     auth::{Verb, store::IdentityStore},
     bounded::Bounded,
-    error::ApiError,
+    deadletter,
+    error::{self, ApiError},
     metrics::EventCounters,
     model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
     reference::{self, Reference},
@@ -93,11 +106,15 @@ pub const CONSUMER_NAME: &str = "stream-store";
 pub const DEFAULT_WORKERS: usize = 8;
 /// How long JetStream waits for an ack before it redelivers.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(10);
-/// How long a transient failure waits before the event is redelivered.
+/// How long a failed pull waits before the next.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
-/// How long an event waits before redelivery when its stream's stored
-/// record cannot be read.
-pub const DEFAULT_POISONED_DELAY: Duration = Duration::from_secs(30);
+/// How many times a transient failure is retried in place, the events of
+/// the same worker waiting behind it, before the event is handed back.
+pub const RETRIES_IN_PLACE: u32 = 3;
+/// The first in-place retry's delay, doubled at each retry.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// The longest a handed-back event waits before its redelivery.
+pub const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(30);
 /// How long an event handed back at shutdown waits before redelivery: longer
 /// than a pull, so that it goes to the next consumer instance rather than
 /// back to this one.
@@ -186,6 +203,10 @@ pub const ANNOTATION_CREATED_BY: &str = "imagestreams.io/created-by";
 /// Annotation of a stream fed by pushes: who pushed last.
 pub const ANNOTATION_LAST_PUSHED_BY: &str = "imagestreams.io/last-pushed-by";
 
+/// Annotation of a stream with a push that could never be recorded: when,
+/// which tag and image, why, and the subject its dead letter is stored on.
+pub const ANNOTATION_DEAD_LETTER: &str = "imagestreams.io/dead-letter";
+
 /// Records `actor` as the stream's last pusher, and as its creator when the push creates it.
 fn record_pusher(stream: &mut ImageStream, actor: &str, creates: bool) {
     let annotations = &mut stream.metadata.annotations;
@@ -204,6 +225,7 @@ fn record_pusher(stream: &mut ImageStream, actor: &str, creates: bool) {
 #[derive(Debug)]
 pub struct Applier {
     bucket: Bucket,
+    js: jetstream::Context,
     registry_host: String,
     cache: Mutex<Bounded<String, Versioned>>,
     events: EventCounters,
@@ -275,10 +297,11 @@ fn push_time(event: &proto::ImagePushed) -> Option<i64> {
 
 impl Applier {
     /// An applier writing to `bucket`; streams created on the fly are pulled
-    /// from `registry_host`.
-    pub fn new(bucket: Bucket, registry_host: impl Into<String>) -> Self {
+    /// from `registry_host`; dead letters go to `js`.
+    pub fn new(bucket: Bucket, registry_host: impl Into<String>, js: jetstream::Context) -> Self {
         Applier {
             bucket,
+            js,
             registry_host: registry_host.into(),
             cache: Mutex::new(Bounded::new(CACHED_RECORDS)),
             events: EventCounters::default(),
@@ -465,9 +488,16 @@ async fn settle(message: &jetstream::Message, kind: AckKind) {
     }
 }
 
-/// Handles one message to the end: apply, then ack or term. A transient
-/// failure is retried in place (keeping the stream's order) until it
-/// succeeds or `shutdown` comes, when the message is handed back.
+/// The delay before the redelivery of an event handed back at its
+/// `delivered`-th delivery: 1 s, doubled each time, at most
+/// [`MAX_REDELIVERY_DELAY`].
+fn redelivery_delay(delivered: i64) -> Duration {
+    let doublings = delivered.clamp(1, 16) as u32 - 1;
+    (Duration::from_secs(1) * 2u32.pow(doublings)).min(MAX_REDELIVERY_DELAY)
+}
+
+/// Handles one message to the end: apply, then ack, term, dead-letter or
+/// hand back (see the module docs' **No head-of-line blocking**).
 async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &CancellationToken) {
     let event = match proto::ImagePushed::decode(message.payload.clone()) {
         Ok(event) => event,
@@ -477,8 +507,9 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
             return settle(&message, AckKind::Term).await;
         }
     };
-    loop {
-        match applier.apply(&event).await {
+    let mut delay = FIRST_RETRY_DELAY;
+    for attempt in 0.. {
+        let error = match applier.apply(&event).await {
             Ok(applied) => {
                 tracing::debug!(event_id = %event.event_id, ?applied, "applied");
                 applier.events.consumed(KIND, applied.outcome());
@@ -489,25 +520,102 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
                 applier.events.consumed(KIND, "invalid");
                 return settle(&message, AckKind::Term).await;
             }
-            Err(ApplyError::Bucket(error @ BucketError::Record(_))) => {
-                // the stored stream is unreadable: a bug, not a passing fault;
-                // don't block the other streams of this worker behind it
-                tracing::error!(%error, event_id = %event.event_id, "cannot apply ImagePushed");
-                applier.events.consumed(KIND, "poisoned");
-                return settle(&message, AckKind::Nak(Some(DEFAULT_POISONED_DELAY))).await;
+            Err(ApplyError::Bucket(error)) if error.is_permanent() => {
+                return applier.dead_letter(&message, &event, &error).await;
             }
-            Err(error @ (ApplyError::Bucket(_) | ApplyError::Identities(_))) => {
-                tracing::warn!(%error, event_id = %event.event_id, "cannot apply ImagePushed yet, retrying");
-                applier.events.consumed(KIND, "retry");
-                settle(&message, AckKind::Progress).await;
-                tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        return settle(&message, AckKind::Nak(Some(DEFAULT_SHUTDOWN_REDELIVERY))).await;
-                    }
-                    _ = tokio::time::sleep(DEFAULT_RETRY_DELAY) => {}
-                }
-            }
+            Err(error) => error,
+        };
+        applier.events.consumed(KIND, "retry");
+        if attempt >= RETRIES_IN_PLACE {
+            let delivered = message.info().map_or(1, |info| info.delivered);
+            let wait = redelivery_delay(delivered);
+            tracing::warn!(error = error::chain(&error), event_id = %event.event_id, ?wait, "cannot apply ImagePushed yet, handed back");
+            return settle(&message, AckKind::Nak(Some(wait))).await;
         }
+        tracing::debug!(error = error::chain(&error), event_id = %event.event_id, "cannot apply ImagePushed yet, retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                return settle(&message, AckKind::Nak(Some(DEFAULT_SHUTDOWN_REDELIVERY))).await;
+            }
+            _ = tokio::time::sleep(delay) => delay *= 2,
+        }
+    }
+}
+
+impl Applier {
+    /// Stores `message` as a dead letter, notes it on its stream, and
+    /// terminates it; hands it back for later when the dead letter cannot be
+    /// stored.
+    async fn dead_letter(
+        &self,
+        message: &jetstream::Message,
+        event: &proto::ImagePushed,
+        error: &BucketError,
+    ) {
+        let reason = error::chain(error);
+        tracing::error!(%reason, event_id = %event.event_id, "cannot ever apply ImagePushed: dead-lettered");
+        let stored = deadletter::store(
+            &self.js,
+            CONSUMER_NAME,
+            &event.namespace,
+            &event.stream,
+            message,
+            &reason,
+        )
+        .await;
+        if let Err(error) = stored {
+            tracing::warn!(
+                error = error::chain(&error),
+                "cannot store a dead letter: handed back"
+            );
+            return settle(message, AckKind::Nak(Some(MAX_REDELIVERY_DELAY))).await;
+        }
+        self.events.consumed(KIND, "dead_lettered");
+        let note = format!(
+            "{}: push of {}:{} ({}) not recorded, the stream is too large; its event and the cause are kept on {}",
+            writes::timestamp(Utc::now()),
+            event.stream,
+            event.tag,
+            event.digest,
+            deadletter::subject(&event.namespace, &event.stream),
+        );
+        if let Err(error) = self.note_dead_letter(event, note).await {
+            tracing::warn!(
+                error = error::chain(&error),
+                "cannot note the dead letter on its stream"
+            );
+        }
+        settle(message, AckKind::Term).await
+    }
+
+    /// Sets [`ANNOTATION_DEAD_LETTER`] on the event's stream, and remembers
+    /// the event as applied, so that a redelivery changes nothing.
+    async fn note_dead_letter(
+        &self,
+        event: &proto::ImagePushed,
+        note: String,
+    ) -> Result<(), ApplyError> {
+        let now = writes::timestamp(Utc::now());
+        self.cache()
+            .take(&subjects::stream_key(&event.namespace, &event.stream));
+        // a full stream has room for the note in the reserve
+        self.bucket
+            .unreserved()
+            .modify(&event.namespace, &event.stream, |current| {
+                let Some((record, revision)) = current else {
+                    return Ok::<_, ApplyError>(Plan::Skip);
+                };
+                let mut stream = record.stream.clone();
+                stream
+                    .metadata
+                    .annotations
+                    .insert(ANNOTATION_DEAD_LETTER.to_owned(), note.clone());
+                let mut next = next_record(Some(&record), stream, &now);
+                next.remember_applied(&event.event_id);
+                Ok(Plan::Update(next, revision))
+            })
+            .await
+            .map(drop)
     }
 }
 
