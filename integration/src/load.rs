@@ -153,10 +153,14 @@ pub struct Audit {
     pub events_backwards: usize,
     /// Tags whose last change (by revision) is not their final image.
     pub events_missing_last: usize,
+    /// Changes whose old image is not the new image of the change before
+    /// (by revision) of the same tag: a change in between was not stored.
+    pub gaps: usize,
 }
 
 impl Audit {
-    /// Whether nothing was lost, doubled or misordered.
+    /// Whether nothing was lost, doubled or misordered, and no tag's chain of
+    /// `TagsChanged` has a gap.
     pub fn is_clean(&self) -> bool {
         *self
             == Audit {
@@ -171,14 +175,15 @@ impl std::fmt::Display for Audit {
         write!(
             f,
             "lost {}, duplicated {}, out of order {}; TagsChanged {} stored, duplicated {}, \
-             backwards {}, tags missing their last change {}",
+             backwards {}, tags missing their last change {}, gaps {}",
             self.lost,
             self.duplicated,
             self.out_of_order,
             self.events,
             self.events_duplicated,
             self.events_backwards,
-            self.events_missing_last
+            self.events_missing_last,
+            self.gaps
         )
     }
 }
@@ -244,16 +249,19 @@ async fn stored_messages(
     Ok(all)
 }
 
-/// Per (stream, tag) of `pushes`' namespaces, the (revision, new image) of
-/// every stored `TagsChanged`, and how many events the stream holds.
+/// The changes of one tag: (revision, old image, new image).
+type Changes = Vec<(u64, String, String)>;
+
+/// Per (stream, tag) of `pushes`' namespaces, the (revision, old image, new
+/// image) of every stored `TagsChanged`, and how many events the stream holds.
 async fn changes(
     js: &jetstream::Context,
     pushes: &[Push],
-) -> anyhow::Result<(BTreeMap<(String, String), Vec<(u64, String)>>, u64)> {
+) -> anyhow::Result<(BTreeMap<(String, String), Changes>, u64)> {
     let messages = stored_messages(js, subjects::STREAM_TAGS).await?;
     let stored = messages.len() as u64;
     let namespaces: Vec<&str> = pushes.iter().map(|p| p.namespace.as_str()).collect();
-    let mut moved: BTreeMap<(String, String), Vec<(u64, String)>> = BTreeMap::new();
+    let mut moved: BTreeMap<(String, String), Changes> = BTreeMap::new();
     for message in messages {
         let event = proto::TagsChanged::decode(message.payload.clone())?;
         if !namespaces.contains(&event.namespace.as_str()) {
@@ -263,7 +271,11 @@ async fn changes(
             moved
                 .entry((event.stream.clone(), change.tag))
                 .or_default()
-                .push((event.resource_version.parse()?, change.new_image));
+                .push((
+                    event.resource_version.parse()?,
+                    change.old_image,
+                    change.new_image,
+                ));
         }
     }
     Ok((moved, stored))
@@ -299,7 +311,7 @@ pub async fn current_images(
         .map(|(key, mut changes)| {
             changes.sort();
             let mut images: Vec<String> = Vec::with_capacity(changes.len());
-            for (_, image) in changes {
+            for (_, _, image) in changes {
                 if !images.contains(&image) {
                     images.push(image);
                 }
@@ -354,7 +366,11 @@ pub async fn audit(
     let (mut moved, mut stored) = changes(js, pushes).await?;
     while tokio::time::Instant::now() < deadline
         && expected.iter().any(|(key, want)| {
-            moved.get(key).and_then(|m| m.iter().max()).map(|(_, d)| d) != want.first()
+            moved
+                .get(key)
+                .and_then(|m| m.iter().max())
+                .map(|(_, _, d)| d)
+                != want.first()
         })
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -370,7 +386,7 @@ pub async fn audit(
         by_revision.sort();
         let order: Vec<usize> = by_revision
             .iter()
-            .filter_map(|(_, d)| index_of.get(d.as_str()).copied())
+            .filter_map(|(_, _, d)| index_of.get(d.as_str()).copied())
             .collect();
         let mut distinct = order.clone();
         distinct.sort_unstable();
@@ -378,9 +394,15 @@ pub async fn audit(
         audit.events_duplicated += order.len() - distinct.len();
         // the later push wins: a tag never moves back to an older image
         audit.events_backwards += order.windows(2).filter(|w| w[1] < w[0]).count();
-        if by_revision.last().map(|(_, d)| d) != want.first() {
+        if by_revision.last().map(|(_, _, d)| d) != want.first() {
             audit.events_missing_last += 1;
         }
+        // each change starts where the one before ended (a repeat of the
+        // same revision is a duplicate, counted above, not a gap)
+        audit.gaps += by_revision
+            .windows(2)
+            .filter(|w| w[0].0 != w[1].0 && w[1].1 != w[0].2)
+            .count();
     }
     Ok(audit)
 }

@@ -2,6 +2,7 @@
 //! stream-store's write path, the gateway (gRPC and REST) and the CLI.
 
 mod bounded;
+mod changefeed_lag;
 mod cli;
 mod gateway;
 mod read_cache;

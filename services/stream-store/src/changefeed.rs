@@ -28,7 +28,20 @@
 //!   `TagsChanged`. The changefeed must not fall more than 64 writes behind
 //!   on any one stream; the [`LagGuard`] holds writers back (and finally
 //!   fails them as unavailable) while it is
-//!   [`DEFAULT_MAX_LAG`](crate::lag::DEFAULT_MAX_LAG) messages behind.
+//!   [`DEFAULT_MAX_LAG`](crate::lag::DEFAULT_MAX_LAG) messages behind. Behind
+//!   means past the consumer's ack floor, as the server reports it, not past
+//!   what this process acked: with several replicas, a message delivered to
+//!   one that died holds the floor, and newer writes of its stream must wait
+//!   for it. The acks here only wake the waiting writers
+//!   ([`LagGuard::acked`]) to ask the server again.
+//! - **Crash while holding messages:** the consumer's ack wait is
+//!   [`DEFAULT_ACK_WAIT`] (2 s), shorter than the writers' wait
+//!   ([`DEFAULT_ADMIT_TIMEOUT`](crate::lag::DEFAULT_ADMIT_TIMEOUT), 5 s): the
+//!   messages of a killed replica are redelivered to the others before the
+//!   writers held back by them give up. A message that cannot be published
+//!   yet is kept alive with `Progress` while it is retried.
+
+use std::time::Duration;
 
 use async_nats::{
     HeaderMap,
@@ -52,9 +65,7 @@ use tracing::Instrument as _;
 
 use crate::{
     lag::LagGuard,
-    pushes::{
-        DEFAULT_ACK_WAIT, DEFAULT_PULL_EXPIRES, DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_REDELIVERY,
-    },
+    pushes::{DEFAULT_PULL_EXPIRES, DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_REDELIVERY},
 };
 
 /// The durable consumer's name.
@@ -65,6 +76,14 @@ const BATCH: usize = 256;
 const KIND: &str = "TagsChanged";
 /// How many `TagsChanged` may await their acknowledgement at once.
 pub const DEFAULT_WINDOW: usize = 128;
+/// How long the consumer waits for a delivered message's ack before it
+/// delivers it again: how long a killed replica's messages hold the ack
+/// floor, and so the writers (see [`LagGuard`]). Shorter than
+/// [`DEFAULT_ADMIT_TIMEOUT`](crate::lag::DEFAULT_ADMIT_TIMEOUT), so held
+/// writers wait rather than fail. A message in hand for longer (a batch
+/// behind a slow publish) is delivered once more, and its repeat dropped as
+/// a duplicate by its message id.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// Errors of the changefeed.
 #[derive(Debug, thiserror::Error)]
@@ -88,23 +107,27 @@ pub enum ChangefeedError {
 /// everything the bucket holds: declared afresh on a bucket with history
 /// (after the consumer was deleted, say), it publishes the retained changes
 /// again, and those older than the duplicate window are not dropped.
+///
+/// Create-or-update: an existing durable takes this configuration, so an
+/// upgrade brings the consumer declared by an older version (ack wait 10 s)
+/// to [`DEFAULT_ACK_WAIT`], the running replicas' deliveries included. The
+/// fields the server cannot change (filter, deliver and ack policy) have not
+/// changed since the first version; were they to, the declaration would fail
+/// and the consumer would have to be replaced by hand.
 pub async fn declare(kv: &jetstream::kv::Store) -> Result<PullConsumer, ChangefeedError> {
     kv.stream
-        .get_or_create_consumer(
-            CONSUMER_NAME,
-            pull::Config {
-                durable_name: Some(CONSUMER_NAME.to_owned()),
-                description: Some(
-                    "stream-store: publishes TagsChanged from the ImageStreams bucket".to_owned(),
-                ),
-                filter_subject: format!("$KV.{}.>", subjects::BUCKET_STREAMS),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: DEFAULT_ACK_WAIT,
-                max_deliver: -1,
-                ..Default::default()
-            },
-        )
+        .create_consumer(pull::Config {
+            durable_name: Some(CONSUMER_NAME.to_owned()),
+            description: Some(
+                "stream-store: publishes TagsChanged from the ImageStreams bucket".to_owned(),
+            ),
+            filter_subject: format!("$KV.{}.>", subjects::BUCKET_STREAMS),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: DEFAULT_ACK_WAIT,
+            max_deliver: -1,
+            ..Default::default()
+        })
         .await
         .map_err(|e| ChangefeedError::Declare(Box::new(e)))
 }
@@ -165,13 +188,13 @@ struct InFlight {
     sent: Result<Option<PendingAck>, ChangefeedError>,
 }
 
-/// Acknowledges the bucket message once its event is stored, and tells the
-/// lag guard.
+/// Acknowledges the bucket message once its event is stored, and wakes the
+/// writers waiting on the lag guard, to read the consumer's ack floor again
+/// (this message's sequence is no floor: another replica may hold an older
+/// one).
 async fn done(guard: &LagGuard, message: &jetstream::Message) {
     settle(message, AckKind::Ack).await;
-    if let Ok(info) = message.info() {
-        guard.published(info.stream_sequence);
-    }
+    guard.acked();
 }
 
 /// Publishes one message's event again until it is stored (the message id
@@ -250,7 +273,7 @@ async fn confirm(
 
 /// Publishes until `shutdown`, in the bucket's order, with up to
 /// [`DEFAULT_WINDOW`] events awaiting their acknowledgement: one task sends,
-/// another ([`confirm`]) awaits the acknowledgements in order and then acks
+/// another (`confirm`) awaits the acknowledgements in order and then acks
 /// the bucket messages, so a backlog drains at the rate of sends rather than
 /// of round trips. Messages are pulled in bounded batches, and the batch in
 /// hand is finished before the loop stops (see

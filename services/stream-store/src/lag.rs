@@ -8,11 +8,23 @@
 //! bucket messages behind in total (which bounds every stream's lag).
 //!
 //! The lag is `head - floor`: `head` the highest revision this process wrote,
-//! `floor` the changefeed consumer's ack floor. The local changefeed raises
-//! `floor` as it acks; when the lag looks too high the guard asks the server
-//! for the consumer's ack floor (the truth, also when the changefeed runs in
-//! another process), and waits until it is low again, up to
-//! [`DEFAULT_ADMIT_TIMEOUT`].
+//! `floor` the changefeed consumer's ack floor as the server last reported
+//! it (`consumer_info`'s `ack_floor.stream_sequence`: every message up to it
+//! is acked, by whichever replica). Nothing else raises `floor`: a replica's
+//! own acks say nothing of a message another replica holds unacked (one that
+//! was killed, say), and that message is what the floor must wait for. The
+//! local changefeed's acks only wake the waiting writers
+//! ([`LagGuard::acked`]) to ask the server again.
+//!
+//! When the lag looks too high, a writer asks the server for the ack floor
+//! and waits until the lag is low again, asking again after each local ack
+//! and every 20 ms, up to [`DEFAULT_ADMIT_TIMEOUT`]. Concurrent writers
+//! share one request: one asks, the others wait for its answer.
+//!
+//! A message held by a replica that died is redelivered after the consumer's
+//! ack wait ([`changefeed::DEFAULT_ACK_WAIT`](crate::changefeed::DEFAULT_ACK_WAIT),
+//! shorter than [`DEFAULT_ADMIT_TIMEOUT`]), so the writers of the other
+//! replicas are held that long, not failed.
 
 use std::{
     sync::{
@@ -23,7 +35,10 @@ use std::{
 };
 
 use async_nats::jetstream::stream::Stream;
-use tokio::{sync::Notify, time::Instant};
+use tokio::{
+    sync::{Mutex, Notify},
+    time::Instant,
+};
 
 use crate::changefeed::CONSUMER_NAME;
 
@@ -32,7 +47,7 @@ use crate::changefeed::CONSUMER_NAME;
 pub const DEFAULT_MAX_LAG: u64 = 32;
 /// How long a writer waits for the changefeed before giving up.
 pub const DEFAULT_ADMIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the server is asked while waiting.
+/// How often the server is asked while waiting, local acks or not.
 const POLL: Duration = Duration::from_millis(20);
 
 /// The changefeed is too far behind to admit another write.
@@ -54,9 +69,16 @@ pub struct LagGuard {
 #[derive(Debug)]
 struct Inner {
     bucket_stream: Stream,
+    /// The highest revision this process wrote.
     head: AtomicU64,
+    /// The consumer's ack floor, as the server last reported it.
     floor: AtomicU64,
+    /// The local changefeed acked: the server's floor may have moved.
     progressed: Notify,
+    /// Held while the server is asked, so that concurrent writers ask once.
+    asking: Mutex<()>,
+    /// How many requests for the floor were sent.
+    asked: AtomicU64,
     max_lag: u64,
 }
 
@@ -69,12 +91,15 @@ impl LagGuard {
                 head: AtomicU64::new(0),
                 floor: AtomicU64::new(0),
                 progressed: Notify::new(),
+                asking: Mutex::new(()),
+                asked: AtomicU64::new(0),
                 max_lag: DEFAULT_MAX_LAG,
             }),
         }
     }
 
-    /// The lag as far as this process knows.
+    /// The lag as far as this process knows: its own writes against the ack
+    /// floor the server last reported.
     pub fn lag(&self) -> u64 {
         let head = self.inner.head.load(Ordering::SeqCst);
         head.saturating_sub(self.inner.floor.load(Ordering::SeqCst))
@@ -85,13 +110,32 @@ impl LagGuard {
         self.inner.head.fetch_max(revision, Ordering::SeqCst);
     }
 
-    /// Records that the changefeed is done with every message up to `sequence`.
+    /// Records the changefeed consumer's ack floor as the server reported it
+    /// (`ack_floor.stream_sequence` of its info): every message up to
+    /// `sequence` is acked, by whichever replica. Only ever the server's
+    /// word: a sequence this process acked is no floor (see the module docs).
     pub fn published(&self, sequence: u64) {
-        self.inner.floor.fetch_max(sequence, Ordering::SeqCst);
+        if self.inner.floor.fetch_max(sequence, Ordering::SeqCst) < sequence {
+            self.inner.progressed.notify_waiters();
+        }
+    }
+
+    /// Tells the waiting writers that the local changefeed acked a message:
+    /// they ask the server for the floor again. Moves no floor itself.
+    /// ([`published`](Self::published) wakes them too when the floor rises.)
+    pub fn acked(&self) {
         self.inner.progressed.notify_waiters();
     }
 
+    /// Asks the server for the ack floor, unless a request sent since this
+    /// call began has already been answered (concurrent writers share one).
     async fn refresh(&self) {
+        let asked = self.inner.asked.load(Ordering::SeqCst);
+        let _asking = self.inner.asking.lock().await;
+        if self.inner.asked.load(Ordering::SeqCst) != asked {
+            return;
+        }
+        self.inner.asked.fetch_add(1, Ordering::SeqCst);
         match self.inner.bucket_stream.consumer_info(CONSUMER_NAME).await {
             Ok(info) => self.published(info.ack_floor.stream_sequence),
             Err(error) => tracing::debug!(%error, "cannot read the changefeed's position"),
@@ -103,14 +147,18 @@ impl LagGuard {
         if self.lag() < self.inner.max_lag {
             return Ok(());
         }
-        self.refresh().await;
-        tracing::debug!(lag = self.lag(), "waiting for the changefeed");
         let deadline = Instant::now() + DEFAULT_ADMIT_TIMEOUT;
+        let mut waiting = false;
         loop {
-            // registered before the check, so no progress goes unnoticed
+            // registered before the checks, so no progress goes unnoticed
             let progressed = self.inner.progressed.notified();
             tokio::pin!(progressed);
             progressed.as_mut().enable();
+            // another writer may have learnt a higher floor; else ask
+            if self.lag() < self.inner.max_lag {
+                return Ok(());
+            }
+            self.refresh().await;
             let lag = self.lag();
             if lag < self.inner.max_lag {
                 return Ok(());
@@ -121,10 +169,14 @@ impl LagGuard {
                     limit: self.inner.max_lag,
                 });
             }
-            // the local changefeed's progress, or else the server's word
+            if !waiting {
+                waiting = true;
+                tracing::debug!(lag, "waiting for the changefeed");
+            }
+            // a local ack, or else the next poll, and ask the server again
             tokio::select! {
                 _ = progressed => {}
-                _ = tokio::time::sleep(POLL) => self.refresh().await,
+                _ = tokio::time::sleep(POLL) => {}
             }
         }
     }
