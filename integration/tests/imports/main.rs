@@ -67,7 +67,10 @@ struct Env {
 
 impl Env {
     async fn start() -> anyhow::Result<Env> {
-        let nats = NatsServer::start().await?;
+        Self::start_on(NatsServer::start().await?).await
+    }
+
+    async fn start_on(nats: NatsServer) -> anyhow::Result<Env> {
         let client = nats.connect().await?;
         let topology = imagestreams_common::nats::provision(&client, 1).await?;
         let key_dir = TestDir::new("secrets-key")?;
@@ -963,6 +966,56 @@ async fn faults_and_unreachable_registries_end_in_conditions_quickly() -> anyhow
     );
     app.stop().await?;
     Ok(())
+}
+
+#[tokio::test]
+async fn an_import_larger_than_a_message_is_refused_naming_the_limit() -> anyhow::Result<()> {
+    // 600 tags do not fit in one 64 KiB message (as 10,000 do not in 1 MiB)
+    const TAGS: usize = 600;
+    const MAX_PAYLOAD: usize = 64 * 1024;
+    let fake = FakeRegistry::start().await?;
+    let env = Env::start_on(NatsServer::start_with_max_payload(MAX_PAYLOAD).await?).await?;
+    let app = env
+        .spawn(
+            &[ServiceName::StreamStore, ServiceName::TagSyncer],
+            &[rule(&fake.host(), &fake.host())],
+            |c| {
+                c.tag_syncer.max_tags_per_import = TAGS;
+                c.tag_syncer.requests_per_second = 0.0;
+            },
+        )
+        .await?;
+    let refused = env
+        .imports
+        .import_image(&proto::ImportImageRequest {
+            namespace: "big".into(),
+            name: "big".into(),
+            from: format!("{}/many/app", fake.host()),
+            all: true,
+            confirm: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("too large for one message");
+    let ApiError::LimitExceeded(message) = &refused else {
+        panic!("not LimitExceeded: {refused:?}");
+    };
+    assert!(
+        message.contains("max_payload") && message.contains(&MAX_PAYLOAD.to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        tonic::Status::from(refused).code(),
+        tonic::Code::ResourceExhausted
+    );
+    assert!(
+        matches!(
+            env.reader.get("big", "big").await,
+            Err(ApiError::NotFound(_))
+        ),
+        "nothing stored"
+    );
+    app.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,11 +173,13 @@ impl Bucket {
             if history::trim_oldest(&mut record.stream, excess) == 0 {
                 return Err(BucketError::TooLarge(format!(
                     "image stream {}/{} would be stored as {} bytes, over the limit of {limit} \
-                     bytes (the NATS server's max_payload less {} for headers and a reserve), \
-                     even with every tag's history cut to its current image: it has too many tags",
+                     bytes (the NATS server's max_payload of {} less {} for headers and a \
+                     reserve), even with every tag's history cut to its current image: it has \
+                     too many tags",
                     record.stream.metadata.namespace,
                     record.stream.metadata.name,
                     value.len(),
+                    self.limits.value_bytes + requests::ENVELOPE_BYTES,
                     requests::ENVELOPE_BYTES + self.limits.reserve_bytes,
                 )));
             }
