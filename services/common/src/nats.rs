@@ -101,6 +101,18 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, NatsError> 
     }
 }
 
+/// The longest a handed-back event waits before its redelivery.
+pub const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(30);
+
+/// How long an event handed back (`Nak`) by a durable consumer at its
+/// `delivered`-th delivery waits before the next: 1 s, doubled at each
+/// delivery, at most [`MAX_REDELIVERY_DELAY`]. A failing event thus costs
+/// its consumer less and less, and never holds up the events behind it.
+pub fn redelivery_delay(delivered: i64) -> Duration {
+    let doublings = delivered.clamp(1, 16) as u32 - 1;
+    (Duration::from_secs(1) * 2u32.pow(doublings)).min(MAX_REDELIVERY_DELAY)
+}
+
 /// The declared JetStream topology.
 #[derive(Clone, Debug)]
 pub struct Topology {
@@ -352,4 +364,15 @@ pub async fn send_event(
             source: Box::new(e),
         })?;
     Ok(PendingAck { subject, ack })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redeliveries_back_off_to_thirty_seconds() {
+        let delays: Vec<u64> = [0, 1, 2, 3, 5, 6, 100]
+            .map(|n| super::redelivery_delay(n).as_secs())
+            .to_vec();
+        assert_eq!(delays, [1, 1, 2, 4, 16, 30, 30]);
+    }
 }

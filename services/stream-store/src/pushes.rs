@@ -37,7 +37,7 @@
 //!   the changefeed behind, a stream that keeps changing) is retried in
 //!   place [`RETRIES_IN_PLACE`] times with backoff (0.7 s in all), then the
 //!   event is handed back (`Nak`) with a delay that doubles with each
-//!   delivery up to [`MAX_REDELIVERY_DELAY`], and the worker goes on with
+//!   delivery up to 30 s ([`nats::redelivery_delay`]), and the worker goes on with
 //!   the events behind it: one failing stream delays the others of its
 //!   worker by 0.7 s at most. (A late event lands in its tag's history by
 //!   its registry time, see **Order**.) A permanent failure (the stream's
@@ -84,6 +84,7 @@ use imagestreams_common::{
     error::{self, ApiError},
     metrics::EventCounters,
     model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
+    nats,
     reference::{self, Reference},
     subjects::{self, Kind},
     telemetry::propagation,
@@ -113,8 +114,6 @@ pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 pub const RETRIES_IN_PLACE: u32 = 3;
 /// The first in-place retry's delay, doubled at each retry.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
-/// The longest a handed-back event waits before its redelivery.
-pub const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(30);
 /// How long an event handed back at shutdown waits before redelivery: longer
 /// than a pull, so that it goes to the next consumer instance rather than
 /// back to this one.
@@ -488,14 +487,6 @@ async fn settle(message: &jetstream::Message, kind: AckKind) {
     }
 }
 
-/// The delay before the redelivery of an event handed back at its
-/// `delivered`-th delivery: 1 s, doubled each time, at most
-/// [`MAX_REDELIVERY_DELAY`].
-fn redelivery_delay(delivered: i64) -> Duration {
-    let doublings = delivered.clamp(1, 16) as u32 - 1;
-    (Duration::from_secs(1) * 2u32.pow(doublings)).min(MAX_REDELIVERY_DELAY)
-}
-
 /// Handles one message to the end: apply, then ack, term, dead-letter or
 /// hand back (see the module docs' **No head-of-line blocking**).
 async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &CancellationToken) {
@@ -528,7 +519,7 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
         applier.events.consumed(KIND, "retry");
         if attempt >= RETRIES_IN_PLACE {
             let delivered = message.info().map_or(1, |info| info.delivered);
-            let wait = redelivery_delay(delivered);
+            let wait = nats::redelivery_delay(delivered);
             tracing::warn!(error = error::chain(&error), event_id = %event.event_id, ?wait, "cannot apply ImagePushed yet, handed back");
             return settle(&message, AckKind::Nak(Some(wait))).await;
         }
@@ -568,7 +559,7 @@ impl Applier {
                 error = error::chain(&error),
                 "cannot store a dead letter: handed back"
             );
-            return settle(message, AckKind::Nak(Some(MAX_REDELIVERY_DELAY))).await;
+            return settle(message, AckKind::Nak(Some(nats::MAX_REDELIVERY_DELAY))).await;
         }
         self.events.consumed(KIND, "dead_lettered");
         let note = format!(

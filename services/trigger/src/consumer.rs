@@ -17,6 +17,7 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use imagestreams_common::{
+    nats,
     subjects::{self, Kind},
     telemetry::propagation::{self, Headers as _},
     triggers::{Stored, TagRef, Trigger},
@@ -159,11 +160,12 @@ async fn handle(ctx: &Arc<Ctx>, message: Message) {
         // crashed at a failpoint: leave the message unacknowledged
         Ok(false) => {}
         Err(e) => {
-            tracing::warn!(error = %e, event = %event.event_id, "TagsChanged not applied, redelivering");
+            // handed back with a growing delay: the events behind it go on
+            let delivered = message.info().map_or(1, |info| info.delivered);
+            let wait = nats::redelivery_delay(delivered);
+            tracing::warn!(error = %e, event = %event.event_id, ?wait, "TagsChanged not applied, redelivering");
             ctx.metrics.events.consumed(KIND, "retry");
-            let _ = message
-                .ack_with(AckKind::Nak(Some(DEFAULT_RETRY_DELAY)))
-                .await;
+            let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
         }
     }
 }
