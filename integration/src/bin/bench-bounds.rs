@@ -1,0 +1,316 @@
+//! `bench-bounds`: what one push costs as a stream ages and grows (issue 16),
+//! against a real nats-server (default `max_payload`, 1 MiB) with the
+//! registry-watcher and the stream-store in this process, in their default
+//! configuration except `registry_watcher.read_metadata = false` (the pushed
+//! digests are in no registry; `bench-metadata` measures what reading them
+//! adds).
+//!
+//! - **Latency.** Closed loop: one notification envelope (as distribution
+//!   sends it) is POSTed, and the next only once the `TagsChanged` naming its
+//!   digest has arrived (a core subscription), so each sample is the cost
+//!   of one push in that state of the stream.
+//! - **Bytes per push.** The size of the stream's record after the push:
+//!   what the push wrote to the KV bucket (the bucket keeps 64 revisions
+//!   per stream).
+//! - **Series.** One tag after 0, 1,000 and 10,000 earlier pushes (its
+//!   history at 1, then at the limit); a stream of 1, 1,000 and 3,000 tags
+//!   (pushes to tags it has). The stream is filled between measurements
+//!   with 32 notifications in flight. Each case is a ratio to the series'
+//!   first case; the goal is flat, within 1.2×.
+//! - **Floor.** A JetStream publish (acked) received by a core subscriber,
+//!   closed loop, in the same run.
+//! - **Soak.** `--soak` pushes (100,000) to one tag, then this process's
+//!   RSS and the bucket's bytes on disk.
+//!
+//! ```text
+//! NATS_SERVER=/path/to/nats-server cargo run --release -p imagestreams-integration --bin bench-bounds
+//! ```
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, stream};
+use futures::StreamExt as _;
+use imagestreams::cli::ServiceName;
+use imagestreams_common::{
+    config::Secret,
+    subjects::{self, Kind},
+};
+use imagestreams_integration::{
+    NatsServer, TestApp,
+    bench::{Summary, print_summary, summarize},
+    load::{self, Push},
+    wait_for,
+};
+use imagestreams_proto::v1 as proto;
+use prost::Message as _;
+
+const TOKEN: &str = "bench-bounds-token";
+const NAMESPACE: &str = "bounds";
+/// Measured pushes per case.
+const SAMPLES: usize = 200;
+/// Notifications in flight while a stream is filled.
+const FILL_IN_FLIGHT: usize = 32;
+/// How long a filled stream may take to settle.
+const SETTLE: Duration = Duration::from_secs(120);
+/// Goal: every case within this factor of its series' first.
+const GOAL_RATIO: f64 = 1.2;
+/// Pushes of the soak.
+const DEFAULT_SOAK: usize = 100_000;
+
+/// Pushes numbered in time order, whatever stream and tag they go to.
+struct Pusher {
+    http: reqwest::Client,
+    url: String,
+    nats: async_nats::Client,
+    kv: jetstream::kv::Store,
+    next: usize,
+}
+
+impl Pusher {
+    fn push(&mut self, stream: &str, tag: &str) -> Push {
+        let index = self.next;
+        self.next += 1;
+        Push {
+            index,
+            namespace: NAMESPACE.to_owned(),
+            stream: stream.to_owned(),
+            tag: tag.to_owned(),
+            digest: format!("sha256:{:064x}", 0xbe_u64 << 40 | index as u64),
+            millis: 1_800_000_000_000 + index as i64,
+        }
+    }
+
+    /// Pushes `count` images to the tags `tag(i)` of `stream`, many in
+    /// flight, and waits until the last is current.
+    async fn fill(
+        &mut self,
+        stream: &str,
+        count: usize,
+        tag: impl Fn(usize) -> String,
+    ) -> anyhow::Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let pushes: Vec<Push> = (0..count).map(|i| self.push(stream, &tag(i))).collect();
+        let watchers = [self.url.clone()];
+        for chunk in pushes.chunks(10_000) {
+            load::notify_all(
+                &self.http,
+                &watchers,
+                TOKEN,
+                chunk,
+                FILL_IN_FLIGHT,
+                Duration::from_secs(60),
+            )
+            .await?;
+        }
+        let last = pushes.last().expect("count > 0");
+        let reader = imagestreams_common::store::StreamReader::new(self.kv.clone());
+        wait_for(
+            || async {
+                reader.get(NAMESPACE, stream).await.is_ok_and(|s| {
+                    s.status_tag(&last.tag)
+                        .and_then(|t| t.latest())
+                        .is_some_and(|l| l.image == last.digest)
+                })
+            },
+            SETTLE,
+        )
+        .await
+    }
+
+    /// [`SAMPLES`] closed-loop pushes to `stream`, the `i`-th to `tag(i)`:
+    /// the latencies and the mean record size written.
+    async fn measure(
+        &mut self,
+        stream: &str,
+        tag: impl Fn(usize) -> String,
+    ) -> anyhow::Result<(Summary, usize)> {
+        let mut changes = self
+            .nats
+            .subscribe(Kind::TagsChanged.subject(NAMESPACE, stream))
+            .await?;
+        self.nats.flush().await?;
+        let key = subjects::stream_key(NAMESPACE, stream);
+        let (mut nanos, mut bytes) = (Vec::with_capacity(SAMPLES), 0);
+        for i in 0..SAMPLES {
+            let push = self.push(stream, &tag(i));
+            let started = Instant::now();
+            load::notify(
+                &self.http,
+                std::slice::from_ref(&self.url),
+                TOKEN,
+                &push,
+                Duration::from_secs(10),
+            )
+            .await?;
+            loop {
+                let message = tokio::time::timeout(Duration::from_secs(10), changes.next())
+                    .await
+                    .context("no TagsChanged within 10 s")?
+                    .context("subscription closed")?;
+                let event = proto::TagsChanged::decode(message.payload)?;
+                if event.changes.iter().any(|c| c.new_image == push.digest) {
+                    break;
+                }
+            }
+            nanos.push(started.elapsed().as_nanos() as u64);
+            let entry = self.kv.entry(&key).await?.context("the stream's record")?;
+            bytes += entry.value.len();
+        }
+        Ok((summarize(nanos), bytes / SAMPLES))
+    }
+}
+
+/// A JetStream publish (acked) and its receipt by a core subscriber.
+async fn floor(nats: &async_nats::Client) -> anyhow::Result<Summary> {
+    let js = jetstream::new(nats.clone());
+    js.get_or_create_stream(stream::Config {
+        name: "BENCH_BOUNDS_FLOOR".into(),
+        subjects: vec!["bench.bounds.floor".into()],
+        ..Default::default()
+    })
+    .await?;
+    let mut received = nats.subscribe("bench.bounds.floor").await?;
+    nats.flush().await?;
+    let mut nanos = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES {
+        let started = Instant::now();
+        js.publish("bench.bounds.floor", format!("{i}").into())
+            .await?
+            .await?;
+        received.next().await.context("floor subscription closed")?;
+        nanos.push(started.elapsed().as_nanos() as u64);
+    }
+    Ok(summarize(nanos))
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Prints one series: each case with its ratio to the first.
+fn report(title: &str, cases: &[(String, Summary, usize)]) {
+    println!("{title}");
+    let first = cases.first().map(|c| c.1).unwrap_or_default();
+    for (name, summary, bytes) in cases {
+        print_summary(name, 26, summary);
+        println!(
+            "  {:<26} record {bytes} bytes per push; p50 {:.2}×, p99 {:.2}× of the first case (goal ≤ {GOAL_RATIO}×)",
+            "",
+            summary.p50 / first.p50,
+            summary.p99 / first.p99,
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut soak = DEFAULT_SOAK;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--soak" => soak = args.next().context("--soak needs a value")?.parse()?,
+            other => anyhow::bail!("unknown argument {other}; use --soak N"),
+        }
+    }
+    let nats = NatsServer::start().await?;
+    let app = TestApp::spawn_with(
+        &nats,
+        &[ServiceName::RegistryWatcher, ServiceName::StreamStore],
+        |c| {
+            c.registry_watcher.token = Some(Secret::new(TOKEN));
+            c.registry_watcher.read_metadata = false;
+        },
+    )
+    .await?;
+    let client = nats.connect().await?;
+    let kv = jetstream::new(client.clone())
+        .get_key_value(subjects::BUCKET_STREAMS)
+        .await?;
+    let mut pusher = Pusher {
+        http: reqwest::Client::new(),
+        url: format!("http://{}/notifications", app.addr("notifications")),
+        nats: client.clone(),
+        kv,
+        next: 0,
+    };
+    println!(
+        "bench-bounds: {SAMPLES} closed-loop pushes per case, history_limit {}, max_payload {}",
+        app.config.stream_store.history_limit,
+        client.server_info().max_payload
+    );
+    print_summary(
+        "floor (JetStream publish → core receive)",
+        26,
+        &floor(&client).await?,
+    );
+
+    // one tag, as its history ages
+    let mut history = Vec::new();
+    let mut pushed = 0;
+    for before in [0, 1_000, 10_000] {
+        pusher
+            .fill("aged", before - pushed, |_| "latest".into())
+            .await?;
+        let (summary, bytes) = pusher.measure("aged", |_| "latest".into()).await?;
+        pushed = before + SAMPLES;
+        history.push((format!("after {before} pushes"), summary, bytes));
+    }
+    report("one tag, by earlier pushes:", &history);
+
+    // a stream, as it gains tags
+    let mut tags = Vec::new();
+    for count in [1, 1_000, 3_000] {
+        let stream = format!("tags-{count}");
+        pusher.fill(&stream, count, |i| format!("t{i}")).await?;
+        let (summary, bytes) = pusher
+            .measure(&stream, |i| format!("t{}", i % count))
+            .await?;
+        tags.push((format!("{count} tags"), summary, bytes));
+    }
+    report("one stream, by tags:", &tags);
+
+    // the soak
+    let started = Instant::now();
+    pusher.fill("soak", soak, |_| "latest".into()).await?;
+    let took = started.elapsed();
+    let mut bucket = jetstream::new(client.clone())
+        .get_stream(format!("KV_{}", subjects::BUCKET_STREAMS))
+        .await?;
+    let state = bucket.info().await?.state.clone();
+    println!(
+        "soak: {soak} pushes to one tag in {took:.1?} ({:.0}/s); then RSS {:.0} MiB (this process: \
+         watcher, stream-store and bench), bucket {} messages, {:.1} MiB; nats store on disk {:.1} MiB",
+        soak as f64 / took.as_secs_f64(),
+        rss_mib(),
+        state.messages,
+        state.bytes as f64 / 1048576.0,
+        disk_bytes(nats.store_dir()) as f64 / 1048576.0,
+    );
+    app.stop().await
+}
