@@ -16,7 +16,10 @@
 //! local changefeed's acks only wake the waiting writers
 //! ([`LagGuard::acked`]) to ask the server again.
 //!
-//! When the lag looks too high, a writer asks the server for the ack floor
+//! While this process's writes are ahead of the floor, a background task
+//! reads it every 5 ms, so a writer under steady load finds it current
+//! and is admitted without a round trip. When the lag looks too high, a
+//! writer asks the server for the ack floor
 //! and waits until the lag is low again, asking again after each local ack
 //! and every 20 ms, up to [`DEFAULT_ADMIT_TIMEOUT`]. Concurrent writers
 //! share one request: one asks, the others wait for its answer.
@@ -49,6 +52,12 @@ pub const DEFAULT_MAX_LAG: u64 = 32;
 pub const DEFAULT_ADMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the server is asked while waiting, local acks or not.
 const POLL: Duration = Duration::from_millis(20);
+/// How often the floor is read in the background while this process's
+/// writes are ahead of it, so that a writer seldom waits for the answer.
+const FOLLOW_EVERY: Duration = Duration::from_millis(5);
+/// How long the background reader sleeps without writes before it checks
+/// that the guard is still in use.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// The changefeed is too far behind to admit another write.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +84,8 @@ struct Inner {
     floor: AtomicU64,
     /// The local changefeed acked: the server's floor may have moved.
     progressed: Notify,
+    /// This process wrote: the background reader has a floor to follow.
+    wrote: Arc<Notify>,
     /// Held while the server is asked, so that concurrent writers ask once.
     asking: Mutex<()>,
     /// How many requests for the floor were sent.
@@ -84,18 +95,53 @@ struct Inner {
 
 impl LagGuard {
     /// A guard over the changefeed of the bucket whose stream is `bucket_stream`.
+    /// Within a tokio runtime, a task reads the floor every
+    /// [`FOLLOW_EVERY`] while this process's writes are ahead of it, and ends
+    /// when the last clone of the guard is dropped.
     pub fn new(bucket_stream: Stream) -> Self {
-        LagGuard {
+        let guard = LagGuard {
             inner: Arc::new(Inner {
                 bucket_stream,
                 head: AtomicU64::new(0),
                 floor: AtomicU64::new(0),
                 progressed: Notify::new(),
+                wrote: Arc::new(Notify::new()),
                 asking: Mutex::new(()),
                 asked: AtomicU64::new(0),
                 max_lag: DEFAULT_MAX_LAG,
             }),
-        }
+        };
+        guard.follow();
+        guard
+    }
+
+    /// Starts the background reader of the floor (see [`new`](Self::new)).
+    fn follow(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let guard = Arc::downgrade(&self.inner);
+        let wrote = self.inner.wrote.clone();
+        runtime.spawn(async move {
+            loop {
+                let ahead = match guard.upgrade() {
+                    None => return,
+                    Some(inner) => {
+                        let guard = LagGuard { inner };
+                        let ahead = guard.lag() > 0;
+                        if ahead {
+                            guard.refresh().await;
+                        }
+                        ahead
+                    }
+                };
+                if ahead {
+                    tokio::time::sleep(FOLLOW_EVERY).await;
+                } else {
+                    let _ = tokio::time::timeout(IDLE_CHECK, wrote.notified()).await;
+                }
+            }
+        });
     }
 
     /// The lag as far as this process knows: its own writes against the ack
@@ -108,6 +154,7 @@ impl LagGuard {
     /// Records a write at `revision`.
     pub fn written(&self, revision: u64) {
         self.inner.head.fetch_max(revision, Ordering::SeqCst);
+        self.inner.wrote.notify_one();
     }
 
     /// Records the changefeed consumer's ack floor as the server reported it
