@@ -38,18 +38,28 @@ pub struct Push {
 /// round robin, 1 ms apart (sub-second order that seconds alone would lose).
 pub fn pushes(namespace: &str, count: usize, streams: usize, tags: usize) -> Vec<Push> {
     (0..count)
-        .map(|index| Push {
-            index,
-            namespace: namespace.to_owned(),
-            stream: format!("app-{}", index % streams),
-            tag: format!("t{}", (index / streams) % tags),
-            digest: format!("sha256:{:064x}", 0xc1u64 << 32 | index as u64),
-            millis: BASE_MILLIS + index as i64,
+        .map(|index| {
+            let stream = format!("app-{}", index % streams);
+            let tag = format!("t{}", (index / streams) % tags);
+            Push::numbered(namespace, index, &stream, &tag)
         })
         .collect()
 }
 
 impl Push {
+    /// Push number `index` to `namespace/stream:tag`: a digest of its own,
+    /// and a registry time `index` ms after push 0's.
+    pub fn numbered(namespace: &str, index: usize, stream: &str, tag: &str) -> Push {
+        Push {
+            index,
+            namespace: namespace.to_owned(),
+            stream: stream.to_owned(),
+            tag: tag.to_owned(),
+            digest: format!("sha256:{:064x}", 0xc1u64 << 32 | index as u64),
+            millis: BASE_MILLIS + index as i64,
+        }
+    }
+
     /// The notification envelope distribution 2.8 sends for this push.
     pub fn envelope(&self) -> String {
         let time = chrono::DateTime::from_timestamp_millis(self.millis)

@@ -70,16 +70,8 @@ struct Pusher {
 
 impl Pusher {
     fn push(&mut self, stream: &str, tag: &str) -> Push {
-        let index = self.next;
         self.next += 1;
-        Push {
-            index,
-            namespace: NAMESPACE.to_owned(),
-            stream: stream.to_owned(),
-            tag: tag.to_owned(),
-            digest: format!("sha256:{:064x}", 0xbe_u64 << 40 | index as u64),
-            millis: 1_800_000_000_000 + index as i64,
-        }
+        Push::numbered(NAMESPACE, self.next - 1, stream, tag)
     }
 
     /// Pushes `count` images to the tags `tag(i)` of `stream`, many in

@@ -35,14 +35,7 @@ const STALL_BOUND: Duration = Duration::from_secs(2);
 
 /// A push numbered `index` (its registry time) to `stream:tag`.
 fn push(namespace: &str, index: usize, stream: &str, tag: &str) -> load::Push {
-    load::Push {
-        index,
-        namespace: namespace.to_owned(),
-        stream: stream.to_owned(),
-        tag: tag.to_owned(),
-        digest: format!("sha256:{:064x}", 0xb0u64 << 32 | index as u64),
-        millis: 1_800_000_000_000 + index as i64,
-    }
+    load::Push::numbered(namespace, index, stream, tag)
 }
 
 async fn spawn(nats: &NatsServer) -> anyhow::Result<(TestApp, String)> {

@@ -4,7 +4,7 @@
 //! writes of its stream drop the message, and its `TagsChanged`, from the
 //! bucket before it is redelivered.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_nats::{
     HeaderMap,
@@ -13,16 +13,13 @@ use async_nats::{
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
-    config::Config,
     nats as topology,
-    runtime::{Deps, Health, Service as _},
     store::StreamReader,
     subjects::{self, Kind},
 };
 use imagestreams_integration::{NatsServer, TestApp, load, wait_for};
 use imagestreams_proto::v1 as proto;
-use imagestreams_stream_store::{Options, StreamStoreService, changefeed, pushes};
-use tokio_util::sync::CancellationToken;
+use imagestreams_stream_store::{changefeed, pushes};
 
 const WAIT: Duration = Duration::from_secs(30);
 const REGISTRY: &str = "127.0.0.1:5000";
@@ -98,26 +95,7 @@ async fn a_change_held_by_a_dead_replica_keeps_its_tags_changed() -> anyhow::Res
         .await?;
 
     // Change r0, committed by a store whose changefeed does not run.
-    let mut config = Config::for_tests(&nats.url());
-    config.nats.auto_start = false;
-    let writer_client = nats.connect().await?;
-    let deps = Deps {
-        nats: writer_client.clone(),
-        topology: topology::provision(&writer_client, 1).await?,
-        health: Health::new(Some(writer_client.clone())),
-        metrics: Default::default(),
-    };
-    let writer = StreamStoreService::build_with(
-        Arc::new(config),
-        deps,
-        Options {
-            changefeed: false,
-            ..Options::default()
-        },
-    )
-    .await?;
-    let token = CancellationToken::new();
-    let writer = tokio::spawn(Box::new(writer).run(token.clone()));
+    let writer = crate::store::store_without_changefeed(&nats).await?;
     publish(&js, &push(0)).await?;
     wait_for(
         || async {
@@ -132,9 +110,7 @@ async fn a_change_held_by_a_dead_replica_keeps_its_tags_changed() -> anyhow::Res
         WAIT,
     )
     .await?;
-    token.cancel();
-    writer.await??;
-    writer_client.drain().await?;
+    writer.stop().await?;
     let uid = reader.get(NS, STREAM).await?.metadata.uid;
 
     // A replica's changefeed takes r0 and is killed before it acks: the

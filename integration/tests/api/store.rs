@@ -988,18 +988,29 @@ fn distinct_events(namespace: &str, count: usize, offset: usize) -> Vec<proto::I
         .collect()
 }
 
-#[tokio::test]
-async fn tags_changed_survive_a_crash_between_the_writes_and_the_changefeed() -> anyhow::Result<()>
-{
-    let ns = "crash";
-    let h = Harness::start().await?;
-    let collector = Collector::start(&h.js, ns).await?;
+/// A stream-store that applies pushes but whose changefeed does not run (a
+/// replica that dies between its writes and their `TagsChanged`).
+pub(crate) struct WriterOnly {
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    client: async_nats::Client,
+}
 
-    // A store that commits writes but dies before its changefeed publishes:
-    // the changefeed consumer exists, nothing reads it.
-    let mut config = Config::for_tests(&h.nats.url());
+impl WriterOnly {
+    /// Stops it and closes its connection.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        self.token.cancel();
+        self.task.await??;
+        self.client.drain().await?;
+        Ok(())
+    }
+}
+
+/// Starts a [`WriterOnly`] on `nats`.
+pub(crate) async fn store_without_changefeed(nats: &NatsServer) -> anyhow::Result<WriterOnly> {
+    let mut config = Config::for_tests(&nats.url());
     config.nats.auto_start = false;
-    let client = h.nats.connect().await?;
+    let client = nats.connect().await?;
     let deps = Deps {
         nats: client.clone(),
         topology: topology::provision(&client, 1).await?,
@@ -1016,7 +1027,24 @@ async fn tags_changed_survive_a_crash_between_the_writes_and_the_changefeed() ->
     )
     .await?;
     let token = CancellationToken::new();
-    let writer = tokio::spawn(Box::new(writer).run(token.clone()));
+    let task = tokio::spawn(Box::new(writer).run(token.clone()));
+    Ok(WriterOnly {
+        token,
+        task,
+        client,
+    })
+}
+
+#[tokio::test]
+async fn tags_changed_survive_a_crash_between_the_writes_and_the_changefeed() -> anyhow::Result<()>
+{
+    let ns = "crash";
+    let h = Harness::start().await?;
+    let collector = Collector::start(&h.js, ns).await?;
+
+    // A store that commits writes but dies before its changefeed publishes:
+    // the changefeed consumer exists, nothing reads it.
+    let writer = store_without_changefeed(&h.nats).await?;
     // fewer than the changefeed lag limit (32): past it the writers would wait
     let events = distinct_events(ns, 30, 0);
     for e in &events {
@@ -1025,9 +1053,7 @@ async fn tags_changed_survive_a_crash_between_the_writes_and_the_changefeed() ->
     wait_for(|| h.pushes_drained(), WAIT).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(collector.len(), 0, "the writers publish nothing themselves");
-    token.cancel();
-    writer.await??;
-    client.drain().await?;
+    writer.stop().await?;
 
     // ...and a crash between publish and ack for the first 10 changes: their
     // TagsChanged went out, the bucket messages stay unacked.
