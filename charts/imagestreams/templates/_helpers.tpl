@@ -201,6 +201,7 @@ enabled = {{ $c.auth.enabled }}
 
 [stream_store]
 http_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.streamStore) | toJson }}
+history_limit = {{ int $c.stream_store.history_limit }}
 
 [tag_syncer]
 http_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.tagSyncer) | toJson }}
