@@ -6,23 +6,15 @@
 
 use std::time::Duration;
 
-use async_nats::{
-    HeaderMap,
-    jetstream::consumer::{AckPolicy, DeliverPolicy, pull},
-};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
-use imagestreams_common::{
-    nats as topology,
-    store::StreamReader,
-    subjects::{self, Kind},
-};
+use imagestreams_common::{nats as topology, store::StreamReader, subjects};
 use imagestreams_integration::{NatsServer, TestApp, load, wait_for};
 use imagestreams_proto::v1 as proto;
 use imagestreams_stream_store::{changefeed, pushes};
 
 const WAIT: Duration = Duration::from_secs(30);
-const REGISTRY: &str = "127.0.0.1:5000";
 const NS: &str = "lag";
 const STREAM: &str = "app";
 /// More than the bucket's 64 revisions per stream.
@@ -35,38 +27,14 @@ const REDELIVERY_WAIT: Duration = Duration::from_secs(15);
 /// Push `n` of the test: tag `latest` of `lag/app` to a new image, 1 s later
 /// than push `n - 1`.
 fn push(n: usize) -> proto::ImagePushed {
-    let mut event = proto::ImagePushed {
-        event_id: format!("push-{n}"),
-        registry: REGISTRY.to_owned(),
-        repository: format!("{NS}/{STREAM}"),
-        tag: "latest".to_owned(),
-        digest: format!("sha256:{:064x}", 0x23_0000 + n),
-        media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
-        time: Some(Default::default()),
-        source: proto::ImageSource::RegistryNotification as i32,
-        namespace: NS.to_owned(),
-        stream: STREAM.to_owned(),
-        ..Default::default()
-    };
-    if let Some(time) = event.time.as_mut() {
-        time.seconds = 1_700_000_000 + n as i64;
-    }
-    event
-}
-
-async fn publish(
-    js: &async_nats::jetstream::Context,
-    event: &proto::ImagePushed,
-) -> anyhow::Result<()> {
-    topology::publish_event(
-        js,
-        Kind::ImagesPushed.subject(&event.namespace, &event.stream),
-        &event.event_id,
-        event,
-        HeaderMap::new(),
+    crate::store::pushed(
+        &format!("push-{n}"),
+        NS,
+        STREAM,
+        "latest",
+        &format!("sha256:{:064x}", 0x23_0000 + n),
+        1_700_000_000 + n as i64,
     )
-    .await?;
-    Ok(())
 }
 
 #[tokio::test]
@@ -96,7 +64,7 @@ async fn a_change_held_by_a_dead_replica_keeps_its_tags_changed() -> anyhow::Res
 
     // Change r0, committed by a store whose changefeed does not run.
     let writer = crate::store::store_without_changefeed(&nats).await?;
-    publish(&js, &push(0)).await?;
+    crate::store::publish_pushed(&js, &push(0)).await?;
     wait_for(
         || async {
             let Ok(stream) = js.get_stream(subjects::STREAM_IMAGES).await else {
@@ -136,7 +104,7 @@ async fn a_change_held_by_a_dead_replica_keeps_its_tags_changed() -> anyhow::Res
     // Another replica runs on and writes the same stream 70 times.
     let app = TestApp::spawn_with(&nats, &[ServiceName::StreamStore], |_| {}).await?;
     for n in 1..=NEWER_WRITES {
-        publish(&js, &push(n)).await?;
+        crate::store::publish_pushed(&js, &push(n)).await?;
     }
 
     // r0 is redelivered to the running replica, which publishes it: the

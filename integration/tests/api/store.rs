@@ -84,15 +84,7 @@ impl Harness {
 
     /// Publishes an event with its own id as `Nats-Msg-Id`.
     async fn push(&self, event: &proto::ImagePushed) -> anyhow::Result<()> {
-        topology::publish_event(
-            &self.js,
-            Kind::ImagesPushed.subject(&event.namespace, &event.stream),
-            &event.event_id,
-            event,
-            HeaderMap::new(),
-        )
-        .await?;
-        Ok(())
+        publish_pushed(&self.js, event).await
     }
 
     /// Publishes events in order without waiting for each ack (pipelined,
@@ -255,7 +247,7 @@ fn created(seconds: i64) -> String {
     )
 }
 
-fn pushed(
+pub(crate) fn pushed(
     id: &str,
     namespace: &str,
     stream: &str,
@@ -986,6 +978,22 @@ fn distinct_events(namespace: &str, count: usize, offset: usize) -> Vec<proto::I
             )
         })
         .collect()
+}
+
+/// Publishes `event` as the registry-watcher does, its own id as `Nats-Msg-Id`.
+pub(crate) async fn publish_pushed(
+    js: &async_nats::jetstream::Context,
+    event: &proto::ImagePushed,
+) -> anyhow::Result<()> {
+    topology::publish_event(
+        js,
+        Kind::ImagesPushed.subject(&event.namespace, &event.stream),
+        &event.event_id,
+        event,
+        HeaderMap::new(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// A stream-store that applies pushes but whose changefeed does not run (a
