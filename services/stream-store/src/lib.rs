@@ -46,7 +46,7 @@
 //!   less 4 KiB for headers and a 1 KiB reserve ([`bucket::Limits`]), so it
 //!   can always be read back. A write that would be larger drops the oldest
 //!   items of the longest histories first; a stream whose current images
-//!   alone exceed it (too many tags: about 3,500 pushed tags at 1 MiB) is
+//!   alone exceed it (too many tags: about 3,100 pushed tags at 1 MiB) is
 //!   refused with `LimitExceeded` (gRPC `RESOURCE_EXHAUSTED`, HTTP 413), and a
 //!   push that would make it so is dead-lettered ([`pushes`]). A push costs
 //!   one write of the whole record: bounded, but not yet independent of the

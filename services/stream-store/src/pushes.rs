@@ -524,6 +524,8 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
             return settle(&message, AckKind::Nak(Some(wait))).await;
         }
         tracing::debug!(error = error::chain(&error), event_id = %event.event_id, "cannot apply ImagePushed yet, retrying");
+        // an attempt may wait for the changefeed for seconds: keep the message ours
+        settle(&message, AckKind::Progress).await;
         tokio::select! {
             _ = shutdown.cancelled() => {
                 return settle(&message, AckKind::Nak(Some(DEFAULT_SHUTDOWN_REDELIVERY))).await;
