@@ -104,10 +104,27 @@ impl Harness {
         Ok(())
     }
 
+    /// Starts the watcher on its address again. While it was down, the port
+    /// (from the ephemeral range) may have been taken as the source port of
+    /// some outgoing connection, the registry's retries included: binding is
+    /// retried until such a connection is gone.
     async fn start_watcher(&mut self) -> anyhow::Result<()> {
-        let watcher = spawn_watcher(&self.nats, self.watcher_addr, &self.registry.host()).await?;
-        self.watcher = Some(watcher);
-        Ok(())
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match spawn_watcher(&self.nats, self.watcher_addr, &self.registry.host()).await {
+                Ok(watcher) => {
+                    self.watcher = Some(watcher);
+                    return Ok(());
+                }
+                Err(e)
+                    if format!("{e:#}").contains("Address already in use")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The stream through the gateway's gRPC Get, `None` while it does not exist.
