@@ -14,7 +14,7 @@
 //! when storing fails, the original is retried later like any transient
 //! failure.
 
-use async_nats::{HeaderMap, jetstream};
+use async_nats::jetstream;
 
 use crate::subjects::Kind;
 
@@ -87,16 +87,6 @@ fn header_value(reason: &str) -> String {
         end -= 1;
     }
     line[..end].to_owned()
-}
-
-/// The dead letters' filter for every stream: for a consumer reading them.
-pub fn all_filter() -> String {
-    Kind::DeadLettered.all_filter()
-}
-
-/// Whether `headers` are those of a dead letter.
-pub fn is_dead_letter(headers: &HeaderMap) -> bool {
-    headers.get(REASON_HEADER).is_some()
 }
 
 #[cfg(test)]

@@ -143,11 +143,6 @@ impl Bucket {
         Bucket { kv, guard, limits }
     }
 
-    /// What one record may hold.
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// The same bucket whose writes may also use [`Limits::reserve_bytes`].
     pub fn unreserved(&self) -> Bucket {
         let mut bucket = self.clone();
