@@ -338,7 +338,10 @@ pub async fn audit(
     pushes: &[Push],
     timeout: Duration,
 ) -> anyhow::Result<Audit> {
-    let reader = StreamReader::new(js.get_key_value(subjects::BUCKET_STREAMS).await?);
+    let reader = StreamReader::new(
+        js.get_key_value(subjects::BUCKET_STREAMS).await?,
+        js.client(),
+    );
     let expected = expected(pushes);
     let _ = crate::wait_for(
         || async {

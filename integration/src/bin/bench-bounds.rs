@@ -99,7 +99,8 @@ impl Pusher {
             .await?;
         }
         let last = pushes.last().expect("count > 0");
-        let reader = imagestreams_common::store::StreamReader::new(self.kv.clone());
+        let reader =
+            imagestreams_common::store::StreamReader::new(self.kv.clone(), self.nats.clone());
         wait_for(
             || async {
                 reader.get(NAMESPACE, stream).await.is_ok_and(|s| {

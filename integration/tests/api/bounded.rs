@@ -16,7 +16,7 @@ use imagestreams_common::{
     config::{Config, DEFAULT_HISTORY_LIMIT, Secret},
     deadletter,
     model::ImageStream,
-    store::StreamReader,
+    store::{StoreClient, StreamReader},
     subjects::{self, Kind},
 };
 use imagestreams_integration::{NatsServer, TestApp, bench, load, wait_for};
@@ -158,7 +158,7 @@ async fn a_busy_tag_keeps_a_bounded_history_and_stalls_no_other_stream() -> anyh
     );
 
     // the busy tag: the configured history, newest first, the last push current
-    let reader = StreamReader::new(client_kv(&client).await?);
+    let reader = StreamReader::new(client_kv(&client).await?, client.clone());
     let last = busy_pushes.last().expect("busy pushes").digest.clone();
     wait_for(
         || async {
@@ -202,12 +202,24 @@ async fn client_kv(
 #[tokio::test]
 async fn a_push_that_can_never_be_stored_is_dead_lettered_and_stalls_nothing() -> anyhow::Result<()>
 {
-    // one stream with more tags than one 16 KiB record holds at their current images
-    const TAGS: usize = 80;
+    // a stream whose header (metadata, spec) nearly fills one 16 KiB value,
+    // as an API client left it: pushes add to the header (the pusher, the
+    // change), so some can never be stored
+    const TAGS: usize = 20;
     let nats = NatsServer::start_with_max_payload(16 * 1024).await?;
     let (app, url) = spawn(&nats).await?;
     let client = nats.connect().await?;
     let js = async_nats::jetstream::new(client.clone());
+    let mut full = ImageStream::new("dl", "full");
+    full.metadata
+        .annotations
+        .insert("example.com/notes".into(), "n".repeat(10_700));
+    StoreClient::new(client.clone())
+        .create(proto::CreateRequest {
+            namespace: "dl".into(),
+            image_stream: Some(full.into()),
+        })
+        .await?;
 
     let pushes: Vec<_> = (0..TAGS)
         .map(|i| push("dl", i, "full", &format!("v{i}")))
@@ -256,7 +268,7 @@ async fn a_push_that_can_never_be_stored_is_dead_lettered_and_stalls_nothing() -
     );
 
     // the stream says so, and holds every tag that fitted
-    let reader = StreamReader::new(client_kv(&client).await?);
+    let reader = StreamReader::new(client_kv(&client).await?, client.clone());
     let full = reader.get("dl", "full").await?;
     let note = full
         .metadata

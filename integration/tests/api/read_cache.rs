@@ -28,7 +28,8 @@ fn stored(round: usize) -> anyhow::Result<bytes::Bytes> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_after_a_write_elsewhere_completed_sees_it() -> anyhow::Result<()> {
     let nats = NatsServer::start().await?;
-    let bucket = jetstream::new(nats.connect().await?)
+    let client = nats.connect().await?;
+    let bucket = jetstream::new(client.clone())
         .create_key_value(kv::Config {
             bucket: BUCKET.into(),
             history: 5,
@@ -36,7 +37,7 @@ async fn a_read_after_a_write_elsewhere_completed_sees_it() -> anyhow::Result<()
         })
         .await?;
     let shutdown = CancellationToken::new();
-    let mirror = Mirror::start(StreamReader::new(bucket), shutdown.clone());
+    let mirror = Mirror::start(StreamReader::new(bucket, client), shutdown.clone());
     wait_for(|| async { mirror.is_live() }, Duration::from_secs(10)).await?;
 
     // a second connection, as the stream-store has its own

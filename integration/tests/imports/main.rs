@@ -76,7 +76,7 @@ impl Env {
         let key_dir = TestDir::new("secrets-key")?;
         std::fs::write(key_dir.join("key"), rand_bytes())?;
         Ok(Env {
-            reader: StreamReader::new(topology.streams.clone()),
+            reader: StreamReader::new(topology.streams.clone(), client.clone()),
             store: StoreClient::new(client.clone()),
             imports: ImportClient::new(client.clone()),
             topology,

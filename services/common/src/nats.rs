@@ -181,7 +181,9 @@ pub async fn provision(client: &Client, replicas: usize) -> Result<Topology, Nat
         &js,
         kv::Config {
             bucket: subjects::BUCKET_STREAMS.to_owned(),
-            description: "ImageStreams, one per key <namespace>.<name>".to_owned(),
+            description: "ImageStreams: a header per key <namespace>.<name>, a tag per key \
+                          <namespace>.<name>.<tag>"
+                .to_owned(),
             history: DEFAULT_KV_HISTORY,
             storage: stream::StorageType::File,
             num_replicas: replicas,

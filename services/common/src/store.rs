@@ -1,13 +1,16 @@
-//! The stored form of an ImageStream (one JetStream KV entry per stream), the
-//! read side every service may use (get, list, watch), and the client of the
-//! stream-store's write API. Only stream-store writes the bucket.
+//! The stored form of an ImageStream (a header plus one KV entry per tag, see
+//! [`layout`]), the read side every service may use (get, list, watch), and
+//! the client of the stream-store's write API. Only stream-store writes the
+//! bucket.
 //!
-//! `metadata.resourceVersion` is the KV revision of the entry (the sequence of
-//! its message in the bucket's stream); it is never stored inside the value.
+//! `metadata.resourceVersion` is the KV revision of the stream's header (the
+//! sequence of its message in the bucket's stream); it is never stored
+//! inside the value.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     ops::Bound,
+    sync::Arc,
     time::Duration,
 };
 
@@ -24,8 +27,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{error::ApiError, model::ImageStream, requests, selector::Selector, subjects};
 
+pub mod direct;
+pub mod layout;
 mod mirror;
 
+pub use direct::DirectGet;
+pub use layout::{StoredEntry, TagRecord};
 pub use mirror::Mirror;
 
 /// How many applied event ids a record remembers to drop redeliveries.
@@ -127,6 +134,20 @@ pub struct Record {
     /// apply pushes in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pushed_at: BTreeMap<String, i64>,
+    /// The tag records this revision changed (`None`: removed), until they
+    /// are written to their own keys (see [`layout`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inline: BTreeMap<String, Option<TagRecord>>,
+    /// The revision of each tag's key as read (absent: never written), for
+    /// the compare-and-swap that writes a tag record to its key. Never
+    /// stored.
+    #[serde(skip)]
+    pub tag_revisions: BTreeMap<String, u64>,
+    /// The tags `stream.status.tags` holds when they are not all of the
+    /// stored ones: a writer that read only the tags it changes (a push)
+    /// leaves the others as stored. `None`: every tag. Never stored.
+    #[serde(skip)]
+    pub partial: Option<BTreeSet<String>>,
 }
 
 impl Record {
@@ -138,6 +159,9 @@ impl Record {
             applied: VecDeque::new(),
             change: None,
             pushed_at: BTreeMap::new(),
+            inline: BTreeMap::new(),
+            tag_revisions: BTreeMap::new(),
+            partial: None,
         }
     }
 
@@ -276,67 +300,39 @@ pub struct ListPage {
     pub more: bool,
 }
 
-/// The live entries under a key filter, by `(namespace, name)`, with the
-/// revision they are current at.
+/// The streams under a key filter, by `(namespace, name)`, as stored at
+/// `revision`.
 struct Snapshot {
-    entries: BTreeMap<(String, String), (Bytes, u64)>,
+    entries: BTreeMap<(String, String), StoredEntry>,
     revision: u64,
 }
 
-/// What readers need of a stored record: the stream and how its revision
-/// came about. The applied-event ids (up to [`APPLIED_EVENTS_KEPT`]) and the
-/// change are skipped without being built.
-#[derive(Deserialize)]
-struct StoredStream {
-    stream: ImageStream,
-    #[serde(default)]
-    op: RecordOp,
-}
-
-/// Decodes the stream of a KV value written at `revision`, which becomes its
-/// `resourceVersion`.
-fn decode_stream(value: &[u8], revision: u64) -> Result<(ImageStream, RecordOp), ApiError> {
-    let mut stored: StoredStream = serde_json::from_slice(value)
-        .map_err(|e| ApiError::Internal(format!("undecodable stored stream: {e}")))?;
-    stored.stream.metadata.resource_version = revision.to_string();
-    Ok((stored.stream, stored.op))
-}
-
-/// Just the labels of a stored record, to filter without decoding the rest.
-#[derive(Deserialize)]
-struct LabelsOnly {
-    stream: LabelsOnlyStream,
-}
-
-#[derive(Deserialize)]
-struct LabelsOnlyStream {
-    #[serde(default)]
-    metadata: LabelsOnlyMeta,
-}
-
-#[derive(Deserialize, Default)]
-struct LabelsOnlyMeta {
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-}
-
-fn labels_of(value: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
-    serde_json::from_slice::<LabelsOnly>(value)
-        .map(|r| r.stream.metadata.labels.unwrap_or_default())
-        .map_err(|e| ApiError::Internal(format!("undecodable stored stream: {e}")))
+/// Decodes the stream of a stored header alone (without its tag records),
+/// written at `revision`.
+fn decode_header(value: &[u8], revision: u64) -> Result<ImageStream, ApiError> {
+    StoredEntry::new(Bytes::copy_from_slice(value), revision)
+        .decode_stream()
+        .map(|(stream, _)| stream)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(format!("storage unavailable: {e}"))
 }
 
-/// The KV key filter of a watch or list: one stream, one namespace, or all.
-fn key_filter(namespace: Option<&str>, name: Option<&str>) -> String {
+/// The KV key filters of a watch or list (headers and tag records): one
+/// stream, one namespace, or all.
+fn key_filters(namespace: Option<&str>, name: Option<&str>) -> Vec<String> {
     match (namespace, name) {
-        (Some(ns), Some(name)) => subjects::stream_key(ns, name),
-        (Some(ns), None) => subjects::namespace_keys(ns),
-        (None, Some(name)) => format!("*.{}", subjects::encode_token(name)),
-        (None, None) => ">".to_owned(),
+        (Some(ns), Some(name)) => vec![
+            subjects::stream_key(ns, name),
+            subjects::stream_tag_keys(ns, name),
+        ],
+        (Some(ns), None) => vec![format!("{}.>", subjects::encode_token(ns))],
+        (None, Some(name)) => {
+            let name = subjects::encode_token(name);
+            vec![format!("*.{name}"), format!("*.{name}.*")]
+        }
+        (None, None) => vec![">".to_owned()],
     }
 }
 
@@ -344,12 +340,73 @@ fn key_filter(namespace: Option<&str>, name: Option<&str>) -> String {
 #[derive(Clone, Debug)]
 pub struct StreamReader {
     kv: kv::Store,
+    direct: DirectGet,
 }
 
 impl StreamReader {
-    /// A reader of `kv`, the [`subjects::BUCKET_STREAMS`] bucket.
-    pub fn new(kv: kv::Store) -> Self {
-        StreamReader { kv }
+    /// A reader of `kv`, the [`subjects::BUCKET_STREAMS`] bucket, over `nats`.
+    pub fn new(kv: kv::Store, nats: async_nats::Client) -> Self {
+        let direct = DirectGet::new(nats, kv.stream.clone());
+        StreamReader { kv, direct }
+    }
+
+    /// The batch direct gets of the bucket.
+    pub fn direct(&self) -> &DirectGet {
+        &self.direct
+    }
+
+    /// The full subject of a key of the bucket.
+    fn subject(&self, key: &str) -> String {
+        format!("$KV.{}.{key}", self.kv.name)
+    }
+
+    /// The tag records of `namespace/name` as committed at `revision` (its
+    /// header's), by tag.
+    pub async fn tags_at(
+        &self,
+        namespace: &str,
+        name: &str,
+        revision: u64,
+    ) -> Result<BTreeMap<String, (Bytes, u64)>, ApiError> {
+        let filter = self.subject(&subjects::stream_tag_keys(namespace, name));
+        let found = self.direct.last(&[filter], Some(revision)).await?;
+        let prefix = format!("$KV.{}.", self.kv.name);
+        let mut tags = BTreeMap::new();
+        for found in found.into_iter().filter(|f| !f.deleted) {
+            let key = found
+                .subject
+                .strip_prefix(&prefix)
+                .and_then(subjects::parse_bucket_key);
+            if let Some(subjects::BucketKey::Tag(_, _, tag)) = key {
+                tags.insert(tag, (found.value, found.sequence));
+            }
+        }
+        Ok(tags)
+    }
+
+    /// The stored stream `namespace/name`, header and tag records, `None`
+    /// when there is none.
+    pub async fn entry(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<StoredEntry>, ApiError> {
+        let header = self
+            .kv
+            .entry(subjects::stream_key(namespace, name))
+            .await
+            .map_err(unavailable)?;
+        match header {
+            Some(e) if e.operation == kv::Operation::Put => {
+                let mut entry = StoredEntry::new(e.value, e.revision);
+                for (tag, (value, revision)) in self.tags_at(namespace, name, e.revision).await? {
+                    entry.tags.insert(tag.clone(), value);
+                    entry.revisions.insert(tag, revision);
+                }
+                Ok(Some(entry))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The current record of a stream, with its revision.
@@ -358,31 +415,17 @@ impl StreamReader {
         namespace: &str,
         name: &str,
     ) -> Result<Option<(Record, u64)>, ApiError> {
-        let entry = self
-            .kv
-            .entry(subjects::stream_key(namespace, name))
-            .await
-            .map_err(unavailable)?;
-        match entry {
-            Some(e) if e.operation == kv::Operation::Put => {
-                Ok(Some((Record::decode(&e.value, e.revision)?, e.revision)))
-            }
-            _ => Ok(None),
+        match self.entry(namespace, name).await? {
+            Some(entry) => Ok(Some((entry.decode_record()?, entry.revision))),
+            None => Ok(None),
         }
     }
 
     /// One stream.
     pub async fn get(&self, namespace: &str, name: &str) -> Result<ImageStream, ApiError> {
-        let entry = self
-            .kv
-            .entry(subjects::stream_key(namespace, name))
-            .await
-            .map_err(unavailable)?;
-        match entry {
-            Some(e) if e.operation == kv::Operation::Put => {
-                Ok(decode_stream(&e.value, e.revision)?.0)
-            }
-            _ => Err(ApiError::stream_not_found(namespace, name)),
+        match self.entry(namespace, name).await? {
+            Some(entry) => Ok(entry.decode_stream()?.0),
+            None => Err(ApiError::stream_not_found(namespace, name)),
         }
     }
 
@@ -402,7 +445,7 @@ impl StreamReader {
     /// the page are decoded in full; a selector reads just the labels of the
     /// others.
     pub async fn list_page(&self, query: ListQuery<'_>) -> Result<ListPage, ApiError> {
-        let snapshot = self.snapshot(&key_filter(query.namespace, None)).await?;
+        let snapshot = self.snapshot(&key_filters(query.namespace, None)).await?;
         page_of(&snapshot.entries, snapshot.revision, &query)
     }
 
@@ -418,16 +461,17 @@ impl StreamReader {
         }
     }
 
-    /// Reads the last entry of every key under `filter`. The result is the
-    /// state at `revision`: every write under the filter up to it is applied.
-    async fn snapshot(&self, filter: &str) -> Result<Snapshot, ApiError> {
+    /// Reads the last entry of every key under `filters`. The result is the
+    /// state at `revision`: every write under the filters up to it is
+    /// applied (writes are atomic batches, so none is seen in part).
+    async fn snapshot(&self, filters: &[String]) -> Result<Snapshot, ApiError> {
         let mut stream = self.kv.stream.clone();
         let info = stream.info().await.map_err(unavailable)?;
         let mut revision = info.state.last_sequence;
         let prefix = format!("$KV.{}.", self.kv.name);
         let consumer = stream
             .create_consumer(OrderedConfig {
-                filter_subject: format!("{prefix}{filter}"),
+                filter_subjects: filters.iter().map(|f| format!("{prefix}{f}")).collect(),
                 deliver_policy: DeliverPolicy::LastPerSubject,
                 ..Default::default()
             })
@@ -436,7 +480,7 @@ impl StreamReader {
         // deleted when done rather than left to expire, so that bursts of
         // listings and fresh watches don't pile up consumers on the stream
         let name = consumer.cached_info().name.clone();
-        let mut entries = BTreeMap::new();
+        let mut state = Assembly::default();
         if consumer.cached_info().num_pending > 0 {
             let mut messages = consumer.messages().await.map_err(unavailable)?;
             loop {
@@ -455,13 +499,10 @@ impl StreamReader {
                     .subject
                     .as_str()
                     .strip_prefix(&prefix)
-                    .and_then(subjects::parse_stream_key);
+                    .and_then(subjects::parse_bucket_key);
                 if let Some(key) = key {
-                    if is_delete(&message) {
-                        entries.remove(&key);
-                    } else {
-                        entries.insert(key, (message.payload.clone(), sequence));
-                    }
+                    let value = (!is_delete(&message)).then(|| message.payload.clone());
+                    state.apply(key, value, sequence);
                 }
                 if pending == 0 {
                     break;
@@ -471,11 +512,15 @@ impl StreamReader {
         if let Err(error) = stream.delete_consumer(&name).await {
             tracing::debug!(%error, consumer = %name, "cannot delete a listing's consumer; it expires");
         }
-        Ok(Snapshot { entries, revision })
+        Ok(Snapshot {
+            entries: state.into_entries(),
+            revision,
+        })
     }
 
-    /// The state of a stream just before `revision`: `None` when it did not
-    /// exist then, or when the bucket no longer holds that revision.
+    /// The header of a stream just before `revision` (its metadata and spec,
+    /// without its tags): `None` when it did not exist then, or when the
+    /// bucket no longer holds that revision.
     pub async fn previous(
         &self,
         namespace: &str,
@@ -497,7 +542,7 @@ impl StreamReader {
         }
         match last {
             Some(e) if e.operation == kv::Operation::Put => {
-                Ok(Some(decode_stream(&e.value, e.revision)?.0))
+                Ok(Some(decode_header(&e.value, e.revision)?))
             }
             _ => Ok(None),
         }
@@ -517,14 +562,18 @@ impl StreamReader {
         name: Option<&str>,
         from_revision: Option<u64>,
     ) -> Result<WatchStream, ApiError> {
-        let filter = key_filter(namespace, name);
+        let filters = key_filters(namespace, name);
         match from_revision {
             None => {
-                let snapshot = self.snapshot(&filter).await?;
-                let live = self.watch_after(&filter, snapshot.revision).await?;
-                let initial = snapshot.entries.into_values().map(|(value, revision)| {
-                    decode_stream(&value, revision).map(|(stream, _)| WatchEvent::Added(stream))
-                });
+                let snapshot = self.snapshot(&filters).await?;
+                let initial = snapshot
+                    .entries
+                    .values()
+                    .map(|entry| entry.decode_stream().map(|(s, _)| WatchEvent::Added(s)))
+                    .collect::<Vec<_>>();
+                let live = self
+                    .watch_after(&filters, snapshot.revision, snapshot.entries)
+                    .await?;
                 Ok(futures::stream::iter(initial).chain(live).boxed())
             }
             Some(revision) => {
@@ -546,7 +595,10 @@ impl StreamReader {
                         state.first_sequence.saturating_sub(1)
                     )));
                 }
-                Ok(self.watch_after(&filter, revision).await?.boxed())
+                Ok(self
+                    .watch_after(&filters, revision, BTreeMap::new())
+                    .await?
+                    .boxed())
             }
         }
     }
@@ -557,7 +609,11 @@ impl StreamReader {
         let mut stream = self.kv.stream.clone();
         let info = stream.info().await.map_err(unavailable)?;
         Ok(self
-            .watch_after(&key_filter(None, None), info.state.last_sequence)
+            .watch_after(
+                &key_filters(None, None),
+                info.state.last_sequence,
+                BTreeMap::new(),
+            )
             .await?
             .boxed())
     }
@@ -570,38 +626,189 @@ impl StreamReader {
         namespace: Option<&str>,
         name: Option<&str>,
     ) -> Result<(Vec<WatchEvent>, u64), ApiError> {
-        let snapshot = self.snapshot(&key_filter(namespace, name)).await?;
+        let snapshot = self.snapshot(&key_filters(namespace, name)).await?;
         let events = snapshot
             .entries
-            .into_values()
-            .map(|(value, revision)| {
-                decode_stream(&value, revision).map(|(stream, _)| WatchEvent::Added(stream))
-            })
+            .values()
+            .map(|entry| entry.decode_stream().map(|(s, _)| WatchEvent::Added(s)))
             .collect::<Result<_, _>>()?;
         Ok((events, snapshot.revision))
     }
 
+    /// The changes under `filters` after `revision`, as whole streams:
+    /// `known` holds the streams as stored at `revision` (those missing are
+    /// read as of the revision of their first change, once).
     async fn watch_after(
         &self,
-        filter: &str,
+        filters: &[String],
         revision: u64,
+        known: BTreeMap<(String, String), StoredEntry>,
     ) -> Result<impl Stream<Item = Result<WatchEvent, ApiError>> + Send + 'static, ApiError> {
-        let watch = self
+        let prefix = format!("$KV.{}.", self.kv.name);
+        let consumer = self
             .kv
-            .watch_from_revision(filter, revision + 1)
+            .stream
+            .create_consumer(OrderedConfig {
+                filter_subjects: filters.iter().map(|f| format!("{prefix}{f}")).collect(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: revision + 1,
+                },
+                ..Default::default()
+            })
             .await
             .map_err(unavailable)?;
-        Ok(watch
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        let assembly = Arc::new(tokio::sync::Mutex::new(Assembly::with_entries(known)));
+        let reader = self.clone();
+        Ok(messages
             .map_err(unavailable)
-            .and_then(|entry| async move { event_of(entry) }))
+            .and_then(move |message| {
+                let (assembly, reader, prefix) = (assembly.clone(), reader.clone(), prefix.clone());
+                async move {
+                    let info = message.info().map_err(unavailable)?;
+                    let sequence = info.stream_sequence;
+                    let Some(key) = message
+                        .subject
+                        .as_str()
+                        .strip_prefix(&prefix)
+                        .and_then(subjects::parse_bucket_key)
+                    else {
+                        return Ok(None);
+                    };
+                    let value = (!is_delete(&message)).then(|| message.payload.clone());
+                    let mut assembly = assembly.lock().await;
+                    reader.assemble(&mut assembly, key, value, sequence).await
+                }
+            })
+            .try_filter_map(|event| async move { Ok(event) }))
+    }
+
+    /// Applies one message of the bucket to `assembly`: the watch event of
+    /// its stream when it was a header.
+    async fn assemble(
+        &self,
+        assembly: &mut Assembly,
+        key: subjects::BucketKey,
+        value: Option<Bytes>,
+        sequence: u64,
+    ) -> Result<Option<WatchEvent>, ApiError> {
+        let Some(applied) = assembly.apply(key, value, sequence) else {
+            return Ok(None);
+        };
+        let (namespace, name) = applied.key;
+        let Some(entry) = assembly.entries.get_mut(&(namespace.clone(), name.clone())) else {
+            let mut stream = ImageStream::new(namespace, name);
+            stream.metadata.resource_version = sequence.to_string();
+            return Ok(Some(WatchEvent::Deleted(stream)));
+        };
+        let (mut stream, op) = entry.decode_stream()?;
+        if !applied.known && op != RecordOp::Created {
+            // first seen after the watch began: its tags as of this revision
+            entry.tags = self
+                .tags_at(&namespace, &name, sequence)
+                .await?
+                .into_iter()
+                .map(|(tag, (value, _))| (tag, value))
+                .collect();
+            stream = entry.decode_stream()?.0;
+        }
+        Ok(Some(if op == RecordOp::Created {
+            WatchEvent::Added(stream)
+        } else {
+            WatchEvent::Modified(stream)
+        }))
     }
 }
 
-/// The page `query` asks for, of `entries` (stored values by
+/// A header written or deleted, as [`Assembly::apply`] reports it.
+struct HeaderApplied {
+    key: (String, String),
+    /// Whether the stream was known before (its tag records are complete).
+    known: bool,
+}
+
+/// Streams assembled from the bucket's messages in stream order. Every write
+/// ends with its stream's header, so tag records are held until the header
+/// that commits them.
+#[derive(Debug, Default)]
+struct Assembly {
+    entries: BTreeMap<(String, String), StoredEntry>,
+    /// Tag records seen ahead of their header (`None`: deleted), by stream.
+    pending: HashMap<(String, String), BTreeMap<String, Option<Bytes>>>,
+}
+
+impl Assembly {
+    fn with_entries(entries: BTreeMap<(String, String), StoredEntry>) -> Self {
+        Assembly {
+            entries,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Applies one message (`value` `None`: a delete marker) written at
+    /// `sequence`; reports a header.
+    fn apply(
+        &mut self,
+        key: subjects::BucketKey,
+        value: Option<Bytes>,
+        sequence: u64,
+    ) -> Option<HeaderApplied> {
+        match key {
+            subjects::BucketKey::Tag(namespace, name, tag) => {
+                self.pending
+                    .entry((namespace, name))
+                    .or_default()
+                    .insert(tag, value);
+                None
+            }
+            subjects::BucketKey::Stream(namespace, name) => {
+                let key = (namespace, name);
+                let pending = self.pending.remove(&key).unwrap_or_default();
+                let known = self.entries.contains_key(&key);
+                match value {
+                    None => {
+                        self.entries.remove(&key);
+                    }
+                    Some(header) => {
+                        let entry = self.entries.entry(key.clone()).or_default();
+                        entry.header = header;
+                        entry.revision = sequence;
+                        for (tag, value) in pending {
+                            match value {
+                                Some(value) => entry.tags.insert(tag, value),
+                                None => entry.tags.remove(&tag),
+                            };
+                        }
+                    }
+                }
+                Some(HeaderApplied { key, known })
+            }
+        }
+    }
+
+    /// The streams assembled; tag records without a header are dropped.
+    fn into_entries(mut self) -> BTreeMap<(String, String), StoredEntry> {
+        // a snapshot delivers each key's last message once, a tag record
+        // possibly after its header: apply what is left to known streams
+        for (key, pending) in self.pending.drain() {
+            if let Some(entry) = self.entries.get_mut(&key) {
+                for (tag, value) in pending {
+                    match value {
+                        Some(value) => entry.tags.insert(tag, value),
+                        None => entry.tags.remove(&tag),
+                    };
+                }
+            }
+        }
+        self.entries
+    }
+}
+
+/// The page `query` asks for, of `entries` (stored streams by
 /// `(namespace, name)`, current at `revision`); only the page's streams are
 /// decoded in full, and a selector reads just the labels of the others.
 fn page_of(
-    entries: &BTreeMap<(String, String), (Bytes, u64)>,
+    entries: &BTreeMap<(String, String), StoredEntry>,
     revision: u64,
     query: &ListQuery<'_>,
 ) -> Result<ListPage, ApiError> {
@@ -615,14 +822,14 @@ fn page_of(
         revision,
         ..ListPage::default()
     };
-    for ((namespace, _), (value, revision)) in entries.range((start, Bound::Unbounded)) {
+    for ((namespace, _), entry) in entries.range((start, Bound::Unbounded)) {
         match query.namespace {
             Some(ns) if namespace.as_str() < ns => continue,
             Some(ns) if namespace.as_str() > ns => break,
             _ => {}
         }
         if let Some(selector) = selector
-            && !selector.matches(&labels_of(value)?)
+            && !selector.matches(&layout::labels_of(&entry.header)?)
         {
             continue;
         }
@@ -630,9 +837,22 @@ fn page_of(
             page.more = true;
             break;
         }
-        page.items.push(decode_stream(value, *revision)?.0);
+        page.items.push(entry.decode_stream()?.0);
     }
     Ok(page)
+}
+
+/// Whether `message`, of the streams bucket, is a stream's header, not one
+/// of its tag records.
+pub fn is_header(message: &jetstream::Message) -> bool {
+    let key = message
+        .subject
+        .as_str()
+        .strip_prefix(&format!("$KV.{}.", subjects::BUCKET_STREAMS));
+    matches!(
+        key.and_then(subjects::parse_bucket_key),
+        Some(subjects::BucketKey::Stream(..))
+    )
 }
 
 fn is_delete(message: &jetstream::Message) -> bool {
@@ -641,26 +861,6 @@ fn is_delete(message: &jetstream::Message) -> bool {
         .as_ref()
         .and_then(|h| h.get("KV-Operation"))
         .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE")
-}
-
-fn event_of(entry: kv::Entry) -> Result<WatchEvent, ApiError> {
-    match entry.operation {
-        kv::Operation::Put => {
-            let (stream, op) = decode_stream(&entry.value, entry.revision)?;
-            Ok(if op == RecordOp::Created {
-                WatchEvent::Added(stream)
-            } else {
-                WatchEvent::Modified(stream)
-            })
-        }
-        kv::Operation::Delete | kv::Operation::Purge => {
-            let (namespace, name) = subjects::parse_stream_key(&entry.key)
-                .ok_or_else(|| ApiError::Internal(format!("foreign key {}", entry.key)))?;
-            let mut stream = ImageStream::new(namespace, name);
-            stream.metadata.resource_version = entry.revision.to_string();
-            Ok(WatchEvent::Deleted(stream))
-        }
-    }
 }
 
 /// The client of the stream-store's write API (NATS request-reply).

@@ -181,6 +181,39 @@ pub fn namespace_keys(namespace: &str) -> String {
     format!("{}.*", encode_token(namespace))
 }
 
+/// The KV key of one tag's record in a stream: `<ns>.<name>.<tag>`, each
+/// encoded. A stream is its [`stream_key`] (the header: metadata, spec,
+/// bookkeeping) plus one such key per tag in its status.
+pub fn tag_key(namespace: &str, name: &str, tag: &str) -> String {
+    format!("{}.{}", stream_key(namespace, name), encode_token(tag))
+}
+
+/// The KV key filter of one stream's tag records: `<ns>.<name>.*`.
+pub fn stream_tag_keys(namespace: &str, name: &str) -> String {
+    format!("{}.*", stream_key(namespace, name))
+}
+
+/// What a key of the streams bucket holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketKey {
+    /// The header of stream `(namespace, name)`.
+    Stream(String, String),
+    /// The record of one tag of stream `(namespace, name)`.
+    Tag(String, String, String),
+}
+
+/// Parses a key of the streams bucket ([`stream_key`] or [`tag_key`]).
+pub fn parse_bucket_key(key: &str) -> Option<BucketKey> {
+    let mut tokens = key.split('.');
+    let (ns, name) = (tokens.next()?, tokens.next()?);
+    let (ns, name) = (decode_token(ns)?, decode_token(name)?);
+    match (tokens.next(), tokens.next()) {
+        (None, _) => Some(BucketKey::Stream(ns, name)),
+        (Some(tag), None) => Some(BucketKey::Tag(ns, name, decode_token(tag)?)),
+        _ => None,
+    }
+}
+
 /// Splits a KV key from [`stream_key`] back into `(namespace, name)`.
 pub fn parse_stream_key(key: &str) -> Option<(String, String)> {
     let (ns, name) = key.split_once('.')?;
@@ -426,6 +459,16 @@ mod tests {
             let key = stream_key(&ns, &name);
             prop_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=.".contains(&b)));
             prop_assert_eq!(parse_stream_key(&key), Some((ns.clone(), name.clone())));
+            prop_assert_eq!(
+                parse_bucket_key(&key),
+                Some(BucketKey::Stream(ns.clone(), name.clone()))
+            );
+            let tag = format!("{name}.v1");
+            prop_assert_eq!(
+                parse_bucket_key(&tag_key(&ns, &name, &tag)),
+                Some(BucketKey::Tag(ns.clone(), name.clone(), tag.clone()))
+            );
+            prop_assert_eq!(parse_stream_key(&tag_key(&ns, &name, &tag)), None);
         }
     }
 }

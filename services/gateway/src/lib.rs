@@ -199,7 +199,7 @@ impl GatewayService {
             .local_addr()
             .map_err(|source| GatewayError::Bind { addr, source })?;
         let streams = Arc::new(Streams::new(
-            StreamReader::new(deps.topology.streams.clone()),
+            StreamReader::new(deps.topology.streams.clone(), deps.nats.clone()),
             ImageCatalog::new(deps.topology.images.clone()),
             deps.nats.clone(),
             options,

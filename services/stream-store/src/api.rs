@@ -200,7 +200,7 @@ impl Api {
             return Ok(current.stream);
         }
         let mut record = next_record(Some(&current), stream, &now);
-        match self.bucket.update(&mut record, revision).await {
+        match self.bucket.update(&current, &mut record, revision).await {
             Ok(revision) => {
                 let mut stream = record.stream;
                 stream.metadata.resource_version = revision.to_string();
@@ -238,7 +238,7 @@ impl Api {
             if expected.is_some_and(|e| e != revision) {
                 return Err(writes::conflict(name));
             }
-            match self.bucket.delete(namespace, name, revision).await {
+            match self.bucket.delete(&record, revision).await {
                 Ok(()) => return Ok(record.stream),
                 Err(BucketError::Conflict) if expected.is_some() => {
                     return Err(writes::conflict(name));

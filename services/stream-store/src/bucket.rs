@@ -1,8 +1,20 @@
-//! The writer's side of the ImageStreams KV bucket: typed reads, create,
-//! compare-and-swap update and delete of [`Record`]s, and the
-//! read-modify-write loop every writer shares.
+//! The writer's side of the ImageStreams KV bucket: typed reads (whole
+//! streams, or a header and some tags), create, compare-and-swap update and
+//! delete of [`Record`]s, and the read-modify-write loop every writer
+//! shares.
+//!
+//! A record is stored as a header and one tag record per tag (see
+//! [`imagestreams_common::store::layout`]). A write is a compare-and-swap of
+//! the header carrying the tag records it changed; they are written to
+//! their keys after it, or by the next write before its own header. A write
+//! whose changes do not fit one header (an import of a big repository)
+//! goes in parts, each a header listing the changes of its part, so readers
+//! see a valid stream between them.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use bytes::Bytes;
@@ -10,7 +22,7 @@ use imagestreams_common::{
     error::ApiError,
     model::ImageStream,
     requests,
-    store::{Record, RecordOp},
+    store::{Record, RecordOp, StoredEntry, StreamReader, TagRecord, layout},
     subjects,
     telemetry::propagation,
 };
@@ -36,8 +48,8 @@ pub enum BucketError {
     /// A stored value could not be decoded, or a record encoded.
     #[error("bad record: {0}")]
     Record(#[source] ApiError),
-    /// The record would not fit in one KV value (or a stored one cannot be
-    /// read back): writing it can never succeed as it is.
+    /// A header or a tag record would not fit in one KV value (or a stored
+    /// one cannot be read back): writing it can never succeed as it is.
     #[error("{0}")]
     TooLarge(String),
 }
@@ -79,7 +91,17 @@ pub enum Plan {
     Skip,
 }
 
-/// What one stored record may hold.
+/// Which tags a read-modify-write reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// The whole stream.
+    All,
+    /// These tags and the spec tags that follow them (a push): the others
+    /// stay as stored.
+    Tags(&'a [String]),
+}
+
+/// What one stored value may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Items kept per tag's history (at least 1), the oldest dropped first.
@@ -106,9 +128,14 @@ impl Limits {
             reserve_bytes: DEFAULT_RESERVE_BYTES,
         }
     }
+
+    fn header_bytes(&self) -> usize {
+        self.value_bytes - self.reserve_bytes.min(self.value_bytes)
+    }
 }
 
-/// The bucket of ImageStreams, one [`Record`] per key [`subjects::stream_key`].
+/// The bucket of ImageStreams, one header per key [`subjects::stream_key`]
+/// and one tag record per key [`subjects::tag_key`].
 ///
 /// Every write waits for admission by the [`LagGuard`], so that writers never
 /// outrun the changefeed by the bucket's history, and is fitted to the
@@ -116,6 +143,7 @@ impl Limits {
 #[derive(Clone, Debug)]
 pub struct Bucket {
     kv: kv::Store,
+    reader: StreamReader,
     guard: LagGuard,
     limits: Limits,
 }
@@ -132,15 +160,38 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> BucketError
     BucketError::Unavailable(Box::new(e))
 }
 
-fn key_of(stream: &ImageStream) -> String {
-    subjects::stream_key(&stream.metadata.namespace, &stream.metadata.name)
+fn read_failed(e: ApiError) -> BucketError {
+    match e {
+        ApiError::Unavailable(text) if text.contains("max payload") => BucketError::TooLarge(
+            format!("the stored stream is too large to be read back: {text}"),
+        ),
+        ApiError::Unavailable(text) => BucketError::Unavailable(text.into()),
+        other => BucketError::Record(other),
+    }
+}
+
+/// A record encoded for the bucket: its header (without inline records)
+/// and its tag records.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The header, as stored but for `inline`.
+    pub header: Record,
+    /// The tag records, by tag, with their values.
+    pub tags: BTreeMap<String, (TagRecord, Bytes)>,
 }
 
 impl Bucket {
-    /// The writer of `kv`, the [`subjects::BUCKET_STREAMS`] bucket, within `limits`.
-    pub fn new(kv: kv::Store, limits: Limits) -> Self {
+    /// The writer of `kv`, the [`subjects::BUCKET_STREAMS`] bucket, over
+    /// `nats`, within `limits`.
+    pub fn new(kv: kv::Store, nats: async_nats::Client, limits: Limits) -> Self {
         let guard = LagGuard::new(kv.stream.clone());
-        Bucket { kv, guard, limits }
+        let reader = StreamReader::new(kv.clone(), nats);
+        Bucket {
+            kv,
+            reader,
+            guard,
+            limits,
+        }
     }
 
     /// The same bucket whose writes may also use [`Limits::reserve_bytes`].
@@ -150,35 +201,87 @@ impl Bucket {
         bucket
     }
 
-    /// Fits `record` to the [`Limits`] and encodes it: every tag keeps at
-    /// most `history` items; when the value is still larger than
-    /// `value_bytes`, the oldest items of the longest histories go first
-    /// (never a current image). A record whose current images alone exceed
-    /// the limit is [`BucketError::TooLarge`], naming the limit.
-    pub fn encode(&self, record: &mut Record) -> Result<Bytes, BucketError> {
+    /// Fits `record` to the [`Limits`] and encodes its tag records: every
+    /// tag keeps at most `history` items, and a tag record larger than a
+    /// value loses its oldest items (never its current image); one whose
+    /// current image alone is too large is [`BucketError::TooLarge`], naming
+    /// the limit.
+    pub fn encode(&self, record: &mut Record) -> Result<Encoded, BucketError> {
         history::prune(&mut record.stream, self.limits.history);
-        let limit =
-            self.limits.value_bytes - self.limits.reserve_bytes.min(self.limits.value_bytes);
+        let (header, tags) = layout::split(record);
+        let mut encoded = BTreeMap::new();
+        for (tag, mut tag_record) in tags {
+            let value = self.encode_tag(record, &mut tag_record)?;
+            encoded.insert(tag, (tag_record, value));
+        }
+        // what was trimmed shows in the record the caller keeps
+        if let Some(status) = record.stream.status.as_mut() {
+            for list in &mut status.tags {
+                if let Some((trimmed, _)) = encoded.get(&list.tag) {
+                    list.items.clone_from(&trimmed.list.items);
+                }
+            }
+        }
+        Ok(Encoded {
+            header,
+            tags: encoded,
+        })
+    }
+
+    fn encode_tag(&self, record: &Record, tag: &mut TagRecord) -> Result<Bytes, BucketError> {
+        let limit = self.limits.value_bytes;
         loop {
-            let value = record.encode().map_err(BucketError::Record)?;
+            let value = tag.encode().map_err(BucketError::Record)?;
             if value.len() <= limit {
                 return Ok(value);
             }
-            let excess = value.len() - limit;
-            if history::trim_oldest(&mut record.stream, excess) == 0 {
+            if tag.list.items.len() <= 1 {
                 return Err(BucketError::TooLarge(format!(
-                    "image stream {}/{} would be stored as {} bytes, over the limit of {limit} \
-                     bytes (the NATS server's max_payload of {} less {} for headers and a \
-                     reserve), even with every tag's history cut to its current image: it has \
-                     too many tags",
+                    "tag {:?} of image stream {}/{} would be stored as {} bytes, over the limit \
+                     of {limit} bytes (the NATS server's max_payload of {} less {} for headers), \
+                     even with its history cut to its current image",
+                    tag.list.tag,
                     record.stream.metadata.namespace,
                     record.stream.metadata.name,
                     value.len(),
-                    self.limits.value_bytes + requests::ENVELOPE_BYTES,
-                    requests::ENVELOPE_BYTES + self.limits.reserve_bytes,
+                    limit + requests::ENVELOPE_BYTES,
+                    requests::ENVELOPE_BYTES,
                 )));
             }
+            tag.list.items.pop();
         }
+    }
+
+    /// Encodes a header, forgetting its oldest applied-event ids while it is
+    /// over the limit (a redelivery older than those is still recognised by
+    /// its history item), and refusing one over the limit without them.
+    fn encode_header(&self, header: &mut Record) -> Result<Bytes, BucketError> {
+        let limit = self.limits.header_bytes();
+        let mut value = header.encode().map_err(BucketError::Record)?;
+        while value.len() > limit && !header.applied.is_empty() {
+            let excess = value.len() - limit;
+            let mut freed = 0;
+            while freed < excess {
+                match header.applied.pop_front() {
+                    Some(id) => freed += id.len() + 3,
+                    None => break,
+                }
+            }
+            value = header.encode().map_err(BucketError::Record)?;
+        }
+        if value.len() > limit {
+            return Err(BucketError::TooLarge(format!(
+                "image stream {}/{} would be stored with a header of {} bytes, over the limit of \
+                 {limit} bytes (the NATS server's max_payload of {} less {} for headers and a \
+                 reserve): its spec or conditions are too large",
+                header.stream.metadata.namespace,
+                header.stream.metadata.name,
+                value.len(),
+                self.limits.value_bytes + requests::ENVELOPE_BYTES,
+                requests::ENVELOPE_BYTES + self.limits.reserve_bytes,
+            )));
+        }
+        Ok(value)
     }
 
     /// The guard that keeps writes within reach of the changefeed.
@@ -198,69 +301,155 @@ impl Bucket {
         &self.kv
     }
 
-    /// The current record of `namespace/name` and its revision, `None` when
-    /// there is none (never written, or deleted).
+    fn subject(&self, key: &str) -> String {
+        format!("$KV.{}.{key}", self.kv.name)
+    }
+
+    /// The current record of `namespace/name`, every tag, and its revision;
+    /// `None` when there is none (never written, or deleted).
     pub async fn read(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<Option<Versioned>, BucketError> {
         let entry = self
-            .kv
-            .entry(subjects::stream_key(namespace, name))
+            .reader
+            .entry(namespace, name)
             .await
-            .map_err(unavailable)?;
+            .map_err(read_failed)?;
         match entry {
-            Some(e) if e.operation == kv::Operation::Put => {
-                let record = Record::decode(&e.value, e.revision).map_err(BucketError::Record)?;
-                Ok(Some((record, e.revision)))
+            Some(entry) => {
+                let record = entry.decode_record().map_err(BucketError::Record)?;
+                Ok(Some((record, entry.revision)))
             }
-            _ => Ok(None),
+            None => Ok(None),
         }
     }
 
-    /// Creates the key of `record`, fitted to the limits ([`Self::encode`]);
-    /// [`BucketError::AlreadyExists`] when taken.
-    pub async fn create(&self, record: &mut Record) -> Result<u64, BucketError> {
-        let value = self.encode(record)?;
-        self.admit().await?;
-        let revision = self
-            .kv
-            .create(key_of(&record.stream), value)
-            .await
-            .map_err(|e| match e.kind() {
-                CreateErrorKind::AlreadyExists => BucketError::AlreadyExists,
-                _ => unavailable(e),
-            })?;
-        self.guard.written(revision);
-        Ok(revision)
-    }
-
-    /// Replaces the record stored at `revision` with `record`, fitted to the
-    /// limits ([`Self::encode`]); [`BucketError::Conflict`] when the key is at
-    /// another revision.
-    pub async fn update(&self, record: &mut Record, revision: u64) -> Result<u64, BucketError> {
-        let value = self.encode(record)?;
-        self.admit().await?;
-        let revision = self
-            .kv
-            .update(key_of(&record.stream), value, revision)
-            .await
-            .map_err(|e| match e.kind() {
-                UpdateErrorKind::WrongLastRevision => BucketError::Conflict,
-                _ => unavailable(e),
-            })?;
-        self.guard.written(revision);
-        Ok(revision)
-    }
-
-    /// Deletes `namespace/name` if it is still at `revision`.
-    pub async fn delete(
+    /// The current record of `namespace/name` with just `tags`, the spec
+    /// tags that follow them (transitively) and the header's inline records
+    /// in its status: a round trip or two whatever the number of other tags.
+    pub async fn read_tags(
         &self,
         namespace: &str,
         name: &str,
+        tags: &[String],
+    ) -> Result<Option<Versioned>, BucketError> {
+        let mut wanted: BTreeSet<String> = tags.iter().cloned().collect();
+        loop {
+            let Some((record, revision)) = self.read_some(namespace, name, &wanted).await? else {
+                return Ok(None);
+            };
+            let mut closure = wanted.clone();
+            closure.extend(record.inline.keys().cloned());
+            let mut queue: Vec<String> = closure.iter().cloned().collect();
+            while let Some(tag) = queue.pop() {
+                for follower in history::followers(&record.stream, &tag) {
+                    if closure.insert(follower.clone()) {
+                        queue.push(follower);
+                    }
+                }
+            }
+            if closure == wanted {
+                return Ok(Some((record, revision)));
+            }
+            wanted = closure;
+        }
+    }
+
+    async fn read_some(
+        &self,
+        namespace: &str,
+        name: &str,
+        tags: &BTreeSet<String>,
+    ) -> Result<Option<Versioned>, BucketError> {
+        let header_subject = self.subject(&subjects::stream_key(namespace, name));
+        let mut wanted = vec![header_subject.clone()];
+        wanted.extend(
+            tags.iter()
+                .map(|tag| self.subject(&subjects::tag_key(namespace, name, tag))),
+        );
+        let found = self
+            .reader
+            .direct()
+            .last(&wanted, None)
+            .await
+            .map_err(read_failed)?;
+        let header = match found.iter().find(|f| f.subject == header_subject) {
+            Some(header) if !header.deleted => header,
+            _ => return Ok(None),
+        };
+        let prefix = format!("$KV.{}.", self.kv.name);
+        let tag_of = |subject: &str| match subject
+            .strip_prefix(&prefix)
+            .and_then(subjects::parse_bucket_key)
+        {
+            Some(subjects::BucketKey::Tag(_, _, tag)) => Some(tag),
+            _ => None,
+        };
+        let mut entry = StoredEntry::new(header.value.clone(), header.sequence);
+        let mut ahead = Vec::new();
+        for found in found.iter().filter(|f| f.subject != header_subject) {
+            let Some(tag) = tag_of(&found.subject) else {
+                continue;
+            };
+            // the revision a write of the key must expect
+            entry.revisions.insert(tag.clone(), found.sequence);
+            if found.sequence > header.sequence {
+                // written after the header: read the key as of the header
+                ahead.push(found.subject.clone());
+            } else if !found.deleted {
+                entry.tags.insert(tag, found.value.clone());
+            }
+        }
+        if !ahead.is_empty() {
+            let committed = self
+                .reader
+                .direct()
+                .last(&ahead, Some(header.sequence))
+                .await
+                .map_err(read_failed)?;
+            for found in committed.into_iter().filter(|f| !f.deleted) {
+                if let Some(tag) = tag_of(&found.subject) {
+                    entry.tags.insert(tag, found.value);
+                }
+            }
+        }
+        let mut record = entry.decode_record().map_err(BucketError::Record)?;
+        record.partial = Some(tags.clone());
+        Ok(Some((record, entry.revision)))
+    }
+
+    /// Creates the stream of `record`, fitted to the limits
+    /// ([`Self::encode`]); [`BucketError::AlreadyExists`] when taken.
+    pub async fn create(&self, record: &mut Record) -> Result<u64, BucketError> {
+        let encoded = self.encode(record)?;
+        self.commit(None, record, encoded).await
+    }
+
+    /// Replaces the record `before` stored at `revision` with `record`,
+    /// fitted to the limits ([`Self::encode`]): the header carries the tag
+    /// records that changed. [`BucketError::Conflict`] when the stream is at
+    /// another revision.
+    pub async fn update(
+        &self,
+        before: &Record,
+        record: &mut Record,
         revision: u64,
-    ) -> Result<(), BucketError> {
+    ) -> Result<u64, BucketError> {
+        let encoded = self.encode(record)?;
+        record.tag_revisions.clone_from(&before.tag_revisions);
+        self.commit(Some((before, revision)), record, encoded).await
+    }
+
+    /// Deletes the stream of `record` if it is still at `revision`, then its
+    /// tag keys (a new stream of the same name never reads them: it has
+    /// another uid).
+    pub async fn delete(&self, record: &Record, revision: u64) -> Result<(), BucketError> {
+        let (namespace, name) = (
+            record.stream.metadata.namespace.as_str(),
+            record.stream.metadata.name.as_str(),
+        );
         self.admit().await?;
         self.kv
             .delete_expect_revision(subjects::stream_key(namespace, name), Some(revision))
@@ -268,7 +457,196 @@ impl Bucket {
             .map_err(|e| match e.kind() {
                 UpdateErrorKind::WrongLastRevision => BucketError::Conflict,
                 _ => unavailable(e),
-            })
+            })?;
+        let filter = self.subject(&subjects::stream_tag_keys(namespace, name));
+        if let Err(error) = self.kv.stream.purge().filter(filter).await {
+            tracing::warn!(%error, %namespace, %name, "cannot purge a deleted stream's tags");
+        }
+        Ok(())
+    }
+
+    /// Writes `record` over `before` (and its revision; `None`: creates):
+    /// first the inline records `before` left (once each), then the header,
+    /// carrying the changed tag records, with compare-and-swap, then those
+    /// records to their keys. A write whose changes do not fit one header
+    /// goes in parts, each a header listing the changes of its part.
+    /// Returns the last header's revision.
+    async fn commit(
+        &self,
+        before: Option<(&Record, u64)>,
+        record: &mut Record,
+        encoded: Encoded,
+    ) -> Result<u64, BucketError> {
+        let Encoded { header, tags } = encoded;
+        let mut expected = match before {
+            Some((before, revision)) => {
+                self.write_inline(before, revision, &mut record.tag_revisions)
+                    .await?;
+                Some(revision)
+            }
+            None => None,
+        };
+        let changed = changed_tags(before.map(|(b, _)| b), &tags);
+        let parts = self.parts(&header, changed)?;
+        let count = parts.len();
+        for (index, part) in parts.into_iter().enumerate() {
+            let last = index + 1 == count;
+            let mut part_header = header.clone();
+            if !last {
+                part_header.applied = before.map(|(b, _)| b.applied.clone()).unwrap_or_default();
+            }
+            if index > 0 {
+                part_header.op = RecordOp::Updated;
+            }
+            restrict_change(&mut part_header, &part);
+            part_header.inline = part;
+            let value = self.encode_header(&mut part_header)?;
+            self.admit().await?;
+            let key = subjects::stream_key(
+                &record.stream.metadata.namespace,
+                &record.stream.metadata.name,
+            );
+            let revision = match expected {
+                None => self
+                    .kv
+                    .create(key, value)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        CreateErrorKind::AlreadyExists => BucketError::AlreadyExists,
+                        _ => unavailable(e),
+                    })?,
+                Some(expected) => {
+                    self.kv
+                        .update(key, value, expected)
+                        .await
+                        .map_err(|e| match e.kind() {
+                            UpdateErrorKind::WrongLastRevision => BucketError::Conflict,
+                            _ => unavailable(e),
+                        })?
+                }
+            };
+            self.guard.written(revision);
+            expected = Some(revision);
+            let written = self
+                .write_inline(&part_header, revision, &mut record.tag_revisions)
+                .await;
+            match written {
+                // the next part's header replaces this one's records
+                Err(error) if !last => return Err(error),
+                // the next write of the stream writes them
+                Err(error) => {
+                    tracing::debug!(%error, "cannot write tag records to their keys yet")
+                }
+                Ok(()) => {}
+            }
+        }
+        Ok(expected.unwrap_or_default())
+    }
+
+    /// Writes the inline records of `header` (stored at `revision`) to their
+    /// keys, each with compare-and-swap on the key's revision in
+    /// `revisions` (which it updates): a key written since the header needs
+    /// nothing, and a lost race means another writer wrote it.
+    async fn write_inline(
+        &self,
+        header: &Record,
+        revision: u64,
+        revisions: &mut BTreeMap<String, u64>,
+    ) -> Result<(), BucketError> {
+        let (namespace, name) = (
+            header.stream.metadata.namespace.as_str(),
+            header.stream.metadata.name.as_str(),
+        );
+        for (tag, record) in &header.inline {
+            let seen = revisions.get(tag).copied().unwrap_or(0);
+            if seen > revision {
+                continue;
+            }
+            let key = subjects::tag_key(namespace, name, tag);
+            let value = match record {
+                Some(record) => Some(record.encode().map_err(BucketError::Record)?),
+                None => None,
+            };
+            let at = self.write_tag(&key, value, seen, revision).await?;
+            revisions.insert(tag.clone(), at);
+        }
+        Ok(())
+    }
+
+    /// Writes `value` (`None`: a delete marker) to tag key `key`, last known
+    /// at revision `seen`, for the header at `revision`: when the key moved
+    /// since `seen`, a write after the header means it is written already,
+    /// and one before it (a delete marker, say) is expected instead.
+    async fn write_tag(
+        &self,
+        key: &str,
+        value: Option<Bytes>,
+        mut seen: u64,
+        revision: u64,
+    ) -> Result<u64, BucketError> {
+        for _ in 0..DEFAULT_MAX_ATTEMPTS {
+            let written = match &value {
+                Some(value) => self.kv.update(key, value.clone(), seen).await,
+                None if seen == 0 => return Ok(0),
+                None => self
+                    .kv
+                    .delete_expect_revision(key, Some(seen))
+                    .await
+                    .map(|()| seen),
+            };
+            match written {
+                Ok(at) => return Ok(at),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                    let found = self
+                        .reader
+                        .direct()
+                        .last(&[self.subject(key)], None)
+                        .await
+                        .map_err(read_failed)?;
+                    seen = found.first().map_or(0, |f| f.sequence);
+                    if seen > revision {
+                        return Ok(seen);
+                    }
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(BucketError::Unavailable(
+            format!("tag key {key} kept changing").into(),
+        ))
+    }
+
+    /// The changed tag records in parts whose headers fit a value: one part
+    /// unless the changes are large (an import of a big repository).
+    fn parts(
+        &self,
+        header: &Record,
+        changed: BTreeMap<String, Option<TagRecord>>,
+    ) -> Result<Vec<BTreeMap<String, Option<TagRecord>>>, BucketError> {
+        let base = self.encode_header(&mut Record {
+            change: None,
+            ..header.clone()
+        })?;
+        let budget = self.limits.header_bytes().saturating_sub(base.len());
+        let mut parts = vec![BTreeMap::new()];
+        let mut used = 0;
+        for (tag, record) in changed {
+            // the record inline, and its entry in the change
+            let cost = record
+                .as_ref()
+                .map_or(0, |r| serde_json::to_vec(r).map_or(0, |v| v.len()))
+                + 2 * tag.len()
+                + CHANGE_ENTRY_BYTES;
+            if used + cost > budget && !parts.last().is_some_and(BTreeMap::is_empty) {
+                parts.push(BTreeMap::new());
+                used = 0;
+            }
+            used += cost;
+            if let Some(part) = parts.last_mut() {
+                part.insert(tag, record);
+            }
+        }
+        Ok(parts)
     }
 
     /// Read-modify-write of `namespace/name`: reads the current record, asks
@@ -285,16 +663,19 @@ impl Bucket {
         E: From<BucketError>,
         F: FnMut(Option<Versioned>) -> Result<Plan, E>,
     {
-        self.modify_from(namespace, name, None, decide).await
+        self.modify_from(namespace, name, Scope::All, None, decide)
+            .await
     }
 
-    /// [`modify`](Self::modify), starting from `hint` (the record as this
-    /// process last wrote it) instead of reading; a stale hint only costs a
-    /// failed compare-and-swap and a read.
+    /// [`modify`](Self::modify) of the tags `scope` names, starting from
+    /// `hint` (the record as this process last wrote it) instead of reading;
+    /// a stale hint only costs a failed compare-and-swap and a read, and a
+    /// hint without the tags of `scope` is not used.
     pub async fn modify_from<E, F>(
         &self,
         namespace: &str,
         name: &str,
+        scope: Scope<'_>,
         mut hint: Option<Versioned>,
         mut decide: F,
     ) -> Result<Option<Versioned>, E>
@@ -302,21 +683,35 @@ impl Bucket {
         E: From<BucketError>,
         F: FnMut(Option<Versioned>) -> Result<Plan, E>,
     {
+        if hint
+            .as_ref()
+            .is_some_and(|(record, _)| !covers(record, scope))
+        {
+            hint = None;
+        }
         let mut backoff = Duration::from_millis(1);
         for _ in 0..DEFAULT_MAX_ATTEMPTS {
             let hinted = hint.is_some();
             let current = match hint.take() {
                 Some(hint) => Some(hint),
-                None => self.read(namespace, name).await?,
+                None => match scope {
+                    Scope::All => self.read(namespace, name).await?,
+                    Scope::Tags(tags) => self.read_tags(namespace, name, tags).await?,
+                },
             };
+            let before = current.as_ref().map(|(record, _)| record.clone());
             let written = match decide(current)? {
                 Plan::Skip => return Ok(None),
                 Plan::Keep(record, revision) => return Ok(Some((record, revision))),
                 Plan::Create(mut record) => self.create(&mut record).await.map(|r| (record, r)),
-                Plan::Update(mut record, revision) => self
-                    .update(&mut record, revision)
-                    .await
-                    .map(|r| (record, r)),
+                Plan::Update(mut record, revision) => {
+                    let before = before
+                        .unwrap_or_else(|| Record::created(ImageStream::new(namespace, name)));
+                    record.partial.clone_from(&before.partial);
+                    self.update(&before, &mut record, revision)
+                        .await
+                        .map(|r| (record, r))
+                }
             };
             match written {
                 Ok((mut record, revision)) => {
@@ -341,6 +736,50 @@ impl Bucket {
     }
 }
 
+/// Whether `record` holds every tag `scope` names.
+fn covers(record: &Record, scope: Scope<'_>) -> bool {
+    match (&record.partial, scope) {
+        (None, _) => true,
+        (Some(_), Scope::All) => false,
+        (Some(loaded), Scope::Tags(tags)) => tags.iter().all(|t| loaded.contains(t)),
+    }
+}
+
+/// What a tag's entry in a header's change may take beside its record: the
+/// images' digests and pull spec.
+const CHANGE_ENTRY_BYTES: usize = 512;
+
+/// The tag records `tags` changes over `before` (`None` for a new stream):
+/// those that differ, and `None` for the tags `before` holds that are gone.
+fn changed_tags(
+    before: Option<&Record>,
+    tags: &BTreeMap<String, (TagRecord, Bytes)>,
+) -> BTreeMap<String, Option<TagRecord>> {
+    let before = before.map(|b| layout::split(b).1).unwrap_or_default();
+    let mut changed = BTreeMap::new();
+    for (tag, (record, _)) in tags {
+        if before.get(tag) != Some(record) {
+            changed.insert(tag.clone(), Some(record.clone()));
+        }
+    }
+    for tag in before.keys() {
+        if !tags.contains_key(tag) {
+            changed.insert(tag.clone(), None);
+        }
+    }
+    changed
+}
+
+/// Keeps in the change of `header` only the tags of `part`.
+fn restrict_change(header: &mut Record, part: &BTreeMap<String, Option<TagRecord>>) {
+    if let Some(change) = header.change.as_mut() {
+        change.tags.retain(|c| part.contains_key(&c.tag));
+    }
+    if header.change.as_ref().is_some_and(|c| c.tags.is_empty()) {
+        header.change = None;
+    }
+}
+
 /// The record that follows `before` (`None` for a new stream) once `after`
 /// is written: `op`, the remembered event ids carried over, and `change`
 /// holding the tags whose current image moved (none: `None`) and the current
@@ -350,6 +789,9 @@ pub fn next_record(before: Option<&Record>, mut after: ImageStream, now: &str) -
     // the revision is the KV's, never stored (and encoding skips a copy)
     after.metadata.resource_version.clear();
     Record {
+        partial: before.and_then(|r| r.partial.clone()),
+        inline: BTreeMap::new(),
+        tag_revisions: before.map(|r| r.tag_revisions.clone()).unwrap_or_default(),
         op: if before.is_some() {
             RecordOp::Updated
         } else {

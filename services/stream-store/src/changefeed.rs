@@ -55,7 +55,7 @@ use imagestreams_common::{
     error::ApiError,
     metrics::EventCounters,
     nats::{self, NatsError, PendingAck},
-    store::Record,
+    store::{self, Record},
     subjects::{self, Kind},
     telemetry::propagation,
 };
@@ -146,7 +146,8 @@ pub async fn send(
     js: &jetstream::Context,
     message: &jetstream::Message,
 ) -> Result<Option<PendingAck>, ChangefeedError> {
-    if is_delete(message) {
+    if is_delete(message) || !store::is_header(message) {
+        // a tag record's change is in the header its write ends with
         return Ok(None);
     }
     let revision = message

@@ -163,7 +163,7 @@ impl StreamStoreService {
         options: Options,
     ) -> anyhow::Result<Self> {
         let limits = bucket::Limits::new(config.stream_store.history_limit.get(), &deps.nats);
-        let bucket = Bucket::new(deps.topology.streams.clone(), limits);
+        let bucket = Bucket::new(deps.topology.streams.clone(), deps.nats.clone(), limits);
         let api = if options.api {
             let subscriptions = api::subscribe(&deps.nats).await?;
             Some((Arc::new(api::Api::new(bucket.clone())), subscriptions))

@@ -96,7 +96,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument as _, instrument};
 
 use crate::{
-    bucket::{Bucket, BucketError, Plan, Versioned, next_record},
+    bucket::{Bucket, BucketError, Plan, Scope, Versioned, next_record},
     history, writes,
 };
 
@@ -330,6 +330,7 @@ impl Applier {
         let mut applied = Applied::Dropped;
         let key = subjects::stream_key(&event.namespace, &event.stream);
         let mut hint = self.cache().take(&key);
+        let tags = [event.tag.clone()];
         // whether the pusher may create the stream: asked only when a push
         // would create one, then the write starts over with the answer
         let mut may_create = self.identities.is_none().then_some(true);
@@ -337,75 +338,85 @@ impl Applier {
             let mut ask = false;
             let written = self
                 .bucket
-                .modify_from(&event.namespace, &event.stream, hint.take(), |current| {
-                    let now = writes::timestamp(Utc::now());
-                    let (before, mut stream, revision) = match current {
-                        Some((record, revision))
-                            if record.has_applied(&event.event_id)
-                                || (pushed_at.is_some()
-                                    && history::holds(&record.stream, &event.tag, &template)) =>
-                        {
-                            applied = Applied::Duplicate;
-                            return Ok::<_, ApplyError>(Plan::Keep(record, revision));
+                .modify_from(
+                    &event.namespace,
+                    &event.stream,
+                    Scope::Tags(&tags),
+                    hint.take(),
+                    |current| {
+                        let now = writes::timestamp(Utc::now());
+                        let (before, mut stream, revision) = match current {
+                            Some((record, revision))
+                                if record.has_applied(&event.event_id)
+                                    || (pushed_at.is_some()
+                                        && history::holds(
+                                            &record.stream,
+                                            &event.tag,
+                                            &template,
+                                        )) =>
+                            {
+                                applied = Applied::Duplicate;
+                                return Ok::<_, ApplyError>(Plan::Keep(record, revision));
+                            }
+                            Some((record, revision)) => {
+                                let stream = record.stream.clone();
+                                (Some(record), stream, Some(revision))
+                            }
+                            None if from_registry && may_create.is_none() => {
+                                ask = true;
+                                return Ok(Plan::Skip);
+                            }
+                            None if from_registry && may_create == Some(false) => {
+                                applied = Applied::Refused;
+                                return Ok(Plan::Skip);
+                            }
+                            None if from_registry => {
+                                let mut stream = ImageStream::new(&event.namespace, &event.stream);
+                                let repository = format!(
+                                    "{}/{}/{}",
+                                    self.registry_host, event.namespace, event.stream
+                                );
+                                writes::initialize(
+                                    &mut stream,
+                                    uuid::Uuid::new_v4().to_string(),
+                                    &now,
+                                    repository,
+                                );
+                                (None, stream, None)
+                            }
+                            None => {
+                                applied = Applied::Dropped;
+                                return Ok(Plan::Skip);
+                            }
+                        };
+                        if from_registry && !event.actor.is_empty() {
+                            record_pusher(&mut stream, &event.actor, before.is_none());
                         }
-                        Some((record, revision)) => {
-                            let stream = record.stream.clone();
-                            (Some(record), stream, Some(revision))
+                        let tag_event = TagEvent {
+                            generation: Some(stream.metadata.generation),
+                            ..template.clone()
+                        };
+                        let newest = before
+                            .as_ref()
+                            .and_then(|r| r.pushed_at.get(&event.tag).copied());
+                        let older =
+                            matches!((pushed_at, newest), (Some(at), Some(newest)) if at < newest);
+                        if older {
+                            history::add_older_tag_event(&mut stream, &event.tag, tag_event);
+                        } else {
+                            history::apply_image(&mut stream, &event.tag, &tag_event);
                         }
-                        None if from_registry && may_create.is_none() => {
-                            ask = true;
-                            return Ok(Plan::Skip);
+                        let mut record = next_record(before.as_ref(), stream, &now);
+                        record.remember_applied(&event.event_id);
+                        if let (Some(at), false) = (pushed_at, older) {
+                            record.pushed_at.insert(event.tag.clone(), at);
                         }
-                        None if from_registry && may_create == Some(false) => {
-                            applied = Applied::Refused;
-                            return Ok(Plan::Skip);
-                        }
-                        None if from_registry => {
-                            let mut stream = ImageStream::new(&event.namespace, &event.stream);
-                            let repository = format!(
-                                "{}/{}/{}",
-                                self.registry_host, event.namespace, event.stream
-                            );
-                            writes::initialize(
-                                &mut stream,
-                                uuid::Uuid::new_v4().to_string(),
-                                &now,
-                                repository,
-                            );
-                            (None, stream, None)
-                        }
-                        None => {
-                            applied = Applied::Dropped;
-                            return Ok(Plan::Skip);
-                        }
-                    };
-                    if from_registry && !event.actor.is_empty() {
-                        record_pusher(&mut stream, &event.actor, before.is_none());
-                    }
-                    let tag_event = TagEvent {
-                        generation: Some(stream.metadata.generation),
-                        ..template.clone()
-                    };
-                    let newest = before
-                        .as_ref()
-                        .and_then(|r| r.pushed_at.get(&event.tag).copied());
-                    let older =
-                        matches!((pushed_at, newest), (Some(at), Some(newest)) if at < newest);
-                    if older {
-                        history::add_older_tag_event(&mut stream, &event.tag, tag_event);
-                    } else {
-                        history::apply_image(&mut stream, &event.tag, &tag_event);
-                    }
-                    let mut record = next_record(before.as_ref(), stream, &now);
-                    record.remember_applied(&event.event_id);
-                    if let (Some(at), false) = (pushed_at, older) {
-                        record.pushed_at.insert(event.tag.clone(), at);
-                    }
-                    Ok(match revision {
-                        Some(revision) => Plan::Update(record, revision),
-                        None => Plan::Create(record),
-                    })
-                })
+                        Ok(match revision {
+                            Some(revision) => Plan::Update(record, revision),
+                            None => Plan::Create(record),
+                        })
+                    },
+                )
                 .await?;
             match (ask, &self.identities) {
                 (true, Some(identities)) => {

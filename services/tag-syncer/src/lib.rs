@@ -91,7 +91,7 @@ impl TagSyncerService {
             timeout,
         ));
         importer.register_metrics(&deps.metrics.service(NAME));
-        let reader = StreamReader::new(deps.topology.streams.clone());
+        let reader = StreamReader::new(deps.topology.streams.clone(), deps.nats.clone());
         let subscriptions = api::subscribe(&deps.nats).await?;
         let handlers = Arc::new(api::Handlers {
             reader: reader.clone(),

@@ -33,7 +33,7 @@ use futures::StreamExt as _;
 use imagestreams_common::{
     error::ApiError,
     model::ImageStream,
-    store::{Record, StreamReader},
+    store::{self, Record, StreamReader},
     subjects,
 };
 use tokio::sync::{Semaphore, mpsc};
@@ -238,7 +238,8 @@ pub async fn run(
                     break;
                 }
             };
-            if is_delete(&message) {
+            if is_delete(&message) || !store::is_header(&message) {
+                // a tag record: its write ends with its stream's header
                 settle(&message).await;
                 continue;
             }

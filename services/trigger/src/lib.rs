@@ -202,7 +202,7 @@ impl TriggerService {
             firings: topology.firings.clone(),
             streams_kv: topology.streams.clone(),
             reader: TriggerReader::new(topology.triggers.clone(), topology.firings.clone()),
-            streams: StreamReader::new(topology.streams.clone()),
+            streams: StreamReader::new(topology.streams.clone(), deps.nats.clone()),
             index: RwLock::default(),
             active: Mutex::default(),
             webhooks,

@@ -16,7 +16,6 @@
 //! reads go to the bucket directly.
 
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc, Mutex, MutexGuard, RwLock,
         atomic::{AtomicBool, Ordering},
@@ -34,7 +33,7 @@ use prometheus_client::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Freshness, ListPage, ListQuery, StreamReader, decode_stream, page_of, unavailable};
+use super::{Assembly, Freshness, ListPage, ListQuery, StreamReader, page_of, unavailable};
 use crate::{error::ApiError, metrics::ServiceMetrics, model::ImageStream, subjects};
 
 /// How long a read waits for the cache to apply a revision before it reads
@@ -74,10 +73,10 @@ struct SourceLabels {
     source: &'static str,
 }
 
-/// Every stream's stored value and revision, by `(namespace, name)`.
+/// Every stream as stored, by `(namespace, name)`.
 #[derive(Debug, Default)]
 struct State {
-    entries: BTreeMap<(String, String), (Bytes, u64)>,
+    streams: Assembly,
 }
 
 #[derive(Debug, Default)]
@@ -166,11 +165,12 @@ impl Mirror {
         let found = self
             .inner
             .state()
+            .streams
             .entries
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned();
         match found {
-            Some((value, revision)) => Ok(decode_stream(&value, revision)?.0),
+            Some(entry) => Ok(entry.decode_stream()?.0),
             None => Err(ApiError::stream_not_found(namespace, name)),
         }
     }
@@ -191,7 +191,7 @@ impl Mirror {
         // read under the lock that the watch takes to apply, so the page is
         // the state at exactly this revision
         let revision = *self.inner.applied.borrow();
-        page_of(&state.entries, revision, &query)
+        page_of(&state.streams.entries, revision, &query)
     }
 }
 
@@ -307,21 +307,22 @@ impl Inner {
     /// Loads the bucket and applies its changes, again after every failure,
     /// until `shutdown`.
     async fn load_and_apply(&self, shutdown: &CancellationToken) -> Result<(), ApiError> {
-        let snapshot = self.reader.snapshot(">").await?;
+        let snapshot = self.reader.snapshot(&[">".to_owned()]).await?;
         let mut changes = self
             .reader
             .kv
-            .watch_from_revision(">", snapshot.revision + 1)
+            .watch_all_from_revision(snapshot.revision + 1)
             .await
             .map_err(unavailable)?;
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            state.entries = snapshot
-                .entries
-                .into_iter()
-                // a value of its own, not a window on a network buffer
-                .map(|(key, (value, revision))| (key, (Bytes::copy_from_slice(&value), revision)))
-                .collect();
+            state.streams = Assembly::with_entries(
+                snapshot
+                    .entries
+                    .into_iter()
+                    .map(|(key, entry)| (key, entry.detached()))
+                    .collect(),
+            );
             self.applied.send_replace(snapshot.revision);
         }
         self.set_live(true);
@@ -336,17 +337,12 @@ impl Inner {
                 Some(Err(error)) => return Err(unavailable(error)),
                 None => return Err(unavailable("the bucket's watch ended")),
             };
-            let key = subjects::parse_stream_key(&entry.key);
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            match (key, entry.operation) {
-                (Some(key), kv::Operation::Put) => {
-                    let value = Bytes::copy_from_slice(&entry.value);
-                    state.entries.insert(key, (value, entry.revision));
-                }
-                (Some(key), kv::Operation::Delete | kv::Operation::Purge) => {
-                    state.entries.remove(&key);
-                }
-                (None, _) => {}
+            if let Some(key) = subjects::parse_bucket_key(&entry.key) {
+                // a value of its own, not a window on a network buffer
+                let value = (entry.operation == kv::Operation::Put)
+                    .then(|| Bytes::copy_from_slice(&entry.value));
+                state.streams.apply(key, value, entry.revision);
             }
             self.applied.send_replace(entry.revision);
         }
