@@ -284,6 +284,25 @@ impl Bucket {
         Ok(value)
     }
 
+    /// Refuses a stream too large to be sent whole in one reply (the API
+    /// replies and `import-image` carry the stream): nothing is stored.
+    pub fn check_reply(&self, stream: &ImageStream) -> Result<(), ApiError> {
+        use prost::Message as _;
+        let bytes = imagestreams_proto::v1::ImageStream::from(stream.clone()).encoded_len();
+        if bytes <= self.limits.value_bytes {
+            return Ok(());
+        }
+        Err(ApiError::LimitExceeded(format!(
+            "image stream {}/{} would be sent as {bytes} bytes, over the limit of {} bytes (the \
+             NATS server's max_payload of {} less {} for headers): import fewer tags",
+            stream.metadata.namespace,
+            stream.metadata.name,
+            self.limits.value_bytes,
+            self.limits.value_bytes + requests::ENVELOPE_BYTES,
+            requests::ENVELOPE_BYTES,
+        )))
+    }
+
     /// The guard that keeps writes within reach of the changefeed.
     pub fn guard(&self) -> &LagGuard {
         &self.guard

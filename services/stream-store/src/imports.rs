@@ -300,6 +300,7 @@ pub async fn apply(
                 result,
                 &now,
             );
+            bucket.check_reply(&stream)?;
             match (before, revision) {
                 (Some(record), Some(revision))
                     if record.has_applied(&result.import_id) || record.stream == stream =>
