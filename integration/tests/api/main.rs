@@ -5,5 +5,6 @@ mod bounded;
 mod changefeed_lag;
 mod cli;
 mod gateway;
+mod layout;
 mod read_cache;
 mod store;

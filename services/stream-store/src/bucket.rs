@@ -336,13 +336,25 @@ impl Bucket {
             .entry(namespace, name)
             .await
             .map_err(read_failed)?;
-        match entry {
-            Some(entry) => {
-                let record = entry.decode_record().map_err(BucketError::Record)?;
-                Ok(Some((record, entry.revision)))
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        let mut record = entry.decode_record().map_err(BucketError::Record)?;
+        if let Some(last) = record.inline.keys().next_back() {
+            // whether the inline records are on their keys yet (see
+            // `write_inline`): the last one's key as it is now
+            let key = self.subject(&subjects::tag_key(namespace, name, last));
+            let found = self
+                .reader
+                .direct()
+                .last(&[key], None)
+                .await
+                .map_err(read_failed)?;
+            if let Some(found) = found.first() {
+                record.tag_revisions.insert(last.clone(), found.sequence);
             }
-            None => Ok(None),
         }
+        Ok(Some((record, entry.revision)))
     }
 
     /// The current record of `namespace/name` with just `tags`, the spec
@@ -360,7 +372,19 @@ impl Bucket {
                 return Ok(None);
             };
             let mut closure = wanted.clone();
-            closure.extend(record.inline.keys().cloned());
+            // the header's inline records must be on their keys before the
+            // next header: they are written in tag order, so the last one
+            // on its key means all are; else all are read to be written
+            if let Some(last) = record.inline.keys().next_back() {
+                closure.insert(last.clone());
+                let written = record
+                    .tag_revisions
+                    .get(last)
+                    .is_some_and(|&at| at > revision);
+                if wanted.contains(last) && !written {
+                    closure.extend(record.inline.keys().cloned());
+                }
+            }
             let mut queue: Vec<String> = closure.iter().cloned().collect();
             while let Some(tag) = queue.pop() {
                 for follower in history::followers(&record.stream, &tag) {
@@ -576,6 +600,11 @@ impl Bucket {
             header.stream.metadata.namespace.as_str(),
             header.stream.metadata.name.as_str(),
         );
+        let written = |tag: &String| revisions.get(tag).is_some_and(|&at| at > revision);
+        if header.inline.keys().next_back().is_some_and(written) {
+            // written in tag order: the last one on its key means all are
+            return Ok(());
+        }
         for (tag, record) in &header.inline {
             let seen = revisions.get(tag).copied().unwrap_or(0);
             if seen > revision {

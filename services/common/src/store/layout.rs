@@ -116,6 +116,28 @@ impl StoredEntry {
     pub fn decode_record(&self) -> Result<Record, ApiError> {
         let mut record = Record::decode(&self.header, self.revision)?;
         record.tag_revisions.clone_from(&self.revisions);
+        // a header written before tags were stored apart holds them: they
+        // go to their keys with the next write, as inline records do
+        let legacy = record
+            .stream
+            .status
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.tags))
+            .unwrap_or_default();
+        for list in legacy {
+            if !self.tags.contains_key(&list.tag) && !record.inline.contains_key(&list.tag) {
+                let pushed_at = record.pushed_at.get(&list.tag).copied();
+                let uid = record.stream.metadata.uid.clone();
+                record.inline.insert(
+                    list.tag.clone(),
+                    Some(TagRecord {
+                        list,
+                        pushed_at,
+                        uid,
+                    }),
+                );
+            }
+        }
         let tags = self.tags(&record.stream.metadata.uid, record.inline.clone())?;
         for tag in tags.values() {
             if let Some(at) = tag.pushed_at {
@@ -296,6 +318,20 @@ mod tests {
             .map(|t| t.tag)
             .collect();
         assert_eq!(tags, ["latest", "v1", "v2"], "sorted by tag");
+    }
+
+    #[test]
+    fn a_header_holding_its_tags_hands_them_to_the_next_write() {
+        let old = record_with_tags(&["a", "b"]);
+        let entry = StoredEntry::new(old.encode().unwrap(), 3);
+        let record = entry.decode_record().unwrap();
+        assert_eq!(
+            record.inline.keys().collect::<Vec<_>>(),
+            ["a", "b"],
+            "written to their keys by the next write"
+        );
+        assert_eq!(record.stream.status, old.stream.status);
+        assert_eq!(record.pushed_at.get("a"), Some(&42));
     }
 
     #[test]
