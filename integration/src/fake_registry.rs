@@ -16,7 +16,7 @@
 //! | `hang/…` | never answers |
 //! | `truncated/…` | 200 with JSON cut in the middle |
 //! | `foreignlink/…` | a tag page whose `Link` points to [`FakeRegistry::set_foreign_origin`] |
-//! | `many/…` | [`MANY_TAGS`] tags, paged by `n` (at most [`MAX_PAGE`]) with `Link` |
+//! | `many/…` | [`MANY_TAGS`] tags, paged by `n` (at most [`MAX_PAGE`]) with `Link`, each the `ok` manifest |
 //! | `slow/…` | 200 whose body trickles one byte every [`TRICKLE_INTERVAL`] |
 //! | `big/…` | 200 with a chunked body of [`BIG_BODY_BYTES`] |
 //! | `noheader/…` | like `ok`, without `Docker-Content-Digest` |
@@ -522,7 +522,12 @@ fn manifest(
             error_body("MANIFEST_UNKNOWN", "manifest unknown"),
         );
     }
-    if !reference.starts_with("sha256:") && !["latest", "v1"].contains(&reference) {
+    let many_tag = namespace == "many"
+        && reference
+            .strip_prefix('t')
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < MANY_TAGS);
+    if !reference.starts_with("sha256:") && !["latest", "v1"].contains(&reference) && !many_tag {
         return respond(
             StatusCode::NOT_FOUND,
             &[],

@@ -54,16 +54,16 @@ fn binary() -> PathBuf {
 
 /// What one run of the binary did.
 #[derive(Debug)]
-struct Run {
+pub(crate) struct Run {
     args: Vec<String>,
     code: Option<i32>,
-    stdout: String,
+    pub(crate) stdout: String,
     stderr: String,
 }
 
 impl Run {
     /// Asserts success; the stdout.
-    fn ok(&self) -> &str {
+    pub(crate) fn ok(&self) -> &str {
         assert_eq!(
             self.code,
             Some(0),
@@ -114,13 +114,13 @@ impl Run {
 }
 
 /// The binary, pointed at one server.
-struct Cli {
+pub(crate) struct Cli {
     binary: PathBuf,
     server: String,
 }
 
 impl Cli {
-    fn new(server: String) -> Self {
+    pub(crate) fn new(server: String) -> Self {
         Self {
             binary: binary(),
             server,
@@ -143,10 +143,15 @@ impl Cli {
         cmd
     }
 
-    async fn run(&self, args: &[&str]) -> Run {
-        let output = tokio::time::timeout(WAIT, self.command(args).output())
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
+        self.run_within(args, WAIT).await
+    }
+
+    /// [`run`](Self::run), waiting up to `wait`.
+    pub(crate) async fn run_within(&self, args: &[&str], wait: Duration) -> Run {
+        let output = tokio::time::timeout(wait, self.command(args).output())
             .await
-            .unwrap_or_else(|_| panic!("imagestreams {args:?} did not finish within {WAIT:?}"))
+            .unwrap_or_else(|_| panic!("imagestreams {args:?} did not finish within {wait:?}"))
             .unwrap_or_else(|e| panic!("running {}: {e}", self.binary.display()));
         Run {
             args: args.iter().map(|a| a.to_string()).collect(),

@@ -969,8 +969,10 @@ async fn faults_and_unreachable_registries_end_in_conditions_quickly() -> anyhow
 }
 
 #[tokio::test]
-async fn an_import_larger_than_a_message_is_refused_naming_the_limit() -> anyhow::Result<()> {
-    // 600 tags do not fit in one 64 KiB message (as 10,000 do not in 1 MiB)
+async fn an_import_larger_than_a_message_is_stored_and_answered() -> anyhow::Result<()> {
+    // 600 tags do not fit in one 64 KiB message (as 10,000 do not in 1 MiB):
+    // the import result, the stream-store's answer and the import's reply
+    // go through the object store, the stream into one record per tag
     const TAGS: usize = 600;
     const MAX_PAYLOAD: usize = 64 * 1024;
     let fake = FakeRegistry::start().await?;
@@ -985,7 +987,7 @@ async fn an_import_larger_than_a_message_is_refused_naming_the_limit() -> anyhow
             },
         )
         .await?;
-    let refused = env
+    let response = env
         .imports
         .import_image(&proto::ImportImageRequest {
             namespace: "big".into(),
@@ -995,25 +997,24 @@ async fn an_import_larger_than_a_message_is_refused_naming_the_limit() -> anyhow
             confirm: true,
             ..Default::default()
         })
-        .await
-        .expect_err("too large for one message");
-    let ApiError::LimitExceeded(message) = &refused else {
-        panic!("not LimitExceeded: {refused:?}");
-    };
+        .await?;
+    assert_eq!(response.tags.len(), TAGS);
     assert!(
-        message.contains("max_payload") && message.contains(&MAX_PAYLOAD.to_string()),
-        "{message}"
+        response.tags.iter().all(|t| t.status == STATUS_SUCCESS),
+        "{:?}",
+        response.tags.iter().find(|t| t.status != STATUS_SUCCESS)
     );
-    assert_eq!(
-        tonic::Status::from(refused).code(),
-        tonic::Code::ResourceExhausted
-    );
+    let answered = ImageStream::try_from(response.image_stream.expect("the stream"))?;
+    let stored = env.reader.get("big", "big").await?;
+    assert_eq!(stored.status.as_ref().map(|s| s.tags.len()), Some(TAGS));
+    assert_eq!(answered.status, stored.status);
     assert!(
-        matches!(
-            env.reader.get("big", "big").await,
-            Err(ApiError::NotFound(_))
-        ),
-        "nothing stored"
+        stored
+            .status
+            .iter()
+            .flat_map(|s| &s.tags)
+            .all(|t| t.items.len() == 1),
+        "one image per tag"
     );
     app.stop().await
 }

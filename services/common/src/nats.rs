@@ -267,6 +267,27 @@ pub async fn provision(client: &Client, replicas: usize) -> Result<Topology, Nat
         },
     )
     .await?;
+    if js
+        .get_object_store(subjects::BUCKET_PAYLOADS)
+        .await
+        .is_err()
+    {
+        js.create_object_store(async_nats::jetstream::object_store::Config {
+            bucket: subjects::BUCKET_PAYLOADS.to_owned(),
+            description: Some(
+                "Request and reply payloads larger than a NATS message, read once".to_owned(),
+            ),
+            max_age: crate::requests::PAYLOAD_MAX_AGE,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Bucket {
+            name: subjects::BUCKET_PAYLOADS.to_owned(),
+            source: Box::new(e),
+        })?;
+    }
     Ok(Topology {
         js,
         streams,

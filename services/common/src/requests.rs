@@ -4,10 +4,13 @@
 //! - [`request`] sends the caller's trace context in the request's headers,
 //!   so that the answering service's spans join the caller's trace (a gRPC
 //!   call is one trace from the gateway to the write);
-//! - [`call`] is [`request`] as the services' clients use it: it refuses a
-//!   request larger than the server's `max_payload` with a precise
-//!   [`ApiError::LimitExceeded`], bounds the wait, and says which service did
-//!   not answer and why;
+//! - [`call`] is [`request`] as the services' clients use it: it bounds the
+//!   wait and says which service did not answer and why;
+//! - **payloads over a message** (an import of a big repository, a reply
+//!   holding a stream of 10,000 tags) travel through the JetStream object
+//!   store [`subjects::BUCKET_PAYLOADS`]: the message carries the object's
+//!   name in [`PAYLOAD_HEADER`] and no body, the receiver reads the object
+//!   and deletes it (objects also expire after [`PAYLOAD_MAX_AGE`]);
 //! - [`serve`] answers each request of a set of queue subscriptions in a task
 //!   of its own, in a `request` span that continues that trace, with a bound
 //!   on the requests in flight, and answers what it has received before it
@@ -22,7 +25,12 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::{error::ApiError, telemetry::propagation};
+use crate::{error::ApiError, subjects, telemetry::propagation};
+
+/// The header naming the object that holds a message's payload.
+pub const PAYLOAD_HEADER: &str = "Imagestreams-Payload";
+/// How long an unread payload object is kept.
+pub const PAYLOAD_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// What a message needs besides its payload (subject, reply subject,
 /// headers): a request or a stored value must leave this much of the
@@ -38,10 +46,9 @@ pub fn payload_limit(nats: &Client) -> usize {
 }
 
 /// Sends `message` to `subject`, served by `who` (named in errors), and
-/// waits at most `timeout` for the reply's payload. A request larger than
-/// [`payload_limit`] is refused before it is sent (`LimitExceeded`, naming
-/// the limit); no responder, a timeout or a broken connection is
-/// `Unavailable`.
+/// waits at most `timeout` for the reply's payload. Payloads over a message
+/// go through the object store (see the module docs); no responder, a
+/// timeout or a broken connection is `Unavailable`.
 pub async fn call(
     nats: &Client,
     subject: String,
@@ -49,26 +56,28 @@ pub async fn call(
     who: &str,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
-    let size = message.encoded_len();
-    let limit = payload_limit(nats);
-    if size > limit {
-        return Err(ApiError::LimitExceeded(format!(
-            "the request to {who} is {size} bytes, over the limit of {limit} bytes \
-             (the NATS server's max_payload of {} less {ENVELOPE_BYTES} for headers)",
-            nats.server_info().max_payload
-        )));
-    }
-    let sent = request(nats, subject, message.encode_to_vec().into());
+    let sent = async {
+        let mut headers = HeaderMap::new();
+        let payload = offload(nats, message.encode_to_vec().into(), &mut headers).await?;
+        propagation::inject(&mut headers);
+        // bounded by `timeout` below, not by the client's default
+        let request = async_nats::Request::new()
+            .payload(payload)
+            .headers(headers)
+            .timeout(Some(timeout));
+        nats.send_request(subject, request)
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    ApiError::Unavailable(format!("{who} is not running"))
+                }
+                _ => ApiError::Unavailable(format!("{who} is unreachable: {e}")),
+            })
+    };
     let reply = tokio::time::timeout(timeout, sent)
         .await
-        .map_err(|_| ApiError::Unavailable(format!("{who} did not answer in time")))?
-        .map_err(|e| match e.kind() {
-            async_nats::RequestErrorKind::NoResponders => {
-                ApiError::Unavailable(format!("{who} is not running"))
-            }
-            _ => ApiError::Unavailable(format!("{who} is unreachable: {e}")),
-        })?;
-    Ok(reply.payload)
+        .map_err(|_| ApiError::Unavailable(format!("{who} did not answer in time")))??;
+    payload_of(nats, &reply).await
 }
 
 /// Sends `payload` to `subject` and waits for the reply; the request carries
@@ -85,6 +94,66 @@ pub async fn request(
     } else {
         nats.request_with_headers(subject, headers, payload).await
     }
+}
+
+fn storage_failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("cannot pass a payload over a message: {e}"))
+}
+
+/// `payload` as a message carries it: itself when it fits, else an empty
+/// body, the payload going to the object store under the name put in
+/// `headers` ([`PAYLOAD_HEADER`]).
+pub async fn offload(
+    nats: &Client,
+    payload: Bytes,
+    headers: &mut HeaderMap,
+) -> Result<Bytes, ApiError> {
+    let limit = payload_limit(nats);
+    if payload.len() <= limit {
+        return Ok(payload);
+    }
+    let store = async_nats::jetstream::new(nats.clone())
+        .get_object_store(subjects::BUCKET_PAYLOADS)
+        .await
+        .map_err(storage_failed)?;
+    let name = uuid::Uuid::new_v4().simple().to_string();
+    let meta = async_nats::jetstream::object_store::ObjectMetadata {
+        name: name.clone(),
+        chunk_size: Some(limit),
+        ..Default::default()
+    };
+    store
+        .put(meta, &mut payload.as_ref())
+        .await
+        .map_err(storage_failed)?;
+    headers.insert(PAYLOAD_HEADER, name.as_str());
+    Ok(Bytes::new())
+}
+
+/// The payload of `message`: its body, or the object [`PAYLOAD_HEADER`]
+/// names, read and then deleted.
+pub async fn payload_of(nats: &Client, message: &Message) -> Result<Bytes, ApiError> {
+    let Some(name) = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(PAYLOAD_HEADER))
+        .map(|v| v.as_str().to_owned())
+    else {
+        return Ok(message.payload.clone());
+    };
+    let store = async_nats::jetstream::new(nats.clone())
+        .get_object_store(subjects::BUCKET_PAYLOADS)
+        .await
+        .map_err(storage_failed)?;
+    let mut object = store.get(&name).await.map_err(storage_failed)?;
+    let mut payload = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut payload)
+        .await
+        .map_err(storage_failed)?;
+    if let Err(error) = store.delete(&name).await {
+        tracing::debug!(%error, object = %name, "cannot delete a read payload; it expires");
+    }
+    Ok(payload.into())
 }
 
 /// Answers the requests of `subscriptions` with `handle` (given the
@@ -156,12 +225,30 @@ async fn answer<K, H, F>(
         propagation::follow(&span, headers);
     }
     let (subject, reply_to) = (message.subject.clone(), message.reply.clone());
+    let mut message = message;
+    match payload_of(&nats, &message).await {
+        Ok(payload) => message.payload = payload,
+        Err(error) => {
+            // unanswered: the caller times out, naming this service
+            tracing::warn!(parent: &span, %subject, %error, "cannot read the request");
+            return;
+        }
+    }
     let reply = handle(key, message).instrument(span.clone()).await;
     let Some(to) = reply_to else {
         tracing::debug!(parent: &span, %subject, "request without a reply subject");
         return;
     };
-    if let Err(error) = nats.publish(to, reply.into()).await {
+    let mut headers = HeaderMap::new();
+    let sent = match offload(&nats, reply.into(), &mut headers).await {
+        Ok(payload) if headers.is_empty() => nats.publish(to, payload).await,
+        Ok(payload) => nats.publish_with_headers(to, headers, payload).await,
+        Err(error) => {
+            tracing::warn!(parent: &span, %subject, %error, "cannot send the reply");
+            return;
+        }
+    };
+    if let Err(error) = sent {
         tracing::warn!(parent: &span, %subject, %error, "cannot send the reply");
     }
 }

@@ -223,6 +223,9 @@ pub fn parse_stream_key(key: &str) -> Option<(String, String)> {
     Some((decode_token(ns)?, decode_token(name)?))
 }
 
+/// Object store of request and reply payloads larger than a NATS message,
+/// each read once by its receiver (and expiring if not).
+pub const BUCKET_PAYLOADS: &str = "imagestreams-payloads";
 /// KV bucket holding one trigger per key `<ns>.<name>` (see [`trigger_key`]);
 /// the trigger service is its single writer.
 pub const BUCKET_TRIGGERS: &str = "imagestreams-triggers";

@@ -18,6 +18,7 @@ use std::{
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 use imagestreams_common::{
     error::ApiError,
     model::ImageStream,
@@ -284,25 +285,6 @@ impl Bucket {
         Ok(value)
     }
 
-    /// Refuses a stream too large to be sent whole in one reply (the API
-    /// replies and `import-image` carry the stream): nothing is stored.
-    pub fn check_reply(&self, stream: &ImageStream) -> Result<(), ApiError> {
-        use prost::Message as _;
-        let bytes = imagestreams_proto::v1::ImageStream::from(stream.clone()).encoded_len();
-        if bytes <= self.limits.value_bytes {
-            return Ok(());
-        }
-        Err(ApiError::LimitExceeded(format!(
-            "image stream {}/{} would be sent as {bytes} bytes, over the limit of {} bytes (the \
-             NATS server's max_payload of {} less {} for headers): import fewer tags",
-            stream.metadata.namespace,
-            stream.metadata.name,
-            self.limits.value_bytes,
-            self.limits.value_bytes + requests::ENVELOPE_BYTES,
-            requests::ENVELOPE_BYTES,
-        )))
-    }
-
     /// The guard that keeps writes within reach of the changefeed.
     pub fn guard(&self) -> &LagGuard {
         &self.guard
@@ -385,14 +367,7 @@ impl Bucket {
                     closure.extend(record.inline.keys().cloned());
                 }
             }
-            let mut queue: Vec<String> = closure.iter().cloned().collect();
-            while let Some(tag) = queue.pop() {
-                for follower in history::followers(&record.stream, &tag) {
-                    if closure.insert(follower.clone()) {
-                        queue.push(follower);
-                    }
-                }
-            }
+            let closure = with_followers(&record.stream, closure);
             if closure == wanted {
                 return Ok(Some((record, revision)));
             }
@@ -573,12 +548,15 @@ impl Bucket {
             let written = self
                 .write_inline(&part_header, revision, &mut record.tag_revisions)
                 .await;
+            record.inline.clear();
             match written {
                 // the next part's header replaces this one's records
                 Err(error) if !last => return Err(error),
-                // the next write of the stream writes them
+                // the next write of the stream writes them (this record,
+                // kept as a hint, says so)
                 Err(error) => {
-                    tracing::debug!(%error, "cannot write tag records to their keys yet")
+                    tracing::debug!(%error, "cannot write tag records to their keys yet");
+                    record.inline = part_header.inline.clone();
                 }
                 Ok(()) => {}
             }
@@ -605,18 +583,36 @@ impl Bucket {
             // written in tag order: the last one on its key means all are
             return Ok(());
         }
+        let mut pending = Vec::new();
         for (tag, record) in &header.inline {
             let seen = revisions.get(tag).copied().unwrap_or(0);
             if seen > revision {
                 continue;
             }
-            let key = subjects::tag_key(namespace, name, tag);
             let value = match record {
                 Some(record) => Some(record.encode().map_err(BucketError::Record)?),
                 None => None,
             };
+            pending.push((tag.clone(), value, seen));
+        }
+        // all but the last at once, then the last: so that the last on its
+        // key still means all are
+        let last = pending.pop();
+        let written: Vec<(String, u64)> = futures::stream::iter(pending)
+            .map(|(tag, value, seen)| async move {
+                let key = subjects::tag_key(namespace, name, &tag);
+                self.write_tag(&key, value, seen, revision)
+                    .await
+                    .map(|at| (tag, at))
+            })
+            .buffer_unordered(TAG_WRITES_AT_ONCE)
+            .try_collect()
+            .await?;
+        revisions.extend(written);
+        if let Some((tag, value, seen)) = last {
+            let key = subjects::tag_key(namespace, name, &tag);
             let at = self.write_tag(&key, value, seen, revision).await?;
-            revisions.insert(tag.clone(), at);
+            revisions.insert(tag, at);
         }
         Ok(())
     }
@@ -784,14 +780,33 @@ impl Bucket {
     }
 }
 
-/// Whether `record` holds every tag `scope` names.
+/// Whether `record` holds every tag `scope` names, and the spec tags that
+/// follow them.
 fn covers(record: &Record, scope: Scope<'_>) -> bool {
     match (&record.partial, scope) {
         (None, _) => true,
         (Some(_), Scope::All) => false,
-        (Some(loaded), Scope::Tags(tags)) => tags.iter().all(|t| loaded.contains(t)),
+        (Some(loaded), Scope::Tags(tags)) => {
+            with_followers(&record.stream, tags.iter().cloned().collect()).is_subset(loaded)
+        }
     }
 }
+
+/// `tags` and the spec tags of `stream` that follow them, transitively.
+fn with_followers(stream: &ImageStream, mut tags: BTreeSet<String>) -> BTreeSet<String> {
+    let mut queue: Vec<String> = tags.iter().cloned().collect();
+    while let Some(tag) = queue.pop() {
+        for follower in history::followers(stream, &tag) {
+            if tags.insert(follower.clone()) {
+                queue.push(follower);
+            }
+        }
+    }
+    tags
+}
+
+/// How many tag records a write puts on their keys at once.
+const TAG_WRITES_AT_ONCE: usize = 64;
 
 /// What a tag's entry in a header's change may take beside its record: the
 /// images' digests and pull spec.

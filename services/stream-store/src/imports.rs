@@ -300,7 +300,6 @@ pub async fn apply(
                 result,
                 &now,
             );
-            bucket.check_reply(&stream)?;
             match (before, revision) {
                 (Some(record), Some(revision))
                     if record.has_applied(&result.import_id) || record.stream == stream =>

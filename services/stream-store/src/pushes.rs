@@ -231,6 +231,9 @@ pub struct Applier {
     identities: Option<Arc<IdentityStore>>,
 }
 
+/// The most tags a record kept as the next push's starting point may hold.
+const HINT_MAX_TAGS: usize = 64;
+
 /// The `kind` label of the events this module consumes.
 const KIND: &str = "ImagePushed";
 
@@ -437,7 +440,12 @@ impl Applier {
                         changed: record.change.is_some(),
                     };
                 }
-                self.cache().insert(key, (record, revision));
+                // a record of many tags would make every push that starts
+                // from it cost as much as the stream (cloned, compared,
+                // encoded): such a stream's pushes read their own tag instead
+                if record.stream.status.as_ref().map_or(0, |s| s.tags.len()) <= HINT_MAX_TAGS {
+                    self.cache().insert(key, (record, revision));
+                }
             }
             None if applied == Applied::Refused => tracing::warn!(
                 actor = %event.actor,
