@@ -9,7 +9,7 @@ use imagestreams_common::config::NatsConfig;
 use tokio::{net::TcpStream, process::Child};
 
 /// The oldest nats-server whose JetStream API async-nats 0.51 speaks.
-const MIN_VERSION: (u32, u32) = (2, 10);
+const MIN_VERSION: (u32, u32) = (2, 11);
 
 /// A nats-server this process started.
 pub struct LocalNats {
@@ -29,7 +29,7 @@ impl LocalNats {
         }
         let Some(binary) = find_binary().await else {
             tracing::warn!(
-                "nothing listens at {} and no nats-server ≥ 2.10 was found to start",
+                "nothing listens at {} and no nats-server ≥ 2.11 was found to start",
                 cfg.url
             );
             return Ok(None);
