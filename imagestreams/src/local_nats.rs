@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use imagestreams_common::config::NatsConfig;
 use tokio::{net::TcpStream, process::Child};
 
-/// The oldest nats-server whose JetStream API async-nats 0.51 speaks.
+/// The oldest nats-server with the JetStream API the services use (batch
+/// direct gets, for the stream layout).
 const MIN_VERSION: (u32, u32) = (2, 11);
 
 /// A nats-server this process started.
