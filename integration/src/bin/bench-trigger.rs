@@ -289,7 +289,8 @@ async fn floor(
     let mut messages = consumer.messages().await?;
     let relay_http = http.clone();
     let relay = tokio::spawn(async move {
-        while let Some(Ok(message)) = messages.next().await {
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
             let (http, url) = (relay_http.clone(), url.clone());
             tokio::spawn(async move {
                 let _ = http.post(&url).body(message.payload.clone()).send().await;

@@ -342,7 +342,8 @@ where
         .await?;
     let mut messages = consumer.messages().await?;
     Ok(tokio::spawn(async move {
-        while let Some(Ok(message)) = messages.next().await {
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
             for i in find(&message) {
                 clock.mark(i, stage);
             }

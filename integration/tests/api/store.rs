@@ -16,7 +16,7 @@ use async_nats::{
         kv,
     },
 };
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
     config::Config,
@@ -144,6 +144,8 @@ impl Harness {
 struct Collector {
     events: Arc<Mutex<Vec<proto::TagsChanged>>>,
     task: JoinHandle<()>,
+    js: jetstream::Context,
+    namespace: String,
 }
 
 impl Collector {
@@ -161,13 +163,41 @@ impl Collector {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
         let task = tokio::spawn(async move {
-            while let Some(Ok(message)) = messages.next().await {
-                let event =
-                    proto::TagsChanged::decode(message.payload.clone()).expect("a TagsChanged");
-                sink.lock().unwrap().push(event);
+            // an ordered consumer reports a transient error (a pull the busy
+            // server failed) and goes on: so does the collector
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(message) => {
+                        let event = proto::TagsChanged::decode(message.payload.clone())
+                            .expect("a TagsChanged");
+                        sink.lock().unwrap().push(event);
+                    }
+                    Err(error) => eprintln!("collector: {error}; going on"),
+                }
             }
         });
-        Ok(Collector { events, task })
+        Ok(Collector {
+            events,
+            task,
+            js: js.clone(),
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    /// How many `TagsChanged` of the namespace the tags stream holds: what
+    /// was published, whatever this collector has seen.
+    async fn stored(&self) -> anyhow::Result<u64> {
+        let mut subjects = self
+            .js
+            .get_stream(subjects::STREAM_TAGS)
+            .await?
+            .info_with_subjects(Kind::TagsChanged.namespace_filter(&self.namespace))
+            .await?;
+        let mut total = 0;
+        while let Some((_, count)) = subjects.try_next().await? {
+            total += count;
+        }
+        Ok(total as u64)
     }
 
     fn len(&self) -> usize {
@@ -180,9 +210,13 @@ impl Collector {
 
     /// Waits for `expected` events, then a while longer to catch extras.
     async fn expect(&self, expected: usize) -> anyhow::Result<Vec<proto::TagsChanged>> {
-        wait_for(|| async { self.len() >= expected }, WAIT)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}: {} of {expected} TagsChanged", self.len()))?;
+        if let Err(e) = wait_for(|| async { self.len() >= expected }, WAIT).await {
+            let stored = self.stored().await;
+            anyhow::bail!(
+                "{e}: {} of {expected} TagsChanged seen, the tags stream holds {stored:?}",
+                self.len()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let events = self.events();
         assert_eq!(events.len(), expected, "TagsChanged count");
