@@ -178,7 +178,7 @@ impl Env {
         trigger: &str,
         n: usize,
     ) -> anyhow::Result<()> {
-        wait_for(
+        let waited = wait_for(
             || async {
                 self.reader
                     .firings(Some(namespace), Some(trigger))
@@ -187,8 +187,21 @@ impl Env {
             },
             WAIT,
         )
-        .await
-        .with_context(|| format!("{n} complete firings of {namespace}/{trigger}"))
+        .await;
+        if let Err(e) = waited {
+            let seen = self
+                .reader
+                .firings(Some(namespace), Some(trigger))
+                .await
+                .map(|f| {
+                    let done = f.iter().filter(|f| f.value.is_complete()).count();
+                    format!("{} firings, {done} complete", f.len())
+                });
+            return Err(e.context(format!(
+                "{n} complete firings of {namespace}/{trigger}; saw {seen:?}"
+            )));
+        }
+        Ok(())
     }
 
     /// The ids of the BuildRequested (or DeploymentRequested) events stored for `namespace`.
