@@ -14,6 +14,7 @@ pub mod nats;
 pub mod notify;
 mod process;
 pub mod registry;
+pub mod registry_proxy;
 pub mod util;
 
 pub use app::{Bearer, TestApp};

@@ -49,6 +49,8 @@ pub const HTPASSWD_REALM: &str = "imagestreams-test";
 pub struct RegistryOptions {
     /// Where to POST notification envelopes; no notifications when `None`.
     pub notify_url: Option<String>,
+    /// More endpoints notified like `notify_url` (same token and settings), each with a queue of its own.
+    pub also_notify: Vec<String>,
     /// Sent as `Authorization: Bearer <token>` with each notification.
     pub notify_token: Option<String>,
     /// Sets `notifications.events.includereferences` (manifest events list the blobs they reference).
@@ -74,6 +76,7 @@ impl Default for RegistryOptions {
     fn default() -> Self {
         Self {
             notify_url: None,
+            also_notify: Vec::new(),
             notify_token: None,
             include_references: false,
             htpasswd: None,
@@ -411,9 +414,16 @@ fn render_config(
         if let Some(token) = &opts.notify_token {
             endpoint["headers"] = json!({ "Authorization": [format!("Bearer {token}")] });
         }
+        let mut endpoints = vec![endpoint.clone()];
+        for (n, url) in opts.also_notify.iter().enumerate() {
+            let mut more = endpoint.clone();
+            more["name"] = json!(format!("imagestreams-test-{}", n + 2));
+            more["url"] = json!(url);
+            endpoints.push(more);
+        }
         config["notifications"] = json!({
             "events": { "includereferences": opts.include_references },
-            "endpoints": [endpoint],
+            "endpoints": endpoints,
         });
     }
     config

@@ -254,9 +254,26 @@ async fn the_registry_refuses_a_push_without_edit_and_records_the_pusher_with_it
     assert_eq!(pushed.actor, EDITOR.0, "the pusher is the token's identity");
     assert_eq!(pushed.digest, digest);
     // the watcher read the image through the token service with its own token
-    let summary = pushed
+    let images = js
+        .get_stream(subjects::STREAM_IMAGES)
+        .await
+        .expect("the images stream");
+    let recorded = imagestreams_integration::wait_for_some(
+        || async {
+            images
+                .get_last_raw_message_by_subject(&Kind::ImagesRecorded.subject("ns1", "pushed"))
+                .await
+                .ok()
+        },
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("an ImageRecorded");
+    let recorded = proto::ImageRecorded::decode(recorded.payload).expect("ImageRecorded");
+    assert_eq!(recorded.digest, digest);
+    let summary = recorded
         .summary
-        .expect("ImagePushed carries the image's summary");
+        .expect("ImageRecorded carries the image's summary");
     assert!(
         summary.layer_count > 0 && !summary.platforms.is_empty(),
         "{summary:?}"

@@ -21,10 +21,14 @@ use imagestreams_common::{
     subjects::{self, Kind},
 };
 use imagestreams_integration::{
-    ImageBuilder, NatsServer, Registry, RegistryOptions, TestApp, fake_registry::FakeRegistry,
-    image::inspect, wait_for_some,
+    ImageBuilder, NatsServer, Registry, RegistryOptions, TestApp,
+    fake_registry::FakeRegistry,
+    image::inspect,
+    registry_proxy::{BlobFault, RegistryProxy},
+    wait_for_some,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_registry_watcher::metadata;
 use serde_json::{Value, json};
 
 /// The bearer token the registry sends and the watcher expects.
@@ -37,10 +41,17 @@ struct Harness {
     app: TestApp,
     registry: Registry,
     nats: NatsServer,
+    /// Between the services and the registry when they read it.
+    proxy: RegistryProxy,
 }
 
 impl Harness {
     async fn start() -> anyhow::Result<Harness> {
+        Self::start_with(BlobFault::None).await
+    }
+
+    /// The services read the registry through a proxy doing `fault` to blob GETs.
+    async fn start_with(fault: BlobFault) -> anyhow::Result<Harness> {
         let nats = NatsServer::start().await?;
         // Hold the watcher's port while the registry starts: each needs the other's address.
         let reserved = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -52,16 +63,19 @@ impl Harness {
         .await?;
         drop(reserved);
         let host = registry.host();
+        let proxy = RegistryProxy::start(&registry.url(), fault).await?;
         let app = TestApp::spawn_with(&nats, &ServiceName::ALL, |c| {
             c.registry_watcher.listen = watcher;
             c.registry_watcher.token = Some(Secret::new(TOKEN));
             c.integrated_registry.host = host;
+            c.integrated_registry.url = Some(proxy.url());
         })
         .await?;
         Ok(Harness {
             app,
             registry,
             nats,
+            proxy,
         })
     }
 
@@ -123,19 +137,20 @@ impl Harness {
         .map_err(|e| e.context(format!("{ns}/{name}:{tag} never pointed at {digest}")))
     }
 
-    /// The `ImagePushed` events of `ns/name` stored so far.
-    async fn image_pushed(
+    /// The first `count` events of `kind` for `ns/name` (waiting up to [`LAND_TIMEOUT`] for each).
+    async fn events<E: prost::Message + Default>(
         &self,
+        kind: Kind,
         ns: &str,
         name: &str,
         count: usize,
-    ) -> anyhow::Result<Vec<proto::ImagePushed>> {
+    ) -> anyhow::Result<Vec<E>> {
         let js = jetstream::new(self.nats.connect().await?);
         let consumer = js
-            .get_stream(subjects::STREAM_IMAGES)
+            .get_stream(kind.stream())
             .await?
             .create_consumer(pull::Config {
-                filter_subject: Kind::ImagesPushed.subject(ns, name),
+                filter_subject: kind.subject(ns, name),
                 deliver_policy: DeliverPolicy::All,
                 ack_policy: AckPolicy::None,
                 ..Default::default()
@@ -144,13 +159,76 @@ impl Harness {
         let mut messages = consumer.messages().await?;
         let mut events = Vec::new();
         while events.len() < count {
-            let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            let message = tokio::time::timeout(LAND_TIMEOUT, messages.next())
                 .await
-                .map_err(|_| anyhow::anyhow!("only {} ImagePushed of {ns}/{name}", events.len()))?
+                .map_err(|_| anyhow::anyhow!("only {} {kind:?} of {ns}/{name}", events.len()))?
                 .ok_or_else(|| anyhow::anyhow!("the consumer ended"))??;
-            events.push(prost::Message::decode(message.payload.clone())?);
+            events.push(E::decode(message.payload.clone())?);
         }
         Ok(events)
+    }
+
+    /// The `ImagePushed` events of `ns/name` stored so far.
+    async fn image_pushed(
+        &self,
+        ns: &str,
+        name: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<proto::ImagePushed>> {
+        self.events(Kind::ImagesPushed, ns, name, count).await
+    }
+
+    /// The `ImageRecorded` events of `ns/name`, waiting for `count`.
+    async fn image_recorded(
+        &self,
+        ns: &str,
+        name: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<proto::ImageRecorded>> {
+        self.events(Kind::ImagesRecorded, ns, name, count).await
+    }
+
+    /// The pushes the metadata recorder has not finished with.
+    async fn backlog(&self) -> anyhow::Result<u64> {
+        let js = jetstream::new(self.nats.connect().await?);
+        let mut consumer = js
+            .get_stream(subjects::STREAM_IMAGES)
+            .await?
+            .get_consumer::<pull::Config>(metadata::CONSUMER_NAME)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let info = consumer.info().await?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
+    /// What `get isimage STREAM@DIGEST -o json` shows in `ns`.
+    async fn isimage(
+        &self,
+        ns: &str,
+        stream: &str,
+        digest: &str,
+    ) -> anyhow::Result<ImageStreamImage> {
+        let text = self
+            .cli(&[
+                "get",
+                "isimage",
+                &format!("{stream}@{digest}"),
+                "-n",
+                ns,
+                "-o",
+                "json",
+            ])
+            .await?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// How many events of `kind` for `ns/name` JetStream holds.
+    async fn stored(&self, kind: Kind, ns: &str, name: &str) -> anyhow::Result<u64> {
+        let js = jetstream::new(self.nats.connect().await?);
+        let stream = js.get_stream(kind.stream()).await?;
+        let info = stream.info_with_subjects(kind.subject(ns, name)).await?;
+        let counts: Vec<(String, usize)> = futures::TryStreamExt::try_collect(info).await?;
+        Ok(counts.iter().map(|(_, n)| *n as u64).sum())
     }
 }
 
@@ -178,6 +256,12 @@ async fn get_isimage_shows_what_skopeo_inspect_shows() -> anyhow::Result<()> {
     let reference = h.registry.image_ref("ns1/app:1");
     let digest = image.push(&reference, None).await?;
     h.wait_for_tag("ns1", "app", "1", &digest).await?;
+    // the metadata follows the tag: ImageRecorded says it is in the catalog
+    let recorded = h.image_recorded("ns1", "app", 1).await?;
+    let pushed = h.image_pushed("ns1", "app", 1).await?;
+    assert_eq!(recorded[0].digest, digest);
+    assert_eq!(recorded[0].pushed_event_id, pushed[0].event_id);
+    assert_eq!(recorded[0].tag, "1");
 
     let text = h
         .cli(&[
@@ -254,9 +338,8 @@ async fn get_isimage_shows_what_skopeo_inspect_shows() -> anyhow::Result<()> {
     );
     assert!(isimage.image.metadata_error().is_none());
 
-    // ImagePushed carries the summary.
-    let pushed = h.image_pushed("ns1", "app", 1).await?;
-    let summary = pushed[0].summary.clone().expect("a summary");
+    // ImageRecorded carries the summary.
+    let summary = recorded[0].summary.clone().expect("a summary");
     assert_eq!(
         summary.platforms,
         [format!(
@@ -379,6 +462,7 @@ async fn a_multi_arch_index_shows_both_platforms() -> anyhow::Result<()> {
         .await?
         .error_for_status()?;
     h.wait_for_tag("ns1", "multi", "1", &index_digest).await?;
+    let recorded = h.image_recorded("ns1", "multi", 3).await?;
 
     let got: Value = serde_json::from_str(
         &h.cli(&[
@@ -419,11 +503,10 @@ async fn a_multi_arch_index_shows_both_platforms() -> anyhow::Result<()> {
         got["image"]["dockerImageManifestMediaType"],
         "application/vnd.oci.image.index.v1+json"
     );
-    let pushed = h.image_pushed("ns1", "multi", 3).await?;
-    let index_event = pushed
+    let index_event = recorded
         .iter()
-        .find(|e| e.tag == "1")
-        .expect("the index's ImagePushed");
+        .find(|e| e.digest == index_digest)
+        .expect("the index's ImageRecorded");
     assert_eq!(
         index_event.summary.as_ref().map(|s| s.platforms.clone()),
         Some(vec!["linux/amd64".to_owned(), "linux/arm64".to_owned()])
@@ -469,12 +552,25 @@ async fn one_digest_under_a_hundred_tags_has_its_config_read_once() -> anyhow::R
             .error_for_status()?;
     }
     h.wait_for_tag("ns1", "many", "t99", &digest).await?;
-    let pushed = h.image_pushed("ns1", "many", 100).await?;
+    h.image_pushed("ns1", "many", 100).await?;
+    let recorded = h.image_recorded("ns1", "many", 1).await?;
     assert!(
-        pushed
-            .iter()
-            .all(|e| e.summary.as_ref().is_some_and(|s| s.layer_count > 0)),
-        "every ImagePushed carries the summary"
+        recorded[0]
+            .summary
+            .as_ref()
+            .is_some_and(|s| s.layer_count > 0),
+        "{recorded:?}"
+    );
+    // every push was handled: nothing is left for the recorder
+    wait_for_some(
+        || async { (h.backlog().await.ok()? == 0).then_some(()) },
+        LAND_TIMEOUT,
+    )
+    .await?;
+    assert_eq!(
+        h.stored(Kind::ImagesRecorded, "ns1", "many").await?,
+        1,
+        "one ImageRecorded per digest and stream"
     );
     let log = std::fs::read_to_string(h.registry.log_path())?;
     let config_reads = log
@@ -542,5 +638,87 @@ async fn a_malformed_config_is_recorded_and_the_tag_still_moves() -> anyhow::Res
     assert_eq!(fake.count("/v2/badconfig/app/blobs/"), reads);
     let described = h.cli(&["describe", "is", "broken", "-n", "ns1"]).await?;
     assert!(described.contains("! metadata: "), "{described}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_moves_its_tag_while_the_registry_holds_the_metadata_read() -> anyhow::Result<()> {
+    // every config GET of the services waits 2 s in the proxy
+    let h = Harness::start_with(BlobFault::Stall(Duration::from_secs(2))).await?;
+    let image = ImageBuilder::new().label("stalled", "yes").build().await?;
+    let digest = image
+        .push(&h.registry.image_ref("ns1/slow:1"), None)
+        .await?;
+    h.wait_for_tag("ns1", "slow", "1", &digest).await?;
+    // the tag moved, and the image's metadata is still being read
+    let early = h.isimage("ns1", "slow", &digest).await?;
+    assert!(
+        early.image.metadata_error().is_some(),
+        "the tag should move before the metadata is read: {early:?}"
+    );
+    assert!(h.proxy.blob_gets() <= 1, "one config read at most so far");
+
+    // then the metadata follows
+    let recorded = h.image_recorded("ns1", "slow", 1).await?;
+    assert_eq!(recorded[0].digest, digest);
+    let summary = recorded[0].summary.clone().expect("a summary");
+    assert_eq!(summary.error, "");
+    assert!(summary.layer_count > 0, "{summary:?}");
+    let late = h.isimage("ns1", "slow", &digest).await?;
+    assert!(late.image.metadata_error().is_none(), "{late:?}");
+    assert_eq!(
+        late.image
+            .docker_image_metadata
+            .as_ref()
+            .and_then(|m| m.config.as_ref())
+            .and_then(|c| c.labels.get("stalled").cloned()),
+        Some("yes".to_owned())
+    );
+    assert_eq!(h.proxy.blob_gets(), 1, "the config was read once");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_answering_429_to_metadata_reads_slows_them_and_loses_none() -> anyhow::Result<()>
+{
+    const IMAGES: usize = 4;
+    // more than the registry client's own retries (3 per read) absorb: some
+    // reads are handed back to JetStream and read again later
+    const REFUSALS: u64 = 24;
+    let h = Harness::start_with(BlobFault::TooManyRequests {
+        times: REFUSALS,
+        retry_after_secs: 1,
+    })
+    .await?;
+    let mut digests = Vec::new();
+    for n in 0..IMAGES {
+        let image = ImageBuilder::new()
+            .label("n", n.to_string())
+            .build()
+            .await?;
+        let digest = image
+            .push(&h.registry.image_ref(&format!("ns1/busy:{n}")), None)
+            .await?;
+        h.wait_for_tag("ns1", "busy", &n.to_string(), &digest)
+            .await?;
+        digests.push(digest);
+    }
+    // every image is recorded in the end, none with an error
+    let recorded = h.image_recorded("ns1", "busy", IMAGES).await?;
+    let mut got: Vec<_> = recorded.iter().map(|e| e.digest.clone()).collect();
+    got.sort();
+    digests.sort();
+    assert_eq!(got, digests);
+    for event in &recorded {
+        let summary = event.summary.as_ref().expect("a summary");
+        assert_eq!(summary.error, "", "{event:?}");
+    }
+    for digest in &digests {
+        let image = h.isimage("ns1", "busy", digest).await?;
+        assert!(image.image.metadata_error().is_none(), "{image:?}");
+    }
+    // the registry's refusals were taken, and each image read once past them
+    assert_eq!(h.proxy.refused(), REFUSALS);
+    assert_eq!(h.proxy.blob_gets(), REFUSALS + IMAGES as u64);
     Ok(())
 }

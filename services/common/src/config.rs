@@ -218,17 +218,19 @@ pub struct RegistryWatcherConfig {
     pub token: Option<Secret>,
     /// Accept notifications without a token (explicit opt-in).
     pub insecure: bool,
-    /// Read each new image's manifest and config from the integrated registry, for the image record and the
-    /// summary `ImagePushed` carries (once per digest).
+    /// Read each pushed image's metadata (manifest and config) from the integrated registry into the image
+    /// catalog, once per digest, after its `ImagePushed` is stored, and announce it with `ImageRecorded`.
     pub read_metadata: bool,
-    /// How long a notification waits for a new image's metadata before `ImagePushed` goes without its
-    /// summary (the record is made on a later push or import). Keep it well below the registry endpoint's
-    /// `timeout`, or a slow read makes the registry resend.
-    pub metadata_timeout_ms: u64,
+    /// Metadata reads at once per replica; also the most requests in flight to the integrated registry.
+    pub metadata_concurrency: usize,
+    /// Requests per second to the integrated registry for metadata; `0` turns the limit off.
+    pub metadata_reads_per_second: f64,
 }
 
-/// Default of [`RegistryWatcherConfig::metadata_timeout_ms`].
-pub const DEFAULT_METADATA_TIMEOUT_MS: u64 = 500;
+/// Default of [`RegistryWatcherConfig::metadata_concurrency`].
+pub const DEFAULT_METADATA_CONCURRENCY: usize = 8;
+/// Default of [`RegistryWatcherConfig::metadata_reads_per_second`].
+pub const DEFAULT_METADATA_READS_PER_SECOND: f64 = 200.0;
 
 impl Default for RegistryWatcherConfig {
     fn default() -> Self {
@@ -237,7 +239,8 @@ impl Default for RegistryWatcherConfig {
             token: None,
             insecure: false,
             read_metadata: true,
-            metadata_timeout_ms: DEFAULT_METADATA_TIMEOUT_MS,
+            metadata_concurrency: DEFAULT_METADATA_CONCURRENCY,
+            metadata_reads_per_second: DEFAULT_METADATA_READS_PER_SECOND,
         }
     }
 }

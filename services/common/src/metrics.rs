@@ -184,14 +184,17 @@ pub struct ConsumerLabels {
 
 /// `imagestreams_<service>_consumer_lag{consumer}`: the messages of a
 /// JetStream stream not yet acknowledged by a durable consumer (pending plus
-/// awaiting ack). One per service, for all its consumers.
+/// awaiting ack), and `imagestreams_<service>_consumer_oldest_age_seconds{consumer}`:
+/// how long the oldest of them has been in the stream (0 when there are none).
+/// One pair per service, for all its consumers.
 #[derive(Clone, Debug, Default)]
 pub struct ConsumerLag {
     family: Family<ConsumerLabels, Gauge>,
+    age: Family<ConsumerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl ConsumerLag {
-    /// The gauge, registered for `service`.
+    /// The gauges, registered for `service`.
     pub fn new(service: &ServiceMetrics) -> Self {
         let lag = ConsumerLag::default();
         service.register(
@@ -199,11 +202,17 @@ impl ConsumerLag {
             "Messages a durable consumer has not acknowledged yet (pending + awaiting ack)",
             lag.family.clone(),
         );
+        service.register_with_unit(
+            "consumer_oldest_age",
+            "How long the oldest message a durable consumer has not acknowledged has been in its stream",
+            Unit::Seconds,
+            lag.age.clone(),
+        );
         lag
     }
 
-    /// Samples the lag of `consumer` on `stream` every `interval` until
-    /// `shutdown`.
+    /// Samples the lag of `consumer` on `stream`, and the age of its oldest
+    /// unacknowledged message, every `interval` until `shutdown`.
     pub fn watch(
         &self,
         js: jetstream::Context,
@@ -212,27 +221,24 @@ impl ConsumerLag {
         interval: Duration,
         shutdown: CancellationToken,
     ) {
-        let gauge = self
-            .family
-            .get_or_create(&ConsumerLabels {
-                consumer: consumer.to_owned(),
-            })
-            .clone();
+        let labels = ConsumerLabels {
+            consumer: consumer.to_owned(),
+        };
+        let gauge = self.family.get_or_create(&labels).clone();
+        let age = self.age.get_or_create(&labels).clone();
         gauge.set(0);
         let (stream, consumer) = (stream.to_owned(), consumer.to_owned());
         tokio::spawn(async move {
             loop {
-                let info = match js.get_stream(&stream).await {
-                    Ok(stream) => stream
-                        .consumer_info(&consumer)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match info {
-                    Ok(info) => {
-                        let lag = info.num_pending + info.num_ack_pending as u64;
+                match sample(&js, &stream, &consumer).await {
+                    Ok((lag, oldest)) => {
                         gauge.set(i64::try_from(lag).unwrap_or(i64::MAX));
+                        age.set(oldest.map_or(0.0, |stored| {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_nanos() as i128);
+                            ((now - stored) as f64 / 1e9).max(0.0)
+                        }));
                     }
                     Err(error) => {
                         tracing::debug!(%error, %consumer, "cannot read the consumer's lag")
@@ -245,6 +251,37 @@ impl ConsumerLag {
             }
         });
     }
+}
+
+/// The lag of `consumer` on `stream` and, when it is behind, the time of its
+/// oldest unacknowledged message (Unix nanoseconds): the first of its subjects
+/// past its ack floor.
+async fn sample(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+) -> Result<(u64, Option<i128>), String> {
+    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let info = stream
+        .consumer_info(consumer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let lag = info.num_pending + info.num_ack_pending as u64;
+    if lag == 0 {
+        return Ok((0, None));
+    }
+    let filter = match info.config.filter_subject.as_str() {
+        "" => ">".to_owned(),
+        filter => filter.to_owned(),
+    };
+    let oldest = stream
+        .raw_message_builder()
+        .sequence(info.ack_floor.stream_sequence + 1)
+        .next_by_subject(filter)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((lag, Some(oldest.time.unix_timestamp_nanos())))
 }
 
 /// Registers the consumer lag gauge of `service` and samples one consumer;

@@ -525,8 +525,11 @@ mod tests {
     #[cfg(feature = "proto")]
     #[test]
     fn a_push_carries_everything_into_image_pushed() {
-        let Decision::Push(push) = decide(event("push", json!({"actor": {"name": "alice"}})))
-        else {
+        let config = json!({"mediaType": "application/vnd.oci.image.config.v1+json", "size": 7, "digest": digest('c')});
+        let Decision::Push(push) = decide(event(
+            "push",
+            json!({"actor": {"name": "alice"}, "target": {"references": [config]}}),
+        )) else {
             panic!("a push")
         };
         use imagestreams_proto::v1 as proto;
@@ -549,8 +552,14 @@ mod tests {
                 source: proto::ImageSource::RegistryNotification as i32,
                 namespace: "ns1".into(),
                 stream: "app".into(),
-                // the HTTP layer adds it
+                // retired: the metadata recorder's ImageRecorded says it
+                #[allow(deprecated)]
                 summary: None,
+                references: vec![proto::ImageLayer {
+                    name: digest('c'),
+                    size: 7,
+                    media_type: "application/vnd.oci.image.config.v1+json".into(),
+                }],
             }
         );
     }

@@ -50,6 +50,8 @@ pub enum Kind {
     ImagesPushed,
     /// `ImageDeleted`.
     ImagesDeleted,
+    /// `ImageRecorded`: a pushed image's metadata was read and recorded.
+    ImagesRecorded,
     /// `TagsChanged`.
     TagsChanged,
     /// Import requests.
@@ -68,9 +70,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for tests and topology.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::ImagesPushed,
         Kind::ImagesDeleted,
+        Kind::ImagesRecorded,
         Kind::TagsChanged,
         Kind::ImportsRequested,
         Kind::ImportsCompleted,
@@ -84,6 +87,7 @@ impl Kind {
         match self {
             Kind::ImagesPushed => "images.pushed",
             Kind::ImagesDeleted => "images.deleted",
+            Kind::ImagesRecorded => "images.recorded",
             Kind::TagsChanged => "tags.changed",
             Kind::ImportsRequested => "imports.requested",
             Kind::ImportsCompleted => "imports.completed",
@@ -96,7 +100,7 @@ impl Kind {
     /// The JetStream stream that stores this kind.
     pub fn stream(self) -> &'static str {
         match self {
-            Kind::ImagesPushed | Kind::ImagesDeleted => STREAM_IMAGES,
+            Kind::ImagesPushed | Kind::ImagesDeleted | Kind::ImagesRecorded => STREAM_IMAGES,
             Kind::TagsChanged => STREAM_TAGS,
             Kind::ImportsRequested | Kind::ImportsCompleted => STREAM_IMPORTS,
             Kind::BuildsRequested | Kind::DeploymentsRequested => STREAM_TRIGGERS,

@@ -61,9 +61,12 @@ impl IntegratedRegistry {
             }
             None => is_loopback(&host),
         };
-        // Our own registry: the per-registry rate limit meant for external ones does not apply.
+        // Our own registry: the metadata recorder's limits, not the per-registry ones meant for external
+        // registries (whose Retry-After, backoff and timeouts still apply).
+        let watcher = &config.registry_watcher;
         let limits = crate::Limits {
-            requests_per_second: 0.0,
+            max_concurrency: watcher.metadata_concurrency.max(1),
+            requests_per_second: watcher.metadata_reads_per_second,
             ..crate::limits(config)
         };
         let client = RegistryClient::new(limits, RegistryRules::new(rules)?)

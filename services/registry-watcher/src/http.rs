@@ -46,7 +46,6 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tracing::Instrument as _;
 
-use crate::metadata::Metadata;
 use crate::notification::{self, DEFAULT_MAX_EVENTS, Decision, Rejection};
 
 /// The path registries POST to.
@@ -260,7 +259,6 @@ pub struct Receiver<S> {
     limits: Limits,
     stats: Arc<Stats>,
     metrics: Metrics,
-    metadata: Option<Arc<Metadata>>,
 }
 
 impl<S: EventSink> Receiver<S> {
@@ -281,14 +279,7 @@ impl<S: EventSink> Receiver<S> {
             limits,
             stats: Arc::new(Stats::registered(&metrics.service(crate::NAME))),
             metrics,
-            metadata: None,
         }
-    }
-
-    /// The same receiver putting each pushed image's summary into its `ImagePushed`.
-    pub fn with_metadata(mut self, metadata: Arc<Metadata>) -> Self {
-        self.metadata = Some(metadata);
-        self
     }
 
     /// The same receiver counting into the process's `metrics`, which its
@@ -390,28 +381,16 @@ async fn receive<S: EventSink>(
     handle(receiver, request).instrument(span).await
 }
 
-/// The events to publish for the `kept` decisions, in their order: a push's `ImagePushed` carries its
-/// image's summary when `metadata` reads them (the pushes' reads run concurrently).
-async fn outgoing(metadata: Option<&Metadata>, kept: Vec<Decision>) -> Vec<Outgoing> {
-    futures::future::join_all(kept.into_iter().map(|decision| async move {
-        match decision {
-            Decision::Push(push) => {
-                let summary = match metadata {
-                    Some(metadata) => metadata.summary(&push).await,
-                    None => None,
-                };
-                let mut event = proto::ImagePushed::from(*push);
-                event.summary = summary;
-                Some(Outgoing::Pushed(event))
-            }
+/// The events to publish for the `kept` decisions, in their order. A push's image is read later, by the
+/// [metadata recorder](crate::metadata): nothing here waits for the registry.
+fn outgoing(kept: Vec<Decision>) -> Vec<Outgoing> {
+    kept.into_iter()
+        .filter_map(|decision| match decision {
+            Decision::Push(push) => Some(Outgoing::Pushed((*push).into())),
             Decision::Delete(deletion) => Some(Outgoing::Deleted((*deletion).into())),
             Decision::Ignore(_) | Decision::Skip(_) => None,
-        }
-    }))
-    .await
-    .into_iter()
-    .flatten()
-    .collect()
+        })
+        .collect()
 }
 
 async fn handle<S: EventSink>(
@@ -475,7 +454,7 @@ async fn handle<S: EventSink>(
     }
     stats.counted("ignored", ignored);
     stats.counted("skipped", skipped);
-    let outgoing = outgoing(receiver.metadata.as_deref(), kept).await;
+    let outgoing = outgoing(kept);
 
     // with tracing on, publishing replaces this with the span's own context
     let mut headers = HeaderMap::new();

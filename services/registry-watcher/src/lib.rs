@@ -20,13 +20,12 @@
 //!   registry's event id, `registry` = `integrated_registry.host`, the
 //!   registry's timestamp, and the pusher (`actor.name`, empty when
 //!   anonymous).
-//! - Each `ImagePushed` carries a summary of its image (platforms, created,
-//!   size, layer count), from the image record of its digest ([`metadata`]):
-//!   read from the integrated registry (`integrated_registry.url`, or the
-//!   host: plain HTTP for a loopback host) the first time the digest is seen,
-//!   within `registry_watcher.metadata_timeout_ms` (then the event goes
-//!   without it), and kept. `registry_watcher.read_metadata = false` turns
-//!   this off.
+//! - The endpoint does not wait for the pushed image's metadata: the
+//!   [metadata recorder](metadata) reads it afterwards from the integrated
+//!   registry (`integrated_registry.url`, or the host: plain HTTP for a
+//!   loopback host), once per digest, records it in the image catalog and
+//!   publishes `ImageRecorded` on `imagestreams.images.recorded.<ns>.<name>`.
+//!   `registry_watcher.read_metadata = false` turns it off.
 //! - A `delete` becomes `ImageDeleted` on `imagestreams.images.deleted.<ns>.<name>`.
 //! - Blob pushes, `pull` (sent for every manifest GET and HEAD), `mount` and
 //!   pushes by digest (no tag) are ignored.
@@ -57,13 +56,14 @@ pub mod metadata;
 // they can be fuzzed without this crate's I/O stack); their old paths stay here.
 pub use imagestreams_formats::{envelope, notification};
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
     image::ImageCatalog,
+    metrics::ConsumerLag,
     runtime::{self, Deps, Service},
 };
 use imagestreams_registry_client::IntegratedRegistry;
@@ -71,7 +71,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{JetStreamSink, Limits, Receiver};
-use crate::metadata::Metadata;
+use crate::metadata::Recorder;
 
 /// The service's name, as `serve <name>` spells it.
 pub const NAME: &str = "registry-watcher";
@@ -96,6 +96,8 @@ pub struct RegistryWatcherService {
     listener: TcpListener,
     addr: SocketAddr,
     router: axum::Router,
+    recorder: Option<(Arc<Recorder>, async_nats::jetstream::consumer::PullConsumer)>,
+    deps: Deps,
 }
 
 impl RegistryWatcherService {
@@ -137,22 +139,30 @@ impl RegistryWatcherService {
             limits,
         )
         .with_metrics(&deps.metrics);
-        let receiver = if settings.read_metadata {
-            let metadata = Metadata::new(
+        let recorder = if settings.read_metadata {
+            let mut recorder = Recorder::new(
                 IntegratedRegistry::from_config(&config)?,
                 ImageCatalog::new(deps.topology.images.clone()),
-                Duration::from_millis(settings.metadata_timeout_ms),
+                deps.topology.js.clone(),
+                settings.metadata_concurrency,
             );
-            metadata.register_metrics(&deps.metrics.service(NAME));
-            receiver.with_metadata(Arc::new(metadata))
+            recorder.register_metrics(&deps.metrics.service(NAME));
+            let consumer = recorder
+                .declare()
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+                .with_context(|| format!("declaring the {} consumer", metadata::CONSUMER_NAME))?;
+            Some((Arc::new(recorder), consumer))
         } else {
-            receiver
+            None
         };
         let router = receiver.router().merge(deps.health.router());
         Ok(Self {
             listener,
             addr,
             router,
+            recorder,
+            deps,
         })
     }
 
@@ -173,10 +183,32 @@ impl Service for RegistryWatcherService {
 
     fn run(self: Box<Self>, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
+            // the recorder stops with the service, and with its HTTP server should that fail
+            let stop = shutdown.child_token();
+            let recording = match self.recorder {
+                Some((recorder, consumer)) => {
+                    ConsumerLag::new(&self.deps.metrics.service(NAME)).watch(
+                        self.deps.topology.js.clone(),
+                        imagestreams_common::subjects::STREAM_IMAGES,
+                        metadata::CONSUMER_NAME,
+                        imagestreams_common::metrics::DEFAULT_LAG_INTERVAL,
+                        shutdown.clone(),
+                    );
+                    let stop = stop.clone();
+                    tokio::spawn(async move { recorder.run(consumer, stop).await })
+                }
+                None => tokio::spawn(async { anyhow::Ok(()) }),
+            };
             tracing::info!(service = NAME, addr = %self.addr, "notifications listening on POST {}", http::NOTIFICATIONS_PATH);
-            runtime::serve_http(self.listener, self.router, None, shutdown)
+            let served = runtime::serve_http(self.listener, self.router, None, shutdown.clone())
                 .await
-                .context("registry-watcher HTTP server")
+                .context("registry-watcher HTTP server");
+            stop.cancel();
+            let recorded = recording
+                .await
+                .context("the metadata recorder panicked")?
+                .context("the metadata recorder");
+            served.and(recorded)
         })
     }
 }

@@ -29,7 +29,17 @@ impl From<ImagePush> for proto::ImagePushed {
             source: proto::ImageSource::RegistryNotification as i32,
             namespace: push.stream.namespace,
             stream: push.stream.name,
+            #[allow(deprecated)]
             summary: None,
+            references: push
+                .references
+                .into_iter()
+                .map(|d| proto::ImageLayer {
+                    name: d.digest,
+                    size: d.size,
+                    media_type: d.media_type,
+                })
+                .collect(),
         }
     }
 }

@@ -1,0 +1,451 @@
+//! `bench-push`: the user's push path with the default configuration, from a real registry to NATS.
+//!
+//! A real nats-server, every service in one process with the **default configuration** (so
+//! `registry_watcher.read_metadata = true`), and a real docker-registry with `notifications`
+//! (`includereferences: true`) to two endpoints, each with its own queue in the registry:
+//!
+//! - the mesh's registry-watcher;
+//! - **the floor, same run, same pushes**: an endpoint in this process that publishes each envelope as it
+//!   came to a JetStream stream, waits for the stream's ack, and answers 200: what any notification relay
+//!   costs.
+//!
+//! Pushes go over the registry's HTTP API, as a client pushes an image whose layer the registry already
+//! holds: the image's config blob (a monolithic upload), then its manifest by tag, to `--streams`
+//! repositories in turn, open loop at `--rate` per second for `--seconds`. Each image is new (its config
+//! differs), so each push means one metadata read. From the manifest PUT's response, a NATS subscriber
+//! times:
+//!
+//! - **floor**: the envelope on the floor's subject;
+//! - **push → `TagsChanged`**: the tag's change on `imagestreams.tags.changed.<ns>.<name>`;
+//! - **push → `ImageRecorded`**: the image's metadata read and recorded.
+//!
+//! `--rates` runs several rates in turn (one registry and mesh each); `--closed N` adds a phase with N
+//! pushers back to back, the registry's own top push rate on this box, reported with its latencies.
+//!
+//! ```text
+//! NATS_SERVER=/path/to/nats-server cargo run --release -p imagestreams-integration --bin bench-push -- --rates 20,100 --closed 16
+//! ```
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
+use futures::StreamExt as _;
+use imagestreams::cli::ServiceName;
+use imagestreams_common::{config::Secret, subjects::Kind};
+use imagestreams_integration::{
+    NatsServer, Registry, RegistryOptions, TestApp,
+    bench::{Summary, drive, print_summary, summarize},
+};
+use imagestreams_proto::v1 as proto;
+use prost::Message as _;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+const TOKEN: &str = "bench-push-token";
+const NAMESPACE: &str = "bench";
+const FLOOR_STREAM: &str = "BENCH_PUSH_FLOOR";
+const FLOOR_SUBJECT: &str = "bench.push.floor";
+/// How long the bench waits after the last push for its events.
+const DRAIN: Duration = Duration::from_secs(20);
+
+struct Args {
+    rates: Vec<u64>,
+    seconds: f64,
+    streams: u64,
+    closed: Option<usize>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        rates: vec![20, 100],
+        seconds: 30.0,
+        streams: 50,
+        closed: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--rates" => {
+                args.rates = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--seconds" => args.seconds = value()?.parse()?,
+            "--streams" => args.streams = value()?.parse()?,
+            "--closed" => args.closed = Some(value()?.parse()?),
+            other => anyhow::bail!(
+                "unknown argument {other}; use --rates N,N --seconds S --streams N --closed N"
+            ),
+        }
+    }
+    anyhow::ensure!(args.rates.iter().all(|r| *r > 0), "rates must be positive");
+    Ok(args)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// When each digest's push completed and its events arrived.
+#[derive(Default)]
+struct Clock {
+    pushed: HashMap<String, Instant>,
+    floor: HashMap<String, Instant>,
+    changed: HashMap<String, Instant>,
+    recorded: HashMap<String, Instant>,
+}
+
+impl Clock {
+    fn latencies(&self, of: impl Fn(&Clock) -> &HashMap<String, Instant>) -> (Summary, usize) {
+        let seen = of(self);
+        let nanos: Vec<u64> = self
+            .pushed
+            .iter()
+            .filter_map(|(digest, at)| Some(seen.get(digest)?.saturating_duration_since(*at)))
+            .map(|d| d.as_nanos() as u64)
+            .collect();
+        let missing = self.pushed.len() - nanos.len();
+        (summarize(nanos), missing)
+    }
+}
+
+type Shared = Arc<Mutex<Clock>>;
+/// Takes a push's outcome: its digest and when its manifest PUT was answered.
+type Record = Arc<dyn Fn(anyhow::Result<(String, Instant)>) + Send + Sync>;
+
+/// The floor's notification endpoint: the envelope to JetStream, then 200.
+async fn floor_endpoint(State(js): State<jetstream::Context>, body: Bytes) -> StatusCode {
+    match js.publish(FLOOR_SUBJECT, body).await {
+        Ok(ack) => match ack.await {
+            Ok(_) => StatusCode::OK,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        },
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Listens for the floor's envelopes, `TagsChanged` and `ImageRecorded`, stamping each digest.
+async fn listen(nats: &async_nats::Client, clock: Shared) -> anyhow::Result<()> {
+    let mut floor = nats.subscribe(FLOOR_SUBJECT).await?;
+    let mut changed = nats
+        .subscribe(Kind::TagsChanged.namespace_filter(NAMESPACE))
+        .await?;
+    let mut recorded = nats
+        .subscribe(Kind::ImagesRecorded.namespace_filter(NAMESPACE))
+        .await?;
+    let stamp =
+        |clock: &Shared, which: fn(&mut Clock) -> &mut HashMap<String, Instant>, d: String| {
+            let now = Instant::now();
+            which(&mut clock.lock().unwrap()).entry(d).or_insert(now);
+        };
+    let c = clock.clone();
+    tokio::spawn(async move {
+        while let Some(message) = floor.next().await {
+            let Ok(envelope) = serde_json::from_slice::<Value>(&message.payload) else {
+                continue;
+            };
+            for event in envelope["events"].as_array().into_iter().flatten() {
+                if event["action"] == "push"
+                    && event["target"]["tag"].is_string()
+                    && let Some(d) = event["target"]["digest"].as_str()
+                {
+                    stamp(&c, |c| &mut c.floor, d.to_owned());
+                }
+            }
+        }
+    });
+    let c = clock.clone();
+    tokio::spawn(async move {
+        while let Some(message) = changed.next().await {
+            if let Ok(event) = proto::TagsChanged::decode(message.payload) {
+                for change in event.changes {
+                    stamp(&c, |c| &mut c.changed, change.new_image);
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(message) = recorded.next().await {
+            if let Ok(event) = proto::ImageRecorded::decode(message.payload) {
+                stamp(&clock, |c| &mut c.recorded, event.digest);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A registry client pushing new images whose one layer the registry holds already.
+#[derive(Clone)]
+struct Pusher {
+    http: reqwest::Client,
+    registry: String,
+    streams: u64,
+    layer: Value,
+    run: String,
+}
+
+impl Pusher {
+    async fn upload_blob(&self, repository: &str, blob: Vec<u8>) -> anyhow::Result<()> {
+        let digest = sha256(&blob);
+        let started = self
+            .http
+            .post(format!("{}/v2/{repository}/blobs/uploads/", self.registry))
+            .send()
+            .await?
+            .error_for_status()?;
+        let location = started
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .context("an upload without a Location")?;
+        let mut url = reqwest::Url::parse(&self.registry)?.join(location)?;
+        url.query_pairs_mut().append_pair("digest", &digest);
+        self.http
+            .put(url)
+            .header("content-type", "application/octet-stream")
+            .body(blob)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Pushes image `i` (its config, then its manifest as tag `t<i>`); returns the manifest's digest when the
+    /// manifest PUT has been answered.
+    async fn push(&self, i: u64) -> anyhow::Result<(String, Instant)> {
+        let repository = format!("{NAMESPACE}/app-{}", i % self.streams);
+        let config = serde_json::to_vec(&json!({
+            "created": "2026-12-07T00:00:00Z",
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": [format!("IMAGE={}-{i}", self.run)], "Labels": {"bench": "push"}},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }))?;
+        let config_descriptor = json!({
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha256(&config),
+            "size": config.len(),
+        });
+        self.upload_blob(&repository, config).await?;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config_descriptor,
+            "layers": [self.layer],
+        }))?;
+        let digest = sha256(&manifest);
+        let put = self
+            .http
+            .put(format!("{}/v2/{repository}/manifests/t{i}", self.registry))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest)
+            .send()
+            .await?;
+        let at = Instant::now();
+        anyhow::ensure!(put.status().is_success(), "manifest PUT: {}", put.status());
+        Ok((digest, at))
+    }
+}
+
+/// One phase's figures.
+struct Phase {
+    name: String,
+    achieved: f64,
+    floor: (Summary, usize),
+    changed: (Summary, usize),
+    recorded: (Summary, usize),
+    failed: u64,
+}
+
+/// A fresh registry and mesh, with `streams` repositories, pushed to by `drive_pushes`.
+async fn phase<F, Fut>(name: String, streams: u64, drive_pushes: F) -> anyhow::Result<Phase>
+where
+    F: FnOnce(Pusher, Record) -> Fut,
+    Fut: Future<Output = f64>,
+{
+    let nats = NatsServer::start().await?;
+    let client = nats.connect().await?;
+    let js = jetstream::new(client.clone());
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: FLOOR_STREAM.to_owned(),
+        subjects: vec![FLOOR_SUBJECT.to_owned()],
+        ..Default::default()
+    })
+    .await?;
+    let floor_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let floor_url = format!("http://{}/notifications", floor_listener.local_addr()?);
+    let floor_app = Router::new()
+        .route("/notifications", post(floor_endpoint))
+        .with_state(js.clone());
+    let floor_server = tokio::spawn(async move {
+        let _ = axum::serve(floor_listener, floor_app).await;
+    });
+    // the watcher's port is held while the registry starts: each needs the other's address
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let watcher = reserved.local_addr()?;
+    let registry = Registry::start(RegistryOptions {
+        include_references: true,
+        also_notify: vec![floor_url],
+        ignored_actions: vec!["pull".to_owned()],
+        ..RegistryOptions::notifying(format!("http://{watcher}/notifications"), Some(TOKEN))
+    })
+    .await?;
+    drop(reserved);
+    let host = registry.host();
+    let app = TestApp::spawn_with(&nats, &ServiceName::ALL, |c| {
+        c.registry_watcher.listen = watcher;
+        c.registry_watcher.token = Some(Secret::new(TOKEN));
+        c.integrated_registry.host = host;
+    })
+    .await?;
+
+    let clock: Shared = Arc::default();
+    listen(&client, clock.clone()).await?;
+    let http = reqwest::Client::new();
+    let layer_bytes = b"the layer every image shares".to_vec();
+    let layer = json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "digest": sha256(&layer_bytes),
+        "size": layer_bytes.len(),
+    });
+    let pusher = Pusher {
+        http,
+        registry: registry.url(),
+        streams,
+        layer,
+        run: uuid::Uuid::new_v4().to_string(),
+    };
+    for s in 0..streams {
+        pusher
+            .upload_blob(&format!("{NAMESPACE}/app-{s}"), layer_bytes.clone())
+            .await?;
+    }
+    let failed = Arc::new(AtomicU64::new(0));
+    let (c, f) = (clock.clone(), failed.clone());
+    let record: Record = Arc::new(move |pushed| match pushed {
+        Ok((digest, at)) => {
+            c.lock().unwrap().pushed.insert(digest, at);
+        }
+        Err(error) => {
+            if f.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!("bench-push: a push failed: {error:#}");
+            }
+        }
+    });
+    let achieved = drive_pushes(pusher, record).await;
+    // wait for the events, up to DRAIN
+    let deadline = Instant::now() + DRAIN;
+    let all_seen = || {
+        let c = clock.lock().unwrap();
+        let n = c.pushed.len();
+        c.floor.len() >= n && c.changed.len() >= n && c.recorded.len() >= n
+    };
+    while Instant::now() < deadline && !all_seen() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let result = {
+        let c = clock.lock().unwrap();
+        Phase {
+            name,
+            achieved,
+            floor: c.latencies(|c| &c.floor),
+            changed: c.latencies(|c| &c.changed),
+            recorded: c.latencies(|c| &c.recorded),
+            failed: failed.load(Ordering::Relaxed),
+        }
+    };
+    app.stop().await?;
+    floor_server.abort();
+    drop(registry);
+    Ok(result)
+}
+
+fn report(p: &Phase) {
+    println!(
+        "{}: {:.1} pushes/s achieved, {} failed",
+        p.name, p.achieved, p.failed
+    );
+    for (label, (summary, missing)) in [
+        ("floor: envelope relayed", &p.floor),
+        ("push -> TagsChanged", &p.changed),
+        ("push -> ImageRecorded", &p.recorded),
+    ] {
+        print_summary(label, 26, summary);
+        if *missing > 0 {
+            println!("    {missing} pushes never seen here within {DRAIN:?}");
+        }
+    }
+    println!(
+        "  ratio to the floor: TagsChanged p50 {:.2}x p99 {:.2}x",
+        p.changed.0.p50 / p.floor.0.p50,
+        p.changed.0.p99 / p.floor.0.p99
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let streams = args.streams.max(1);
+    println!(
+        "bench-push: real docker-registry notifying the mesh (default configuration, read_metadata = true) and a \
+         floor endpoint; {} streams, {} s per rate",
+        args.streams, args.seconds
+    );
+    for rate in &args.rates {
+        let rate = *rate;
+        let count = (rate as f64 * args.seconds) as u64;
+        let p = phase(
+            format!("open loop {rate}/s"),
+            streams,
+            |pusher, record| async move {
+                drive(rate, 0, count, move |i| {
+                    let (pusher, record) = (pusher.clone(), record.clone());
+                    async move { record(pusher.push(i).await) }
+                })
+                .await
+            },
+        )
+        .await?;
+        report(&p);
+    }
+    if let Some(pushers) = args.closed {
+        let seconds = args.seconds;
+        let p = phase(
+            format!("closed loop, {pushers} pushers"),
+            streams,
+            |pusher, record| async move {
+                let started = Instant::now();
+                let next = Arc::new(AtomicU64::new(0));
+                let tasks: Vec<_> = (0..pushers)
+                    .map(|_| {
+                        let (pusher, record, next) = (pusher.clone(), record.clone(), next.clone());
+                        tokio::spawn(async move {
+                            while started.elapsed().as_secs_f64() < seconds {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                record(pusher.push(i).await);
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let _ = task.await;
+                }
+                next.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+            },
+        )
+        .await?;
+        report(&p);
+    }
+    Ok(())
+}
