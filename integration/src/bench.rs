@@ -66,3 +66,114 @@ where
     while tasks.join_next().await.is_some() {}
     count as f64 / elapsed.max(1e-9)
 }
+
+/// Pushes images to a real registry over its HTTP API, as a client does: blobs by monolithic upload,
+/// manifests by tag or digest.
+#[derive(Clone, Debug)]
+pub struct RegistryPusher {
+    http: reqwest::Client,
+    url: String,
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// The OCI media type of an image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+impl RegistryPusher {
+    /// A pusher to the registry at `url` (`http://host:port`).
+    pub fn new(http: reqwest::Client, url: impl Into<String>) -> Self {
+        RegistryPusher {
+            http,
+            url: url.into(),
+        }
+    }
+
+    /// Uploads `blob` to `repository`; returns its descriptor (`media_type`, digest, size).
+    pub async fn blob(
+        &self,
+        repository: &str,
+        blob: Vec<u8>,
+        media_type: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        use anyhow::Context as _;
+        let digest = sha256(&blob);
+        let size = blob.len();
+        let started = self
+            .http
+            .post(format!("{}/v2/{repository}/blobs/uploads/", self.url))
+            .send()
+            .await?
+            .error_for_status()?;
+        let location = started
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .context("an upload without a Location")?;
+        let mut url = reqwest::Url::parse(&self.url)?.join(location)?;
+        url.query_pairs_mut().append_pair("digest", &digest);
+        self.http
+            .put(url)
+            .header("content-type", "application/octet-stream")
+            .body(blob)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(serde_json::json!({"mediaType": media_type, "digest": digest, "size": size}))
+    }
+
+    /// Uploads a new image config (its `Env` holds `unique`) to `repository`; returns the image manifest
+    /// over it and `layer` (a descriptor of a blob the repository holds), not yet pushed.
+    pub async fn image(
+        &self,
+        repository: &str,
+        unique: &str,
+        layer: &serde_json::Value,
+    ) -> anyhow::Result<Vec<u8>> {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "created": "2026-12-07T00:00:00Z",
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": [format!("IMAGE={unique}")], "Labels": {"bench": "true"}},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }))?;
+        let config = self
+            .blob(
+                repository,
+                config,
+                "application/vnd.oci.image.config.v1+json",
+            )
+            .await?;
+        Ok(serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config,
+            "layers": [layer],
+        }))?)
+    }
+
+    /// PUTs `manifest` as `repository:reference` (a tag or its digest).
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let put = self
+            .http
+            .put(format!(
+                "{}/v2/{repository}/manifests/{reference}",
+                self.url
+            ))
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest)
+            .send()
+            .await?;
+        anyhow::ensure!(put.status().is_success(), "manifest PUT: {}", put.status());
+        Ok(())
+    }
+}

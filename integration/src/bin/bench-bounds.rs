@@ -2,8 +2,8 @@
 //! against a real nats-server (default `max_payload`, 1 MiB) with the
 //! registry-watcher and the stream-store in this process, in their default
 //! configuration except `registry_watcher.read_metadata = false` (the pushed
-//! digests are in no registry; `bench-metadata` measures what reading them
-//! adds).
+//! digests are in no registry; `bench-push` measures the default, with a
+//! real registry).
 //!
 //! - **Latency.** Closed loop: one notification envelope (as distribution
 //!   sends it) is POSTed, and the next only once the `TagsChanged` naming its

@@ -12,15 +12,20 @@
 //! Pushes go over the registry's HTTP API, as a client pushes an image whose layer the registry already
 //! holds: the image's config blob (a monolithic upload), then its manifest by tag, to `--streams`
 //! repositories in turn, open loop at `--rate` per second for `--seconds`. Each image is new (its config
-//! differs), so each push means one metadata read. From the manifest PUT's response, a NATS subscriber
-//! times:
+//! differs), so each push means one metadata read. A NATS subscriber times, from the manifest PUT's answer
+//! (the registry often notifies before it answers: such an event counts 0) and from its sending:
 //!
 //! - **floor**: the envelope on the floor's subject;
 //! - **push → `TagsChanged`**: the tag's change on `imagestreams.tags.changed.<ns>.<name>`;
 //! - **push → `ImageRecorded`**: the image's metadata read and recorded.
 //!
-//! `--rates` runs several rates in turn (one registry and mesh each); `--closed N` adds a phase with N
-//! pushers back to back, the registry's own top push rate on this box, reported with its latencies.
+//! With `--preupload`, the open-loop phases upload every image's config before the clock starts, so a timed
+//! push is its manifest PUT alone (the registry's cheapest push, for rates it cannot sustain otherwise).
+//!
+//! Each of `--rates` runs twice, on a fresh registry and mesh each: with the default, then with
+//! `read_metadata = false` (the pipeline without the read, the issue's point of comparison). `--closed N`
+//! adds a phase with N pushers back to back: the registry's own top push rate on this box, with the
+//! default.
 //!
 //! ```text
 //! NATS_SERVER=/path/to/nats-server cargo run --release -p imagestreams-integration --bin bench-push -- --rates 20,100 --closed 16
@@ -43,12 +48,11 @@ use imagestreams::cli::ServiceName;
 use imagestreams_common::{config::Secret, subjects::Kind};
 use imagestreams_integration::{
     NatsServer, Registry, RegistryOptions, TestApp,
-    bench::{Summary, drive, print_summary, summarize},
+    bench::{RegistryPusher, Summary, drive, print_summary, sha256, summarize},
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
-use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
+use serde_json::Value;
 
 const TOKEN: &str = "bench-push-token";
 const NAMESPACE: &str = "bench";
@@ -62,6 +66,7 @@ struct Args {
     seconds: f64,
     streams: u64,
     closed: Option<usize>,
+    preupload: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -70,6 +75,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: 30.0,
         streams: 50,
         closed: None,
+        preupload: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,8 +90,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seconds" => args.seconds = value()?.parse()?,
             "--streams" => args.streams = value()?.parse()?,
             "--closed" => args.closed = Some(value()?.parse()?),
+            "--preupload" => args.preupload = true,
             other => anyhow::bail!(
-                "unknown argument {other}; use --rates N,N --seconds S --streams N --closed N"
+                "unknown argument {other}; use --rates N,N --seconds S --streams N --closed N --preupload"
             ),
         }
     }
@@ -93,26 +100,38 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// When each digest's push completed and its events arrived.
+/// When each digest's manifest PUT was sent and answered, and when its events arrived.
 #[derive(Default)]
 struct Clock {
-    pushed: HashMap<String, Instant>,
+    pushed: HashMap<String, Pushed>,
     floor: HashMap<String, Instant>,
     changed: HashMap<String, Instant>,
     recorded: HashMap<String, Instant>,
 }
 
+/// A manifest PUT: when it was sent and when its answer came.
+#[derive(Clone, Copy)]
+struct Pushed {
+    sent: Instant,
+    answered: Instant,
+}
+
 impl Clock {
-    fn latencies(&self, of: impl Fn(&Clock) -> &HashMap<String, Instant>) -> (Summary, usize) {
+    /// The latencies from each push's PUT (`sent`, or its answer) to the event `of` tells; an event that
+    /// came before the answer counts 0 from it.
+    fn latencies(
+        &self,
+        of: impl Fn(&Clock) -> &HashMap<String, Instant>,
+        from_sent: bool,
+    ) -> (Summary, usize) {
         let seen = of(self);
         let nanos: Vec<u64> = self
             .pushed
             .iter()
-            .filter_map(|(digest, at)| Some(seen.get(digest)?.saturating_duration_since(*at)))
+            .filter_map(|(digest, at)| {
+                let from = if from_sent { at.sent } else { at.answered };
+                Some(seen.get(digest)?.saturating_duration_since(from))
+            })
             .map(|d| d.as_nanos() as u64)
             .collect();
         let missing = self.pushed.len() - nanos.len();
@@ -121,8 +140,8 @@ impl Clock {
 }
 
 type Shared = Arc<Mutex<Clock>>;
-/// Takes a push's outcome: its digest and when its manifest PUT was answered.
-type Record = Arc<dyn Fn(anyhow::Result<(String, Instant)>) + Send + Sync>;
+/// Takes a push's outcome: its digest and when its manifest PUT was sent and answered.
+type Record = Arc<dyn Fn(anyhow::Result<(String, Pushed)>) + Send + Sync>;
 
 /// The floor's notification endpoint: the envelope to JetStream, then 200.
 async fn floor_endpoint(State(js): State<jetstream::Context>, body: Bytes) -> StatusCode {
@@ -185,76 +204,47 @@ async fn listen(nats: &async_nats::Client, clock: Shared) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// A registry client pushing new images whose one layer the registry holds already.
+/// Pushes new images whose one layer the registry holds already.
 #[derive(Clone)]
 struct Pusher {
-    http: reqwest::Client,
-    registry: String,
+    registry: RegistryPusher,
     streams: u64,
     layer: Value,
     run: String,
+    /// Configs already uploaded (`--preupload`): image index → its manifest.
+    prepared: Arc<HashMap<u64, Vec<u8>>>,
 }
 
 impl Pusher {
-    async fn upload_blob(&self, repository: &str, blob: Vec<u8>) -> anyhow::Result<()> {
-        let digest = sha256(&blob);
-        let started = self
-            .http
-            .post(format!("{}/v2/{repository}/blobs/uploads/", self.registry))
-            .send()
-            .await?
-            .error_for_status()?;
-        let location = started
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .context("an upload without a Location")?;
-        let mut url = reqwest::Url::parse(&self.registry)?.join(location)?;
-        url.query_pairs_mut().append_pair("digest", &digest);
-        self.http
-            .put(url)
-            .header("content-type", "application/octet-stream")
-            .body(blob)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(())
+    /// Pushes image `i` (its config, unless prepared, then its manifest as tag `t<i>`); returns the
+    /// manifest's digest and when its PUT was sent and answered.
+    async fn push(&self, i: u64) -> anyhow::Result<(String, Pushed)> {
+        let manifest = match self.prepared.get(&i) {
+            Some(manifest) => manifest.clone(),
+            None => self.prepare(i).await?,
+        };
+        let digest = sha256(&manifest);
+        let sent = Instant::now();
+        self.registry
+            .manifest(&self.repository(i), &format!("t{i}"), manifest)
+            .await?;
+        let answered = Instant::now();
+        Ok((digest, Pushed { sent, answered }))
     }
 
-    /// Pushes image `i` (its config, then its manifest as tag `t<i>`); returns the manifest's digest when the
-    /// manifest PUT has been answered.
-    async fn push(&self, i: u64) -> anyhow::Result<(String, Instant)> {
-        let repository = format!("{NAMESPACE}/app-{}", i % self.streams);
-        let config = serde_json::to_vec(&json!({
-            "created": "2026-12-07T00:00:00Z",
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Env": [format!("IMAGE={}-{i}", self.run)], "Labels": {"bench": "push"}},
-            "rootfs": {"type": "layers", "diff_ids": []},
-        }))?;
-        let config_descriptor = json!({
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": sha256(&config),
-            "size": config.len(),
-        });
-        self.upload_blob(&repository, config).await?;
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": config_descriptor,
-            "layers": [self.layer],
-        }))?;
-        let digest = sha256(&manifest);
-        let put = self
-            .http
-            .put(format!("{}/v2/{repository}/manifests/t{i}", self.registry))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-            .body(manifest)
-            .send()
-            .await?;
-        let at = Instant::now();
-        anyhow::ensure!(put.status().is_success(), "manifest PUT: {}", put.status());
-        Ok((digest, at))
+    fn repository(&self, i: u64) -> String {
+        format!("{NAMESPACE}/app-{}", i % self.streams)
+    }
+
+    /// Uploads image `i`'s config; returns its manifest.
+    async fn prepare(&self, i: u64) -> anyhow::Result<Vec<u8>> {
+        self.registry
+            .image(
+                &self.repository(i),
+                &format!("{}-{i}", self.run),
+                &self.layer,
+            )
+            .await
     }
 }
 
@@ -262,14 +252,21 @@ impl Pusher {
 struct Phase {
     name: String,
     achieved: f64,
-    floor: (Summary, usize),
-    changed: (Summary, usize),
-    recorded: (Summary, usize),
+    /// From the PUT's answer: floor, `TagsChanged`, `ImageRecorded`.
+    answered: [(Summary, usize); 3],
+    /// From the PUT's sending: the same.
+    sent: [(Summary, usize); 3],
     failed: u64,
 }
 
 /// A fresh registry and mesh, with `streams` repositories, pushed to by `drive_pushes`.
-async fn phase<F, Fut>(name: String, streams: u64, drive_pushes: F) -> anyhow::Result<Phase>
+async fn phase<F, Fut>(
+    name: String,
+    streams: u64,
+    read_metadata: bool,
+    preupload: u64,
+    drive_pushes: F,
+) -> anyhow::Result<Phase>
 where
     F: FnOnce(Pusher, Record) -> Fut,
     Fut: Future<Output = f64>,
@@ -307,30 +304,44 @@ where
         c.registry_watcher.listen = watcher;
         c.registry_watcher.token = Some(Secret::new(TOKEN));
         c.integrated_registry.host = host;
+        c.registry_watcher.read_metadata = read_metadata;
     })
     .await?;
 
     let clock: Shared = Arc::default();
     listen(&client, clock.clone()).await?;
-    let http = reqwest::Client::new();
-    let layer_bytes = b"the layer every image shares".to_vec();
-    let layer = json!({
-        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-        "digest": sha256(&layer_bytes),
-        "size": layer_bytes.len(),
-    });
+    let pushing = RegistryPusher::new(reqwest::Client::new(), registry.url());
+    let mut layer = Value::Null;
+    for s in 0..streams {
+        layer = pushing
+            .blob(
+                &format!("{NAMESPACE}/app-{s}"),
+                b"the layer every image shares".to_vec(),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
+            .await?;
+    }
     let pusher = Pusher {
-        http,
-        registry: registry.url(),
+        registry: pushing,
         streams,
         layer,
         run: uuid::Uuid::new_v4().to_string(),
+        prepared: Arc::default(),
     };
-    for s in 0..streams {
-        pusher
-            .upload_blob(&format!("{NAMESPACE}/app-{s}"), layer_bytes.clone())
-            .await?;
-    }
+    let prepared: HashMap<u64, Vec<u8>> = futures::stream::iter(0..preupload)
+        .map(|i| {
+            let pusher = pusher.clone();
+            async move { anyhow::Ok((i, pusher.prepare(i).await?)) }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let pusher = Pusher {
+        prepared: Arc::new(prepared),
+        ..pusher
+    };
     let failed = Arc::new(AtomicU64::new(0));
     let (c, f) = (clock.clone(), failed.clone());
     let record: Record = Arc::new(move |pushed| match pushed {
@@ -349,7 +360,7 @@ where
     let all_seen = || {
         let c = clock.lock().unwrap();
         let n = c.pushed.len();
-        c.floor.len() >= n && c.changed.len() >= n && c.recorded.len() >= n
+        c.floor.len() >= n && c.changed.len() >= n && (!read_metadata || c.recorded.len() >= n)
     };
     while Instant::now() < deadline && !all_seen() {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -359,9 +370,16 @@ where
         Phase {
             name,
             achieved,
-            floor: c.latencies(|c| &c.floor),
-            changed: c.latencies(|c| &c.changed),
-            recorded: c.latencies(|c| &c.recorded),
+            answered: [
+                c.latencies(|c| &c.floor, false),
+                c.latencies(|c| &c.changed, false),
+                c.latencies(|c| &c.recorded, false),
+            ],
+            sent: [
+                c.latencies(|c| &c.floor, true),
+                c.latencies(|c| &c.changed, true),
+                c.latencies(|c| &c.recorded, true),
+            ],
             failed: failed.load(Ordering::Relaxed),
         }
     };
@@ -376,21 +394,25 @@ fn report(p: &Phase) {
         "{}: {:.1} pushes/s achieved, {} failed",
         p.name, p.achieved, p.failed
     );
-    for (label, (summary, missing)) in [
-        ("floor: envelope relayed", &p.floor),
-        ("push -> TagsChanged", &p.changed),
-        ("push -> ImageRecorded", &p.recorded),
-    ] {
-        print_summary(label, 26, summary);
-        if *missing > 0 {
-            println!("    {missing} pushes never seen here within {DRAIN:?}");
+    for (from, series) in [("PUT answered", &p.answered), ("PUT sent", &p.sent)] {
+        println!(" from the manifest {from}:");
+        for (label, (summary, missing)) in
+            ["floor: envelope relayed", "TagsChanged", "ImageRecorded"]
+                .iter()
+                .zip(series)
+        {
+            print_summary(label, 24, summary);
+            if *missing > 0 {
+                println!("    {missing} pushes never seen here within {DRAIN:?}");
+            }
         }
+        let (floor, changed) = (&series[0].0, &series[1].0);
+        println!(
+            "  TagsChanged / floor: p50 {:.2}x  p99 {:.2}x",
+            changed.p50 / floor.p50,
+            changed.p99 / floor.p99
+        );
     }
-    println!(
-        "  ratio to the floor: TagsChanged p50 {:.2}x p99 {:.2}x",
-        p.changed.0.p50 / p.floor.0.p50,
-        p.changed.0.p99 / p.floor.0.p99
-    );
 }
 
 #[tokio::main]
@@ -405,25 +427,34 @@ async fn main() -> anyhow::Result<()> {
     for rate in &args.rates {
         let rate = *rate;
         let count = (rate as f64 * args.seconds) as u64;
-        let p = phase(
-            format!("open loop {rate}/s"),
-            streams,
-            |pusher, record| async move {
-                drive(rate, 0, count, move |i| {
-                    let (pusher, record) = (pusher.clone(), record.clone());
-                    async move { record(pusher.push(i).await) }
-                })
-                .await
-            },
-        )
-        .await?;
-        report(&p);
+        // the default, then the same pushes with the metadata read off: the pipeline's own floor
+        for read_metadata in [true, false] {
+            let name = format!("open loop {rate}/s, read_metadata = {read_metadata}");
+            let preupload = if args.preupload { count } else { 0 };
+            let p = phase(
+                name,
+                streams,
+                read_metadata,
+                preupload,
+                |pusher, record| async move {
+                    drive(rate, 0, count, move |i| {
+                        let (pusher, record) = (pusher.clone(), record.clone());
+                        async move { record(pusher.push(i).await) }
+                    })
+                    .await
+                },
+            )
+            .await?;
+            report(&p);
+        }
     }
     if let Some(pushers) = args.closed {
         let seconds = args.seconds;
         let p = phase(
-            format!("closed loop, {pushers} pushers"),
+            format!("closed loop, {pushers} pushers, read_metadata = true"),
             streams,
+            true,
+            0,
             |pusher, record| async move {
                 let started = Instant::now();
                 let next = Arc::new(AtomicU64::new(0));

@@ -4,10 +4,13 @@
 //!
 //! - **Source** (`--source`):
 //!   - `notification` (default): registry notification envelopes (shaped like
-//!     distribution 2.8's, one tagged manifest push each, a digest never seen
-//!     before) POSTed to the real registry-watcher, applied by the real
-//!     stream-store, whose `TagsChanged` fires the trigger service: the whole
-//!     path of a push.
+//!     distribution 2.8's with `includereferences`, one tagged manifest push
+//!     each, of a new image that a real docker-registry holds: they are pushed
+//!     to it by digest before the clock starts) POSTed to the real
+//!     registry-watcher, applied by the real stream-store, whose `TagsChanged`
+//!     fires the trigger service: the whole path of a push, in the default
+//!     configuration (the watcher's metadata recorder reads each image from
+//!     the registry; `--no-metadata` turns it off).
 //!   - `tags-changed`: `TagsChanged` published straight to JetStream (the
 //!     trigger service alone).
 //! - **Load.** `--rate` pushes per second (500 by default) for `--seconds`
@@ -28,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -55,8 +59,10 @@ use imagestreams_common::{
         NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerSpec, Webhook, WebhookSecret,
     },
 };
-use imagestreams_integration::bench::{Summary, drive, print_summary, summarize};
-use imagestreams_integration::{NatsServer, TestApp};
+use imagestreams_integration::bench::{
+    RegistryPusher, Summary, drive, print_summary, sha256, summarize,
+};
+use imagestreams_integration::{NatsServer, Registry, RegistryOptions, TestApp};
 use imagestreams_proto::v1 as proto;
 use tokio::sync::mpsc;
 
@@ -74,8 +80,10 @@ const DEFAULT_STREAMS: u64 = 200;
 const DRAIN: Duration = Duration::from_secs(10);
 /// The watcher's token.
 const TOKEN: &str = "bench-trigger-token";
-/// The integrated registry host written into the streams.
+/// The integrated registry host written into the streams published straight as `TagsChanged`.
 const REGISTRY_HOST: &str = "registry.bench:5000";
+/// Images pushed to the registry at once before the clock starts.
+const UPLOAD_CONCURRENCY: usize = 16;
 /// The namespace of the streams and triggers.
 const NAMESPACE: &str = "bench";
 /// The tag every push and trigger uses.
@@ -99,6 +107,7 @@ struct Args {
     warmup: f64,
     floor_seconds: f64,
     streams: u64,
+    no_metadata: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -109,6 +118,7 @@ fn parse_args() -> anyhow::Result<Args> {
         warmup: DEFAULT_WARMUP,
         floor_seconds: DEFAULT_FLOOR_SECONDS,
         streams: DEFAULT_STREAMS,
+        no_metadata: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -126,9 +136,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--warmup" => args.warmup = value()?.parse()?,
             "--floor-seconds" => args.floor_seconds = value()?.parse()?,
             "--streams" => args.streams = value()?.parse()?,
+            "--no-metadata" => args.no_metadata = true,
             other => anyhow::bail!(
                 "unknown argument {other}; use --source notification|tags-changed --rate N --seconds S \
-                 --warmup S --floor-seconds S --streams N"
+                 --warmup S --floor-seconds S --streams N --no-metadata"
             ),
         }
     }
@@ -168,35 +179,122 @@ impl Clock {
     }
 }
 
-/// The digest of push `i`: its index in hex, so the receiver finds it.
+/// The digest of push `i` when no registry holds it: its index in hex.
 fn digest_of(i: u64) -> String {
     format!("sha256:{i:064x}")
 }
 
-fn index_of(digest: &str) -> Option<usize> {
-    usize::from_str_radix(digest.strip_prefix("sha256:")?, 16).ok()
+/// The image of each push, and back from a digest to its push.
+#[derive(Default)]
+struct Images {
+    /// Push `i`'s manifest: digest, size and the blobs it references.
+    pushed: Vec<Image>,
+    index: HashMap<String, usize>,
+}
+
+/// One manifest in the registry.
+struct Image {
+    digest: String,
+    size: usize,
+    references: serde_json::Value,
+}
+
+impl Images {
+    /// Images no registry holds, `count` of them.
+    fn synthetic(count: u64) -> Images {
+        Images::from(
+            (0..count)
+                .map(|i| Image {
+                    digest: digest_of(i),
+                    size: 527,
+                    references: serde_json::Value::Array(Vec::new()),
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// `count` new images pushed by digest to `registry` (a config each over one shared layer), spread
+    /// over the streams as the pushes are.
+    async fn upload(registry: &Registry, count: u64, args: &Args) -> anyhow::Result<Images> {
+        let pusher = RegistryPusher::new(reqwest::Client::new(), registry.url());
+        let mut layers = Vec::new();
+        for s in 0..args.streams {
+            let layer = pusher
+                .blob(
+                    &format!("{NAMESPACE}/app-{s}"),
+                    b"the layer every image shares".to_vec(),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
+                .await?;
+            layers.push(layer);
+        }
+        let run = uuid::Uuid::new_v4().to_string();
+        let pushed = futures::stream::iter(0..count)
+            .map(|i| {
+                let (pusher, layer, run) = (pusher.clone(), layers[0].clone(), run.clone());
+                let repository = format!("{NAMESPACE}/{}", stream_of(i, args));
+                async move {
+                    let manifest = pusher
+                        .image(&repository, &format!("{run}-{i}"), &layer)
+                        .await?;
+                    let doc: serde_json::Value = serde_json::from_slice(&manifest)?;
+                    let image = Image {
+                        digest: sha256(&manifest),
+                        size: manifest.len(),
+                        references: serde_json::json!([doc["config"], layer]),
+                    };
+                    pusher
+                        .manifest(&repository, &image.digest, manifest)
+                        .await?;
+                    anyhow::Ok(image)
+                }
+            })
+            .buffered(UPLOAD_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Images::from(pushed))
+    }
+
+    fn index_of(&self, digest: &str) -> Option<usize> {
+        self.index.get(digest).copied()
+    }
+}
+
+impl From<Vec<Image>> for Images {
+    fn from(pushed: Vec<Image>) -> Self {
+        let index = pushed
+            .iter()
+            .enumerate()
+            .map(|(i, image)| (image.digest.clone(), i))
+            .collect();
+        Images { pushed, index }
+    }
 }
 
 fn stream_of(i: u64, args: &Args) -> String {
     format!("app-{}", i % args.streams)
 }
 
-/// One envelope as distribution 2.8 sends it for a manifest push by tag.
-fn envelope(i: u64, args: &Args) -> String {
+/// One envelope as distribution 2.8 sends it for a manifest push by tag (with `includereferences`).
+fn envelope(i: u64, args: &Args, images: &Images) -> String {
     let stream = stream_of(i, args);
-    let digest = digest_of(i);
+    let image = &images.pushed[i as usize];
+    let digest = &image.digest;
     serde_json::json!({ "events": [{
         "id": format!("bench-{i}-{}", uuid::Uuid::new_v4()),
         "timestamp": "2024-05-01T12:34:56.789012345Z",
         "action": "push",
         "target": {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "size": 527,
+            "size": image.size,
             "digest": digest,
-            "length": 527,
+            "length": image.size,
             "repository": format!("{NAMESPACE}/{stream}"),
             "url": format!("http://{REGISTRY_HOST}/v2/{NAMESPACE}/{stream}/manifests/{digest}"),
             "tag": TAG,
+            "references": image.references,
         },
         "request": {"id": uuid::Uuid::new_v4().to_string(), "addr": "127.0.0.1:40000",
                     "host": REGISTRY_HOST, "method": "PUT", "useragent": "skopeo/1.9.3"},
@@ -232,11 +330,14 @@ async fn collect(
 
 /// The local webhook receiver: reports the index of each delivered digest
 /// (webhook bodies carry `image`; floor bodies are the bare digest).
-async fn receiver() -> anyhow::Result<(String, mpsc::UnboundedReceiver<usize>, Arc<AtomicU64>)> {
+async fn receiver(
+    images: Arc<Images>,
+) -> anyhow::Result<(String, mpsc::UnboundedReceiver<usize>, Arc<AtomicU64>)> {
     #[derive(Clone)]
     struct Sink {
         tx: mpsc::UnboundedSender<usize>,
         requests: Arc<AtomicU64>,
+        images: Arc<Images>,
     }
     async fn hook(State(sink): State<Sink>, body: Bytes) -> &'static str {
         sink.requests.fetch_add(1, Ordering::Relaxed);
@@ -244,7 +345,7 @@ async fn receiver() -> anyhow::Result<(String, mpsc::UnboundedReceiver<usize>, A
             .ok()
             .and_then(|v| v.get("image").and_then(|i| i.as_str()).map(str::to_owned))
             .or_else(|| std::str::from_utf8(&body).ok().map(str::to_owned));
-        if let Some(i) = image.as_deref().and_then(index_of) {
+        if let Some(i) = image.as_deref().and_then(|d| sink.images.index_of(d)) {
             let _ = sink.tx.send(i);
         }
         "ok"
@@ -256,6 +357,7 @@ async fn receiver() -> anyhow::Result<(String, mpsc::UnboundedReceiver<usize>, A
     let app = Router::new().route("/hook", post(hook)).with_state(Sink {
         tx,
         requests: requests.clone(),
+        images,
     });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -275,7 +377,10 @@ async fn floor(
         ..Default::default()
     })
     .await?;
-    let (url, rx, _) = receiver().await?;
+    let warm = (args.warmup * args.rate as f64) as u64;
+    let measured = (args.floor_seconds * args.rate as f64) as u64;
+    let total = warm + measured;
+    let (url, rx, _) = receiver(Arc::new(Images::synthetic(total))).await?;
     let consumer = js
         .get_stream(FLOOR_STREAM)
         .await?
@@ -298,9 +403,6 @@ async fn floor(
             });
         }
     });
-    let warm = (args.warmup * args.rate as f64) as u64;
-    let measured = (args.floor_seconds * args.rate as f64) as u64;
-    let total = warm + measured;
     let clock = Clock::new(total as usize);
     let collected = tokio::spawn(collect(rx, clock.clone(), warm as usize..total as usize));
     let sender = |i: u64| {
@@ -344,6 +446,30 @@ async fn main() -> anyhow::Result<()> {
         imagestreams_common::telemetry::init(&Default::default())?;
     }
     let nats = NatsServer::start().await?;
+    let warm = (args.warmup * args.rate as f64) as u64;
+    let measured = (args.seconds * args.rate as f64) as u64;
+    let total = warm + measured;
+    // notifications name images a real registry holds, so that the metadata recorder reads them as it
+    // does a real push's (the default); published TagsChanged need none
+    let registry = match args.source {
+        Source::Notification => Some(Registry::start(RegistryOptions::default()).await?),
+        Source::TagsChanged => None,
+    };
+    let images = Arc::new(match &registry {
+        Some(registry) => {
+            let started = Instant::now();
+            let images = Images::upload(registry, total, &args).await?;
+            println!(
+                "bench-trigger: {total} images pushed by digest to a real docker-registry in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            images
+        }
+        None => Images::synthetic(total),
+    });
+    let registry_host = registry
+        .as_ref()
+        .map_or_else(|| REGISTRY_HOST.to_owned(), Registry::host);
     let services: &[ServiceName] = match args.source {
         Source::Notification => &[
             ServiceName::StreamStore,
@@ -354,9 +480,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = TestApp::spawn_with(&nats, services, |c| {
         c.registry_watcher.token = Some(Secret::new(TOKEN));
-        c.integrated_registry.host = REGISTRY_HOST.to_owned();
-        // The envelopes name digests no registry holds: see "Image metadata" in BENCHMARKS.md.
-        c.registry_watcher.read_metadata = false;
+        c.integrated_registry.host = registry_host.clone();
+        c.registry_watcher.read_metadata = !args.no_metadata;
         c.trigger.webhook.allow_loopback = true;
     })
     .await?;
@@ -384,7 +509,7 @@ async fn main() -> anyhow::Result<()> {
 
     let floor = floor(&js, &args, &http).await?;
 
-    let (hook_url, rx, hook_requests) = receiver().await?;
+    let (hook_url, rx, hook_requests) = receiver(images.clone()).await?;
     let triggers = TriggerClient::new(client.clone());
     futures::stream::iter(0..args.streams)
         .map(|s| {
@@ -418,9 +543,6 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
 
-    let warm = (args.warmup * args.rate as f64) as u64;
-    let measured = (args.seconds * args.rate as f64) as u64;
-    let total = warm + measured;
     let clock = Clock::new(total as usize);
     let collected = tokio::spawn(collect(rx, clock.clone(), warm as usize..total as usize));
     let failures = Arc::new(AtomicU64::new(0));
@@ -428,7 +550,7 @@ async fn main() -> anyhow::Result<()> {
         Source::Notification => {
             let url = format!("http://{}/notifications", app.addr("notifications"));
             let bodies: Arc<Vec<String>> =
-                Arc::new((0..total).map(|i| envelope(i, &args)).collect());
+                Arc::new((0..total).map(|i| envelope(i, &args, &images)).collect());
             let bearer = format!("Bearer {TOKEN}");
             let sender = |i: u64| {
                 let (http, url, clock, bodies, bearer, failures) = (
@@ -466,10 +588,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Source::TagsChanged => {
             let sender = |i: u64| {
-                let (js, clock, failures) = (js.clone(), clock.clone(), failures.clone());
+                let (js, clock, failures, images) =
+                    (js.clone(), clock.clone(), failures.clone(), images.clone());
                 let stream = stream_of(i, &args);
                 async move {
-                    let digest = digest_of(i);
+                    let digest = images.pushed[i as usize].digest.clone();
                     let revision = i + 1;
                     let event = proto::TagsChanged {
                         event_id: format!("bench-{stream}:{revision}"),
