@@ -53,7 +53,11 @@
 //!   `traceparent` for the changefeed's `TagsChanged`.
 //! - **Order.** Events are dealt to [`DEFAULT_WORKERS`] workers by their
 //!   subject (so by stream); each worker applies its events one by one, in
-//!   the consumer's order. Streams progress in parallel, each in order.
+//!   the consumer's order. Streams progress in parallel, each in order. A
+//!   pulled batch is read whole before it is dealt: async-nats drops what a
+//!   batch has not handed out 5 s past its expiry, and the server would send
+//!   it again only after the ack wait, behind newer events of the same
+//!   streams (a busy stream's worker used to hold the batch that long).
 //!   Replicas share the consumer, so two pushes of one tag may be applied in
 //!   either order; the registry's event time decides: a push older than the
 //!   newest one applied to its tag ([`Record::pushed_at`](imagestreams_common::store::Record::pushed_at),
@@ -684,19 +688,25 @@ pub async fn run(
                 }
             }
         };
+        // the whole batch first, then dealt: a batch stops yielding what it
+        // has not handed out 5 s past its expiry, and the server delivers
+        // those again only after the ack wait, behind newer events of their
+        // streams (seen under load: a slow stream's worker held the batch)
+        let mut pulled = Vec::with_capacity(BATCH);
         while let Some(next) = batch.next().await {
             match next {
-                Ok(message) => {
-                    let shard = shard_of(&message, workers);
-                    // can't fail: the workers run until the queues close below
-                    if let Err(returned) = queues[shard].send(message).await {
-                        settle(&returned.0, AckKind::Nak(None)).await;
-                    }
-                }
+                Ok(message) => pulled.push(message),
                 Err(error) => {
                     tracing::warn!(%error, "pulling ImagePushed failed");
                     break;
                 }
+            }
+        }
+        for message in pulled {
+            let shard = shard_of(&message, workers);
+            // can't fail: the workers run until the queues close below
+            if let Err(returned) = queues[shard].send(message).await {
+                settle(&returned.0, AckKind::Nak(None)).await;
             }
         }
     }
