@@ -12,7 +12,7 @@ use async_nats::jetstream::{
     self,
     consumer::{AckPolicy, DeliverPolicy, pull},
 };
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
     model::ImageStream,
@@ -192,6 +192,19 @@ impl Harness {
             .messages)
     }
 
+    /// How many events of `kind` (all namespaces) JetStream holds.
+    async fn stored_of(&self, kind: Kind) -> anyhow::Result<u64> {
+        let counts: Vec<(String, usize)> = self
+            .js
+            .get_stream(kind.stream())
+            .await?
+            .info_with_subjects(kind.all_filter())
+            .await?
+            .try_collect()
+            .await?;
+        Ok(counts.iter().map(|(_, n)| *n as u64).sum())
+    }
+
     /// The first `count` events on `subject`, decoded, with their message ids.
     async fn events<T: prost::Message + Default>(
         &self,
@@ -354,7 +367,7 @@ async fn a_push_while_the_watcher_is_down_lands_once_after_restart() -> anyhow::
         .await?;
     assert_eq!(stream.status_tag("1").map(|t| t.items.len()), Some(2));
     assert_eq!(
-        h.stored(subjects::STREAM_IMAGES).await?,
+        h.stored_of(Kind::ImagesPushed).await?,
         3,
         "one ImagePushed per push"
     );
@@ -487,7 +500,7 @@ async fn repositories_of_other_depths_are_skipped() -> anyhow::Result<()> {
     // The registry delivers in order: once this lands, the two above were answered.
     let barrier = push_unique_image(&h.registry, "ns1/app:1").await?;
     h.wait_for_history("ns1", "app", "1", &[&barrier]).await?;
-    assert_eq!(h.stored(subjects::STREAM_IMAGES).await?, 1);
+    assert_eq!(h.stored_of(Kind::ImagesPushed).await?, 1);
     let listed = h
         .grpc
         .clone()
