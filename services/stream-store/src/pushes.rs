@@ -54,10 +54,10 @@
 //! - **Order.** Events are dealt to [`DEFAULT_WORKERS`] workers by their
 //!   subject (so by stream); each worker applies its events one by one, in
 //!   the consumer's order. Streams progress in parallel, each in order. A
-//!   pulled batch is read whole before it is dealt: async-nats drops what a
-//!   batch has not handed out 5 s past its expiry, and the server would send
-//!   it again only after the ack wait, behind newer events of the same
-//!   streams (a busy stream's worker used to hold the batch that long).
+//!   pulled batch is read on while a full queue holds dealing back
+//!   ([`deal`]): async-nats drops what a batch has not handed out 5 s past
+//!   its expiry, and the server would send it again only after the ack
+//!   wait, behind newer events of the same streams.
 //!   Replicas share the consumer, so two pushes of one tag may be applied in
 //!   either order; the registry's event time decides: a push older than the
 //!   newest one applied to its tag ([`Record::pushed_at`](imagestreams_common::store::Record::pushed_at),
@@ -70,6 +70,7 @@
 //!   applies events out of order.
 
 use std::{
+    collections::VecDeque,
     hash::{Hash, Hasher},
     sync::{Arc, Mutex},
     time::Duration,
@@ -650,6 +651,47 @@ async fn work(
     }
 }
 
+/// Deals a pulled batch to the workers' queues, in order, reading the batch
+/// on while a full queue holds the next message back: async-nats stops
+/// yielding what a batch has not handed out 5 s past its expiry, and the
+/// server would deliver those again only after the ack wait, behind newer
+/// events of their streams (seen under load, when one busy stream's worker
+/// held the dealing that long). What is read waits here, at most a batch.
+async fn deal(
+    batch: &mut (impl futures::Stream<Item = Result<jetstream::Message, async_nats::Error>> + Unpin),
+    queues: &[mpsc::Sender<jetstream::Message>],
+) {
+    let mut pending = VecDeque::with_capacity(BATCH);
+    let mut exhausted = false;
+    while !(exhausted && pending.is_empty()) {
+        let front = pending.front().map(|m| shard_of(m, queues.len()));
+        let room = async {
+            match front {
+                Some(shard) => queues[shard].reserve().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            next = batch.next(), if !exhausted => match next {
+                Some(Ok(message)) => pending.push_back(message),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "pulling ImagePushed failed");
+                    exhausted = true;
+                }
+                None => exhausted = true,
+            },
+            room = room, if front.is_some() => {
+                let Some(message) = pending.pop_front() else { continue };
+                match room {
+                    Ok(permit) => permit.send(message),
+                    // can't happen: the workers run until the queues close after this
+                    Err(_) => settle(&message, AckKind::Nak(None)).await,
+                }
+            }
+        }
+    }
+}
+
 /// Pulls and applies events until `shutdown`. Events are pulled in bounded
 /// batches (256 messages or [`DEFAULT_PULL_EXPIRES`]), and the batch in
 /// hand is applied to the end before the loop stops: every event delivered
@@ -688,27 +730,7 @@ pub async fn run(
                 }
             }
         };
-        // the whole batch first, then dealt: a batch stops yielding what it
-        // has not handed out 5 s past its expiry, and the server delivers
-        // those again only after the ack wait, behind newer events of their
-        // streams (seen under load: a slow stream's worker held the batch)
-        let mut pulled = Vec::with_capacity(BATCH);
-        while let Some(next) = batch.next().await {
-            match next {
-                Ok(message) => pulled.push(message),
-                Err(error) => {
-                    tracing::warn!(%error, "pulling ImagePushed failed");
-                    break;
-                }
-            }
-        }
-        for message in pulled {
-            let shard = shard_of(&message, workers);
-            // can't fail: the workers run until the queues close below
-            if let Err(returned) = queues[shard].send(message).await {
-                settle(&returned.0, AckKind::Nak(None)).await;
-            }
-        }
+        deal(&mut batch, &queues).await;
     }
     drop(queues);
     tracker.wait().await;
