@@ -57,6 +57,10 @@ pub enum ApiError {
     /// The operation is not implemented yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// The request body's media type is not one this operation reads
+    /// (HTTP 415; gRPC has no bodies of other types, so `INVALID_ARGUMENT`).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A bug or a storage fault.
     #[error("{0}")]
     Internal(String),
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::Timeout(_) => 504,
             ApiError::Unavailable(_) => 503,
             ApiError::Unimplemented(_) => 501,
+            ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Internal(_) => 500,
         }
     }
@@ -115,6 +120,7 @@ impl ApiError {
             ApiError::Timeout(_) => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Unimplemented(_) => "NotImplemented",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -172,7 +178,9 @@ impl From<ApiError> for tonic::Status {
             ApiError::AlreadyExists(_) => tonic::Status::already_exists(message),
             ApiError::Conflict(_) => tonic::Status::aborted(message),
             ApiError::Gone(_) => tonic::Status::out_of_range(message),
-            ApiError::TooLarge(_) => tonic::Status::invalid_argument(message),
+            ApiError::TooLarge(_) | ApiError::UnsupportedMediaType(_) => {
+                tonic::Status::invalid_argument(message)
+            }
             ApiError::ResourceExhausted(_) | ApiError::LimitExceeded(_) => {
                 tonic::Status::resource_exhausted(message)
             }
@@ -213,7 +221,9 @@ impl From<ApiError> for proto::StoreError {
         let message = error.to_string();
         let (code, field) = match error {
             ApiError::Invalid { field, .. } => (C::Invalid, field),
-            ApiError::TooLarge(_) => (C::Invalid, String::new()),
+            ApiError::TooLarge(_) | ApiError::UnsupportedMediaType(_) => {
+                (C::Invalid, String::new())
+            }
             ApiError::LimitExceeded(_) => (C::LimitExceeded, String::new()),
             ApiError::ResourceExhausted(_) | ApiError::Timeout(_) => {
                 (C::Unavailable, String::new())

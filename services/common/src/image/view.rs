@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ImageRecord;
@@ -29,7 +30,7 @@ pub const DOCKER_IMAGE_METADATA_VERSION: &str = "1.0";
 pub const ANNOTATION_METADATA_ERROR: &str = "imagestreams.io/metadata-error";
 
 /// One image of a stream, `STREAM@DIGEST`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageStreamImage {
     /// `image.openshift.io/v1`.
@@ -43,7 +44,7 @@ pub struct ImageStreamImage {
 }
 
 /// A tag's current image, `STREAM:TAG`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageStreamTag {
     /// `image.openshift.io/v1`.
@@ -63,7 +64,7 @@ pub struct ImageStreamTag {
 }
 
 /// OpenShift's `Image`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Image {
     /// `name` is the manifest digest.
@@ -87,7 +88,7 @@ pub struct Image {
 }
 
 /// `dockerImageMetadata`: the image config in Docker's names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 pub struct DockerImage {
     /// `DockerImage`.
     pub kind: String,
@@ -125,7 +126,7 @@ pub struct DockerImage {
 }
 
 /// `dockerImageMetadata.Config`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct DockerConfig {
     /// The user the process runs as.
@@ -152,11 +153,11 @@ pub struct DockerConfig {
 }
 
 /// `{}`, the value of a Docker port set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 pub struct Empty {}
 
 /// One entry of `dockerImageLayers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageLayer {
     /// The layer digest.
@@ -168,7 +169,7 @@ pub struct ImageLayer {
 }
 
 /// One entry of `dockerImageManifests`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
     /// The digest, `sha256:…`.

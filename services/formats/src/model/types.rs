@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{API_VERSION, KIND};
@@ -44,7 +45,7 @@ fn is_false(value: &bool) -> bool {
 
 /// An OpenShift `image.openshift.io/v1` ImageStream: a namespaced, named view
 /// of an image repository, with each tag's image history in `status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageStream {
     /// `image.openshift.io/v1`, or the legacy `v1`; written back as given.
@@ -74,7 +75,7 @@ pub struct ImageStream {
 
 /// The subset of Kubernetes `ObjectMeta` an ImageStream uses. An empty string
 /// means "not set" (as in Go and proto3).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
     /// The stream name, unique within its namespace.
@@ -139,7 +140,7 @@ pub struct ObjectMeta {
 }
 
 /// What a user asks of a stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageStreamSpec {
     /// Whether other resources may refer to this stream by its short name.
@@ -163,7 +164,7 @@ pub struct ImageStreamSpec {
 }
 
 /// Whether the stream's short name resolves in other resources.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageLookupPolicy {
     /// Always written, as OpenShift does.
@@ -172,7 +173,7 @@ pub struct ImageLookupPolicy {
 }
 
 /// A spec tag: where a tag's images come from and how they are imported.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagReference {
     /// The tag name (Docker tag grammar).
@@ -209,7 +210,7 @@ pub struct TagReference {
 
 /// A reference to the source of a tag (Kubernetes `ObjectReference`, the
 /// fields OpenShift uses).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
     /// [`FROM_DOCKER_IMAGE`](super::FROM_DOCKER_IMAGE), [`FROM_IMAGE_STREAM_TAG`](super::FROM_IMAGE_STREAM_TAG)
@@ -238,7 +239,7 @@ pub struct ObjectReference {
 }
 
 /// How a tag is imported.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagImportPolicy {
     /// Allow plain HTTP or an unverified certificate.
@@ -265,7 +266,7 @@ pub struct TagImportPolicy {
 }
 
 /// Whether consumers pull from the source or through the integrated registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagReferencePolicy {
     /// [`REFERENCE_POLICY_SOURCE`](super::REFERENCE_POLICY_SOURCE), [`REFERENCE_POLICY_LOCAL`](super::REFERENCE_POLICY_LOCAL)
@@ -275,7 +276,7 @@ pub struct TagReferencePolicy {
 }
 
 /// What the system observed about a stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageStreamStatus {
     /// Where the stream can be pulled from in the integrated registry; always
@@ -299,7 +300,7 @@ pub struct ImageStreamStatus {
 }
 
 /// One tag's history, newest first, and its conditions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamedTagEventList {
     /// The tag name.
@@ -318,7 +319,7 @@ pub struct NamedTagEventList {
 }
 
 /// One image a tag pointed to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagEvent {
     /// When the tag started pointing here, RFC 3339 UTC.
@@ -336,7 +337,7 @@ pub struct TagEvent {
 }
 
 /// A condition of a tag, e.g. `ImportSuccess=False` with a reason.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TagEventCondition {
     /// The condition type, e.g. [`IMPORT_SUCCESS`](super::IMPORT_SUCCESS).
