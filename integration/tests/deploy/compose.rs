@@ -1010,19 +1010,20 @@ fn merge(base: &mut Value, over: Value) {
     }
 }
 
-/// The TOML the image carries, which uses only `[section]` tables and
-/// `key = "string" | true | false | integer`: those are JSON literals.
+/// The TOML the image carries, which uses only `[section]` and
+/// `[section.sub]` tables and `key = "string" | true | false | integer`:
+/// those are JSON literals.
 fn toml_subset(text: &str) -> anyhow::Result<Value> {
-    let mut root = Map::new();
-    let mut section: Option<String> = None;
+    let mut root = Value::Object(Map::new());
+    let mut section: Vec<String> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            root.entry(name).or_insert_with(|| json!({}));
-            section = Some(name.to_owned());
+            section = name.split('.').map(|s| s.trim().to_owned()).collect();
+            table(&mut root, &section);
             continue;
         }
         let (key, value) = line
@@ -1030,11 +1031,20 @@ fn toml_subset(text: &str) -> anyhow::Result<Value> {
             .ok_or_else(|| anyhow!("line {}: not `key = value`", n + 1))?;
         let value: Value = serde_json::from_str(value.trim())
             .with_context(|| format!("line {}: a value this reader does not know", n + 1))?;
-        let table = match &section {
-            Some(s) => root[s].as_object_mut().expect("sections are tables"),
-            None => &mut root,
-        };
-        table.insert(key.trim().to_owned(), value);
+        table(&mut root, &section).insert(key.trim().to_owned(), value);
     }
-    Ok(Value::Object(root))
+    Ok(root)
+}
+
+/// The table at `path` under `root`, made when missing.
+fn table<'a>(root: &'a mut Value, path: &[String]) -> &'a mut Map<String, Value> {
+    let mut at = root;
+    for name in path {
+        at = at
+            .as_object_mut()
+            .expect("sections are tables")
+            .entry(name.clone())
+            .or_insert_with(|| json!({}));
+    }
+    at.as_object_mut().expect("sections are tables")
 }

@@ -83,6 +83,8 @@ fn spawn_up(
             "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
             format!("127.0.0.1:{watcher_port}"),
         )
+        // tests run side by side: no fixed port
+        .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

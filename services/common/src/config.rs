@@ -37,6 +37,13 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
 /// Default HTTP listen address of the gateway (REST, health, metrics).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// Default HTTPS listen address of the gateway's Kubernetes-compatible API.
+pub const DEFAULT_KUBE_LISTEN: &str = "127.0.0.1:6443";
+/// Where the gateway keeps the local CA and serving certificate it makes
+/// for the Kubernetes-compatible API when none is configured.
+pub const DEFAULT_KUBE_PKI_DIR: &str = ".imagestreams/kube-pki";
+/// Where `up` writes the kubeconfig of its Kubernetes-compatible API.
+pub const DEFAULT_KUBECONFIG: &str = ".imagestreams/kubeconfig";
 /// Default HTTP listen address of the stream-store in microservices mode.
 pub const DEFAULT_STREAM_STORE_HTTP_LISTEN: &str = "127.0.0.1:8081";
 /// Default HTTP listen address of the tag-syncer in microservices mode.
@@ -131,6 +138,10 @@ impl Config {
         c.nats.url = nats_url.to_owned();
         c.gateway.grpc_listen = any;
         c.gateway.http_listen = any;
+        // its PKI would land in the working directory: the tests of the
+        // Kubernetes face turn it on with their own
+        c.gateway.kube.enabled = false;
+        c.gateway.kube.listen = any;
         c.registry_watcher.listen = any;
         c.stream_store.http_listen = any;
         c.tag_syncer.http_listen = any;
@@ -185,6 +196,41 @@ pub struct GatewayConfig {
     /// Serve TLS on both the gRPC and the HTTP port (`[gateway.tls]`);
     /// plaintext when absent.
     pub tls: Option<TlsConfig>,
+    /// The Kubernetes-compatible API over HTTPS (`[gateway.kube]`).
+    pub kube: KubeApiConfig,
+}
+
+/// The Kubernetes-compatible API's HTTPS port (`[gateway.kube]`): the REST
+/// API and what kubectl needs around it, over TLS, because kubectl sends no
+/// bearer token over plain HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeApiConfig {
+    /// Serve it.
+    pub enabled: bool,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The serving certificate and key; when absent, a local CA and a
+    /// serving certificate for loopback are made in `pki_dir` on first
+    /// start (files 0600) and reused.
+    pub tls: Option<TlsConfig>,
+    /// Where the local CA and serving certificate are kept.
+    pub pki_dir: PathBuf,
+    /// Where `up` writes a kubeconfig for this API (0600): the local CA, the
+    /// address listened on, and the first admin's token.
+    pub kubeconfig: PathBuf,
+}
+
+impl Default for KubeApiConfig {
+    fn default() -> Self {
+        KubeApiConfig {
+            enabled: true,
+            listen: addr(DEFAULT_KUBE_LISTEN),
+            tls: None,
+            pki_dir: PathBuf::from(DEFAULT_KUBE_PKI_DIR),
+            kubeconfig: PathBuf::from(DEFAULT_KUBECONFIG),
+        }
+    }
 }
 
 /// A listener's TLS identity: PEM files, read at start. Only the paths are
@@ -204,6 +250,7 @@ impl Default for GatewayConfig {
             grpc_listen: addr(DEFAULT_GRPC_LISTEN),
             http_listen: addr(DEFAULT_HTTP_LISTEN),
             tls: None,
+            kube: KubeApiConfig::default(),
         }
     }
 }

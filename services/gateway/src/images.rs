@@ -46,6 +46,21 @@ impl Streams {
         Ok(ImageStreamImage::new(namespace, stream, image))
     }
 
+    /// The current image of every tag of `stream` that has one, in tag order.
+    pub async fn image_stream_tags(
+        &self,
+        stream: &ImageStream,
+    ) -> Result<Vec<ImageStreamTag>, ApiError> {
+        let mut tags = Vec::new();
+        for list in stream.status.iter().flat_map(|s| s.tags.iter()) {
+            if let Some(current) = list.items.first() {
+                let image = image_of(&self.images, current).await?;
+                tags.push(image_stream_tag(stream, &list.tag, current, image));
+            }
+        }
+        Ok(tags)
+    }
+
     /// The current image of `namespace/stream:tag`.
     pub async fn image_stream_tag(
         &self,
@@ -71,21 +86,32 @@ impl Streams {
                 ))
             })?;
         let image = image_of(&self.images, current).await?;
-        Ok(ImageStreamTag {
-            api_version: API_VERSION.to_owned(),
-            kind: KIND_IMAGE_STREAM_TAG.to_owned(),
-            metadata: ObjectMeta {
-                name: format!("{stream}:{tag}"),
-                namespace: namespace.to_owned(),
-                uid: found.metadata.uid.clone(),
-                resource_version: found.metadata.resource_version.clone(),
-                creation_timestamp: Some(current.created.clone()),
-                ..ObjectMeta::default()
-            },
-            tag: found.spec.tags.iter().find(|t| t.name == tag).cloned(),
-            generation: current.generation.unwrap_or_default(),
-            image,
-        })
+        Ok(image_stream_tag(&found, tag, current, image))
+    }
+}
+
+/// The `STREAM:TAG` object of `stream`'s tag `tag`, whose current event is `current`.
+fn image_stream_tag(
+    stream: &ImageStream,
+    tag: &str,
+    current: &TagEvent,
+    image: Image,
+) -> ImageStreamTag {
+    let meta = &stream.metadata;
+    ImageStreamTag {
+        api_version: API_VERSION.to_owned(),
+        kind: KIND_IMAGE_STREAM_TAG.to_owned(),
+        metadata: ObjectMeta {
+            name: format!("{}:{tag}", meta.name),
+            namespace: meta.namespace.clone(),
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            creation_timestamp: Some(current.created.clone()),
+            ..ObjectMeta::default()
+        },
+        tag: stream.spec.tags.iter().find(|t| t.name == tag).cloned(),
+        generation: current.generation.unwrap_or_default(),
+        image,
     }
 }
 

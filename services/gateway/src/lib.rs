@@ -31,6 +31,7 @@ mod auth;
 mod fanout;
 mod grpc;
 mod images;
+pub mod kube;
 mod metrics;
 mod query;
 pub mod registry_token;
@@ -48,7 +49,7 @@ use imagestreams_common::{
     config::Config,
     image::ImageCatalog,
     imports::ImportClient,
-    runtime::{Deps, Service},
+    runtime::{self, Deps, Service},
     secrets::SecretsApi,
     store::StreamReader,
     telemetry::propagation,
@@ -141,6 +142,21 @@ pub enum GatewayError {
     /// tonic refused the TLS settings.
     #[error("cannot serve gRPC over TLS")]
     TlsConfig(#[source] tonic::transport::Error),
+    /// The Kubernetes-compatible API's address could not be bound.
+    #[error("cannot listen for the Kubernetes-compatible API on {addr} (gateway.kube.listen)")]
+    KubeBind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its local CA could not be made or read.
+    #[error("cannot make the Kubernetes-compatible API's certificates (gateway.kube.pki_dir)")]
+    KubePki(#[source] kube::pki::PkiError),
+    /// Its certificate or key could not be loaded (`[gateway.kube.tls]`).
+    #[error("cannot serve the Kubernetes-compatible API over TLS (gateway.kube.tls)")]
+    KubeTls(#[source] TlsError),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
@@ -158,6 +174,42 @@ pub struct GatewayService {
     registry_tokens: Option<Arc<TokenService>>,
     tls: Option<ServerTls>,
     grpc_metrics: metrics::GrpcMetrics,
+    kube: Option<KubePort>,
+}
+
+/// The Kubernetes-compatible API's HTTPS port, bound.
+struct KubePort {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+/// Binds the Kubernetes-compatible API's port with its TLS identity: the
+/// configured one, or the local PKI's.
+async fn kube_port(config: &Config) -> Result<Option<KubePort>, GatewayError> {
+    let kube = &config.gateway.kube;
+    if !kube.enabled {
+        return Ok(None);
+    }
+    let listener =
+        TcpListener::bind(kube.listen)
+            .await
+            .map_err(|source| GatewayError::KubeBind {
+                addr: kube.listen,
+                source,
+            })?;
+    let identity = match &kube.tls {
+        Some(tls) => tls.clone(),
+        None => {
+            kube::pki::ensure(&kube.pki_dir, kube.listen)
+                .map_err(GatewayError::KubePki)?
+                .tls
+        }
+    };
+    let tls = ServerTls::load(&identity).map_err(GatewayError::KubeTls)?;
+    Ok(Some(KubePort {
+        listener,
+        tls: tls.http(),
+    }))
 }
 
 /// The registry-watcher's token, when one is configured (see [`IdentityStore::with_registry_watcher`]).
@@ -191,6 +243,7 @@ impl GatewayService {
             .map(ServerTls::load)
             .transpose()
             .map_err(GatewayError::Tls)?;
+        let kube = kube_port(&config).await?;
         let addr = config.gateway.grpc_listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -244,6 +297,7 @@ impl GatewayService {
             registry_tokens,
             tls,
             grpc_metrics: metrics::GrpcMetrics::new(&deps.metrics.service(NAME)),
+            kube,
         })
     }
 
@@ -292,6 +346,20 @@ impl GatewayService {
             streams.shutdown.cancel();
         };
         tracing::info!(addr = %self.addr, tls = self.tls.is_some(), "gRPC listening");
+        let kube = self.kube.map(|port| {
+            let router = rest::router(self.streams.clone())
+                .layer(auth::AuthLayer::new(self.identities.clone()));
+            let addr = port.listener.local_addr().ok();
+            tracing::info!(?addr, "Kubernetes-compatible API listening (HTTPS)");
+            let stopping = watching.clone();
+            tokio::spawn(async move {
+                let served =
+                    runtime::serve_http(port.listener, router, Some(port.tls), stopping).await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "the Kubernetes-compatible API stopped");
+                }
+            })
+        });
         let mut server = Server::builder();
         if let Some(tls) = &self.tls {
             server = server
@@ -316,6 +384,9 @@ impl GatewayService {
         watching.cancel();
         // can't fail but by a panic, which the watch does not raise
         let _ = watch.await;
+        if let Some(kube) = kube {
+            let _ = kube.await;
+        }
         served?;
         self.streams.tasks.close();
         self.streams.tasks.wait().await;
@@ -348,7 +419,15 @@ impl Service for GatewayService {
     }
 
     fn listen_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
-        vec![("grpc", self.addr)]
+        let mut addrs = vec![("grpc", self.addr)];
+        if let Some(addr) = self
+            .kube
+            .as_ref()
+            .and_then(|k| k.listener.local_addr().ok())
+        {
+            addrs.push(("kube", addr));
+        }
+        addrs
     }
 
     fn run(self: Box<Self>, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {

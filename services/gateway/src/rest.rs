@@ -1,28 +1,34 @@
 //! The REST JSON API at OpenShift's paths, merged into the process's HTTP
-//! port:
+//! port, with the Kubernetes face around it (see [`crate::kube`]):
 //!
 //! | method | path |
 //! |---|---|
-//! | GET | `/apis/image.openshift.io/v1/imagestreams` (every namespace) |
-//! | GET, POST | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams` |
-//! | GET, PUT, DELETE | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}` |
+//! | GET (list, `?watch=true`) | `/apis/image.openshift.io/v1/imagestreams` (every namespace) |
+//! | GET (list, watch), POST | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams` |
+//! | GET, PUT, PATCH, DELETE | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}` |
 //! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamimages/{stream}@{digest}` |
-//! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags/{stream}:{tag}` |
-//! | the same | under `/osapi/v1/…`, the seed's `selfLink` prefix |
+//! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags/{stream}:{tag}` and the namespace's list |
+//! | the same | under `/osapi/v1/…` (the seed's `selfLink` prefix) and `/api/v1/…` (the legacy `v1` kubectl maps `apiVersion: v1` to) |
+//! | GET | `/version`, `/api`, `/apis`, `/apis/image.openshift.io[/v1]`, `/api/v1/namespaces/{ns}`, `/openapi/v3[/apis/image.openshift.io/v1]` |
 //!
 //! Bodies are JSON or YAML (by `Content-Type`, else by their first
 //! character), at most [`MAX_DOCUMENT_BYTES`], parsed strictly by the model:
-//! an unknown field is a 400 naming its path. Lists take `labelSelector`,
-//! `limit` and `continue`. Every error is a Kubernetes `Status` object with
-//! Kubernetes' code and reason (see `ApiError::http_status`).
+//! an unknown field is a 400 naming its path (`fieldValidation=Warn` or
+//! `Ignore` drop it instead). Lists take `labelSelector`, `fieldSelector`
+//! (`metadata.name`, `metadata.namespace`), `limit` and `continue`; writes
+//! take `dryRun=All`. Objects come back with the apiVersion of the path
+//! asked, as a `meta.k8s.io` Table when `Accept` asks for one. Every error
+//! is a Kubernetes `Status` object with Kubernetes' code and reason (see
+//! `ApiError::http_status`). `patch` needs what `update` needs, `watch`
+//! what `list` needs.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
     body::Body,
-    extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode, Uri, header},
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -30,61 +36,72 @@ use futures::StreamExt as _;
 use imagestreams_common::{
     auth::{Authenticated, Verb},
     error::{ApiError, KubeStatus, StatusCause, StatusDetails},
-    model::{DocumentFormat, ImageStream, MAX_DOCUMENT_BYTES, ModelError},
+    model::{DocumentFormat, ImageStream, MAX_DOCUMENT_BYTES, ModelError, TagReference},
     store::Freshness,
 };
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::{
+    kube::{
+        Ask, FieldValidation, discovery, openapi,
+        patch::{self, PatchType},
+        table::{Printable, Table},
+    },
     query::{self, ContinueToken},
-    streams::{ListParams, Streams},
+    streams::{ListParams, Streams, conflict},
+    watch::WatchParams,
 };
 
 /// The API group of image streams.
-pub const GROUP: &str = "image.openshift.io";
+pub const GROUP: &str = crate::kube::GROUP;
 /// The resource name, as `Status.details.kind` spells it.
 pub const RESOURCE: &str = "imagestreams";
 /// The kind of a list of image streams.
 pub const LIST_KIND: &str = "ImageStreamList";
+/// How often a PATCH is retried when a concurrent write moved the object.
+const PATCH_ATTEMPTS: usize = 5;
 
-/// The routes of the REST API over `streams`.
+/// The routes of the REST API and the Kubernetes face over `streams`.
 pub(crate) fn router(streams: Arc<Streams>) -> Router {
     let collection = get(list_namespace).post(create);
-    let object = get(get_one).put(replace).delete(delete);
-    Router::new()
-        .route("/apis/image.openshift.io/v1/imagestreams", get(list_all))
-        .route(
-            "/apis/image.openshift.io/v1/namespaces/{namespace}/imagestreams",
-            collection.clone(),
-        )
-        .route(
-            "/apis/image.openshift.io/v1/namespaces/{namespace}/imagestreams/{name}",
-            object.clone(),
-        )
-        .route("/osapi/v1/imagestreams", get(list_all))
-        .route("/osapi/v1/namespaces/{namespace}/imagestreams", collection)
-        .route(
-            "/osapi/v1/namespaces/{namespace}/imagestreams/{name}",
-            object,
-        )
-        .route(
-            "/apis/image.openshift.io/v1/namespaces/{namespace}/imagestreamimages/{name}",
-            get(get_image),
-        )
-        .route(
-            "/osapi/v1/namespaces/{namespace}/imagestreamimages/{name}",
-            get(get_image),
-        )
-        .route(
-            "/apis/image.openshift.io/v1/namespaces/{namespace}/imagestreamtags/{name}",
-            get(get_image_stream_tag),
-        )
-        .route(
-            "/osapi/v1/namespaces/{namespace}/imagestreamtags/{name}",
-            get(get_image_stream_tag),
-        )
-        .with_state(streams)
+    let object = get(get_one).put(replace).patch(patch).delete(delete);
+    let mut router = Router::new()
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::core))
+        .route("/apis", get(discovery::groups))
+        .route("/apis/image.openshift.io", get(discovery::group))
+        .route("/apis/image.openshift.io/v1", get(discovery::resources))
+        .route("/api/v1", get(discovery::core_resources))
+        .route("/api/v1/namespaces/{namespace}", get(discovery::namespace))
+        .route("/openapi/v3", get(openapi::index))
+        .route(openapi::DOCUMENT_PATH, get(openapi::group_version))
+        .route(openapi::LEGACY_DOCUMENT_PATH, get(openapi::legacy_version));
+    for prefix in ["/apis/image.openshift.io/v1", "/api/v1", "/osapi/v1"] {
+        router = router
+            .route(&format!("{prefix}/imagestreams"), get(list_all))
+            .route(
+                &format!("{prefix}/namespaces/{{namespace}}/imagestreams"),
+                collection.clone(),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{namespace}}/imagestreams/{{name}}"),
+                object.clone(),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{namespace}}/imagestreamimages/{{name}}"),
+                get(get_image),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{namespace}}/imagestreamtags"),
+                get(list_image_stream_tags),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{namespace}}/imagestreamtags/{{name}}"),
+                get(get_image_stream_tag),
+            );
+    }
+    router.with_state(streams)
 }
 
 /// A REST failure: the error and what it is about, sent as a Kubernetes `Status`.
@@ -95,7 +112,7 @@ pub(crate) struct RestError {
 }
 
 impl RestError {
-    fn about(error: ApiError, name: &str) -> Self {
+    pub(crate) fn about(error: ApiError, name: &str) -> Self {
         Self::about_resource(error, RESOURCE, name)
     }
 
@@ -151,14 +168,14 @@ struct ObjectPath {
     name: String,
 }
 
-/// An `ImageStreamList`, as OpenShift serves it.
+/// A list, as OpenShift serves it (`ImageStreamList`, `ImageStreamTagList`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ImageStreamList {
+struct List<T> {
     kind: &'static str,
     api_version: &'static str,
     metadata: ListMeta,
-    items: Vec<ImageStream>,
+    items: Vec<T>,
 }
 
 #[derive(Debug, Serialize)]
@@ -169,15 +186,91 @@ struct ListMeta {
     continue_token: String,
 }
 
+/// One object, with the apiVersion of the path asked, as JSON or as a Table.
+fn object_response<T: Printable>(
+    mut item: T,
+    ask: &Ask,
+    code: StatusCode,
+) -> Result<Response, ApiError> {
+    item.set_api_version(ask.api_version);
+    match ask.printing() {
+        Some(printing) => {
+            let revision = item.meta().resource_version.clone();
+            Ok((code, Json(Table::of(&[item], printing, &revision, "")?)).into_response())
+        }
+        None => Ok((code, Json(item)).into_response()),
+    }
+}
+
+/// A list page, as JSON or as a Table.
+fn list_response<T: Printable>(
+    kind: &'static str,
+    mut items: Vec<T>,
+    ask: &Ask,
+    resource_version: String,
+    continue_token: String,
+) -> Result<Response, ApiError> {
+    for item in &mut items {
+        item.set_api_version(ask.api_version);
+    }
+    match ask.printing() {
+        Some(printing) => Ok(Json(Table::of(
+            &items,
+            printing,
+            &resource_version,
+            &continue_token,
+        )?)
+        .into_response()),
+        None => Ok(Json(List {
+            kind,
+            api_version: ask.api_version,
+            metadata: ListMeta {
+                resource_version,
+                continue_token,
+            },
+            items,
+        })
+        .into_response()),
+    }
+}
+
+/// The `metadata.name` and `metadata.namespace` a `fieldSelector` asks for.
+fn field_selector(text: &str) -> Result<(Option<String>, Option<String>), ApiError> {
+    let (mut name, mut namespace) = (None, None);
+    for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (field, value) = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .filter(|(_, v)| !v.starts_with('='))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "fieldSelector",
+                    format!("fieldSelector: Invalid value: {term:?}: only equality (metadata.name=NAME, metadata.namespace=NS) is supported"),
+                )
+            })?;
+        match field.trim() {
+            "metadata.name" => name = Some(value.trim().to_owned()),
+            "metadata.namespace" => namespace = Some(value.trim().to_owned()),
+            other => {
+                return Err(ApiError::invalid(
+                    "fieldSelector",
+                    format!(
+                        "fieldSelector: Invalid value: {other:?}: field label not supported; use metadata.name or metadata.namespace"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((name, namespace))
+}
+
 #[instrument(skip_all, err(level = "debug"))]
 async fn list_all(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
-    uri: Uri,
+    ask: Ask,
 ) -> Result<Response, RestError> {
-    auth.authorize(None, Verb::List)
-        .map_err(|e| RestError::about(e, ""))?;
-    list(&streams, None, &uri).await
+    list_or_watch(&streams, &auth, None, ask).await
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
@@ -185,60 +278,115 @@ async fn list_namespace(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
     Path(path): Path<CollectionPath>,
-    uri: Uri,
+    ask: Ask,
 ) -> Result<Response, RestError> {
-    auth.authorize(Some(&path.namespace), Verb::List)
-        .map_err(|e| RestError::about(e, ""))?;
-    list(&streams, Some(path.namespace), &uri).await
+    list_or_watch(&streams, &auth, Some(path.namespace), ask).await
 }
 
-async fn list(
+async fn list_or_watch(
     streams: &Streams,
+    auth: &Authenticated,
     namespace: Option<String>,
-    uri: &Uri,
+    ask: Ask,
 ) -> Result<Response, RestError> {
+    let about = |e| RestError::about(e, "");
+    let (name, field_namespace) = field_selector(ask.param("fieldSelector")).map_err(about)?;
+    // a fieldSelector on the namespace of a cluster-wide request narrows it
+    let namespace = match (namespace, field_namespace) {
+        (Some(path), Some(field)) if path != field => {
+            return list_response::<ImageStream>(
+                LIST_KIND,
+                Vec::new(),
+                &ask,
+                String::new(),
+                String::new(),
+            )
+            .map_err(about);
+        }
+        (Some(path), _) => Some(path),
+        (None, field) => field,
+    };
+    if let Some(ns) = &namespace {
+        query::namespace(ns, "namespace").map_err(about)?;
+    }
+    let verb = if ask.watch() { Verb::Watch } else { Verb::List };
+    auth.authorize(namespace.as_deref(), verb).map_err(about)?;
+    if ask.watch() {
+        return watch(streams, namespace, name, ask).await.map_err(about);
+    }
     let result = streams
         .deadline(async {
-            let params = Query::<HashMap<String, String>>::try_from_uri(uri)
-                .map_err(|e| ApiError::invalid("", format!("malformed query string: {e}")))?
-                .0;
-            let param = |key: &str| params.get(key).map(String::as_str).unwrap_or_default();
-            if matches!(param("watch"), "true" | "1") {
-                return Err(ApiError::invalid(
-                    "watch",
-                    "watch: watching over REST is not supported; use the gRPC Watch call",
-                ));
-            }
-            if !param("fieldSelector").is_empty() {
-                return Err(ApiError::invalid(
-                    "fieldSelector",
-                    "fieldSelector: field selectors are not supported; use labelSelector",
-                ));
-            }
-            if let Some(ns) = &namespace {
-                query::namespace(ns, "namespace")?;
-            }
             let params = ListParams {
-                selector: query::selector(param("labelSelector"))?,
-                limit: query::limit_text(param("limit"), "limit")?,
-                after: ContinueToken::decode(param("continue"), namespace.as_deref(), "continue")?,
-                freshness: Freshness::parse(param("resourceVersion"), "resourceVersion")?,
+                selector: query::selector(ask.param("labelSelector"))?,
+                limit: match name {
+                    Some(_) => None,
+                    None => query::limit_text(ask.param("limit"), "limit")?,
+                },
+                after: ContinueToken::decode(
+                    ask.param("continue"),
+                    namespace.as_deref(),
+                    "continue",
+                )?,
+                freshness: Freshness::parse(ask.param("resourceVersion"), "resourceVersion")?,
                 namespace,
             };
             streams.list(&params).await
         })
         .await
-        .map_err(|e| RestError::about(e, ""))?;
-    let list = ImageStreamList {
-        kind: LIST_KIND,
-        api_version: imagestreams_common::model::API_VERSION,
-        metadata: ListMeta {
-            resource_version: result.page.revision.to_string(),
-            continue_token: result.continue_token,
-        },
-        items: result.page.items,
+        .map_err(about)?;
+    let mut items = result.page.items;
+    if let Some(name) = &name {
+        items.retain(|s| s.metadata.name == *name);
+    }
+    list_response(
+        LIST_KIND,
+        items,
+        &ask,
+        result.page.revision.to_string(),
+        result.continue_token,
+    )
+    .map_err(about)
+}
+
+/// `?watch=true`: the changes as a chunked stream of JSON events.
+async fn watch(
+    streams: &Streams,
+    namespace: Option<String>,
+    name: Option<String>,
+    ask: Ask,
+) -> Result<Response, ApiError> {
+    let from = query::watch_revision(ask.param("resourceVersion"), "resourceVersion")?;
+    let sending = crate::kube::watch::Sending {
+        api_version: ask.api_version,
+        printing: ask.printing(),
+        timeout: crate::kube::watch::timeout(ask.param("timeoutSeconds"))?,
+        bookmarks: matches!(ask.param("allowWatchBookmarks"), "true" | "1"),
+        from: from.map(|rv| rv.to_string()).unwrap_or_default(),
     };
-    Ok(Json(list).into_response())
+    let selector = query::selector(ask.param("labelSelector"))?;
+    // one stream by name across namespaces: watch them all, keep the name
+    let (watched, only) = match (&namespace, name) {
+        (Some(_), name) => (name, None),
+        (None, name) => (None, name),
+    };
+    let params = WatchParams {
+        namespace,
+        name: watched,
+        from,
+        selector,
+    };
+    let mut changes = crate::watch::changes(streams, params).await?;
+    if let Some(name) = only {
+        changes = changes
+            .filter(move |c| {
+                let keep = c
+                    .as_ref()
+                    .map_or(true, |c| c.event().object().metadata.name == name);
+                std::future::ready(keep)
+            })
+            .boxed();
+    }
+    Ok(crate::kube::watch::respond(changes, sending))
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
@@ -246,19 +394,19 @@ async fn get_one(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
-    Query(params): Query<HashMap<String, String>>,
+    ask: Ask,
 ) -> Result<Response, RestError> {
+    let about = |e| RestError::about(e, &path.name);
     auth.authorize(Some(&path.namespace), Verb::Get)
-        .map_err(|e| RestError::about(e, &path.name))?;
-    let resource_version = params.get("resourceVersion").map_or("", String::as_str);
+        .map_err(about)?;
     let stream = streams
         .deadline(async {
-            let freshness = Freshness::parse(resource_version, "resourceVersion")?;
+            let freshness = Freshness::parse(ask.param("resourceVersion"), "resourceVersion")?;
             streams.get(&path.namespace, &path.name, freshness).await
         })
         .await
-        .map_err(|e| RestError::about(e, &path.name))?;
-    Ok(Json(stream).into_response())
+        .map_err(about)?;
+    object_response(stream, &ask, StatusCode::OK).map_err(about)
 }
 
 /// `GET …/imagestreamimages/{stream}@{digest}`.
@@ -267,6 +415,7 @@ async fn get_image(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
+    ask: Ask,
 ) -> Result<Response, RestError> {
     let about = |e| RestError::about_resource(e, "imagestreamimages", &path.name);
     auth.authorize(Some(&path.namespace), Verb::Get)
@@ -281,7 +430,7 @@ async fn get_image(
         .deadline(streams.image(&path.namespace, stream, digest))
         .await
         .map_err(about)?;
-    Ok(Json(image).into_response())
+    object_response(image, &ask, StatusCode::OK).map_err(about)
 }
 
 /// `GET …/imagestreamtags/{stream}:{tag}`.
@@ -290,6 +439,7 @@ async fn get_image_stream_tag(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
+    ask: Ask,
 ) -> Result<Response, RestError> {
     let about = |e| RestError::about_resource(e, "imagestreamtags", &path.name);
     auth.authorize(Some(&path.namespace), Verb::Get)
@@ -304,7 +454,61 @@ async fn get_image_stream_tag(
         .deadline(streams.image_stream_tag(&path.namespace, stream, tag))
         .await
         .map_err(about)?;
-    Ok(Json(tag).into_response())
+    object_response(tag, &ask, StatusCode::OK).map_err(about)
+}
+
+/// `GET …/namespaces/{ns}/imagestreamtags`: the current image of every tag
+/// of the namespace's streams (those matching `labelSelector`).
+#[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
+async fn list_image_stream_tags(
+    State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
+    Path(path): Path<CollectionPath>,
+    ask: Ask,
+) -> Result<Response, RestError> {
+    let about = |e| RestError::about_resource(e, "imagestreamtags", "");
+    auth.authorize(Some(&path.namespace), Verb::List)
+        .map_err(about)?;
+    let (tags, revision) = streams
+        .deadline(async {
+            let params = ListParams {
+                selector: query::selector(ask.param("labelSelector"))?,
+                namespace: Some(path.namespace.clone()),
+                ..ListParams::default()
+            };
+            let page = streams.list(&params).await?.page;
+            let mut tags = Vec::new();
+            for stream in &page.items {
+                tags.extend(streams.image_stream_tags(stream).await?);
+            }
+            Ok((tags, page.revision))
+        })
+        .await
+        .map_err(about)?;
+    list_response(
+        "ImageStreamTagList",
+        tags,
+        &ask,
+        revision.to_string(),
+        String::new(),
+    )
+    .map_err(about)
+}
+
+/// Adds the `Warning` headers of the unknown fields dropped.
+fn warn_dropped(
+    mut response: Response,
+    dropped: &[String],
+    validation: FieldValidation,
+) -> Response {
+    if validation == FieldValidation::Warn {
+        for path in dropped {
+            if let Ok(value) = HeaderValue::from_str(&patch::unknown_field_warning(path)) {
+                response.headers_mut().append(header::WARNING, value);
+            }
+        }
+    }
+    response
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
@@ -312,18 +516,30 @@ async fn create(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
     Path(path): Path<CollectionPath>,
+    ask: Ask,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RestError> {
     auth.authorize(Some(&path.namespace), Verb::Create)
         .map_err(|e| RestError::about(e, ""))?;
-    let stream = read_stream(&headers, body, "").await?;
+    let (stream, dropped) = read_stream(&headers, body, "", ask.field_validation).await?;
     let name = stream.metadata.name.clone();
-    let created = streams
-        .deadline(streams.create(&path.namespace, stream))
-        .await
-        .map_err(|e| RestError::about(e, &name))?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let about = |e| RestError::about(e, &name);
+    let created = match ask.dry_run {
+        true => {
+            streams
+                .deadline(streams.create_dry_run(&path.namespace, stream))
+                .await
+        }
+        false => {
+            streams
+                .deadline(streams.create(&path.namespace, stream))
+                .await
+        }
+    }
+    .map_err(about)?;
+    let response = object_response(created, &ask, StatusCode::CREATED).map_err(about)?;
+    Ok(warn_dropped(response, &dropped, ask.field_validation))
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
@@ -331,20 +547,173 @@ async fn replace(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
+    ask: Ask,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RestError> {
+    let about = |e| RestError::about(e, &path.name);
     auth.authorize(Some(&path.namespace), Verb::Update)
-        .map_err(|e| RestError::about(e, &path.name))?;
-    let mut stream = read_stream(&headers, body, &path.name).await?;
+        .map_err(about)?;
+    let (mut stream, dropped) =
+        read_stream(&headers, body, &path.name, ask.field_validation).await?;
     if stream.metadata.name.is_empty() {
         stream.metadata.name = path.name.clone();
     }
-    let updated = streams
-        .deadline(streams.update(&path.namespace, Some(&path.name), stream))
-        .await
-        .map_err(|e| RestError::about(e, &path.name))?;
-    Ok(Json(updated).into_response())
+    let updated = match ask.dry_run {
+        true => {
+            streams
+                .deadline(streams.update_dry_run(&path.namespace, &path.name, stream))
+                .await
+        }
+        false => {
+            streams
+                .deadline(streams.update(&path.namespace, Some(&path.name), stream))
+                .await
+        }
+    }
+    .map_err(about)?;
+    let response = object_response(updated, &ask, StatusCode::OK).map_err(about)?;
+    Ok(warn_dropped(response, &dropped, ask.field_validation))
+}
+
+/// `PATCH …/imagestreams/{name}`: see [`crate::kube::patch`].
+#[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
+async fn patch(
+    State(streams): State<Arc<Streams>>,
+    Extension(auth): Extension<Authenticated>,
+    Path(path): Path<ObjectPath>,
+    ask: Ask,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RestError> {
+    let about = |e| RestError::about(e, &path.name);
+    auth.authorize(Some(&path.namespace), Verb::Update)
+        .map_err(about)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let kind = PatchType::of(content_type).map_err(about)?;
+    let body = read_body(&headers, body).await.map_err(about)?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = match streams
+            .deadline(streams.get(&path.namespace, &path.name, Freshness::Latest))
+            .await
+        {
+            Ok(current) => current,
+            Err(ApiError::NotFound(_)) if kind == PatchType::Apply => {
+                return apply_create(&streams, &path, &ask, &body).await;
+            }
+            Err(error) => return Err(about(error)),
+        };
+        let mut value = serde_json::to_value(&current)
+            .map_err(|e| about(ApiError::Internal(format!("cannot encode the stream: {e}"))))?;
+        patch::apply(kind, &mut value, &body).map_err(about)?;
+        let (mut patched, dropped) = patch::decode(value, ask.field_validation)
+            .map_err(|(e, causes)| about(e).with_causes(causes))?;
+        keep_generations(&mut patched, &current);
+        // a resourceVersion the patch sets is a precondition: no retry
+        let pinned = patched.metadata.resource_version != current.metadata.resource_version;
+        if spec_and_meta_equal(&patched, &current) {
+            let response = object_response(current, &ask, StatusCode::OK).map_err(about)?;
+            return Ok(warn_dropped(response, &dropped, ask.field_validation));
+        }
+        let written = match ask.dry_run {
+            true => {
+                streams
+                    .deadline(streams.update_dry_run(&path.namespace, &path.name, patched))
+                    .await
+            }
+            false => {
+                streams
+                    .deadline(streams.update(&path.namespace, Some(&path.name), patched))
+                    .await
+            }
+        };
+        match written {
+            Ok(updated) => {
+                let response = object_response(updated, &ask, StatusCode::OK).map_err(about)?;
+                return Ok(warn_dropped(response, &dropped, ask.field_validation));
+            }
+            Err(ApiError::Conflict(_)) if !pinned => continue,
+            Err(error) => return Err(about(error)),
+        }
+    }
+    Err(about(conflict(&path.name)))
+}
+
+/// Gives each spec tag of `patched` that has no generation and is
+/// otherwise the current one its current generation: the store assigns
+/// generations, a client applying its own document (without them, as
+/// `kubectl apply` does, replacing the list) has not changed the tag.
+fn keep_generations(patched: &mut ImageStream, current: &ImageStream) {
+    for tag in patched
+        .spec
+        .tags
+        .iter_mut()
+        .filter(|t| t.generation.is_none())
+    {
+        let unchanged = |live: &TagReference| {
+            let live = TagReference {
+                generation: None,
+                ..live.clone()
+            };
+            live == *tag
+        };
+        if let Some(live) = current.spec_tag(&tag.name).filter(|live| unchanged(live)) {
+            tag.generation = live.generation;
+        }
+    }
+}
+
+/// Whether a patch changed nothing a write would store (status is the
+/// system's): then nothing is written, and the resourceVersion stays.
+fn spec_and_meta_equal(patched: &ImageStream, current: &ImageStream) -> bool {
+    patched.spec == current.spec
+        && patched.metadata.labels == current.metadata.labels
+        && patched.metadata.annotations == current.metadata.annotations
+        && patched.metadata.name == current.metadata.name
+        && patched.metadata.namespace == current.metadata.namespace
+}
+
+/// Server-side apply of an object that does not exist: a create (201).
+async fn apply_create(
+    streams: &Streams,
+    path: &ObjectPath,
+    ask: &Ask,
+    body: &[u8],
+) -> Result<Response, RestError> {
+    let about = |e| RestError::about(e, &path.name);
+    let document = patch::apply_document(body).map_err(about)?;
+    let (mut stream, dropped) = patch::decode(document, ask.field_validation)
+        .map_err(|(e, causes)| about(e).with_causes(causes))?;
+    if stream.metadata.name.is_empty() {
+        stream.metadata.name = path.name.clone();
+    }
+    if stream.metadata.name != path.name {
+        return Err(about(ApiError::invalid(
+            "",
+            format!(
+                "metadata.name: the name of the object ({}) does not match the name on the URL ({})",
+                stream.metadata.name, path.name
+            ),
+        )));
+    }
+    let created = match ask.dry_run {
+        true => {
+            streams
+                .deadline(streams.create_dry_run(&path.namespace, stream))
+                .await
+        }
+        false => {
+            streams
+                .deadline(streams.create(&path.namespace, stream))
+                .await
+        }
+    }
+    .map_err(about)?;
+    let response = object_response(created, ask, StatusCode::CREATED).map_err(about)?;
+    Ok(warn_dropped(response, &dropped, ask.field_validation))
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
@@ -352,6 +721,7 @@ async fn delete(
     State(streams): State<Arc<Streams>>,
     Extension(auth): Extension<Authenticated>,
     Path(path): Path<ObjectPath>,
+    ask: Ask,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RestError> {
@@ -360,10 +730,30 @@ async fn delete(
     let about = |e| RestError::about(e, &path.name);
     let body = read_body(&headers, body).await.map_err(about)?;
     let resource_version = delete_precondition(&body).map_err(about)?;
-    let deleted = streams
-        .deadline(streams.delete(&path.namespace, &path.name, &resource_version))
-        .await
-        .map_err(about)?;
+    let dry_run = ask.dry_run || delete_dry_run(&body);
+    let deleted = match dry_run {
+        true => {
+            streams
+                .deadline(async {
+                    let current = streams
+                        .get(&path.namespace, &path.name, Freshness::Latest)
+                        .await?;
+                    if !resource_version.is_empty()
+                        && resource_version != current.metadata.resource_version
+                    {
+                        return Err(conflict(&path.name));
+                    }
+                    Ok(current)
+                })
+                .await
+        }
+        false => {
+            streams
+                .deadline(streams.delete(&path.namespace, &path.name, &resource_version))
+                .await
+        }
+    }
+    .map_err(about)?;
     Ok(Json(KubeStatus::success(StatusDetails {
         name: path.name.clone(),
         group: GROUP.to_owned(),
@@ -372,6 +762,14 @@ async fn delete(
         causes: Vec::new(),
     }))
     .into_response())
+}
+
+/// Whether a `DeleteOptions` body asks for a dry run (`dryRun: ["All"]`).
+fn delete_dry_run(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|options| options.get("dryRun").cloned())
+        .is_some_and(|d| d.as_array().is_some_and(|a| a.iter().any(|v| v == "All")))
 }
 
 /// `preconditions.resourceVersion` of an optional `DeleteOptions` body.
@@ -424,12 +822,14 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError>
 }
 
 /// Reads and parses an ImageStream body: YAML or JSON by `Content-Type`,
-/// by its first character otherwise.
+/// by its first character otherwise; unknown fields per `validation`
+/// (those dropped are returned).
 async fn read_stream(
     headers: &HeaderMap,
     body: Body,
     name: &str,
-) -> Result<ImageStream, RestError> {
+    validation: FieldValidation,
+) -> Result<(ImageStream, Vec<String>), RestError> {
     let bytes = read_body(headers, body)
         .await
         .map_err(|e| RestError::about(e, name))?;
@@ -438,6 +838,25 @@ async fn read_stream(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
+    let yaml = content_type.contains("yaml")
+        || (!content_type.contains("json") && !bytes.trim_ascii_start().starts_with(b"{"));
+    if validation != FieldValidation::Strict {
+        // read as a plain value first, then by the model without the unknown fields
+        let value = match yaml {
+            true => std::str::from_utf8(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_norway::from_str(text).map_err(|e| e.to_string())),
+            false => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        }
+        .map_err(|e| {
+            RestError::about(
+                ApiError::invalid("", format!("malformed document: {e}")),
+                name,
+            )
+        })?;
+        return patch::decode(value, validation)
+            .map_err(|(e, causes)| RestError::about(e, name).with_causes(causes));
+    }
     let parsed = if content_type.contains("yaml") {
         match std::str::from_utf8(&bytes) {
             Ok(text) => ImageStream::from_yaml(text),
@@ -452,7 +871,7 @@ async fn read_stream(
     } else {
         ImageStream::parse_document(&bytes)
     };
-    parsed.map_err(|e| {
+    parsed.map(|stream| (stream, Vec::new())).map_err(|e| {
         let causes = match &e {
             ModelError::Invalid(errors) => StatusCause::from_validation(errors),
             _ => Vec::new(),
@@ -512,10 +931,13 @@ mod tests {
         let yaml = "apiVersion: v1\nkind: ImageStream\nmetadata:\n  name: ruby\n";
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, "application/yaml".parse().unwrap());
-        let is = read_stream(&headers, Body::from(yaml), "").await.unwrap();
+        let is = read_stream(&headers, Body::from(yaml), "", FieldValidation::Strict)
+            .await
+            .unwrap()
+            .0;
         assert_eq!(is.metadata.name, "ruby");
         headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        let error = read_stream(&headers, Body::from(yaml), "")
+        let error = read_stream(&headers, Body::from(yaml), "", FieldValidation::Strict)
             .await
             .unwrap_err();
         assert_eq!(error.error.http_status(), 400);
@@ -523,6 +945,7 @@ mod tests {
             &HeaderMap::new(),
             Body::from(r#"{"kind":"ImageStream","apiVersion":"v1","metadata":{"name":"Bad"}}"#),
             "",
+            FieldValidation::Strict,
         )
         .await
         .unwrap_err();

@@ -171,23 +171,73 @@ impl Streams {
         mut stream: ImageStream,
     ) -> Result<ImageStream, ApiError> {
         place(namespace, &mut stream)?;
-        if let Some(name) = name
-            && stream.metadata.name != name
-        {
-            return Err(ApiError::invalid(
-                "",
-                format!(
-                    "metadata.name: the name of the object ({}) does not match the name on the URL ({name})",
-                    stream.metadata.name
-                ),
-            ));
-        }
+        named(name, &stream)?;
         let request = proto::UpdateRequest {
             namespace: stream.metadata.namespace.clone(),
             image_stream: Some(self.checked(stream)?),
         };
         self.check_request(&request)?;
         self.store.update(request).await
+    }
+
+    /// What [`Streams::create`] would store, checked as far as it can be
+    /// without storing (`dryRun=All`): placed, within the limits, not
+    /// already there.
+    pub async fn create_dry_run(
+        &self,
+        namespace: &str,
+        mut stream: ImageStream,
+    ) -> Result<ImageStream, ApiError> {
+        place(namespace, &mut stream)?;
+        let request = proto::CreateRequest {
+            namespace: stream.metadata.namespace.clone(),
+            image_stream: Some(self.checked(stream.clone())?),
+        };
+        self.check_request(&request)?;
+        let meta = &stream.metadata;
+        match self
+            .get(&meta.namespace, &meta.name, Freshness::Latest)
+            .await
+        {
+            Ok(_) => Err(ApiError::AlreadyExists(format!(
+                "imagestreams.image.openshift.io \"{}\" already exists",
+                meta.name
+            ))),
+            Err(ApiError::NotFound(_)) => {
+                stream.metadata.creation_timestamp =
+                    Some(model::format_timestamp(chrono::Utc::now()));
+                Ok(stream)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// What [`Streams::update`] would store, checked without storing
+    /// (`dryRun=All`): the stored status, uid and resourceVersion, after the
+    /// same compare-and-swap check.
+    pub async fn update_dry_run(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut stream: ImageStream,
+    ) -> Result<ImageStream, ApiError> {
+        place(namespace, &mut stream)?;
+        named(Some(name), &stream)?;
+        let request = proto::UpdateRequest {
+            namespace: stream.metadata.namespace.clone(),
+            image_stream: Some(self.checked(stream.clone())?),
+        };
+        self.check_request(&request)?;
+        let current = self.get(namespace, name, Freshness::Latest).await?;
+        let asked = &stream.metadata.resource_version;
+        if !asked.is_empty() && *asked != current.metadata.resource_version {
+            return Err(conflict(name));
+        }
+        stream.status = current.status;
+        stream.metadata.uid = current.metadata.uid;
+        stream.metadata.resource_version = current.metadata.resource_version;
+        stream.metadata.creation_timestamp = current.metadata.creation_timestamp;
+        Ok(stream)
     }
 
     /// Deletes a stream, at `resource_version` when it is not empty; returns its last state.
@@ -266,6 +316,28 @@ fn timed_out(limit: Duration) -> ApiError {
         "the request did not complete within {}s",
         limit.as_secs_f64()
     ))
+}
+
+/// A stale resourceVersion, as Kubernetes words it.
+pub(crate) fn conflict(name: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "Operation cannot be fulfilled on imagestreams.image.openshift.io \"{name}\": the object \
+         has been modified; please apply your changes to the latest version and try again"
+    ))
+}
+
+/// Checks that `stream` is the one `name` (REST's URL, when given) names.
+fn named(name: Option<&str>, stream: &ImageStream) -> Result<(), ApiError> {
+    match name {
+        Some(name) if stream.metadata.name != name => Err(ApiError::invalid(
+            "",
+            format!(
+                "metadata.name: the name of the object ({}) does not match the name on the URL ({name})",
+                stream.metadata.name
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Puts `stream` in `namespace`: an empty `metadata.namespace` takes it, a

@@ -41,11 +41,13 @@ use std::{
     collections::HashMap,
     future::Future,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
+
+use axum::body::Bytes;
 
 use futures::{StreamExt as _, stream::BoxStream};
 use imagestreams_common::{
@@ -79,12 +81,14 @@ pub(crate) fn count_lagged() {
 pub type EventStream = BoxStream<'static, Result<proto::WatchEvent, tonic::Status>>;
 
 /// A change on its way to a watcher: the domain event, which the filters
-/// read, and, for a change of the shared feed, its wire form encoded once for
-/// every watcher (cloning it copies two references).
+/// read, and, for a change of the shared feed, its gRPC form encoded once
+/// for every watcher, and its JSON object encoded once by the first HTTP
+/// watcher that sends it (cloning it copies three references).
 #[derive(Clone, Debug)]
 pub(crate) struct Outgoing {
     event: Arc<WatchEvent>,
     wire: Option<proto::WatchEvent>,
+    json: Arc<OnceLock<Bytes>>,
 }
 
 impl Outgoing {
@@ -93,6 +97,7 @@ impl Outgoing {
         Outgoing {
             event: Arc::new(event),
             wire: None,
+            json: Arc::default(),
         }
     }
 
@@ -102,11 +107,20 @@ impl Outgoing {
         Outgoing {
             event: Arc::new(event),
             wire: Some(wire),
+            json: Arc::default(),
         }
     }
 
     pub(crate) fn event(&self) -> &WatchEvent {
         &self.event
+    }
+
+    /// The object's JSON: `encode`d by the first caller, shared by every
+    /// watcher of this change after it.
+    pub(crate) fn object_json(&self, encode: impl FnOnce(&ImageStream) -> Bytes) -> Bytes {
+        self.json
+            .get_or_init(|| encode(self.event.object()))
+            .clone()
     }
 
     /// The change told as `kind` (a selector's `ADDED` or `DELETED`); one
@@ -148,8 +162,22 @@ pub(crate) struct WatchParams {
 }
 
 /// Opens the changefeed (so that `OUT_OF_RANGE` and `UNAVAILABLE` come back
-/// as the call's status); a resumed watch's producer is spawned.
+/// as the call's status) and returns the gRPC response stream.
 pub(crate) async fn start(streams: &Streams, params: WatchParams) -> Result<EventStream, ApiError> {
+    let changes = changes(streams, params).await?;
+    Ok(changes
+        .map(|change| change.map(Outgoing::into_wire).map_err(tonic::Status::from))
+        .boxed())
+}
+
+/// The changes a watch sends, for any front end to encode: opens the
+/// changefeed (so that `Gone` and `Unavailable` come back as the call's
+/// error); a resumed watch's producer is spawned. The stream ends after its
+/// first error.
+pub(crate) async fn changes(
+    streams: &Streams,
+    params: WatchParams,
+) -> Result<OutgoingStream, ApiError> {
     let filter = Filter::new(params.selector);
     let Some(from) = params.from else {
         let source = streams
@@ -185,7 +213,11 @@ pub(crate) async fn start(streams: &Streams, params: WatchParams) -> Result<Even
 /// A fresh watch's response stream: the feed's changes through `filter`,
 /// ending after the first error, or with `UNAVAILABLE` when the feed ends
 /// (the gateway shutting down, or its NATS connection lost).
-fn fresh(source: OutgoingStream, mut filter: Filter, shutdown: CancellationToken) -> EventStream {
+fn fresh(
+    source: OutgoingStream,
+    mut filter: Filter,
+    shutdown: CancellationToken,
+) -> OutgoingStream {
     let end = futures::stream::once(async move {
         Err(if shutdown.is_cancelled() {
             shutting_down()
@@ -198,10 +230,10 @@ fn fresh(source: OutgoingStream, mut filter: Filter, shutdown: CancellationToken
         .scan(false, move |ended, item| {
             let next = match item {
                 _ if *ended => None,
-                Ok(outgoing) => Some(filter.fresh(outgoing).map(|o| Ok(o.into_wire()))),
+                Ok(outgoing) => Some(filter.fresh(outgoing).map(Ok)),
                 Err(error) => {
                     *ended = true;
-                    Some(Some(Err(error.into())))
+                    Some(Some(Err(error)))
                 }
             };
             std::future::ready(next)
@@ -249,8 +281,8 @@ impl History for StreamReader {
     }
 }
 
-type Sender = mpsc::Sender<Result<proto::WatchEvent, tonic::Status>>;
-type Receiver = mpsc::Receiver<Result<proto::WatchEvent, tonic::Status>>;
+type Sender = mpsc::Sender<Result<Outgoing, ApiError>>;
+type Receiver = mpsc::Receiver<Result<Outgoing, ApiError>>;
 
 struct Producer<H> {
     filter: Filter,
@@ -299,7 +331,7 @@ impl<H: History> Producer<H> {
                 Ok(None) => continue,
                 Err(error) => break Some(error),
             };
-            match self.send(event.into_wire(), &shutdown).await {
+            match self.send(event, &shutdown).await {
                 Sent::Ok => {}
                 Sent::Closed => break None,
                 Sent::Shutdown => break Some(shutting_down()),
@@ -321,13 +353,13 @@ impl<H: History> Producer<H> {
         };
         if let Some(error) = end {
             // can't fail for lack of room: every send left a slot free
-            let _ = self.tx.try_send(Err(error.into()));
+            let _ = self.tx.try_send(Err(error));
         }
     }
 
     /// Sends one event, waiting for room for it *and* a spare slot, so that
     /// a final error always fits.
-    async fn send(&self, event: proto::WatchEvent, shutdown: &CancellationToken) -> Sent {
+    async fn send(&self, event: Outgoing, shutdown: &CancellationToken) -> Sent {
         let permits = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Sent::Shutdown,
@@ -602,17 +634,19 @@ mod tests {
         Filter::new(Selector::everything())
     }
 
+    fn revision(change: &Outgoing) -> String {
+        change.event().object().metadata.resource_version.clone()
+    }
+
     fn revisions_then_status(
-        items: Vec<Result<proto::WatchEvent, tonic::Status>>,
+        items: Vec<Result<Outgoing, ApiError>>,
     ) -> (Vec<String>, Vec<tonic::Status>) {
         let mut revisions = Vec::new();
         let mut statuses = Vec::new();
         for item in items {
             match item {
-                Ok(event) => {
-                    revisions.push(event.object.unwrap().metadata.unwrap().resource_version)
-                }
-                Err(status) => statuses.push(status),
+                Ok(change) => revisions.push(revision(&change)),
+                Err(error) => statuses.push(error.into()),
             }
         }
         (revisions, statuses)
@@ -668,10 +702,8 @@ mod tests {
         let mut revisions = Vec::new();
         let status = loop {
             match rx.recv().await {
-                Some(Ok(event)) => {
-                    revisions.push(event.object.unwrap().metadata.unwrap().resource_version)
-                }
-                Some(Err(status)) => break status,
+                Some(Ok(change)) => revisions.push(revision(&change)),
+                Some(Err(error)) => break tonic::Status::from(error),
                 None => panic!("ended without an error after {revisions:?}"),
             }
         };
@@ -698,16 +730,13 @@ mod tests {
         let mut expected = 1;
         while let Some(item) = rx.recv().await {
             match item {
-                Ok(event) => {
-                    assert_eq!(
-                        event.object.unwrap().metadata.unwrap().resource_version,
-                        expected.to_string()
-                    );
+                Ok(change) => {
+                    assert_eq!(revision(&change), expected.to_string());
                     expected += 1;
                 }
                 // the fake changefeed ends after 100 events
-                Err(status) => {
-                    assert_eq!(status.code(), tonic::Code::Unavailable);
+                Err(error) => {
+                    assert_eq!(tonic::Status::from(error).code(), tonic::Code::Unavailable);
                     break;
                 }
             }
@@ -728,7 +757,7 @@ mod tests {
         let task = tokio::spawn(producer.run(stream::pending().boxed(), token.clone()));
         token.cancel();
         task.await.unwrap();
-        let status = rx.recv().await.unwrap().unwrap_err();
+        let status = tonic::Status::from(rx.recv().await.unwrap().unwrap_err());
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.message().contains("shutting down"));
 

@@ -1,0 +1,543 @@
+//! The real `kubectl` against `imagestreams up`, through the kubeconfig `up`
+//! writes (HTTPS with its local CA, the first admin's token): discovery,
+//! OpenShift's columns, `-o yaml`, `-A`, `--show-labels`, `describe`,
+//! `explain`, `apply` (twice: the second changes nothing), `label`,
+//! `annotate`, `patch`, `replace` with a stale resourceVersion, `delete`,
+//! `--dry-run=server`, `get -w` seeing a real push to a real registry, and
+//! a viewer's and another namespace's tokens. Every command's exit code and
+//! output are checked.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Output, Stdio},
+    time::Duration,
+};
+
+use imagestreams_integration::{
+    NatsServer, Registry, RegistryOptions, binaries, free_port, image::push_unique_image,
+    wait_ready,
+};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+/// How long `up` may take to come up.
+const START: Duration = Duration::from_secs(30);
+/// How long a watch may take to show a push.
+const WATCH: Duration = Duration::from_secs(30);
+
+/// `imagestreams up` in a temporary directory, a registry notifying it,
+/// and kubectl pointed at its kubeconfig with a cache of its own.
+struct Up {
+    dir: tempfile::TempDir,
+    grpc: String,
+    _child: tokio::process::Child,
+    registry: Registry,
+    _nats: NatsServer,
+}
+
+impl Up {
+    async fn start() -> anyhow::Result<Up> {
+        let nats = NatsServer::start().await?;
+        let dir = tempfile::tempdir()?;
+        let (http, watcher) = (free_port()?, free_port()?);
+        let grpc = format!("127.0.0.1:{}", free_port()?);
+        let registry = Registry::start(RegistryOptions::notifying(
+            format!("http://127.0.0.1:{watcher}/notifications"),
+            None,
+        ))
+        .await?;
+        let mut command = tokio::process::Command::new(binaries::imagestreams());
+        for switch in binaries::test_switches() {
+            command.env_remove(switch);
+        }
+        let child = command
+            .arg("up")
+            .current_dir(dir.path())
+            .env("IMAGESTREAMS_NATS__URL", nats.url())
+            .env("IMAGESTREAMS_NATS__AUTO_START", "false")
+            .env(
+                "IMAGESTREAMS_GATEWAY__HTTP_LISTEN",
+                format!("127.0.0.1:{http}"),
+            )
+            .env("IMAGESTREAMS_GATEWAY__GRPC_LISTEN", &grpc)
+            // port 0: the kubeconfig names the port actually bound
+            .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
+            .env(
+                "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
+                format!("127.0.0.1:{watcher}"),
+            )
+            .env("IMAGESTREAMS_REGISTRY_WATCHER__INSECURE", "true")
+            .env("IMAGESTREAMS_INTEGRATED_REGISTRY__HOST", registry.host())
+            .env("IMAGESTREAMS_INTEGRATED_REGISTRY__URL", registry.url())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("up.log"))?)
+            .kill_on_drop(true)
+            .spawn()?;
+        wait_ready(http, START).await?;
+        let up = Up {
+            dir,
+            grpc: format!("http://{grpc}"),
+            _child: child,
+            registry,
+            _nats: nats,
+        };
+        anyhow::ensure!(
+            up.kubeconfig().is_file(),
+            "up wrote no kubeconfig; its log:\n{}",
+            up.log()
+        );
+        Ok(up)
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join(".imagestreams/kubeconfig")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(binaries::kubectl());
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.dir.path().join("kube-cache"))
+            .env("HOME", self.dir.path())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs kubectl; the output, whatever the exit code.
+    async fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("kubectl runs")
+    }
+
+    /// Runs kubectl with `input` on stdin.
+    async fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, input.as_bytes())
+            .await
+            .expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().await.expect("kubectl ends")
+    }
+
+    /// Runs kubectl, which must succeed; its stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        let (stdout, stderr) = texts(&out);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\nstdout: {stdout}\nstderr: {stderr}\nup's log (end):\n{}",
+            out.status,
+            tail(&self.log())
+        );
+        stdout
+    }
+
+    /// Runs kubectl, which must fail; its stderr.
+    async fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        let (stdout, stderr) = texts(&out);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed:\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        stderr
+    }
+
+    /// The imagestreams CLI as the admin (`up`'s client configuration).
+    async fn cli(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(binaries::imagestreams())
+            .args(["--server", &self.grpc])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("IMAGESTREAMS_TOKEN")
+            .output()
+            .await
+            .expect("imagestreams runs");
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "imagestreams {args:?}: {stderr}");
+        stdout
+    }
+}
+
+fn texts(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// The cells of the row of `name` in a printed table, split on runs of spaces.
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row {name} in:\n{table}"))
+        .split("   ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect()
+}
+
+/// The header of a printed table, as column names.
+fn header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect()
+}
+
+async fn resource_version(up: &Up, name: &str) -> String {
+    up.ok(&[
+        "get",
+        "is",
+        name,
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ])
+    .await
+}
+
+fn seed_document() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/seed/imagestream-create.json")
+}
+
+const WEB: &str = "apiVersion: image.openshift.io/v1
+kind: ImageStream
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  tags:
+  - name: stable
+    from:
+      kind: DockerImage
+      name: docker.io/library/nginx:1.27
+    # a reference only: nothing is imported, so nothing else writes the stream
+    reference: true
+    referencePolicy:
+      type: Source
+";
+
+#[tokio::test]
+async fn kubectl_reads_and_writes_streams_through_ups_kubeconfig() {
+    let up = Up::start().await.expect("up");
+
+    // discovery: the three kinds, with their short names, in our group
+    let resources = up
+        .ok(&["api-resources", "--api-group=image.openshift.io"])
+        .await;
+    for (name, short, kind) in [
+        ("imagestreams", "is", "ImageStream"),
+        ("imagestreamtags", "istag", "ImageStreamTag"),
+        ("imagestreamimages", "isimage", "ImageStreamImage"),
+    ] {
+        assert_eq!(
+            row(&resources, name),
+            [name, short, "image.openshift.io/v1", "true", kind],
+            "{resources}"
+        );
+    }
+
+    // the seed document as written (apiVersion: v1), into the context's namespace
+    let seed = seed_document();
+    let created = up
+        .ok(&["create", "-f", seed.to_str().expect("utf-8 path")])
+        .await;
+    assert_eq!(created.trim(), "imagestream/ruby created");
+
+    let table = up.ok(&["get", "is"]).await;
+    assert_eq!(
+        header(&table),
+        ["NAME", "IMAGE REPOSITORY", "TAGS", "UPDATED"]
+    );
+    assert_eq!(row(&table, "ruby"), ["ruby", "openshift/ruby-20-centos7"]);
+
+    let yaml = up.ok(&["get", "is", "ruby", "-o", "yaml"]).await;
+    let ruby: serde_json::Value = serde_norway::from_str(&yaml).expect("YAML");
+    assert_eq!(ruby["apiVersion"], "image.openshift.io/v1");
+    assert_eq!(ruby["metadata"]["namespace"], "default");
+    assert_eq!(
+        ruby["spec"]["dockerImageRepository"],
+        "openshift/ruby-20-centos7"
+    );
+
+    let all = up.ok(&["get", "is", "-A"]).await;
+    assert_eq!(header(&all)[..2], ["NAMESPACE", "NAME"]);
+    assert_eq!(row(&all, "default")[..2], ["default", "ruby"]);
+
+    let described = up.ok(&["describe", "is", "ruby"]).await;
+    assert!(
+        described.contains("Name:") && described.contains("ruby"),
+        "{described}"
+    );
+    assert!(
+        described.contains("openshift/ruby-20-centos7"),
+        "{described}"
+    );
+
+    let explained = up.ok(&["explain", "is.spec"]).await;
+    assert!(explained.contains("KIND:       ImageStream"), "{explained}");
+    for field in ["dockerImageRepository", "lookupPolicy", "tags"] {
+        assert!(explained.contains(field), "{explained}");
+    }
+
+    // apply twice: created, then nothing to change
+    let applied = up.run_with_input(&["apply", "-f", "-"], WEB).await;
+    assert!(applied.status.success(), "{:?}", texts(&applied));
+    assert_eq!(
+        texts(&applied).0.trim(),
+        "imagestream.image.openshift.io/web created"
+    );
+    let first = resource_version(&up, "web").await;
+    let again = up.run_with_input(&["apply", "-f", "-"], WEB).await;
+    assert!(again.status.success(), "{:?}", texts(&again));
+    assert_eq!(
+        resource_version(&up, "web").await,
+        first,
+        "a second apply of the same document wrote: {:?}",
+        texts(&again)
+    );
+
+    let labels = up.ok(&["get", "is", "--show-labels"]).await;
+    assert_eq!(header(&labels).last(), Some(&"LABELS"));
+    assert_eq!(row(&labels, "web").last(), Some(&"app=web"));
+
+    // label, annotate, merge patch, strategic patch of a keyed list
+    assert_eq!(
+        up.ok(&["label", "is", "web", "tier=gold"]).await.trim(),
+        "imagestream.image.openshift.io/web labeled"
+    );
+    assert_eq!(
+        up.ok(&["annotate", "is", "web", "note=hello"]).await.trim(),
+        "imagestream.image.openshift.io/web annotated"
+    );
+    up.ok(&[
+        "patch",
+        "is",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"tier":"silver"}}}"#,
+    ])
+    .await;
+    up.ok(&[
+        "patch",
+        "is",
+        "web",
+        "-p",
+        r#"{"spec":{"tags":[{"name":"canary","reference":true,"from":{"kind":"DockerImage","name":"docker.io/library/nginx:1.28"}}]}}"#,
+    ])
+    .await;
+    let seen = up
+        .ok(&[
+            "get",
+            "is",
+            "web",
+            "-o",
+            "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.spec.tags[*].name}",
+        ])
+        .await;
+    assert_eq!(seen, "silver hello stable canary");
+
+    // replace with a stale resourceVersion: a conflict, nothing changed
+    let stale = up.ok(&["get", "is", "web", "-o", "yaml"]).await;
+    up.ok(&["label", "is", "web", "moved=yes"]).await;
+    let before = resource_version(&up, "web").await;
+    let replaced = up
+        .run_with_input(
+            &["replace", "-f", "-"],
+            &stale.replace("tier: silver", "tier: bronze"),
+        )
+        .await;
+    assert!(!replaced.status.success(), "{:?}", texts(&replaced));
+    assert!(
+        texts(&replaced).1.contains("Error from server (Conflict)"),
+        "{:?}",
+        texts(&replaced)
+    );
+    assert_eq!(resource_version(&up, "web").await, before);
+    let tier = up
+        .ok(&["get", "is", "web", "-o", "jsonpath={.metadata.labels.tier}"])
+        .await;
+    assert_eq!(tier, "silver", "the stale replace changed the stream");
+
+    // a server-side dry run stores nothing
+    let dry = WEB.replace("name: web", "name: dry");
+    let out = up
+        .run_with_input(&["create", "-f", "-", "--dry-run=server"], &dry)
+        .await;
+    assert_eq!(
+        texts(&out).0.trim(),
+        "imagestream.image.openshift.io/dry created (server dry run)",
+        "{:?}",
+        texts(&out)
+    );
+    let missing = up.fails(&["get", "is", "dry"]).await;
+    assert!(missing.contains("NotFound"), "{missing}");
+
+    // a push during a watch shows up in it, then istag and isimage
+    let mut watch = up
+        .command(&["get", "is", "web", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let first_line = tokio::time::timeout(WATCH, lines.next_line())
+        .await
+        .expect("the watch prints the table")
+        .expect("read")
+        .expect("a line");
+    assert!(first_line.starts_with("NAME"), "{first_line}");
+    let digest = push_unique_image(&up.registry, "default/web:latest")
+        .await
+        .expect("push");
+    let pushed = tokio::time::timeout(WATCH, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("web ") && line.contains("latest") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the watch showed no push within {WATCH:?}; up's log:\n{}",
+            tail(&up.log())
+        )
+    });
+    assert!(pushed.contains("ago"), "{pushed}");
+    let _ = watch.kill().await;
+
+    let istag = up.ok(&["get", "istag", "web:latest"]).await;
+    assert_eq!(header(&istag), ["NAME", "IMAGE REFERENCE", "UPDATED"]);
+    let cells = row(&istag, "web:latest");
+    assert_eq!(
+        cells[1],
+        format!("{}/default/web@{digest}", up.registry.host()),
+        "{istag}"
+    );
+    let image = up
+        .ok(&[
+            "get",
+            "isimage",
+            &format!("web@{digest}"),
+            "-o",
+            "jsonpath={.image.metadata.name}",
+        ])
+        .await;
+    assert_eq!(image, digest);
+
+    // delete: a Status back, then gone (kubectl waits for it by default)
+    assert_eq!(
+        up.ok(&["delete", "is", "web"]).await.trim(),
+        "imagestream.image.openshift.io \"web\" deleted"
+    );
+    let gone = up.fails(&["get", "is", "web"]).await;
+    assert!(
+        gone.contains("NotFound") && gone.contains("\"web\""),
+        "{gone}"
+    );
+}
+
+#[tokio::test]
+async fn a_viewer_reads_but_cannot_write_and_another_namespace_sees_nothing() {
+    let up = Up::start().await.expect("up");
+    up.ok(&[
+        "create",
+        "-f",
+        seed_document().to_str().expect("utf-8 path"),
+    ])
+    .await;
+    let viewer = up.cli(&["create", "sa", "viewer", "-n", "default"]).await;
+    up.cli(&[
+        "policy",
+        "add-role-to-user",
+        "view",
+        "system:serviceaccount:default:viewer",
+        "-n",
+        "default",
+    ])
+    .await;
+    let viewer = viewer.trim();
+    let table = up.ok(&["--token", viewer, "get", "is"]).await;
+    assert_eq!(row(&table, "ruby")[0], "ruby");
+    let denied = up
+        .fails(&[
+            "--token",
+            viewer,
+            "patch",
+            "is",
+            "ruby",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"labels":{"a":"b"}}}"#,
+        ])
+        .await;
+    assert!(denied.contains("Error from server (Forbidden)"), "{denied}");
+    let denied = up.fails(&["--token", viewer, "delete", "is", "ruby"]).await;
+    assert!(denied.contains("Error from server (Forbidden)"), "{denied}");
+    let denied = up
+        .fails(&["--token", viewer, "label", "is", "ruby", "a=b"])
+        .await;
+    assert!(denied.contains("Forbidden"), "{denied}");
+
+    let stranger = up.cli(&["create", "sa", "builder", "-n", "other"]).await;
+    up.cli(&[
+        "policy",
+        "add-role-to-user",
+        "edit",
+        "system:serviceaccount:other:builder",
+        "-n",
+        "other",
+    ])
+    .await;
+    let stranger = stranger.trim();
+    let denied = up.fails(&["--token", stranger, "get", "is"]).await;
+    assert!(denied.contains("Error from server (Forbidden)"), "{denied}");
+    let denied = up.fails(&["--token", stranger, "get", "is", "ruby"]).await;
+    assert!(denied.contains("Forbidden"), "{denied}");
+    let denied = up.fails(&["--token", stranger, "get", "is", "-A"]).await;
+    assert!(denied.contains("Forbidden"), "{denied}");
+    // in its own namespace it may work
+    let own = up
+        .run(&["--token", stranger, "get", "is", "-n", "other"])
+        .await;
+    assert!(own.status.success(), "{:?}", texts(&own));
+    assert!(
+        texts(&own)
+            .1
+            .contains("No resources found in other namespace."),
+        "{:?}",
+        texts(&own)
+    );
+    // and with a token nobody issued, nothing
+    let unknown = up.fails(&["--token", "not-a-token", "get", "is"]).await;
+    assert!(unknown.contains("Unauthorized"), "{unknown}");
+}
