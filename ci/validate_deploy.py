@@ -297,14 +297,16 @@ def check_chart_facts(
         missing = [l for l in STANDARD_LABELS if l not in labels]
         report.check(not missing, f"{scenario}: {key} lacks labels {missing}")
         report.check(labels.get("app.kubernetes.io/instance") == release, f"{scenario}: {key} instance label")
-        if obj["kind"] != "ServiceMonitor" or not values["serviceMonitor"].get("namespace"):
+        if obj["kind"] in CLUSTER_SCOPED:
+            report.check("namespace" not in obj["metadata"], f"{scenario}: {key} is cluster-scoped, without a namespace")
+        elif obj["kind"] != "ServiceMonitor" or not values["serviceMonitor"].get("namespace"):
             report.check(obj["metadata"].get("namespace") == namespace, f"{scenario}: {key} in namespace {namespace}")
 
     report.check(notes.strip() != "", f"{scenario}: NOTES.txt renders")
 
     # imagestreams.toml
-    configmaps = by_kind.get("ConfigMap", [])
-    if not report.check(len(configmaps) == 1, f"{scenario}: one ConfigMap"):
+    configmaps = [c for c in by_kind.get("ConfigMap", []) if "imagestreams.toml" in c.get("data", {})]
+    if not report.check(len(configmaps) == 1, f"{scenario}: one ConfigMap with imagestreams.toml"):
         return
     configmap = configmaps[0]
     toml_text = configmap["data"].get("imagestreams.toml", "")
@@ -489,6 +491,8 @@ def check_chart_facts(
         report.check(chosen == sorted(components), f"{scenario}: the metrics Service selects every pod")
         report.check(all("http" in container_ports[c] for c in chosen), f"{scenario}: every pod names its HTTP port `http`")
 
+    check_aggregated(report, scenario, by_kind, values, config, namespace, fullname, services, components, container_ports)
+
     # the ServiceMonitor
     monitors = by_kind.get("ServiceMonitor", [])
     report.check(len(monitors) == (1 if values["serviceMonitor"]["enabled"] else 0), f"{scenario}: ServiceMonitor iff serviceMonitor.enabled")
@@ -511,6 +515,63 @@ def check_chart_facts(
         report.check(namespace in monitor["spec"].get("namespaceSelector", {}).get("matchNames", []), f"{scenario}: ServiceMonitor looks in {namespace}")
 
 
+CLUSTER_SCOPED = {"APIService", "ClusterRole", "ClusterRoleBinding"}
+
+
+def check_aggregated(report, scenario, by_kind, values, config, namespace, fullname, services, components, container_ports) -> None:
+    """The aggregated API: the APIService reaches the gateway's Kubernetes
+    port, which serves the Secret's certificate and trusts the request-header
+    CA of the ConfigMap; ClusterRoles add the group to view, edit and admin."""
+    a = values["apiService"]
+    kube = config.get("gateway", {}).get("kube", {})
+    apiservices = by_kind.get("APIService", [])
+    report.check(len(apiservices) == (1 if a["enabled"] else 0), f"{scenario}: an APIService iff apiService.enabled")
+    report.check(kube.get("enabled") is bool(a["enabled"]), f"{scenario}: gateway.kube.enabled is apiService.enabled")
+    if not a["enabled"]:
+        report.check(not by_kind.get("ClusterRole"), f"{scenario}: no ClusterRoles without apiService")
+        return
+    svc_ref = apiservices[0]["spec"]["service"]
+    report.check(apiservices[0]["metadata"]["name"] == "v1.image.openshift.io" and apiservices[0]["spec"]["group"] == "image.openshift.io",
+                 f"{scenario}: the APIService is v1.image.openshift.io")
+    report.check(svc_ref == {"namespace": namespace, "name": f"{fullname}-gateway", "port": 443},
+                 f"{scenario}: the APIService calls {fullname}-gateway:443 in {namespace}: {svc_ref}")
+    injected = apiservices[0]["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
+    report.check(bool(apiservices[0]["spec"].get("caBundle")) or bool(injected), f"{scenario}: the APIService has a caBundle or has it injected")
+    gateway = "monolith" if values["mode"] == "monolith" else "gateway"
+    svc = services.get(f"{fullname}-gateway", {"spec": {"ports": []}})
+    ports = {p["port"]: p for p in svc["spec"]["ports"]}
+    target = ports.get(443, {}).get("targetPort")
+    target = container_ports.get(gateway, {}).get(target) if isinstance(target, str) else target
+    report.check(target == port_of(kube.get("listen", ":0")), f"{scenario}: Service port 443 reaches gateway.kube.listen ({target})")
+    pod = components[gateway]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"].rstrip("/"): volumes.get(m["name"], {}) for m in pod["containers"][0].get("volumeMounts", [])}
+
+    def source(path: str) -> dict[str, Any]:
+        return mounts.get(path.rsplit("/", 1)[0], {})
+
+    tls = kube.get("tls", {})
+    for key in ("cert_file", "key_file"):
+        report.check(source(tls.get(key, "")).get("secret", {}).get("secretName") == a["tlsSecretName"],
+                     f"{scenario}: gateway.kube.tls.{key} is in the Secret {a['tlsSecretName']}")
+    ca_file = kube.get("request_header", {}).get("client_ca_file", "")
+    cm_name = source(ca_file).get("configMap", {}).get("name")
+    cms = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
+    report.check(cm_name in cms and cms[cm_name]["data"].get(ca_file.rsplit("/", 1)[1], "").strip() == a["requestHeader"]["clientCA"].strip(),
+                 f"{scenario}: request_header.client_ca_file is the ConfigMap's copy of requestHeader.clientCA")
+    report.check(kube.get("request_header", {}).get("allowed_names") == a["requestHeader"]["allowedNames"], f"{scenario}: allowed_names")
+    aggregates = set()
+    for role in by_kind.get("ClusterRole", []):
+        verbs = {v for rule in role["rules"] for v in rule["verbs"] if "image.openshift.io" in rule["apiGroups"]}
+        for label, value in role["metadata"].get("labels", {}).items():
+            if label.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true":
+                aggregates.update((label.rsplit("-", 1)[1], v) for v in verbs)
+    for role, verbs in (("view", {"get", "list", "watch"}), ("edit", {"get", "list", "watch", "create", "update", "patch", "delete"}),
+                        ("admin", {"get", "list", "watch", "create", "update", "patch", "delete"})):
+        have = {v for r, v in aggregates if r == role}
+        report.check(have == verbs, f"{scenario}: {role} gains {sorted(verbs)} on image.openshift.io, has {sorted(have)}")
+
+
 def check_schema_rejects(report: Report, chart: Any) -> None:
     """values.schema.json rejects typos and nonsense, with a message naming them."""
     bad_values = [
@@ -524,6 +585,8 @@ def check_schema_rejects(report: Report, chart: Any) -> None:
         ({"serviceMonitor": {"enabled": True, "interval": "soon"}}, "interval"),
         ({"gateway": {"tls": {"secret": "imagestreams-tls"}}}, "secret"),
         ({"gateway": {"tls": {"secretName": "Not_A_Secret"}}}, "secretName"),
+        ({"apiService": {"enabled": True, "tlsSecret": "x"}}, "tlsSecret"),
+        ({"apiService": {"caBundle": "not base64!"}}, "caBundle"),
     ]
     for values, needle in bad_values:
         try:
@@ -531,11 +594,25 @@ def check_schema_rejects(report: Report, chart: Any) -> None:
             report.check(False, f"values {values} render, but the schema should reject them")
         except helm.HelmValuesError as e:
             report.check(needle in str(e), f"values {values} are rejected naming {needle!r}: {e}")
+    for values, needle in [
+        ({"apiService": {"enabled": True}}, "apiService.tlsSecretName is required"),
+        ({"apiService": {"enabled": True, "tlsSecretName": "t", "caBundle": "Zm9v"}}, "apiService.requestHeader.clientCA is required"),
+        ({"apiService": {"enabled": True, "tlsSecretName": "t", "requestHeader": {"clientCA": "x", "allowedNames": []}}}, "set caBundle"),
+    ]:
+        try:
+            chart.render(values, name="imagestreams", namespace="imagestreams")
+            report.check(False, f"values {values} render; they should fail naming {needle!r}")
+        except helm.HelmError as e:
+            report.check(needle in str(e), f"values {values} fail clearly: {e}")
     try:
         chart.render({"nats": {"enabled": False}}, name="imagestreams", namespace="imagestreams")
         report.check(False, "nats.enabled=false without nats.url renders; it should fail")
     except helm.HelmError as e:
         report.check("nats.url is required" in str(e), f"nats.enabled=false without nats.url fails clearly: {e}")
+
+
+# A request-header CA as kube-apiserver's ConfigMap holds it (its text is not checked).
+REQUEST_HEADER_CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
 
 def check_chart(report: Report, known: dict[str, Any]) -> None:
@@ -557,6 +634,13 @@ def check_chart(report: Report, known: dict[str, Any]) -> None:
         ("tls", {"gateway": {"tls": {"secretName": "imagestreams-tls"}}, "serviceMonitor": {"enabled": True}},
          "imagestreams", "imagestreams"),
         ("monolith-tls", {"mode": "monolith", "gateway": {"tls": {"secretName": "demo-tls"}}}, "demo", "demo"),
+        ("aggregated", {"apiService": {"enabled": True, "tlsSecretName": "imagestreams-api", "caBundle": "LS0tLS1CRUdJTg==",
+                                       "requestHeader": {"clientCA": REQUEST_HEADER_CA, "allowedNames": ["front-proxy-client"]}}},
+         "imagestreams", "imagestreams"),
+        ("monolith-aggregated", {"mode": "monolith", "apiService": {"enabled": True, "tlsSecretName": "demo-api",
+                                                                     "certManagerCertificate": "demo/demo-api",
+                                                                     "requestHeader": {"clientCA": REQUEST_HEADER_CA, "allowedNames": []}}},
+         "demo", "demo"),
     ]
     report.begin("chart: lint")
     for name, values, _, _ in scenarios:

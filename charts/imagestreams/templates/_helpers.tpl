@@ -121,6 +121,9 @@ resources, its arguments, its container ports (the one named `http` serves
     - { name: grpc, port: {{ int $p.grpc }} }
     - { name: http, port: {{ int $p.http }} }
     - { name: notifications, port: {{ int $p.notifications }} }
+    {{- if .Values.apiService.enabled }}
+    - { name: kube, port: {{ int $p.kube }} }
+    {{- end }}
 {{- else }}
 - component: gateway
   values: gateway
@@ -129,6 +132,9 @@ resources, its arguments, its container ports (the one named `http` serves
   ports:
     - { name: grpc, port: {{ int $p.grpc }} }
     - { name: http, port: {{ int $p.http }} }
+    {{- if .Values.apiService.enabled }}
+    - { name: kube, port: {{ int $p.kube }} }
+    {{- end }}
 - component: registry-watcher
   values: registryWatcher
   args: [serve, registry-watcher]
@@ -159,6 +165,9 @@ resources, its arguments, its container ports (the one named `http` serves
 {{/* The component label of the pods serving the gateway and the watcher. */}}
 {{/* Where the gateway's TLS Secret is mounted (beside, not inside, the configuration's directory). */}}
 {{- define "imagestreams.tlsDir" -}}/etc/imagestreams-tls{{- end -}}
+{{/* Where the aggregated API's serving Secret and kube-apiserver's request-header CA are mounted. */}}
+{{- define "imagestreams.kubeTlsDir" -}}/etc/imagestreams-kube-tls{{- end -}}
+{{- define "imagestreams.requestHeaderDir" -}}/etc/imagestreams-requestheader{{- end -}}
 
 {{- define "imagestreams.gatewayComponent" -}}
 {{- if eq .Values.mode "monolith" -}}monolith{{- else -}}gateway{{- end -}}
@@ -189,11 +198,25 @@ auto_start = false
 grpc_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.grpc) | toJson }}
 http_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.http) | toJson }}
 
-# The Kubernetes-compatible HTTPS API would make a local CA in the
-# read-only working directory; in a cluster it is served as an aggregated
-# API with a certificate of its own.
+# The Kubernetes-compatible HTTPS API: in a cluster, an aggregated API
+# (apiService.enabled) with the Secret's certificate and kube-apiserver's
+# request-header CA; off otherwise (its local CA would go to the read-only
+# working directory).
 [gateway.kube]
+{{- if .Values.apiService.enabled }}
+enabled = true
+listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.kube) | toJson }}
+
+[gateway.kube.tls]
+cert_file = {{ printf "%s/tls.crt" (include "imagestreams.kubeTlsDir" .) | toJson }}
+key_file = {{ printf "%s/tls.key" (include "imagestreams.kubeTlsDir" .) | toJson }}
+
+[gateway.kube.request_header]
+client_ca_file = {{ printf "%s/ca.crt" (include "imagestreams.requestHeaderDir" .) | toJson }}
+allowed_names = {{ .Values.apiService.requestHeader.allowedNames | toJson }}
+{{- else }}
 enabled = false
+{{- end }}
 
 [registry_watcher]
 listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.notifications) | toJson }}

@@ -7,6 +7,7 @@
 //! revocation and bound, TLS on the gateway's ports, and no token in any
 //! log line.
 
+mod aggregated;
 mod bootstrap;
 mod cache;
 mod matrix;

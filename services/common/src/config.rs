@@ -219,6 +219,42 @@ pub struct KubeApiConfig {
     /// Where `up` writes a kubeconfig for this API (0600): the local CA, the
     /// address listened on, and the first admin's token.
     pub kubeconfig: PathBuf,
+    /// Trust kube-apiserver's proxied requests (an aggregated API): see
+    /// [`RequestHeaderConfig`]. Off when absent.
+    pub request_header: Option<RequestHeaderConfig>,
+}
+
+/// kube-apiserver's request-header authentication, as an aggregated API
+/// server reads it (`kube-system/extension-apiserver-authentication`): a
+/// request whose TLS client certificate verifies against `client_ca_file`
+/// (with the client-auth usage) and whose common name is in
+/// `allowed_names` (any, when empty) is from the user and groups its
+/// headers name. Without such a certificate those headers are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestHeaderConfig {
+    /// The CA of kube-apiserver's proxy client certificate (PEM;
+    /// `requestheader-client-ca-file`).
+    pub client_ca_file: PathBuf,
+    /// The common names allowed (`requestheader-allowed-names`); any when empty.
+    #[serde(default)]
+    pub allowed_names: Vec<String>,
+    /// Headers naming the user, the first non-empty one wins
+    /// (`requestheader-username-headers`).
+    #[serde(default = "default_username_headers")]
+    pub username_headers: Vec<String>,
+    /// Headers naming the groups, every value of each
+    /// (`requestheader-group-headers`).
+    #[serde(default = "default_group_headers")]
+    pub group_headers: Vec<String>,
+}
+
+fn default_username_headers() -> Vec<String> {
+    vec!["X-Remote-User".to_owned()]
+}
+
+fn default_group_headers() -> Vec<String> {
+    vec!["X-Remote-Group".to_owned()]
 }
 
 impl Default for KubeApiConfig {
@@ -229,6 +265,7 @@ impl Default for KubeApiConfig {
             tls: None,
             pki_dir: PathBuf::from(DEFAULT_KUBE_PKI_DIR),
             kubeconfig: PathBuf::from(DEFAULT_KUBECONFIG),
+            request_header: None,
         }
     }
 }

@@ -149,6 +149,55 @@ impl ServerTls {
     pub fn http(&self) -> Arc<ServerConfig> {
         self.http.clone()
     }
+
+    /// The HTTP server's TLS settings, asking clients for a certificate
+    /// that verifies against the CA(s) in `client_ca_file` (with the
+    /// client-auth usage): optional, so clients without one still connect;
+    /// one that does not verify fails the handshake.
+    pub fn http_with_client_ca(
+        &self,
+        client_ca_file: &Path,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let pem = read(client_ca_file)?;
+        let pem_error = || TlsError::Pem {
+            path: client_ca_file.to_owned(),
+            what: "certificate",
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            roots
+                .add(cert.map_err(|_| pem_error())?)
+                .map_err(|_| pem_error())?;
+        }
+        if roots.is_empty() {
+            return Err(pem_error());
+        }
+        let identity = |source| TlsError::Identity {
+            cert: client_ca_file.to_owned(),
+            key: client_ca_file.to_owned(),
+            source,
+        };
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| identity(rustls::Error::General(e.to_string())))?;
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| pem_error())?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|_| pem_error())?;
+        let mut http = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .and_then(|b| {
+                b.with_client_cert_verifier(verifier)
+                    .with_single_cert(chain, key)
+            })
+            .map_err(identity)?;
+        http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(http))
+    }
 }
 
 /// A TLS listener for `axum::serve`: a task accepts TCP connections and

@@ -49,11 +49,11 @@ use imagestreams_common::{
     config::Config,
     image::ImageCatalog,
     imports::ImportClient,
-    runtime::{self, Deps, Service},
+    runtime::{Deps, Service},
     secrets::SecretsApi,
     store::StreamReader,
     telemetry::propagation,
-    tls::{ServerTls, TlsError},
+    tls::{ServerTls, TlsError, TlsListener},
 };
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
 use tokio::net::TcpListener;
@@ -181,6 +181,7 @@ pub struct GatewayService {
 struct KubePort {
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    request_header: Option<imagestreams_common::config::RequestHeaderConfig>,
 }
 
 /// Binds the Kubernetes-compatible API's port with its TLS identity: the
@@ -206,9 +207,16 @@ async fn kube_port(config: &Config) -> Result<Option<KubePort>, GatewayError> {
         }
     };
     let tls = ServerTls::load(&identity).map_err(GatewayError::KubeTls)?;
+    let tls = match &kube.request_header {
+        Some(request_header) => tls
+            .http_with_client_ca(&request_header.client_ca_file)
+            .map_err(GatewayError::KubeTls)?,
+        None => tls.http(),
+    };
     Ok(Some(KubePort {
         listener,
-        tls: tls.http(),
+        tls,
+        request_header: kube.request_header.clone(),
     }))
 }
 
@@ -347,15 +355,30 @@ impl GatewayService {
         };
         tracing::info!(addr = %self.addr, tls = self.tls.is_some(), "gRPC listening");
         let kube = self.kube.map(|port| {
-            let router = rest::router(self.streams.clone())
-                .layer(auth::AuthLayer::new(self.identities.clone()));
+            let mut router = rest::router(self.streams.clone());
+            if let Some(config) = port.request_header {
+                // inside the bearer-token layer: it overrides that caller
+                let state = kube::request_header::RequestHeader::new(config, self.identities.clone());
+                router = router.layer(axum::middleware::from_fn_with_state(
+                    state,
+                    kube::request_header::authenticate,
+                ));
+            }
+            let router = router.layer(auth::AuthLayer::new(self.identities.clone()));
             let addr = port.listener.local_addr().ok();
             tracing::info!(?addr, "Kubernetes-compatible API listening (HTTPS)");
             let stopping = watching.clone();
             tokio::spawn(async move {
-                let served =
-                    runtime::serve_http(port.listener, router, Some(port.tls), stopping).await;
-                if let Err(error) = served {
+                let served = async {
+                    let listener = TlsListener::new(port.listener, port.tls)?;
+                    axum::serve(
+                        listener,
+                        router.into_make_service_with_connect_info::<kube::request_header::ClientCert>(),
+                    )
+                    .with_graceful_shutdown(stopping.cancelled_owned())
+                    .await
+                };
+                if let Err(error) = served.await {
                     tracing::error!(%error, "the Kubernetes-compatible API stopped");
                 }
             })

@@ -18,6 +18,7 @@ pub(crate) mod discovery;
 pub(crate) mod openapi;
 pub(crate) mod patch;
 pub mod pki;
+pub(crate) mod request_header;
 pub(crate) mod table;
 pub(crate) mod watch;
 
