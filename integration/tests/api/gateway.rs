@@ -706,6 +706,18 @@ async fn a_watch_from_a_compacted_revision_is_out_of_range() -> anyhow::Result<(
     for i in 0..70 {
         s = api.update(with_annotation(s, "n", &i.to_string())).await?;
     }
+    // over HTTP, as informers need it to relist: 410 Expired
+    let (code, status) = api
+        .rest_get(&format!(
+            "/apis/image.openshift.io/v1/namespaces/old/imagestreams?watch=true&resourceVersion={created}"
+        ))
+        .await?;
+    assert_eq!(
+        (code, &status["reason"]),
+        (410, &json!("Expired")),
+        "{status}"
+    );
+    assert_eq!(status["kind"], "Status");
     let too_old = api
         .watch(proto::WatchRequest {
             namespace: "old".into(),
