@@ -116,10 +116,7 @@ impl Harness {
                     self.watcher = Some(watcher);
                     return Ok(());
                 }
-                Err(e)
-                    if format!("{e:#}").contains("Address already in use")
-                        && std::time::Instant::now() < deadline =>
-                {
+                Err(e) if address_in_use(&e) && std::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => return Err(e),
@@ -534,4 +531,14 @@ async fn the_watcher_refuses_to_start_without_a_token() -> anyhow::Result<()> {
         .await?;
     assert_eq!(response.status().as_u16(), 200);
     insecure.stop().await
+}
+
+/// Whether binding failed because the address is still taken (by the
+/// previous watcher's lingering connection), found by the error's kind.
+fn address_in_use(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    })
 }
