@@ -1,6 +1,6 @@
 //! What the bench binaries share: latency summaries and an open-loop driver.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, ops::Range, time::Duration};
 
 /// Latency figures in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -176,4 +176,26 @@ impl RegistryPusher {
         anyhow::ensure!(put.status().is_success(), "manifest PUT: {}", put.status());
         Ok(())
     }
+}
+
+/// Runs `create(i)` for every `i` of `range`, `concurrency` at once (the
+/// benches' seeding of many streams); how long it took, or the first error.
+pub async fn create_all<F, Fut>(
+    range: Range<usize>,
+    concurrency: usize,
+    create: F,
+) -> anyhow::Result<Duration>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    use futures::StreamExt as _;
+    let start = std::time::Instant::now();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(range)
+        .map(create)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<()>>()?;
+    Ok(start.elapsed())
 }

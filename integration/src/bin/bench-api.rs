@@ -38,7 +38,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use futures::{StreamExt as _, stream};
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
     auth::{
@@ -48,7 +47,7 @@ use imagestreams_common::{
     config::Config,
     model::{self, ImageStream, ObjectReference, TagReference},
 };
-use imagestreams_integration::{Bearer, NatsServer, TestApp};
+use imagestreams_integration::{Bearer, NatsServer, TestApp, bench};
 use imagestreams_proto::v1::{
     self as proto, auth_client::AuthClient, image_streams_client::ImageStreamsClient,
 };
@@ -235,25 +234,19 @@ async fn viewer_token(channel: Channel) -> anyhow::Result<String> {
 }
 
 async fn seed(client: &Api, count: usize) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let results: Vec<anyhow::Result<()>> = stream::iter(0..count)
-        .map(|i| {
-            let mut client = client.clone();
-            async move {
-                client
-                    .create(proto::CreateRequest {
-                        namespace: NAMESPACE.into(),
-                        image_stream: Some(sample(&format!("s{i:05}")).into()),
-                    })
-                    .await?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(SEED_CONCURRENCY)
-        .collect()
-        .await;
-    results.into_iter().collect::<anyhow::Result<()>>()?;
-    Ok(start.elapsed())
+    bench::create_all(0..count, SEED_CONCURRENCY, |i| {
+        let mut client = client.clone();
+        async move {
+            client
+                .create(proto::CreateRequest {
+                    namespace: NAMESPACE.into(),
+                    image_stream: Some(sample(&format!("s{i:05}")).into()),
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Linux's USER_HZ: the unit of the CPU times in `/proc/<pid>/stat`.

@@ -29,7 +29,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use futures::{StreamExt as _, stream};
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
     auth::{
@@ -39,7 +38,7 @@ use imagestreams_common::{
     config::Secret,
     model::{self, ImageStream, ObjectReference, TagReference},
 };
-use imagestreams_integration::{Bearer, NatsServer, TestApp, TestDir, binaries};
+use imagestreams_integration::{Bearer, NatsServer, TestApp, TestDir, bench, binaries};
 use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
 use tonic::transport::Channel;
 
@@ -99,25 +98,19 @@ async fn seed(app: &TestApp, count: usize) -> anyhow::Result<Duration> {
     let channel = Channel::from_shared(app.grpc_url())?.connect().await?;
     let client =
         ImageStreamsClient::with_interceptor(channel, Bearer(Some(ADMIN_TOKEN.to_owned())));
-    let start = Instant::now();
-    let results: Vec<anyhow::Result<()>> = stream::iter(0..count)
-        .map(|i| {
-            let mut client = client.clone();
-            async move {
-                client
-                    .create(proto::CreateRequest {
-                        namespace: NAMESPACE.into(),
-                        image_stream: Some(sample(&format!("s{i:05}")).into()),
-                    })
-                    .await?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(SEED_CONCURRENCY)
-        .collect()
-        .await;
-    results.into_iter().collect::<anyhow::Result<()>>()?;
-    Ok(start.elapsed())
+    bench::create_all(0..count, SEED_CONCURRENCY, |i| {
+        let mut client = client.clone();
+        async move {
+            client
+                .create(proto::CreateRequest {
+                    namespace: NAMESPACE.into(),
+                    image_stream: Some(sample(&format!("s{i:05}")).into()),
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Lists every page as kubectl does; the items seen.

@@ -29,9 +29,9 @@ use std::{
 };
 
 use anyhow::Context as _;
-use futures::{StreamExt as _, stream};
+use futures::StreamExt as _;
 use imagestreams_common::model::{self, ImageStream, ObjectReference, TagReference};
-use imagestreams_integration::{NatsServer, free_port, wait_for, wait_ready};
+use imagestreams_integration::{NatsServer, bench, free_port, wait_for, wait_ready};
 use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
 use tonic::transport::Channel;
 
@@ -155,25 +155,19 @@ async fn grow(
     from: usize,
     to: usize,
 ) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let results: Vec<anyhow::Result<()>> = stream::iter(from..to)
-        .map(|i| {
-            let mut client = client.clone();
-            async move {
-                client
-                    .create(proto::CreateRequest {
-                        namespace: NAMESPACE.into(),
-                        image_stream: Some(sample(&format!("s{i:06}")).into()),
-                    })
-                    .await?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(CREATE_CONCURRENCY)
-        .collect()
-        .await;
-    results.into_iter().collect::<anyhow::Result<()>>()?;
-    Ok(start.elapsed())
+    bench::create_all(from..to, CREATE_CONCURRENCY, |i| {
+        let mut client = client.clone();
+        async move {
+            client
+                .create(proto::CreateRequest {
+                    namespace: NAMESPACE.into(),
+                    image_stream: Some(sample(&format!("s{i:06}")).into()),
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// The whole namespace walked in pages of 500 (one call over gRPC's 4 MiB

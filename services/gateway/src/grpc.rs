@@ -56,7 +56,7 @@ impl ImageStreams for Grpc {
             .streams
             .deadline(async {
                 let stream = incoming(request.image_stream)?;
-                self.streams.create(&request.namespace, stream).await
+                self.streams.create(&request.namespace, stream, false).await
             })
             .await?;
         Ok(Response::new(created.into()))
@@ -160,7 +160,9 @@ impl ImageStreams for Grpc {
             .streams
             .deadline(async {
                 let stream = incoming(request.image_stream)?;
-                self.streams.update(&request.namespace, None, stream).await
+                self.streams
+                    .update(&request.namespace, None, stream, false)
+                    .await
             })
             .await?;
         Ok(Response::new(updated.into()))

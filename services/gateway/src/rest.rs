@@ -495,20 +495,23 @@ async fn list_image_stream_tags(
     .map_err(about)
 }
 
-/// Adds the `Warning` headers of the unknown fields dropped.
-fn warn_dropped(
-    mut response: Response,
+/// A written object's response, with a `Warning` header per unknown field
+/// dropped under `fieldValidation=Warn`.
+fn written_response<T: Printable>(
+    item: T,
+    ask: &Ask,
+    code: StatusCode,
     dropped: &[String],
-    validation: FieldValidation,
-) -> Response {
-    if validation == FieldValidation::Warn {
+) -> Result<Response, ApiError> {
+    let mut response = object_response(item, ask, code)?;
+    if ask.field_validation == FieldValidation::Warn {
         for path in dropped {
             if let Ok(value) = HeaderValue::from_str(&patch::unknown_field_warning(path)) {
                 response.headers_mut().append(header::WARNING, value);
             }
         }
     }
-    response
+    Ok(response)
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
@@ -525,21 +528,11 @@ async fn create(
     let (stream, dropped) = read_stream(&headers, body, "", ask.field_validation).await?;
     let name = stream.metadata.name.clone();
     let about = |e| RestError::about(e, &name);
-    let created = match ask.dry_run {
-        true => {
-            streams
-                .deadline(streams.create_dry_run(&path.namespace, stream))
-                .await
-        }
-        false => {
-            streams
-                .deadline(streams.create(&path.namespace, stream))
-                .await
-        }
-    }
-    .map_err(about)?;
-    let response = object_response(created, &ask, StatusCode::CREATED).map_err(about)?;
-    Ok(warn_dropped(response, &dropped, ask.field_validation))
+    let created = streams
+        .deadline(streams.create(&path.namespace, stream, ask.dry_run))
+        .await
+        .map_err(about)?;
+    written_response(created, &ask, StatusCode::CREATED, &dropped).map_err(about)
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
@@ -559,21 +552,11 @@ async fn replace(
     if stream.metadata.name.is_empty() {
         stream.metadata.name = path.name.clone();
     }
-    let updated = match ask.dry_run {
-        true => {
-            streams
-                .deadline(streams.update_dry_run(&path.namespace, &path.name, stream))
-                .await
-        }
-        false => {
-            streams
-                .deadline(streams.update(&path.namespace, Some(&path.name), stream))
-                .await
-        }
-    }
-    .map_err(about)?;
-    let response = object_response(updated, &ask, StatusCode::OK).map_err(about)?;
-    Ok(warn_dropped(response, &dropped, ask.field_validation))
+    let updated = streams
+        .deadline(streams.update(&path.namespace, Some(&path.name), stream, ask.dry_run))
+        .await
+        .map_err(about)?;
+    written_response(updated, &ask, StatusCode::OK, &dropped).map_err(about)
 }
 
 /// `PATCH …/imagestreams/{name}`: see [`crate::kube::patch`].
@@ -615,25 +598,14 @@ async fn patch(
         // a resourceVersion the patch sets is a precondition: no retry
         let pinned = patched.metadata.resource_version != current.metadata.resource_version;
         if spec_and_meta_equal(&patched, &current) {
-            let response = object_response(current, &ask, StatusCode::OK).map_err(about)?;
-            return Ok(warn_dropped(response, &dropped, ask.field_validation));
+            return written_response(current, &ask, StatusCode::OK, &dropped).map_err(about);
         }
-        let written = match ask.dry_run {
-            true => {
-                streams
-                    .deadline(streams.update_dry_run(&path.namespace, &path.name, patched))
-                    .await
-            }
-            false => {
-                streams
-                    .deadline(streams.update(&path.namespace, Some(&path.name), patched))
-                    .await
-            }
-        };
+        let written = streams
+            .deadline(streams.update(&path.namespace, Some(&path.name), patched, ask.dry_run))
+            .await;
         match written {
             Ok(updated) => {
-                let response = object_response(updated, &ask, StatusCode::OK).map_err(about)?;
-                return Ok(warn_dropped(response, &dropped, ask.field_validation));
+                return written_response(updated, &ask, StatusCode::OK, &dropped).map_err(about);
             }
             Err(ApiError::Conflict(_)) if !pinned => continue,
             Err(error) => return Err(about(error)),
@@ -699,21 +671,11 @@ async fn apply_create(
             ),
         )));
     }
-    let created = match ask.dry_run {
-        true => {
-            streams
-                .deadline(streams.create_dry_run(&path.namespace, stream))
-                .await
-        }
-        false => {
-            streams
-                .deadline(streams.create(&path.namespace, stream))
-                .await
-        }
-    }
-    .map_err(about)?;
-    let response = object_response(created, ask, StatusCode::CREATED).map_err(about)?;
-    Ok(warn_dropped(response, &dropped, ask.field_validation))
+    let created = streams
+        .deadline(streams.create(&path.namespace, stream, ask.dry_run))
+        .await
+        .map_err(about)?;
+    written_response(created, ask, StatusCode::CREATED, &dropped).map_err(about)
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]

@@ -106,19 +106,41 @@ impl Streams {
     }
 
     /// Creates `stream` in `namespace` (which fills an empty
-    /// `metadata.namespace` and must match a set one).
+    /// `metadata.namespace` and must match a set one); with `dry_run`
+    /// (`dryRun=All`) only checks it as far as it can be without storing —
+    /// placed, within the limits, not already there — and returns what would
+    /// be stored.
     pub async fn create(
         &self,
         namespace: &str,
         mut stream: ImageStream,
+        dry_run: bool,
     ) -> Result<ImageStream, ApiError> {
         place(namespace, &mut stream)?;
         let request = proto::CreateRequest {
             namespace: stream.metadata.namespace.clone(),
-            image_stream: Some(self.checked(stream)?),
+            image_stream: Some(self.checked(stream.clone())?),
         };
         self.check_request(&request)?;
-        self.store.create(request).await
+        if !dry_run {
+            return self.store.create(request).await;
+        }
+        let meta = &stream.metadata;
+        match self
+            .get(&meta.namespace, &meta.name, Freshness::Latest)
+            .await
+        {
+            Ok(_) => Err(ApiError::AlreadyExists(format!(
+                "imagestreams.image.openshift.io \"{}\" already exists",
+                meta.name
+            ))),
+            Err(ApiError::NotFound(_)) => {
+                stream.metadata.creation_timestamp =
+                    Some(model::format_timestamp(chrono::Utc::now()));
+                Ok(stream)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// One stream, as current as `freshness` asks.
@@ -163,75 +185,33 @@ impl Streams {
     }
 
     /// Replaces a stream (compare-and-swap on its resourceVersion). `name`,
-    /// when given (REST's URL), must match `metadata.name`.
+    /// when given (REST's URL), must match `metadata.name`. With `dry_run`
+    /// (`dryRun=All`, REST only, so `name` is given) nothing is stored: the
+    /// same checks, the same compare-and-swap check against the stored
+    /// stream, and what would be stored is returned (with the stored status,
+    /// uid and resourceVersion).
     pub async fn update(
         &self,
         namespace: &str,
         name: Option<&str>,
         mut stream: ImageStream,
+        dry_run: bool,
     ) -> Result<ImageStream, ApiError> {
         place(namespace, &mut stream)?;
         named(name, &stream)?;
         let request = proto::UpdateRequest {
             namespace: stream.metadata.namespace.clone(),
-            image_stream: Some(self.checked(stream)?),
-        };
-        self.check_request(&request)?;
-        self.store.update(request).await
-    }
-
-    /// What [`Streams::create`] would store, checked as far as it can be
-    /// without storing (`dryRun=All`): placed, within the limits, not
-    /// already there.
-    pub async fn create_dry_run(
-        &self,
-        namespace: &str,
-        mut stream: ImageStream,
-    ) -> Result<ImageStream, ApiError> {
-        place(namespace, &mut stream)?;
-        let request = proto::CreateRequest {
-            namespace: stream.metadata.namespace.clone(),
             image_stream: Some(self.checked(stream.clone())?),
         };
         self.check_request(&request)?;
-        let meta = &stream.metadata;
-        match self
-            .get(&meta.namespace, &meta.name, Freshness::Latest)
-            .await
-        {
-            Ok(_) => Err(ApiError::AlreadyExists(format!(
-                "imagestreams.image.openshift.io \"{}\" already exists",
-                meta.name
-            ))),
-            Err(ApiError::NotFound(_)) => {
-                stream.metadata.creation_timestamp =
-                    Some(model::format_timestamp(chrono::Utc::now()));
-                Ok(stream)
-            }
-            Err(error) => Err(error),
+        if !dry_run {
+            return self.store.update(request).await;
         }
-    }
-
-    /// What [`Streams::update`] would store, checked without storing
-    /// (`dryRun=All`): the stored status, uid and resourceVersion, after the
-    /// same compare-and-swap check.
-    pub async fn update_dry_run(
-        &self,
-        namespace: &str,
-        name: &str,
-        mut stream: ImageStream,
-    ) -> Result<ImageStream, ApiError> {
-        place(namespace, &mut stream)?;
-        named(Some(name), &stream)?;
-        let request = proto::UpdateRequest {
-            namespace: stream.metadata.namespace.clone(),
-            image_stream: Some(self.checked(stream.clone())?),
-        };
-        self.check_request(&request)?;
-        let current = self.get(namespace, name, Freshness::Latest).await?;
+        let name = stream.metadata.name.clone();
+        let current = self.get(namespace, &name, Freshness::Latest).await?;
         let asked = &stream.metadata.resource_version;
         if !asked.is_empty() && *asked != current.metadata.resource_version {
-            return Err(conflict(name));
+            return Err(conflict(&name));
         }
         stream.status = current.status;
         stream.metadata.uid = current.metadata.uid;

@@ -143,31 +143,48 @@ fn aggregated(version: &str, items: Value) -> Response {
     response
 }
 
+/// A document for an authenticated caller.
+pub(crate) fn document(auth: &Authenticated, body: impl FnOnce() -> Value) -> Response {
+    match authenticated(auth) {
+        Ok(()) => Json(body()).into_response(),
+        Err(error) => failure(&error),
+    }
+}
+
+/// A group list for an authenticated caller: aggregated (of the
+/// group-version `legacy` says) when the client asks for it, else `plain`.
+fn group_list(
+    auth: &Authenticated,
+    headers: &HeaderMap,
+    legacy: Legacy,
+    plain: impl FnOnce() -> Value,
+) -> Response {
+    if let Err(error) = authenticated(auth) {
+        return failure(&error);
+    }
+    match accept::discovery_version(accept_of(headers)) {
+        Some(version) => aggregated(version, json!([group_discovery(legacy)])),
+        None => Json(plain()).into_response(),
+    }
+}
+
 /// `GET /api`: the legacy `v1`, as `APIVersions` or aggregated.
 pub(crate) async fn core(
     Extension(auth): Extension<Authenticated>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(error) = authenticated(&auth) {
-        return failure(&error);
-    }
-    match accept::discovery_version(accept_of(&headers)) {
-        Some(version) => aggregated(version, json!([group_discovery(Legacy::Yes)])),
-        None => Json(json!({
+    group_list(&auth, &headers, Legacy::Yes, || {
+        json!({
             "kind": "APIVersions",
             "versions": [LEGACY_VERSION],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
-        }))
-        .into_response(),
-    }
+        })
+    })
 }
 
 /// `GET /api/v1`.
 pub(crate) async fn core_resources(Extension(auth): Extension<Authenticated>) -> Response {
-    if let Err(error) = authenticated(&auth) {
-        return failure(&error);
-    }
-    Json(resource_list(Legacy::Yes)).into_response()
+    document(&auth, || resource_list(Legacy::Yes))
 }
 
 /// `GET /apis`.
@@ -175,37 +192,27 @@ pub(crate) async fn groups(
     Extension(auth): Extension<Authenticated>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(error) = authenticated(&auth) {
-        return failure(&error);
-    }
-    match accept::discovery_version(accept_of(&headers)) {
-        Some(version) => aggregated(version, json!([group_discovery(Legacy::No)])),
-        None => Json(json!({
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [api_group()],
-        }))
-        .into_response(),
-    }
+    group_list(
+        &auth,
+        &headers,
+        Legacy::No,
+        || json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [api_group()]}),
+    )
 }
 
 /// `GET /apis/image.openshift.io`.
 pub(crate) async fn group(Extension(auth): Extension<Authenticated>) -> Response {
-    if let Err(error) = authenticated(&auth) {
-        return failure(&error);
-    }
-    let mut group = api_group();
-    group["kind"] = json!("APIGroup");
-    group["apiVersion"] = json!("v1");
-    Json(group).into_response()
+    document(&auth, || {
+        let mut group = api_group();
+        group["kind"] = json!("APIGroup");
+        group["apiVersion"] = json!("v1");
+        group
+    })
 }
 
 /// `GET /apis/image.openshift.io/v1`.
 pub(crate) async fn resources(Extension(auth): Extension<Authenticated>) -> Response {
-    if let Err(error) = authenticated(&auth) {
-        return failure(&error);
-    }
-    Json(resource_list(Legacy::No)).into_response()
+    document(&auth, || resource_list(Legacy::No))
 }
 
 /// `GET /api/v1/namespaces/{ns}`: every valid namespace exists (ours are

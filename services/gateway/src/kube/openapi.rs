@@ -18,10 +18,7 @@
 
 use std::sync::LazyLock;
 
-use axum::{
-    Extension, Json,
-    response::{IntoResponse, Response},
-};
+use axum::{Extension, response::Response};
 use imagestreams_common::{
     auth::Authenticated,
     image::view::{ImageStreamImage, ImageStreamTag},
@@ -59,39 +56,29 @@ fn hex(bytes: &[u8]) -> String {
 
 /// `GET /openapi/v3`.
 pub(crate) async fn index(Extension(auth): Extension<Authenticated>) -> Response {
-    if let Err(error) = super::discovery::authenticated(&auth) {
-        return super::discovery::failure(&error);
-    }
-    let entry =
-        |path: &str, hash: &str| json!({"serverRelativeURL": format!("{path}?hash={hash}")});
-    let mut paths = Map::new();
-    paths.insert(
-        DOCUMENT_PATH.trim_start_matches("/openapi/v3/").to_owned(),
-        entry(DOCUMENT_PATH, &DOCUMENT.1),
-    );
-    paths.insert(
-        LEGACY_DOCUMENT_PATH
-            .trim_start_matches("/openapi/v3/")
-            .to_owned(),
-        entry(LEGACY_DOCUMENT_PATH, &LEGACY_DOCUMENT.1),
-    );
-    Json(json!({ "paths": paths })).into_response()
+    super::discovery::document(&auth, || {
+        let mut paths = Map::new();
+        for (path, (_, hash)) in [
+            (DOCUMENT_PATH, &*DOCUMENT),
+            (LEGACY_DOCUMENT_PATH, &*LEGACY_DOCUMENT),
+        ] {
+            paths.insert(
+                path.trim_start_matches("/openapi/v3/").to_owned(),
+                json!({"serverRelativeURL": format!("{path}?hash={hash}")}),
+            );
+        }
+        json!({ "paths": paths })
+    })
 }
 
 /// `GET /openapi/v3/apis/image.openshift.io/v1`.
 pub(crate) async fn group_version(Extension(auth): Extension<Authenticated>) -> Response {
-    if let Err(error) = super::discovery::authenticated(&auth) {
-        return super::discovery::failure(&error);
-    }
-    Json(DOCUMENT.0.clone()).into_response()
+    super::discovery::document(&auth, || DOCUMENT.0.clone())
 }
 
 /// `GET /openapi/v3/api/v1`.
 pub(crate) async fn legacy_version(Extension(auth): Extension<Authenticated>) -> Response {
-    if let Err(error) = super::discovery::authenticated(&auth) {
-        return super::discovery::failure(&error);
-    }
-    Json(LEGACY_DOCUMENT.0.clone()).into_response()
+    super::discovery::document(&auth, || LEGACY_DOCUMENT.0.clone())
 }
 
 /// A kind's GVK, as both the schema and its operations carry it.

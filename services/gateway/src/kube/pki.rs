@@ -15,11 +15,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use chrono::{Datelike as _, Utc};
 use imagestreams_common::config::TlsConfig;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 
 /// The CA certificate's file name.
@@ -29,7 +28,7 @@ pub const CERT_FILE: &str = "tls.crt";
 /// The serving key's file name.
 pub const KEY_FILE: &str = "tls.key";
 /// How long the local certificates are valid, in days.
-pub const VALIDITY_DAYS: i64 = 5 * 365;
+pub const VALIDITY_DAYS: u32 = 5 * 365;
 
 /// Why the local PKI could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -108,19 +107,7 @@ struct Made {
 }
 
 fn params(common_name: &str) -> Result<CertificateParams, rcgen::Error> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    let mut name = DistinguishedName::new();
-    name.push(DnType::OrganizationName, "imagestreams");
-    name.push(DnType::CommonName, common_name);
-    params.distinguished_name = name;
-    let date = |d: chrono::DateTime<Utc>| {
-        // can't fail: chrono's month and day fit in a u8
-        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
-    };
-    let now = Utc::now();
-    params.not_before = date(now - chrono::Duration::days(1));
-    params.not_after = date(now + chrono::Duration::days(VALIDITY_DAYS));
-    Ok(params)
+    crate::registry_token::keys::params(common_name, VALIDITY_DAYS)
 }
 
 fn generate(listen: SocketAddr) -> Result<Made, rcgen::Error> {

@@ -113,7 +113,11 @@ impl KeyFiles {
     }
 }
 
-fn params(common_name: &str, days: u32) -> Result<CertificateParams, rcgen::Error> {
+/// Certificate parameters for `common_name` in organization `imagestreams`,
+/// valid from a day back (a peer whose clock is a little behind accepts it
+/// at once) for `days` days. Also the Kubernetes-compatible API's local CA
+/// and serving certificate ([`crate::kube::pki`]).
+pub(crate) fn params(common_name: &str, days: u32) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, "imagestreams");
