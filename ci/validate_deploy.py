@@ -20,6 +20,9 @@
 - Dockerfile: hadolint, plus its entrypoint, user and ports.
 - deploy/container/imagestreams.toml (the image's configuration): known keys,
   listening on every interface.
+- proto/asyncapi.yaml (the event contract): the AsyncAPI 3.0.0 JSON schema
+  ($ASYNCAPI_SCHEMA, which ./dev test fetches); its agreement with the code is
+  `cargo test -p imagestreams-common --test event_contract`.
 
 Run from anywhere, with the tools of ci/requirements-deploy.txt on PYTHONPATH
 (and hadolint on PATH):
@@ -48,6 +51,7 @@ CONFIG_RS = ROOT / "services" / "common" / "src" / "config.rs"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_CONFIG = ROOT / "deploy" / "container" / "imagestreams.toml"
+ASYNCAPI = ROOT / "proto" / "asyncapi.yaml"
 KUBERNETES_VERSION = "1.31"
 CONFIG_FILE = "/etc/imagestreams/imagestreams.toml"
 SERVICES = ["gateway", "registry-watcher", "stream-store", "tag-syncer", "trigger"]
@@ -709,6 +713,26 @@ def check_dockerfile(report: Report, known: dict[str, Any]) -> None:
     report.check("!deploy/container" in ignore, ".dockerignore keeps deploy/container in the build context")
 
 
+def check_asyncapi(report: Report) -> None:
+    """The event contract against the AsyncAPI 3.0.0 JSON schema."""
+    import os
+
+    import jsonschema
+
+    report.begin("proto/asyncapi.yaml: the AsyncAPI 3.0.0 schema")
+    schema_path = os.environ.get("ASYNCAPI_SCHEMA", "")
+    if not report.check(bool(schema_path) and Path(schema_path).is_file(),
+                        f"ASYNCAPI_SCHEMA names the AsyncAPI 3.0.0 JSON schema ({schema_path!r}): run ./dev test, which fetches it"):
+        return
+    schema = json.loads(Path(schema_path).read_text())
+    document = yaml.safe_load(ASYNCAPI.read_text())
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(document), key=lambda e: list(e.absolute_path))
+    for error in errors[:20]:
+        where = "/".join(str(p) for p in error.absolute_path)
+        report.check(False, f"proto/asyncapi.yaml: {where}: {error.message[:300]}")
+    report.check(not errors, f"proto/asyncapi.yaml validates ({len(errors)} errors)")
+
+
 def main() -> int:
     started = time.monotonic()
     report = Report()
@@ -716,6 +740,7 @@ def main() -> int:
     check_chart(report, known)
     check_compose(report)
     check_dockerfile(report, known)
+    check_asyncapi(report)
     elapsed = time.monotonic() - started
     print()
     if report.failures:

@@ -54,9 +54,11 @@ pub enum Kind {
     ImagesRecorded,
     /// `TagsChanged`.
     TagsChanged,
-    /// Import requests.
+    /// Import requests: declared (its stream is provisioned) but published
+    /// by no service: imports are asked and answered over request-reply and
+    /// announced as `TagsChanged`. Not in [`Kind::PUBLISHED`].
     ImportsRequested,
-    /// Import results.
+    /// Import results: declared, never published (see [`Kind::ImportsRequested`]).
     ImportsCompleted,
     /// `BuildRequested`.
     BuildsRequested,
@@ -69,6 +71,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kinds the services publish: the event contract,
+    /// `proto/asyncapi.yaml` (a test holds the two together).
+    pub const PUBLISHED: [Kind; 7] = [
+        Kind::ImagesPushed,
+        Kind::ImagesDeleted,
+        Kind::ImagesRecorded,
+        Kind::TagsChanged,
+        Kind::BuildsRequested,
+        Kind::DeploymentsRequested,
+        Kind::DeadLettered,
+    ];
+
     /// Every kind, for tests and topology.
     pub const ALL: [Kind; 9] = [
         Kind::ImagesPushed,
