@@ -1,4 +1,6 @@
-//! The real `kubectl` against `imagestreams up`, through the kubeconfig `up`
+//! Clients nobody here wrote, and the examples users start from, against
+//! `imagestreams up`: the example NATS subscribers ([`subscribers`]), and
+//! the real `kubectl` against `imagestreams up`, through the kubeconfig `up`
 //! writes (HTTPS with its local CA, the first admin's token): discovery,
 //! OpenShift's columns, `-o yaml`, `-A`, `--show-labels`, `describe`,
 //! `explain`, `apply` (twice: the second changes nothing), `label`,
@@ -18,6 +20,8 @@ use imagestreams_integration::{
     wait_ready,
 };
 use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+mod subscribers;
 
 /// How long `up` may take to come up.
 const START: Duration = Duration::from_secs(30);
@@ -86,6 +90,10 @@ impl Up {
             up.log()
         );
         Ok(up)
+    }
+
+    fn nats_url(&self) -> String {
+        self._nats.url()
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -574,7 +582,7 @@ async fn python_kubernetes_dynamic_client_lists_gets_patches_and_watches() {
         seed_document().to_str().expect("utf-8 path"),
     ])
     .await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubectl/dynamic_client.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/dynamic_client.py");
     let out = tokio::process::Command::new("python3")
         .arg(&script)
         .arg(up.kubeconfig())
