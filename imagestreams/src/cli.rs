@@ -58,6 +58,8 @@ pub enum Command {
     /// The integrated registry's token signing key and certificates.
     #[command(subcommand)]
     RegistryKeys(RegistryKeysCommand),
+    /// Our events as kept in JetStream, decoded (reads NATS directly): replay with `--since`, tail with `--follow`.
+    Events(crate::events::EventsArgs),
     /// The client verbs.
     #[command(flatten)]
     Client(ClientCommand),

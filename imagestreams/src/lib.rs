@@ -17,6 +17,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod client;
 pub mod client_config;
+pub mod events;
 pub mod kubeconfig;
 mod local_nats;
 pub mod reference;

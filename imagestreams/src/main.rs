@@ -8,7 +8,7 @@ use clap::Parser;
 use imagestreams::{
     app,
     cli::{Cli, Command},
-    client, client_config, reference, registry_keys,
+    client, client_config, events, reference, registry_keys,
 };
 
 #[tokio::main]
@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         Command::Serve { service } => app::serve(cli.config.as_deref(), service).await,
         Command::Ref(cmd) => return reference::run(cmd),
         Command::RegistryKeys(cmd) => registry_keys::run(cli.config.as_deref(), cmd),
+        Command::Events(args) => events::run(cli.config.as_deref(), &args).await,
         Command::Client(cmd) => {
             // --token, IMAGESTREAMS_TOKEN, else the client configuration file
             let token = cli

@@ -21,6 +21,7 @@ use imagestreams_integration::{
 };
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
+mod events;
 mod subscribers;
 
 /// How long `up` may take to come up.
