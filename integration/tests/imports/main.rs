@@ -984,6 +984,11 @@ async fn an_import_larger_than_a_message_is_stored_and_answered() -> anyhow::Res
             |c| {
                 c.tag_syncer.max_tags_per_import = TAGS;
                 c.tag_syncer.requests_per_second = 0.0;
+                // 600 tags in a debug build beside the whole suite on 2 cores
+                // took over the suite's short 8 s (twice in CI): the
+                // default, as users run it; this test is about sizes
+                c.tag_syncer.import_timeout_ms =
+                    imagestreams_common::config::DEFAULT_IMPORT_TIMEOUT_MS;
             },
         )
         .await?;
