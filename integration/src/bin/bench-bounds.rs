@@ -260,11 +260,20 @@ fn report(title: &str, cases: &[(String, Summary, usize)]) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut soak = DEFAULT_SOAK;
+    let mut series = Series::All;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--soak" => soak = args.next().context("--soak needs a value")?.parse()?,
-            other => anyhow::bail!("unknown argument {other}; use --soak N"),
+            "--series" => {
+                series = match args.next().as_deref() {
+                    Some("history") => Series::History,
+                    Some("tags") => Series::Tags,
+                    Some("all") => Series::All,
+                    _ => anyhow::bail!("--series takes history, tags or all"),
+                }
+            }
+            other => anyhow::bail!("unknown argument {other}; use --soak N, --series S"),
         }
     }
     if std::env::var_os("RUST_LOG").is_some() {
@@ -302,7 +311,28 @@ async fn main() -> anyhow::Result<()> {
         &floor(&client).await?,
     );
 
-    // one tag, as its history ages
+    if series != Series::Tags {
+        history_series(&mut pusher).await?;
+    }
+    if series != Series::History {
+        tags_series(&mut pusher).await?;
+    }
+    if soak > 0 {
+        soak_run(&nats, &client, &mut pusher, soak).await?;
+    }
+    app.stop().await
+}
+
+/// Which series to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Series {
+    History,
+    Tags,
+    All,
+}
+
+/// One tag, as its history ages.
+async fn history_series(pusher: &mut Pusher) -> anyhow::Result<()> {
     let mut history = Vec::new();
     let mut pushed = 0;
     for before in [0, 1_000, 10_000] {
@@ -314,8 +344,11 @@ async fn main() -> anyhow::Result<()> {
         history.push((format!("after {before} pushes"), summary, bytes));
     }
     report("one tag, by earlier pushes:", &history);
+    Ok(())
+}
 
-    // a stream, as it gains tags
+/// A stream, as it gains tags.
+async fn tags_series(pusher: &mut Pusher) -> anyhow::Result<()> {
     let mut tags = Vec::new();
     for count in [1, 1_000, 10_000] {
         let stream = format!("tags-{count}");
@@ -325,9 +358,22 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         tags.push((format!("{count} tags"), summary, bytes));
     }
+    // the same tags of the biggest stream again, now that they were just
+    // written: sets apart what the number of tags costs from what the age
+    // of the pushed tag's last write costs
+    let (summary, bytes) = pusher.measure("tags-10000", |i| format!("t{i}")).await?;
+    tags.push(("10000 tags, recent tags".into(), summary, bytes));
     report("one stream, by tags:", &tags);
+    Ok(())
+}
 
-    // the soak
+/// `soak` pushes to one tag, then what the process and the bucket hold.
+async fn soak_run(
+    nats: &NatsServer,
+    client: &async_nats::Client,
+    pusher: &mut Pusher,
+    soak: usize,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     pusher.fill("soak", soak, |_| "latest".into()).await?;
     let took = started.elapsed();
@@ -344,5 +390,5 @@ async fn main() -> anyhow::Result<()> {
         state.bytes as f64 / 1048576.0,
         disk_bytes(nats.store_dir()) as f64 / 1048576.0,
     );
-    app.stop().await
+    Ok(())
 }
