@@ -360,25 +360,46 @@ impl StreamReader {
         format!("$KV.{}.{key}", self.kv.name)
     }
 
-    /// The tag records of `namespace/name` as committed at `revision` (its
-    /// header's), by tag.
+    /// The tag records of `namespace/name` as committed at `revision`, the
+    /// revision of `header`, by tag: the keys' last values, except those
+    /// written after the header and not in it (a later write's), read as of
+    /// `revision`. (A read "as of" makes the server search back through the
+    /// stream, at a cost that grows with the bucket, so it is asked only for
+    /// those; the keys the header carries are overlaid by its records.)
     pub async fn tags_at(
         &self,
         namespace: &str,
         name: &str,
+        header: &[u8],
         revision: u64,
     ) -> Result<BTreeMap<String, (Bytes, u64)>, ApiError> {
         let filter = self.subject(&subjects::stream_tag_keys(namespace, name));
-        let found = self.direct.last(&[filter], Some(revision)).await?;
+        let inline = layout::inline_tags(header)?;
         let prefix = format!("$KV.{}.", self.kv.name);
+        let tag_of = |subject: &str| match subject
+            .strip_prefix(&prefix)
+            .and_then(subjects::parse_bucket_key)
+        {
+            Some(subjects::BucketKey::Tag(_, _, tag)) => Some(tag),
+            _ => None,
+        };
         let mut tags = BTreeMap::new();
-        for found in found.into_iter().filter(|f| !f.deleted) {
-            let key = found
-                .subject
-                .strip_prefix(&prefix)
-                .and_then(subjects::parse_bucket_key);
-            if let Some(subjects::BucketKey::Tag(_, _, tag)) = key {
+        let mut later = Vec::new();
+        for found in self.direct.last(&[filter], None).await? {
+            let Some(tag) = tag_of(&found.subject) else {
+                continue;
+            };
+            if found.sequence > revision && !inline.contains(&tag) {
+                later.push(found.subject);
+            } else if !found.deleted {
                 tags.insert(tag, (found.value, found.sequence));
+            }
+        }
+        if !later.is_empty() {
+            for found in self.direct.last(&later, Some(revision)).await? {
+                if let (Some(tag), false) = (tag_of(&found.subject), found.deleted) {
+                    tags.insert(tag, (found.value, found.sequence));
+                }
             }
         }
         Ok(tags)
@@ -399,7 +420,8 @@ impl StreamReader {
         match header {
             Some(e) if e.operation == kv::Operation::Put => {
                 let mut entry = StoredEntry::new(e.value, e.revision);
-                for (tag, (value, revision)) in self.tags_at(namespace, name, e.revision).await? {
+                let tags = self.tags_at(namespace, name, &entry.header, e.revision).await?;
+                for (tag, (value, revision)) in tags {
                     entry.tags.insert(tag.clone(), value);
                     entry.revisions.insert(tag, revision);
                 }
@@ -705,7 +727,7 @@ impl StreamReader {
         if !applied.known && op != RecordOp::Created {
             // first seen after the watch began: its tags as of this revision
             entry.tags = self
-                .tags_at(&namespace, &name, sequence)
+                .tags_at(&namespace, &name, &entry.header, sequence)
                 .await?
                 .into_iter()
                 .map(|(tag, (value, _))| (tag, value))

@@ -406,6 +406,9 @@ impl Bucket {
             _ => None,
         };
         let mut entry = StoredEntry::new(header.value.clone(), header.sequence);
+        // the header's own records are the stream's at its revision, on
+        // their keys yet or not
+        let inline = layout::inline_tags(&header.value).map_err(BucketError::Record)?;
         let mut ahead = Vec::new();
         for found in found.iter().filter(|f| f.subject != header_subject) {
             let Some(tag) = tag_of(&found.subject) else {
@@ -414,8 +417,12 @@ impl Bucket {
             // the revision a write of the key must expect
             entry.revisions.insert(tag.clone(), found.sequence);
             if found.sequence > header.sequence {
-                // written after the header: read the key as of the header
-                ahead.push(found.subject.clone());
+                // written after the header: the header carries it, else
+                // read the key as of the header (a search back through the
+                // stream that grows with its size, so only when needed)
+                if !inline.contains(&tag) {
+                    ahead.push(found.subject.clone());
+                }
             } else if !found.deleted {
                 entry.tags.insert(tag, found.value.clone());
             }

@@ -221,6 +221,22 @@ struct LabelsOnlyMeta {
     labels: Option<BTreeMap<String, String>>,
 }
 
+/// Just the names of a stored header's inline records.
+#[derive(Deserialize)]
+struct InlineOnly {
+    #[serde(default)]
+    inline: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// The tags whose records a stored header carries (`inline`): for these,
+/// the stream at the header's revision is the header's record, whatever
+/// their keys hold.
+pub fn inline_tags(header: &[u8]) -> Result<Vec<String>, ApiError> {
+    serde_json::from_slice::<InlineOnly>(header)
+        .map(|h| h.inline.into_keys().collect())
+        .map_err(|e| ApiError::Internal(format!("undecodable stored stream: {e}")))
+}
+
 /// The labels of a stored header.
 pub fn labels_of(header: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
     serde_json::from_slice::<LabelsOnly>(header)
