@@ -78,6 +78,8 @@ pub enum ClientCommand {
     Delete(DeleteArgs),
     /// Stream the changes of image streams as they happen.
     Watch(WatchArgs),
+    /// Every change of a stream's tags with who or what caused it and what it fired; `--at` what each tag pointed to then.
+    History(HistoryArgs),
     /// Tag existing images into image streams, as `oc tag` does.
     Tag(TagArgs),
     /// Set up resources: `set triggers` creates a build or deploy trigger.
@@ -237,6 +239,26 @@ pub struct DescribeArgs {
     pub resource: String,
     /// Stream names; none describes every stream of the namespace.
     pub names: Vec<String>,
+}
+
+/// `imagestreams history`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryArgs {
+    /// `is` (or `imagestream`, `imagestreams`).
+    #[arg(value_name = "TYPE")]
+    pub resource: String,
+    /// The stream, and one tag of it.
+    #[arg(value_name = "STREAM[:TAG]")]
+    pub name: String,
+    /// Only changes since this age (`30s`, `90m`, `12h`, `2d`) or RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Print what each tag pointed to at this RFC 3339 time (or this age ago).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// `json` or `yaml`; a table when not given.
+    #[arg(long, short = 'o')]
+    pub output: Option<String>,
 }
 
 /// `imagestreams delete`.

@@ -14,14 +14,17 @@
 //!   `subject`, `type`, `headers`, `event` in protobuf's JSON mapping);
 //!   text: time, subject, type and the event on one line.
 
-use std::{collections::BTreeMap, io::Write, time::Duration};
+use std::{collections::BTreeMap, io::Write};
 
 use anyhow::{Context as _, bail};
-use async_nats::jetstream::{self, consumer};
+
+use crate::client::humanize::parse_since;
+use async_nats::jetstream;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt as _;
 use imagestreams_common::{
     config::Config,
+    nats,
     subjects::{self, Kind},
 };
 use prost_reflect::{DescriptorPool, DynamicMessage};
@@ -48,25 +51,6 @@ pub struct EventsArgs {
     /// `text` or `json` (one object per line).
     #[arg(long, short = 'o', default_value = "text")]
     pub output: String,
-}
-
-/// Parses `--since`: an age before `now`, or a time.
-fn since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number.parse().with_context(|| {
-        format!("--since {text:?}: a duration (30s, 90m, 12h, 2d) or an RFC 3339 time")
-    })?;
-    let age = match unit {
-        "s" => chrono::TimeDelta::seconds(n),
-        "m" => chrono::TimeDelta::minutes(n),
-        "h" => chrono::TimeDelta::hours(n),
-        "d" => chrono::TimeDelta::days(n),
-        _ => bail!("--since {text:?}: a duration (30s, 90m, 12h, 2d) or an RFC 3339 time"),
-    };
-    Ok(now - age)
 }
 
 /// Whether two NATS subject filters can match a common subject.
@@ -187,8 +171,9 @@ pub async fn run(config: Option<&std::path::Path>, args: &EventsArgs) -> anyhow:
     let start = args
         .since
         .as_deref()
-        .map(|s| since(s, Utc::now()))
-        .transpose()?;
+        .map(|s| parse_since(s, Utc::now(), "--since"))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let url = match &args.nats {
         Some(url) => url.clone(),
         None => Config::load(config)?.nats.url,
@@ -211,37 +196,11 @@ pub async fn run(config: Option<&std::path::Path>, args: &EventsArgs) -> anyhow:
     let mut kept = Vec::new();
     let mut live = Vec::new();
     for name in streams {
-        let stream = js
-            .get_stream(name)
+        let (messages, rest) = nats::replay(&js, name, &args.subject_filter, start)
             .await
-            .with_context(|| format!("stream {name}"))?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: args.subject_filter.clone(),
-                deliver_policy: match start {
-                    Some(time) => consumer::DeliverPolicy::ByStartTime {
-                        start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
-                            time.timestamp_nanos_opt().unwrap_or_default().into(),
-                        )?,
-                    },
-                    None => consumer::DeliverPolicy::All,
-                },
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("reading {name}"))?;
-        let mut pending = consumer.cached_info().num_pending;
-        let mut messages = consumer.messages().await?;
-        while pending > 0 {
-            let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
-                .await
-                .with_context(|| format!("reading {name}: no message for 10 s"))?
-                .context("the stream ended")?
-                .map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
-            pending = message.info().map(|i| i.pending).unwrap_or(0);
-            kept.push(decode(&pool, name, &message));
-        }
-        live.push(messages.map(move |m| (name, m)));
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        kept.extend(messages.iter().map(|m| decode(&pool, name, m)));
+        live.push(rest.map(move |m| (name, m)));
     }
     kept.sort_by_key(|e| e.time);
     let mut out = std::io::stdout().lock();
@@ -290,22 +249,5 @@ mod tests {
             message_type("imagestreams.deadletters.events.ns1.app"),
             None
         );
-    }
-
-    #[test]
-    fn since_takes_ages_and_times() {
-        let now = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            since("90m", now).unwrap().to_rfc3339(),
-            "2026-12-07T10:30:00+00:00"
-        );
-        assert_eq!(
-            since("2026-12-01T00:00:00Z", now).unwrap().to_rfc3339(),
-            "2026-12-01T00:00:00+00:00"
-        );
-        assert!(since("soon", now).is_err());
-        assert!(since("5y", now).is_err());
     }
 }

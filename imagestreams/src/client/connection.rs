@@ -334,6 +334,20 @@ impl Client {
         })
     }
 
+    /// `History`.
+    pub async fn history(
+        &mut self,
+        request: pb::HistoryRequest,
+    ) -> Result<pb::HistoryResponse, ClientError> {
+        let request = self.request(request, Some(DEFAULT_CALL_TIMEOUT));
+        let reply = self
+            .inner
+            .history(request)
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(reply.into_inner())
+    }
+
     /// `Tag`: the changed streams.
     pub async fn tag(&mut self, request: pb::TagRequest) -> Result<Vec<ImageStream>, ClientError> {
         let request = self.request(request, Some(DEFAULT_CALL_TIMEOUT));

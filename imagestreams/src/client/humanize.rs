@@ -10,6 +10,26 @@ pub fn parse_time(timestamp: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A time given as an age before `now` (`30s`, `90m`, `12h`, `2d`) or as an
+/// RFC 3339 time, as `--since` and `--at` take it; `flag` names the option
+/// in the error.
+pub fn parse_since(text: &str, now: DateTime<Utc>, flag: &str) -> Result<DateTime<Utc>, String> {
+    if let Some(time) = parse_time(text) {
+        return Ok(time);
+    }
+    let wrong = || format!("{flag} {text:?}: a duration (30s, 90m, 12h, 2d) or an RFC 3339 time");
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number.parse().map_err(|_| wrong())?;
+    let age = match unit {
+        "s" => chrono::TimeDelta::seconds(n),
+        "m" => chrono::TimeDelta::minutes(n),
+        "h" => chrono::TimeDelta::hours(n),
+        "d" => chrono::TimeDelta::days(n),
+        _ => return Err(wrong()),
+    };
+    Ok(now - age)
+}
+
 /// docker/go-units `HumanDuration`: a rough, friendly length of time.
 /// Negative durations (clock skew) read as "Less than a second".
 pub fn human_duration(d: chrono::TimeDelta) -> String {
@@ -67,6 +87,22 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
+
+    #[test]
+    fn since_takes_ages_and_times() {
+        let now = parse_time("2026-12-07T12:00:00Z").unwrap();
+        let since = |text| parse_since(text, now, "--since");
+        assert_eq!(
+            since("90m").unwrap().to_rfc3339(),
+            "2026-12-07T10:30:00+00:00"
+        );
+        assert_eq!(
+            since("2026-12-01T00:00:00Z").unwrap().to_rfc3339(),
+            "2026-12-01T00:00:00+00:00"
+        );
+        assert!(since("soon").is_err());
+        assert!(since("5y").is_err());
+    }
 
     #[test]
     fn follows_go_units() {

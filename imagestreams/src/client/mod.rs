@@ -14,6 +14,7 @@ pub mod describe;
 pub mod documents;
 mod error;
 pub mod get;
+pub mod history;
 pub mod humanize;
 pub mod images;
 pub mod import;
@@ -150,6 +151,7 @@ pub async fn run(
         ClientCommand::Describe(args) => describe::run(&mut ctx, &args, out, err).await,
         ClientCommand::Delete(args) => delete::run(&mut ctx, &args, out).await,
         ClientCommand::Watch(args) => watch::run(&mut ctx, &args, out).await,
+        ClientCommand::History(args) => history::run(&mut ctx, &args, out).await,
         ClientCommand::Tag(args) => tag::run(&mut ctx, &args, out).await,
         ClientCommand::ImportImage(args) => import::run(&mut ctx, &args, out, err).await,
         ClientCommand::Secrets(command) => {

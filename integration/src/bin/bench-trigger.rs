@@ -610,6 +610,7 @@ async fn main() -> anyhow::Result<()> {
                             ),
                             generation: 1,
                         }],
+                        cause: None,
                     };
                     clock.mark_sent(i as usize);
                     let subject = Kind::TagsChanged.subject(NAMESPACE, &stream);

@@ -84,7 +84,7 @@ async fn a_write_cut_short_after_its_header_loses_nothing() -> anyhow::Result<()
     // a writer commits a header moving b, and dies before writing b's key
     let mut after = before.stream.clone();
     history::apply_image(&mut after, "b", &event(3));
-    let next = next_record(Some(&before), after, "2025-01-01T00:01:00Z");
+    let next = next_record(Some(&before), after);
     let (mut header, mut tags) = layout::split(&next);
     header.inline.insert("b".into(), tags.remove("b"));
     s.kv.update(
@@ -118,7 +118,7 @@ async fn a_write_cut_short_after_its_header_loses_nothing() -> anyhow::Result<()
                 let mut stream = record.stream.clone();
                 history::apply_image(&mut stream, "a", &event(4));
                 Ok::<_, imagestreams_stream_store::bucket::BucketError>(Plan::Update(
-                    next_record(Some(&record), stream, "2025-01-01T00:02:00Z"),
+                    next_record(Some(&record), stream),
                     revision,
                 ))
             },
@@ -165,7 +165,7 @@ async fn a_push_writes_the_header_and_its_own_tag_only() -> anyhow::Result<()> {
                         let mut stream = record.stream.clone();
                         history::apply_image(&mut stream, tag, &event(n));
                         Ok::<_, imagestreams_stream_store::bucket::BucketError>(Plan::Update(
-                            next_record(Some(&record), stream, "2025-01-01T00:02:00Z"),
+                            next_record(Some(&record), stream),
                             revision,
                         ))
                     },

@@ -8,4 +8,5 @@ mod cli;
 mod gateway;
 mod layout;
 mod read_cache;
+mod retention;
 mod store;

@@ -56,12 +56,14 @@ async fn events_replays_what_subscribers_saw_decoded_and_filtered() {
                 l["type"] == "TagsChanged"
                     && l["event"]["changes"][0]["newImage"] == digest.as_str()
             });
-            (ok && changed).then_some(lines)
+            // the image's metadata record comes after the change, on its own time
+            let recorded = lines.iter().any(|l| l["type"] == "ImageRecorded");
+            (ok && changed && recorded).then_some(lines)
         },
         Duration::from_secs(30),
     )
     .await
-    .expect("the TagsChanged of the push");
+    .expect("the TagsChanged and the ImageRecorded of the push");
     let pushed = all
         .iter()
         .find(|l| l["type"] == "ImagePushed")

@@ -22,6 +22,7 @@ use imagestreams_integration::{
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 mod events;
+mod history;
 mod subscribers;
 
 /// How long `up` may take to come up.
@@ -36,11 +37,18 @@ struct Up {
     grpc: String,
     _child: tokio::process::Child,
     registry: Registry,
+    /// The registry-watcher's notifications endpoint.
+    notifications: String,
     _nats: NatsServer,
 }
 
 impl Up {
     async fn start() -> anyhow::Result<Up> {
+        Up::start_with(&[]).await
+    }
+
+    /// `up` with `env` (configuration overrides) set.
+    async fn start_with(env: &[(&str, &str)]) -> anyhow::Result<Up> {
         let nats = NatsServer::start().await?;
         let dir = tempfile::tempdir()?;
         let (http, watcher) = (free_port()?, free_port()?);
@@ -73,6 +81,7 @@ impl Up {
             .env("IMAGESTREAMS_REGISTRY_WATCHER__INSECURE", "true")
             .env("IMAGESTREAMS_INTEGRATED_REGISTRY__HOST", registry.host())
             .env("IMAGESTREAMS_INTEGRATED_REGISTRY__URL", registry.url())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("up.log"))?)
             .kill_on_drop(true)
@@ -83,6 +92,7 @@ impl Up {
             grpc: format!("http://{grpc}"),
             _child: child,
             registry,
+            notifications: format!("http://127.0.0.1:{watcher}/notifications"),
             _nats: nats,
         };
         anyhow::ensure!(

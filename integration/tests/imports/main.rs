@@ -279,6 +279,12 @@ impl ImageStreams for ImportOnly {
     ) -> Result<Response<proto::ImageStreamImage>, Status> {
         Err(Status::unimplemented("stub"))
     }
+    async fn history(
+        &self,
+        _: Request<proto::HistoryRequest>,
+    ) -> Result<Response<proto::HistoryResponse>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
     async fn get_image_stream_tag(
         &self,
         _: Request<proto::GetImageStreamTagRequest>,

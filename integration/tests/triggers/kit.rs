@@ -260,6 +260,7 @@ pub fn tags_changed(
             docker_image_reference: format!("127.0.0.1:5000/{namespace}/{stream}@{image}"),
             generation: 1,
         }],
+        cause: None,
     }
 }
 

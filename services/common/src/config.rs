@@ -171,6 +171,25 @@ pub struct NatsConfig {
     pub auto_start: bool,
     /// Where that local server keeps its data.
     pub store_dir: PathBuf,
+    /// How long our events are kept in their JetStream streams, in seconds
+    /// (what `imagestreams events` replays and `history` answers causes
+    /// from); applied to existing streams on start.
+    pub events_max_age_secs: u64,
+    /// The most bytes each event stream keeps, oldest dropped first; 0: no
+    /// limit but the age. JetStream reserves this much of the server's
+    /// storage for each of the event streams. Applied to existing streams
+    /// on start.
+    pub events_max_bytes: u64,
+}
+
+impl NatsConfig {
+    /// The retention of the event streams this configuration asks for.
+    pub fn event_retention(&self) -> crate::nats::EventRetention {
+        crate::nats::EventRetention {
+            max_age: std::time::Duration::from_secs(self.events_max_age_secs),
+            max_bytes: self.events_max_bytes,
+        }
+    }
 }
 
 impl Default for NatsConfig {
@@ -181,6 +200,8 @@ impl Default for NatsConfig {
             replicas: 1,
             auto_start: true,
             store_dir: PathBuf::from(DEFAULT_NATS_STORE_DIR),
+            events_max_age_secs: crate::nats::DEFAULT_EVENT_MAX_AGE.as_secs(),
+            events_max_bytes: 0,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod bounded;
 pub mod config;
 pub mod deadletter;
 pub mod error;
+pub mod history;
 pub mod image;
 pub mod imports;
 pub mod metrics;

@@ -143,7 +143,7 @@ pub async fn provision_retrying(client: &Client, cfg: &NatsConfig) -> Result<Top
     let deadline = Instant::now() + Duration::from_secs(cfg.connect_timeout_secs);
     let mut delay = Duration::from_millis(100);
     loop {
-        match provision(client, cfg.replicas).await {
+        match provision_with(client, cfg.replicas, &cfg.event_retention()).await {
             Ok(topology) => return Ok(topology),
             Err(e) if Instant::now() + delay >= deadline => return Err(e),
             Err(e) => {
@@ -155,27 +155,73 @@ pub async fn provision_retrying(client: &Client, cfg: &NatsConfig) -> Result<Top
     }
 }
 
-/// Declares every JetStream stream and KV bucket (idempotent: existing ones
-/// are kept as they are).
+/// How long and how much of our events their JetStream streams keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRetention {
+    /// Events older than this are dropped.
+    pub max_age: Duration,
+    /// Each stream keeps at most this many bytes, oldest dropped first; 0:
+    /// no limit.
+    pub max_bytes: u64,
+}
+
+impl Default for EventRetention {
+    fn default() -> Self {
+        EventRetention {
+            max_age: DEFAULT_EVENT_MAX_AGE,
+            max_bytes: 0,
+        }
+    }
+}
+
+/// [`provision_with`] the default event retention.
 pub async fn provision(client: &Client, replicas: usize) -> Result<Topology, NatsError> {
+    provision_with(client, replicas, &EventRetention::default()).await
+}
+
+/// Declares every JetStream stream and KV bucket (idempotent: existing ones
+/// are kept as they are, but for the event streams' retention, which is set
+/// to `retention`).
+pub async fn provision_with(
+    client: &Client,
+    replicas: usize,
+    retention: &EventRetention,
+) -> Result<Topology, NatsError> {
     let js = jetstream::new(client.clone());
     for name in subjects::STREAMS {
+        let stream_error = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Stream {
+            name: name.to_owned(),
+            source: e,
+        };
+        let max_bytes = match retention.max_bytes {
+            0 => -1,
+            n => i64::try_from(n).unwrap_or(i64::MAX),
+        };
         let config = stream::Config {
             name: name.to_owned(),
             subjects: subjects::stream_subjects(name),
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
-            max_age: DEFAULT_EVENT_MAX_AGE,
+            max_age: retention.max_age,
+            max_bytes,
             num_replicas: replicas,
             ..Default::default()
         };
-        js.get_or_create_stream(config)
+        let stream = js
+            .get_or_create_stream(config)
             .await
-            .map_err(|e| NatsError::Stream {
-                name: name.to_owned(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| stream_error(Box::new(e)))?;
+        let kept = &stream.cached_info().config;
+        if kept.max_age != retention.max_age || kept.max_bytes != max_bytes {
+            let mut updated = kept.clone();
+            updated.max_age = retention.max_age;
+            updated.max_bytes = max_bytes;
+            js.update_stream(updated)
+                .await
+                .map_err(|e| stream_error(Box::new(e)))?;
+            tracing::info!(stream = name, max_age = ?retention.max_age, max_bytes, "event retention changed");
+        }
     }
     let streams = get_or_create_bucket(
         &js,
@@ -387,6 +433,54 @@ pub async fn send_event(
             source: Box::new(e),
         })?;
     Ok(PendingAck { subject, ack })
+}
+
+/// Every message of JetStream stream `stream` on subject `filter` kept from
+/// `start` on (every one kept when `None`), in order: what an ordered
+/// consumer delivers until it has caught up with the stream as it was when
+/// asked; then the same consumer's messages to come (for `--follow`). Used
+/// to answer from the event log (`imagestreams events`, tag history).
+pub async fn replay(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: &str,
+    start: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(Vec<jetstream::Message>, jetstream::consumer::pull::Ordered), async_nats::Error> {
+    use futures::StreamExt as _;
+    use jetstream::consumer::{self, DeliverPolicy};
+
+    let deliver_policy = match start {
+        Some(time) => DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                time.timestamp_nanos_opt().unwrap_or_default().into(),
+            )?,
+        },
+        None => DeliverPolicy::All,
+    };
+    let consumer = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| format!("stream {stream}: {e}"))?
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("reading {stream}: {e}"))?;
+    let mut pending = consumer.cached_info().num_pending;
+    let mut kept = Vec::with_capacity(pending.min(100_000) as usize);
+    let mut messages = consumer.messages().await?;
+    while pending > 0 {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .map_err(|_| format!("reading {stream}: no message for 10 s"))?
+            .ok_or_else(|| format!("reading {stream}: the consumer ended"))?
+            .map_err(|e| format!("reading {stream}: {e}"))?;
+        pending = message.info().map(|i| i.pending).unwrap_or(0);
+        kept.push(message);
+    }
+    Ok((kept, messages))
 }
 
 #[cfg(test)]

@@ -14,7 +14,14 @@
 //! - [`serve`] answers each request of a set of queue subscriptions in a task
 //!   of its own, in a `request` span that continues that trace, with a bound
 //!   on the requests in flight, and answers what it has received before it
-//!   returns, so a stopping replica drops nothing it took.
+//!   returns, so a stopping replica drops nothing it took;
+//! - **whom a request acts for** travels like the trace context: the gateway
+//!   runs each authenticated API call [`acting_for`] its caller, every
+//!   request sent within carries the name in [`ACTOR_HEADER`], and [`serve`]
+//!   runs the handler acting for it again, so the stream-store records who
+//!   made a change ([`actor`]) however many services the call went through.
+//!   The header is trusted: only the services publish on their API subjects
+//!   (see the NATS permissions in the deployment docs).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -29,6 +36,30 @@ use crate::{error::ApiError, subjects, telemetry::propagation};
 
 /// The header naming the object that holds a message's payload.
 pub const PAYLOAD_HEADER: &str = "Imagestreams-Payload";
+/// The header naming whom a request acts for (see the module docs).
+pub const ACTOR_HEADER: &str = "Imagestreams-Actor";
+
+tokio::task_local! {
+    static ACTOR: String;
+}
+
+/// Runs `work` acting for `actor`: every request it sends names them.
+pub async fn acting_for<F: Future>(actor: String, work: F) -> F::Output {
+    ACTOR.scope(actor, work).await
+}
+
+/// Whom the current work acts for; empty for a service's own work.
+pub fn actor() -> String {
+    ACTOR.try_with(Clone::clone).unwrap_or_default()
+}
+
+fn name_actor(headers: &mut HeaderMap) {
+    let actor = actor();
+    if !actor.is_empty() {
+        headers.insert(ACTOR_HEADER, actor.as_str());
+    }
+}
+
 /// How long an unread payload object is kept.
 pub const PAYLOAD_MAX_AGE: Duration = Duration::from_secs(600);
 
@@ -60,6 +91,7 @@ pub async fn call(
         let mut headers = HeaderMap::new();
         let payload = offload(nats, message.encode_to_vec().into(), &mut headers).await?;
         propagation::inject(&mut headers);
+        name_actor(&mut headers);
         // bounded by `timeout` below, not by the client's default
         let request = async_nats::Request::new()
             .payload(payload)
@@ -89,6 +121,7 @@ pub async fn request(
 ) -> Result<Message, RequestError> {
     let mut headers = HeaderMap::new();
     propagation::inject(&mut headers);
+    name_actor(&mut headers);
     if headers.is_empty() {
         nats.request(subject, payload).await
     } else {
@@ -234,7 +267,13 @@ async fn answer<K, H, F>(
             return;
         }
     }
-    let reply = handle(key, message).instrument(span.clone()).await;
+    let actor = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(ACTOR_HEADER))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    let reply = acting_for(actor, handle(key, message).instrument(span.clone())).await;
     let Some(to) = reply_to else {
         tracing::debug!(parent: &span, %subject, "request without a reply subject");
         return;

@@ -68,6 +68,109 @@ pub struct TagChange {
     pub generation: i64,
 }
 
+/// What made a change (see `ChangeCause` in `events.proto`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cause {
+    /// What kind of write.
+    pub kind: CauseKind,
+    /// Who: a user or service account, or the registry's pusher.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub actor: String,
+    /// The event that made it, when one did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event_id: String,
+}
+
+/// The kinds of [`Cause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CauseKind {
+    /// A push notification of the integrated registry.
+    Push,
+    /// An import asked for.
+    Import,
+    /// A scheduled import.
+    ScheduledImport,
+    /// `tag`.
+    Tag,
+    /// An update or patch.
+    Update,
+    /// A create with status tags.
+    Create,
+}
+
+impl CauseKind {
+    /// How the CLI and the REST answer spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            CauseKind::Push => "push",
+            CauseKind::Import => "import",
+            CauseKind::ScheduledImport => "scheduled-import",
+            CauseKind::Tag => "tag",
+            CauseKind::Update => "update",
+            CauseKind::Create => "create",
+        }
+    }
+}
+
+impl Cause {
+    /// A cause of `kind` by `actor`.
+    pub fn new(kind: CauseKind, actor: impl Into<String>) -> Self {
+        Cause {
+            kind,
+            actor: actor.into(),
+            event_id: String::new(),
+        }
+    }
+
+    /// The same, made by the event `id`.
+    pub fn with_event(mut self, id: impl Into<String>) -> Self {
+        self.event_id = id.into();
+        self
+    }
+}
+
+impl From<&Cause> for proto::ChangeCause {
+    fn from(cause: &Cause) -> Self {
+        let kind = match cause.kind {
+            CauseKind::Push => proto::ChangeCauseKind::Push,
+            CauseKind::Import => proto::ChangeCauseKind::Import,
+            CauseKind::ScheduledImport => proto::ChangeCauseKind::ScheduledImport,
+            CauseKind::Tag => proto::ChangeCauseKind::Tag,
+            CauseKind::Update => proto::ChangeCauseKind::Update,
+            CauseKind::Create => proto::ChangeCauseKind::Create,
+        };
+        proto::ChangeCause {
+            kind: kind.into(),
+            actor: cause.actor.clone(),
+            event_id: cause.event_id.clone(),
+        }
+    }
+}
+
+impl Cause {
+    /// The cause an event carries; `None` when it carries none (or one of
+    /// a kind this build does not know).
+    pub fn of_event(cause: Option<&proto::ChangeCause>) -> Option<Cause> {
+        let cause = cause?;
+        let kind = match cause.kind() {
+            proto::ChangeCauseKind::Unspecified => return None,
+            proto::ChangeCauseKind::Push => CauseKind::Push,
+            proto::ChangeCauseKind::Import => CauseKind::Import,
+            proto::ChangeCauseKind::ScheduledImport => CauseKind::ScheduledImport,
+            proto::ChangeCauseKind::Tag => CauseKind::Tag,
+            proto::ChangeCauseKind::Update => CauseKind::Update,
+            proto::ChangeCauseKind::Create => CauseKind::Create,
+        };
+        Some(Cause {
+            kind,
+            actor: cause.actor.clone(),
+            event_id: cause.event_id.clone(),
+        })
+    }
+}
+
 /// The tag changes one revision made: the source of its `TagsChanged` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
@@ -79,6 +182,9 @@ pub struct Change {
     /// carries no headers, so the changefeed continues the trace from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// What made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
 }
 
 impl Change {
@@ -109,6 +215,7 @@ impl Change {
                     generation: c.generation,
                 })
                 .collect(),
+            cause: self.cause.as_ref().map(proto::ChangeCause::from),
         }
     }
 }
@@ -191,6 +298,15 @@ impl Record {
     /// Whether the event `id` was applied already.
     pub fn has_applied(&self, id: &str) -> bool {
         self.applied.iter().any(|a| a == id)
+    }
+
+    /// Says what made this revision's change (nothing when it changed no
+    /// tag's current image).
+    pub fn caused_by(mut self, cause: Cause) -> Self {
+        if let Some(change) = &mut self.change {
+            change.cause = Some(cause);
+        }
+        self
     }
 
     /// Remembers that event `id` was applied, forgetting the oldest beyond
@@ -420,7 +536,9 @@ impl StreamReader {
         match header {
             Some(e) if e.operation == kv::Operation::Put => {
                 let mut entry = StoredEntry::new(e.value, e.revision);
-                let tags = self.tags_at(namespace, name, &entry.header, e.revision).await?;
+                let tags = self
+                    .tags_at(namespace, name, &entry.header, e.revision)
+                    .await?;
                 for (tag, (value, revision)) in tags {
                     entry.tags.insert(tag.clone(), value);
                     entry.revisions.insert(tag, revision);
@@ -429,6 +547,28 @@ impl StreamReader {
             }
             _ => Ok(None),
         }
+    }
+
+    /// When the stream `namespace/name` was deleted, oldest first, as far as
+    /// its key's KV history reaches (the bucket's history depth).
+    pub async fn deletes(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<chrono::DateTime<chrono::Utc>>, ApiError> {
+        let history = self
+            .kv
+            .history(subjects::stream_key(namespace, name))
+            .await
+            .map_err(unavailable)?;
+        let entries: Vec<kv::Entry> = history.try_collect().await.map_err(unavailable)?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.operation != kv::Operation::Put)
+            .filter_map(|e| {
+                chrono::DateTime::from_timestamp(e.created.unix_timestamp(), e.created.nanosecond())
+            })
+            .collect())
     }
 
     /// The current record of a stream, with its revision.

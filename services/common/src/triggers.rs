@@ -526,6 +526,16 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    /// How the API and the CLI spell it; empty for no webhook.
+    pub fn label(self) -> &'static str {
+        match self {
+            DeliveryState::None => "",
+            DeliveryState::Pending => "Pending",
+            DeliveryState::Succeeded => "Succeeded",
+            DeliveryState::Failed => "Failed",
+        }
+    }
+
     /// Whether no more attempts will be made.
     pub fn is_final(self) -> bool {
         !matches!(self, DeliveryState::Pending)

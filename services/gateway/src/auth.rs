@@ -21,6 +21,7 @@ use imagestreams_common::{
     },
     error::ApiError,
     model::is_dns1123_label,
+    requests,
 };
 use imagestreams_proto::v1::{
     self as proto,
@@ -90,8 +91,13 @@ where
             if let Err(error) = &caller {
                 tracing::debug!(%error, "authentication failed");
             }
+            // the stream-store records who made a change (see `requests`)
+            let actor = caller
+                .as_ref()
+                .map(|c| c.name().to_owned())
+                .unwrap_or_default();
             request.extensions_mut().insert(Authenticated(caller));
-            inner.call(request).await
+            requests::acting_for(actor, inner.call(request)).await
         })
     }
 }

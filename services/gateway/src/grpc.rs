@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use crate::{
+    history,
     query::{self, ContinueToken},
     streams::{ListParams, Streams, tag_namespaces},
     watch::{self, EventStream, WatchParams},
@@ -250,5 +251,20 @@ impl ImageStreams for Grpc {
         Ok(Response::new(proto::TagResponse {
             image_streams: changed.into_iter().map(Into::into).collect(),
         }))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, name = %request.get_ref().name), err(level = "debug"))]
+    async fn history(
+        &self,
+        request: Request<proto::HistoryRequest>,
+    ) -> Result<Response<proto::HistoryResponse>, Status> {
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Get)?;
+        let request = request.into_inner();
+        let query = history::Query::try_from(request)?;
+        let answer = self
+            .streams
+            .deadline(self.streams.history.answer(&query))
+            .await?;
+        Ok(Response::new(answer.into()))
     }
 }

@@ -30,6 +30,7 @@
 mod auth;
 mod fanout;
 mod grpc;
+mod history;
 mod images;
 pub mod kube;
 mod metrics;
@@ -54,6 +55,7 @@ use imagestreams_common::{
     store::StreamReader,
     telemetry::propagation,
     tls::{ServerTls, TlsError, TlsListener},
+    triggers::TriggerReader,
 };
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
 use tokio::net::TcpListener;
@@ -262,6 +264,10 @@ impl GatewayService {
         let streams = Arc::new(Streams::new(
             StreamReader::new(deps.topology.streams.clone(), deps.nats.clone()),
             ImageCatalog::new(deps.topology.images.clone()),
+            TriggerReader::new(
+                deps.topology.triggers.clone(),
+                deps.topology.firings.clone(),
+            ),
             deps.nats.clone(),
             options,
         ));

@@ -6,6 +6,7 @@
 //! | GET (list, `?watch=true`) | `/apis/image.openshift.io/v1/imagestreams` (every namespace) |
 //! | GET (list, watch), POST | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams` |
 //! | GET, PUT, PATCH, DELETE | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}` |
+//! | GET | `…/imagestreams/{name}/history[?tag=&since=&at=]` (see [`crate::history`]) |
 //! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamimages/{stream}@{digest}` |
 //! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags/{stream}:{tag}` and the namespace's list |
 //! | the same | under `/osapi/v1/…` (the seed's `selfLink` prefix) and `/api/v1/…` (the legacy `v1` kubectl maps `apiVersion: v1` to) |
@@ -89,6 +90,10 @@ pub(crate) fn router(streams: Arc<Streams>) -> Router {
                 object.clone(),
             )
             .route(
+                &format!("{prefix}/namespaces/{{namespace}}/imagestreams/{{name}}/history"),
+                get(crate::history::rest),
+            )
+            .route(
                 &format!("{prefix}/namespaces/{{namespace}}/imagestreamimages/{{name}}"),
                 get(get_image),
             )
@@ -116,7 +121,7 @@ impl RestError {
         Self::about_resource(error, RESOURCE, name)
     }
 
-    fn about_resource(error: ApiError, resource: &str, name: &str) -> Self {
+    pub(crate) fn about_resource(error: ApiError, resource: &str, name: &str) -> Self {
         RestError {
             error,
             details: StatusDetails {
@@ -163,9 +168,9 @@ struct CollectionPath {
 
 /// `{namespace}/{name}` of an object path.
 #[derive(Debug, Deserialize)]
-struct ObjectPath {
-    namespace: String,
-    name: String,
+pub(crate) struct ObjectPath {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// A list, as OpenShift serves it (`ImageStreamList`, `ImageStreamTagList`).

@@ -13,12 +13,13 @@ use imagestreams_common::{
     requests,
     selector::Selector,
     store::{Freshness, ListPage, ListQuery, Mirror, StoreClient, StreamReader},
+    triggers::TriggerReader,
 };
 use imagestreams_proto::v1 as proto;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::fanout::Feed;
 use crate::{GatewayOptions, query::ContinueToken};
+use crate::{fanout::Feed, history};
 
 /// What a list asks for, parsed.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +65,8 @@ pub(crate) struct Streams {
     pub feed: Feed,
     /// The image records (see [`crate::images`]).
     pub images: ImageCatalog,
+    /// Tag history (see [`crate::history`]).
+    pub history: history::Reader,
 }
 
 impl Streams {
@@ -71,12 +74,18 @@ impl Streams {
     pub fn new(
         reader: StreamReader,
         images: ImageCatalog,
+        triggers: TriggerReader,
         nats: async_nats::Client,
         options: GatewayOptions,
     ) -> Self {
         let payload_limit = requests::payload_limit(&nats);
         let shutdown = CancellationToken::new();
         Streams {
+            history: history::Reader::new(
+                async_nats::jetstream::new(nats.clone()),
+                reader.clone(),
+                triggers,
+            ),
             store: StoreClient::new(nats),
             feed: Feed::new(reader.clone(), shutdown.clone()),
             mirror: Mirror::start(reader.clone(), shutdown.clone()),

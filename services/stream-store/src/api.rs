@@ -18,7 +18,9 @@ use imagestreams_common::{
         FROM_DOCKER_IMAGE, FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG, ImageStream,
         ObjectReference, TagEvent, TagImportPolicy, TagReference, TagReferencePolicy,
     },
-    requests, subjects,
+    requests,
+    store::{Cause, CauseKind},
+    subjects,
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
@@ -103,6 +105,11 @@ pub struct Api {
     bucket: Bucket,
 }
 
+/// A cause of `kind` by whom the request acts for.
+fn acting(kind: CauseKind) -> Cause {
+    Cause::new(kind, requests::actor())
+}
+
 fn malformed(e: prost::DecodeError) -> ApiError {
     ApiError::invalid("", format!("malformed request: {e}"))
 }
@@ -167,7 +174,7 @@ impl Api {
     pub async fn create(&self, request: proto::CreateRequest) -> Result<ImageStream, ApiError> {
         let now = writes::timestamp(Utc::now());
         let stream = writes::stream_to_create(request, uuid::Uuid::new_v4().to_string(), &now)?;
-        let mut record = next_record(None, stream, &now);
+        let mut record = next_record(None, stream).caused_by(acting(CauseKind::Create));
         match self.bucket.create(&mut record).await {
             Ok(revision) => {
                 let mut stream = record.stream;
@@ -199,7 +206,7 @@ impl Api {
             // nothing changed: no new revision, as Kubernetes does
             return Ok(current.stream);
         }
-        let mut record = next_record(Some(&current), stream, &now);
+        let mut record = next_record(Some(&current), stream).caused_by(acting(CauseKind::Update));
         match self.bucket.update(&current, &mut record, revision).await {
             Ok(revision) => {
                 let mut stream = record.stream;
@@ -279,7 +286,10 @@ impl Api {
                         Some((record, revision)) => {
                             let mut after = record.stream.clone();
                             writes::set_tags(&mut after, &targets, false, &now);
-                            Plan::Update(next_record(Some(&record), after, &now), revision)
+                            Plan::Update(
+                                next_record(Some(&record), after).caused_by(acting(CauseKind::Tag)),
+                                revision,
+                            )
                         }
                         None => {
                             let mut after = ImageStream::new(&stream.namespace, &stream.name);
@@ -290,7 +300,7 @@ impl Api {
                                 String::new(),
                             );
                             writes::set_tags(&mut after, &targets, true, &now);
-                            Plan::Create(next_record(None, after, &now))
+                            Plan::Create(next_record(None, after).caused_by(acting(CauseKind::Tag)))
                         }
                     })
                 })
@@ -385,9 +395,8 @@ impl Api {
                     if !writes::remove_tags(&mut after, tags) {
                         return Ok(Plan::Keep(record, revision));
                     }
-                    let now = writes::timestamp(Utc::now());
                     Ok(Plan::Update(
-                        next_record(Some(&record), after, &now),
+                        next_record(Some(&record), after).caused_by(acting(CauseKind::Tag)),
                         revision,
                     ))
                 })

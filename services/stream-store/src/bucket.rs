@@ -854,7 +854,7 @@ fn restrict_change(header: &mut Record, part: &BTreeMap<String, Option<TagRecord
 /// is written: `op`, the remembered event ids carried over, and `change`
 /// holding the tags whose current image moved (none: `None`) and the current
 /// span's `traceparent`, which the changefeed's `TagsChanged` continues.
-pub fn next_record(before: Option<&Record>, mut after: ImageStream, now: &str) -> Record {
+pub fn next_record(before: Option<&Record>, mut after: ImageStream) -> Record {
     let tags = history::tag_changes(before.map(|r| &r.stream), &after);
     // the revision is the KV's, never stored (and encoding skips a copy)
     after.metadata.resource_version.clear();
@@ -870,9 +870,12 @@ pub fn next_record(before: Option<&Record>, mut after: ImageStream, now: &str) -
         applied: before.map(|r| r.applied.clone()).unwrap_or_default(),
         pushed_at: before.map(|r| r.pushed_at.clone()).unwrap_or_default(),
         change: (!tags.is_empty()).then(|| imagestreams_common::store::Change {
-            time: now.to_owned(),
+            // to the microsecond, unlike the model's times (`now`): changes
+            // within one second keep their order in time (`history --at`)
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             tags,
             traceparent: propagation::traceparent(),
+            cause: None,
         }),
         stream: after,
     }
@@ -897,7 +900,7 @@ mod tests {
 
     #[test]
     fn next_record_carries_ids_and_lists_the_moved_tags() {
-        let mut first = next_record(None, stream(), "2025-01-01T00:00:00Z");
+        let mut first = next_record(None, stream());
         assert_eq!(first.op, RecordOp::Created);
         assert!(
             first.change.is_none(),
@@ -917,12 +920,18 @@ mod tests {
                 generation: Some(1),
             },
         );
-        let second = next_record(Some(&first), after, "2025-01-01T00:00:02Z");
+        let second = next_record(Some(&first), after);
         assert_eq!(second.op, RecordOp::Updated);
         assert!(second.has_applied("e1"));
         assert_eq!(second.stream.metadata.resource_version, "", "never stored");
         let change = second.change.expect("a change");
-        assert_eq!(change.time, "2025-01-01T00:00:02Z");
+        let time = chrono::DateTime::parse_from_rfc3339(&change.time).expect("a time");
+        let age = chrono::Utc::now() - time.with_timezone(&chrono::Utc);
+        assert!(
+            age.num_seconds() < 60,
+            "the time of the write: {}",
+            change.time
+        );
         assert_eq!(change.tags.len(), 1);
         assert_eq!(change.tags[0].new_image, digest(1));
         let event = change.to_event(&second.stream, 8);
@@ -932,7 +941,7 @@ mod tests {
 
     #[test]
     fn records_store_no_revision_and_remember_a_bounded_window() {
-        let mut record = next_record(None, stream(), "2025-01-01T00:00:00Z");
+        let mut record = next_record(None, stream());
         for i in 0..APPLIED_EVENTS_KEPT + 10 {
             record.remember_applied(&format!("e{i}"));
         }

@@ -37,7 +37,8 @@ use imagestreams_common::{
         ANNOTATION_DOCKER_REPOSITORY_CHECK, CONDITION_FALSE, IMPORT_SUCCESS, ImageStream, TagEvent,
         TagEventCondition, TagReference, is_dns1123_label, is_valid_stream_name,
     },
-    reference,
+    reference, requests,
+    store::{Cause, CauseKind},
 };
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
@@ -307,13 +308,13 @@ pub async fn apply(
                     Ok(Plan::Keep(record, revision))
                 }
                 (Some(record), Some(revision)) => {
-                    let mut next = next_record(Some(&record), stream, &now);
+                    let mut next = next_record(Some(&record), stream).caused_by(cause(result));
                     next.remember_applied(&result.import_id);
                     written = true;
                     Ok(Plan::Update(next, revision))
                 }
                 _ => {
-                    let mut next = next_record(None, stream, &now);
+                    let mut next = next_record(None, stream).caused_by(cause(result));
                     next.remember_applied(&result.import_id);
                     written = true;
                     Ok(Plan::Create(next))
@@ -330,6 +331,16 @@ pub async fn apply(
         tags: outcomes,
         written,
     })
+}
+
+/// What made an import's change: a schedule, or whom the import acts for.
+fn cause(result: &proto::ImportResult) -> Cause {
+    let kind = if result.scheduled {
+        CauseKind::ScheduledImport
+    } else {
+        CauseKind::Import
+    };
+    Cause::new(kind, requests::actor()).with_event(&result.import_id)
 }
 
 /// Decodes, applies and answers one `import` request.

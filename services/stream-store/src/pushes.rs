@@ -91,6 +91,7 @@ use imagestreams_common::{
     model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
     nats,
     reference::{self, Reference},
+    store::{Cause, CauseKind},
     subjects::{self, Kind},
     telemetry::propagation,
 };
@@ -414,7 +415,9 @@ impl Applier {
                         } else {
                             history::apply_image(&mut stream, &event.tag, &tag_event);
                         }
-                        let mut record = next_record(before.as_ref(), stream, &now);
+                        let mut record = next_record(before.as_ref(), stream).caused_by(
+                            Cause::new(CauseKind::Push, &event.actor).with_event(&event.event_id),
+                        );
                         record.remember_applied(&event.event_id);
                         if let (Some(at), false) = (pushed_at, older) {
                             record.pushed_at.insert(event.tag.clone(), at);
@@ -612,7 +615,6 @@ impl Applier {
         event: &proto::ImagePushed,
         note: String,
     ) -> Result<(), ApplyError> {
-        let now = writes::timestamp(Utc::now());
         self.cache()
             .take(&subjects::stream_key(&event.namespace, &event.stream));
         // a full stream has room for the note in the reserve
@@ -627,7 +629,7 @@ impl Applier {
                     .metadata
                     .annotations
                     .insert(ANNOTATION_DEAD_LETTER.to_owned(), note.clone());
-                let mut next = next_record(Some(&record), stream, &now);
+                let mut next = next_record(Some(&record), stream);
                 next.remember_applied(&event.event_id);
                 Ok(Plan::Update(next, revision))
             })

@@ -224,6 +224,7 @@ impl Importer {
             create: plan.create,
             set_docker_image_repository: plan.set_repository.clone().unwrap_or_default(),
             set_spec_tags: plan.set_spec_tags.iter().cloned().map(Into::into).collect(),
+            scheduled: plan.scheduled,
         };
         for failure in result.tags.iter().filter(|t| t.failed) {
             tracing::info!(tag = %failure.tag, reason = %failure.reason, message = %failure.message, "import of a tag failed");

@@ -68,6 +68,8 @@ pub struct ImportPlan {
     pub repository: Option<RepositoryImport>,
     /// Single images.
     pub tags: Vec<TagImport>,
+    /// A scheduled re-import ([`scheduled`]), not one asked for.
+    pub scheduled: bool,
 }
 
 impl ImportPlan {
@@ -164,7 +166,10 @@ pub fn needs_import(stream: &ImageStream) -> Option<ImportPlan> {
 /// The scheduled re-import of `stream`: its `DockerImage` spec tags with
 /// `importPolicy.scheduled`; `None` when it has none.
 pub fn scheduled(stream: &ImageStream) -> Option<ImportPlan> {
-    let mut plan = ImportPlan::new(stream);
+    let mut plan = ImportPlan {
+        scheduled: true,
+        ..ImportPlan::new(stream)
+    };
     for tag in &stream.spec.tags {
         let Some(from) = importable(tag) else {
             continue;

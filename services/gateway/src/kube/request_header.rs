@@ -37,6 +37,7 @@ use axum::{
 use imagestreams_common::{
     auth::{Authenticated, Identity, store::IdentityStore},
     config::RequestHeaderConfig,
+    requests,
     tls::TlsListener,
 };
 
@@ -138,7 +139,12 @@ pub(crate) async fn authenticate(
         ) {
             (true, Some(identity)) => {
                 let caller = state.identities.caller(identity).await;
+                let actor = caller
+                    .as_ref()
+                    .map(|c| c.name().to_owned())
+                    .unwrap_or_default();
                 request.extensions_mut().insert(Authenticated(caller));
+                return requests::acting_for(actor, next.run(request)).await;
             }
             (true, None) => {}
             (false, _) => tracing::debug!(
