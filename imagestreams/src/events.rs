@@ -196,7 +196,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &EventsArgs) -> anyhow:
     let mut kept = Vec::new();
     let mut live = Vec::new();
     for name in streams {
-        let (messages, rest) = nats::replay(&js, name, &args.subject_filter, start)
+        let (messages, rest) = nats::replay(&js, name, &args.subject_filter, start, None)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         kept.extend(messages.iter().map(|m| decode(&pool, name, m)));

@@ -436,15 +436,17 @@ pub async fn send_event(
 }
 
 /// Every message of JetStream stream `stream` on subject `filter` kept from
-/// `start` on (every one kept when `None`), in order: what an ordered
-/// consumer delivers until it has caught up with the stream as it was when
-/// asked; then the same consumer's messages to come (for `--follow`). Used
-/// to answer from the event log (`imagestreams events`, tag history).
+/// `start` on (every one kept when `None`) and stored at or before `until`
+/// (all when `None`), in order: what an ordered consumer delivers until it
+/// has caught up with the stream as it was when asked, or passed `until`;
+/// then the same consumer's messages to come (for `--follow`). Used to
+/// answer from the event log (`imagestreams events`, tag history).
 pub async fn replay(
     js: &jetstream::Context,
     stream: &str,
     filter: &str,
     start: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(Vec<jetstream::Message>, jetstream::consumer::pull::Ordered), async_nats::Error> {
     use futures::StreamExt as _;
     use jetstream::consumer::{self, DeliverPolicy};
@@ -477,7 +479,15 @@ pub async fn replay(
             .map_err(|_| format!("reading {stream}: no message for 10 s"))?
             .ok_or_else(|| format!("reading {stream}: the consumer ended"))?
             .map_err(|e| format!("reading {stream}: {e}"))?;
-        pending = message.info().map(|i| i.pending).unwrap_or(0);
+        let info = message.info()?;
+        pending = info.pending;
+        let stored = chrono::DateTime::from_timestamp(
+            info.published.unix_timestamp(),
+            info.published.nanosecond(),
+        );
+        if until.is_some_and(|until| stored.is_some_and(|stored| stored > until)) {
+            break;
+        }
         kept.push(message);
     }
     Ok((kept, messages))

@@ -309,27 +309,60 @@ impl Reader {
     }
 
     /// The history `query` asks for.
+    ///
+    /// What one tag pointed to at `at` is asked of the log between `at` and
+    /// windows of [`WINDOWS`] before it, each wider than the last: the
+    /// first window in which the tag changed holds its newest change at or
+    /// before `at`, so an answer reads about as many events as the window
+    /// holds, not the whole log. For every tag, the whole log up to `at`.
+    /// A list reads from `since` on.
     pub async fn answer(&self, query: &Query) -> Result<History, ApiError> {
-        let sources = gather(&self.js, &self.streams, &self.triggers, query).await?;
-        Ok(assemble(query, sources))
+        let read = |start, until: Option<DateTime<Utc>>| {
+            // the log's times are when JetStream stored an event, which may
+            // be a little after the change's own time that `at` is compared
+            // with
+            let until = until.map(|t| t + STORED_LATER);
+            gather(&self.js, &self.streams, &self.triggers, query, start, until)
+        };
+        let Some(at) = query.at else {
+            return Ok(assemble(query, read(query.since, None).await?));
+        };
+        if query.tag.is_some() {
+            for window in WINDOWS {
+                let mut history = assemble(query, read(Some(at - window), Some(at)).await?);
+                if history.at.as_ref().is_some_and(|tags| !tags.is_empty()) {
+                    // where the whole log begins was not asked
+                    history.log_reaches = None;
+                    return Ok(history);
+                }
+            }
+        }
+        Ok(assemble(query, read(None, Some(at)).await?))
     }
 }
+
+/// How much later than its change JetStream may store a `TagsChanged`.
+const STORED_LATER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// The windows before `at` the log is read in, one after the other, for
+/// one tag's `at` ([`Reader::answer`]).
+const WINDOWS: [chrono::TimeDelta; 3] = [
+    chrono::TimeDelta::minutes(10),
+    chrono::TimeDelta::days(1),
+    chrono::TimeDelta::days(30),
+];
 
 async fn gather(
     js: &async_nats::jetstream::Context,
     reader: &StreamReader,
     triggers: &TriggerReader,
     query: &Query,
+    start: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
 ) -> Result<Sources, ApiError> {
     let (namespace, name) = (query.namespace.as_str(), query.name.as_str());
     let subject = Kind::TagsChanged.subject(namespace, name);
-    // `--at` needs the whole log; a list only what is at or after `since`
-    let start = if query.at.is_none() {
-        query.since
-    } else {
-        None
-    };
-    let events = nats::replay(js, Kind::TagsChanged.stream(), &subject, start)
+    let events = nats::replay(js, Kind::TagsChanged.stream(), &subject, start, until)
         .await
         .map_err(|e| ApiError::Unavailable(format!("cannot read the event log: {e}")))?
         .0
