@@ -58,6 +58,24 @@ where
     Ok(summarize(nanos))
 }
 
+/// `ImageStreams.History` of the tag, at `at` or since `since` if given.
+async fn history(
+    client: &Client,
+    at: Option<prost_types::Timestamp>,
+    since: Option<prost_types::Timestamp>,
+) -> anyhow::Result<proto::HistoryResponse> {
+    let request = proto::HistoryRequest {
+        namespace: NAMESPACE.into(),
+        name: STREAM.into(),
+        tag: TAG.into(),
+        at,
+        since,
+    };
+    Ok(client.clone().history(request).await?.into_inner())
+}
+
+type Client = proto::image_streams_client::ImageStreamsClient<tonic::transport::Channel>;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut changes = DEFAULT_CHANGES;
@@ -82,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let mut client = app.client().await?;
+    let client = app.client().await?;
 
     // the tag's changes, in order, each a TagsChanged
     let pushes: Vec<Push> = (0..changes)
@@ -127,23 +145,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let filled = started.elapsed();
     // a time in the middle of the pushes
-    let middle = {
-        let all = client
-            .history(proto::HistoryRequest {
-                namespace: NAMESPACE.into(),
-                name: STREAM.into(),
-                tag: TAG.into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        anyhow::ensure!(
-            all.changes.len() == changes,
-            "{} changes listed for {changes} pushes",
-            all.changes.len()
-        );
-        all.changes[changes / 2].time
-    };
+    let all = history(&client, None, None).await?;
+    anyhow::ensure!(
+        all.changes.len() == changes,
+        "{} changes listed for {changes} pushes",
+        all.changes.len()
+    );
+    let middle = all.changes[changes / 2].time;
     println!(
         "bench-history: a tag changed {changes} times (filled in {filled:.1?}), {SAMPLES} calls each"
     );
@@ -156,57 +164,22 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
-    let at = measure(|| {
-        let mut client = client.clone();
-        async move {
-            let reply = client
-                .history(proto::HistoryRequest {
-                    namespace: NAMESPACE.into(),
-                    name: STREAM.into(),
-                    tag: TAG.into(),
-                    at: middle,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            anyhow::ensure!(reply.at.len() == 1, "one tag at the middle time");
-            Ok(())
-        }
+    let at = measure(|| async {
+        let reply = history(&client, middle, None).await?;
+        anyhow::ensure!(reply.at.len() == 1, "one tag at the middle time");
+        Ok(())
     })
     .await?;
-    let list = measure(|| {
-        let mut client = client.clone();
-        async move {
-            let reply = client
-                .history(proto::HistoryRequest {
-                    namespace: NAMESPACE.into(),
-                    name: STREAM.into(),
-                    tag: TAG.into(),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            anyhow::ensure!(reply.changes.len() == changes, "every change");
-            Ok(())
-        }
+    let list = measure(|| async {
+        let reply = history(&client, None, None).await?;
+        anyhow::ensure!(reply.changes.len() == changes, "every change");
+        Ok(())
     })
     .await?;
-    let since = measure(|| {
-        let mut client = client.clone();
-        async move {
-            client
-                .history(proto::HistoryRequest {
-                    namespace: NAMESPACE.into(),
-                    name: STREAM.into(),
-                    tag: TAG.into(),
-                    since: Some(timestamp(
-                        chrono::Utc::now() - chrono::TimeDelta::seconds(1),
-                    )),
-                    ..Default::default()
-                })
-                .await?;
-            Ok(())
-        }
+    let since = measure(|| async {
+        let recent = timestamp(chrono::Utc::now() - chrono::TimeDelta::seconds(1));
+        history(&client, None, Some(recent)).await?;
+        Ok(())
     })
     .await?;
     print_summary("floor: Get (get is)", 30, &floor);
