@@ -166,7 +166,8 @@ pub(crate) fn assemble(query: &Query, sources: Sources) -> History {
     if let Some(stream) = &sources.current {
         let lists = stream.status.iter().flat_map(|s| &s.tags);
         for list in lists.filter(|l| wanted(&l.tag)) {
-            for (i, item) in list.items.iter().enumerate() {
+            // oldest first, as the log (reversed below as a whole)
+            for (i, item) in list.items.iter().enumerate().rev() {
                 let Some(time) = parse_time(&item.created) else {
                     continue;
                 };
@@ -638,6 +639,7 @@ mod tests {
                     ("2026-01-01T10:00:05Z", 3),
                     ("2026-01-01T10:00:01Z", 2),
                     ("2026-01-01T10:00:00Z", 1),
+                    ("2026-01-01T10:00:00Z", 4),
                 ],
             )),
             ..Sources::default()
@@ -650,8 +652,13 @@ mod tests {
             .collect();
         assert_eq!(
             seen,
-            [(digest(3), true), (digest(2), false), (digest(1), false)],
-            "the logged change once, then the older items"
+            [
+                (digest(3), true),
+                (digest(2), false),
+                (digest(1), false),
+                (digest(4), false)
+            ],
+            "the logged change once, then the older items, newest first within a second too"
         );
         assert_eq!(history.changes[1].old_image, digest(1));
     }
