@@ -93,7 +93,7 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client, NatsError> 
                 });
             }
             Err(e) => {
-                tracing::debug!(url = %cfg.url, error = %e, "NATS not reachable yet, retrying");
+                tracing::debug!(url = %cfg.url, error = crate::error::chain(&e), "NATS not reachable yet, retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
@@ -147,7 +147,10 @@ pub async fn provision_retrying(client: &Client, cfg: &NatsConfig) -> Result<Top
             Ok(topology) => return Ok(topology),
             Err(e) if Instant::now() + delay >= deadline => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot declare the JetStream streams and buckets yet, retrying");
+                tracing::warn!(
+                    error = crate::error::chain(&e),
+                    "cannot declare the JetStream streams and buckets yet, retrying"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));
             }

@@ -184,7 +184,7 @@ pub async fn payload_of(nats: &Client, message: &Message) -> Result<Bytes, ApiEr
         .await
         .map_err(storage_failed)?;
     if let Err(error) = store.delete(&name).await {
-        tracing::debug!(%error, object = %name, "cannot delete a read payload; it expires");
+        tracing::debug!(error = crate::error::chain(&error), object = %name, "cannot delete a read payload; it expires");
     }
     Ok(payload.into())
 }
@@ -263,7 +263,7 @@ async fn answer<K, H, F>(
         Ok(payload) => message.payload = payload,
         Err(error) => {
             // unanswered: the caller times out, naming this service
-            tracing::warn!(parent: &span, %subject, %error, "cannot read the request");
+            tracing::warn!(parent: &span, %subject, error = crate::error::chain(&error), "cannot read the request");
             return;
         }
     }
@@ -283,11 +283,11 @@ async fn answer<K, H, F>(
         Ok(payload) if headers.is_empty() => nats.publish(to, payload).await,
         Ok(payload) => nats.publish_with_headers(to, headers, payload).await,
         Err(error) => {
-            tracing::warn!(parent: &span, %subject, %error, "cannot send the reply");
+            tracing::warn!(parent: &span, %subject, error = crate::error::chain(&error), "cannot send the reply");
             return;
         }
     };
     if let Err(error) = sent {
-        tracing::warn!(parent: &span, %subject, %error, "cannot send the reply");
+        tracing::warn!(parent: &span, %subject, error = crate::error::chain(&error), "cannot send the reply");
     }
 }

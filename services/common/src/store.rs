@@ -672,7 +672,7 @@ impl StreamReader {
             }
         }
         if let Err(error) = stream.delete_consumer(&name).await {
-            tracing::debug!(%error, consumer = %name, "cannot delete a listing's consumer; it expires");
+            tracing::debug!(error = crate::error::chain(&error), consumer = %name, "cannot delete a listing's consumer; it expires");
         }
         Ok(Snapshot {
             entries: state.into_entries(),

@@ -150,8 +150,14 @@ async fn with_provider(
     // to drive the gRPC connection: keep it off the runtime's threads
     match tokio::task::spawn_blocking(move || f(provider)).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "trace exporter {what} failed"),
-        Err(error) => tracing::warn!(%error, "trace exporter {what} panicked"),
+        Ok(Err(error)) => tracing::warn!(
+            error = crate::error::chain(&error),
+            "trace exporter {what} failed"
+        ),
+        Err(error) => tracing::warn!(
+            error = crate::error::chain(&error),
+            "trace exporter {what} panicked"
+        ),
     }
 }
 

@@ -226,7 +226,7 @@ impl TlsListener {
                         Ok(accepted) => accepted,
                         Err(error) => {
                             // out of file descriptors and the like: let it pass
-                            tracing::warn!(%error, "accepting a connection failed");
+                            tracing::warn!(error = crate::error::chain(&error), "accepting a connection failed");
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
@@ -242,7 +242,7 @@ impl TlsListener {
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed")
+                            tracing::debug!(%peer, error = crate::error::chain(&error), "TLS handshake failed")
                         }
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }

@@ -148,7 +148,10 @@ async fn run(
                 let _ = sender.send(Outgoing::shared(event));
             }
             Some(Err(error)) => {
-                tracing::warn!(%error, "the watch feed failed; its watchers resume");
+                tracing::warn!(
+                    error = imagestreams_common::error::chain(&error),
+                    "the watch feed failed; its watchers resume"
+                );
                 break;
             }
             None => break,

@@ -385,7 +385,7 @@ impl GatewayService {
                     .await
                 };
                 if let Err(error) = served.await {
-                    tracing::error!(%error, "the Kubernetes-compatible API stopped");
+                    tracing::error!(error = imagestreams_common::error::chain(&error), "the Kubernetes-compatible API stopped");
                 }
             })
         });

@@ -477,14 +477,19 @@ async fn handle<S: EventSink>(
         stats.answered(503);
         tracing::warn!(
             %event_id,
-            error = %error,
+            error = imagestreams_common::error::chain(*error),
             failed = failures.len(),
             of = outgoing.len(),
             "cannot publish; the registry will resend"
         );
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "error": format!("{} of {} events could not be published: {error}", failures.len(), outgoing.len()) }),
+            json!({ "error": format!(
+                "{} of {} events could not be published: {}",
+                failures.len(),
+                outgoing.len(),
+                imagestreams_common::error::chain(*error)
+            ) }),
         );
     }
     let pushed = outgoing

@@ -158,7 +158,10 @@ impl Recorder {
                         match message {
                             Ok(message) => this.handle(message).await,
                             Err(error) => {
-                                tracing::warn!(%error, "cannot pull pushes to record; pulling again")
+                                tracing::warn!(
+                                    error = imagestreams_common::error::chain(&error),
+                                    "cannot pull pushes to record; pulling again"
+                                )
                             }
                         }
                     }
@@ -196,7 +199,7 @@ impl Recorder {
             events.consumed(CONSUMED, outcome);
         }
         if let Err(error) = message.ack_with(ack).await {
-            tracing::warn!(%error, subject = %message.subject, "cannot acknowledge");
+            tracing::warn!(error = imagestreams_common::error::chain(&*error), subject = %message.subject, "cannot acknowledge");
         }
     }
 

@@ -156,7 +156,11 @@ impl Api {
                 Ok(stream) => proto::store_reply::Result::ImageStream(stream.into()),
                 Err(error) => {
                     if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-                        tracing::warn!(op = op.name(), %error, "request failed");
+                        tracing::warn!(
+                            op = op.name(),
+                            error = imagestreams_common::error::chain(&error),
+                            "request failed"
+                        );
                     }
                     proto::store_reply::Result::Error(error.into())
                 }

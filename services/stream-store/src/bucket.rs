@@ -485,7 +485,7 @@ impl Bucket {
             })?;
         let filter = self.subject(&subjects::stream_tag_keys(namespace, name));
         if let Err(error) = self.kv.stream.purge().filter(filter).await {
-            tracing::warn!(%error, %namespace, %name, "cannot purge a deleted stream's tags");
+            tracing::warn!(error = imagestreams_common::error::chain(&error), %namespace, %name, "cannot purge a deleted stream's tags");
         }
         Ok(())
     }
@@ -562,7 +562,10 @@ impl Bucket {
                 // the next write of the stream writes them (this record,
                 // kept as a hint, says so)
                 Err(error) => {
-                    tracing::debug!(%error, "cannot write tag records to their keys yet");
+                    tracing::debug!(
+                        error = imagestreams_common::error::chain(&error),
+                        "cannot write tag records to their keys yet"
+                    );
                     record.inline = part_header.inline.clone();
                 }
                 Ok(()) => {}

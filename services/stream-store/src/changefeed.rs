@@ -178,7 +178,7 @@ pub async fn send(
 
 async fn settle(message: &jetstream::Message, kind: AckKind) {
     if let Err(error) = message.ack_with(kind).await {
-        tracing::warn!(%error, subject = %message.subject, "cannot acknowledge");
+        tracing::warn!(error = imagestreams_common::error::chain(&*error), subject = %message.subject, "cannot acknowledge");
     }
 }
 
@@ -221,7 +221,10 @@ async fn republish(
             Ok(()) => return done(guard, message).await,
             Err(error @ ChangefeedError::Publish(_)) => {
                 events.published(KIND, "error");
-                tracing::warn!(%error, "cannot publish TagsChanged yet, retrying");
+                tracing::warn!(
+                    error = imagestreams_common::error::chain(&error),
+                    "cannot publish TagsChanged yet, retrying"
+                );
                 settle(message, AckKind::Progress).await;
                 tokio::select! {
                     _ = shutdown.cancelled() => {
@@ -231,7 +234,7 @@ async fn republish(
                 }
             }
             Err(error) => {
-                tracing::error!(%error, subject = %message.subject, "skipping a bucket message");
+                tracing::error!(error = imagestreams_common::error::chain(&error), subject = %message.subject, "skipping a bucket message");
                 return settle(message, AckKind::Term).await;
             }
         }
@@ -265,7 +268,7 @@ async fn confirm(
                 republish(&js, &guard, &message, &events, &shutdown).await
             }
             Err(error) => {
-                tracing::error!(%error, subject = %message.subject, "skipping a bucket message");
+                tracing::error!(error = imagestreams_common::error::chain(&error), subject = %message.subject, "skipping a bucket message");
                 settle(&message, AckKind::Term).await;
             }
         }
@@ -303,7 +306,10 @@ pub async fn run(
         let mut batch = match pulled {
             Ok(batch) => batch,
             Err(error) => {
-                tracing::warn!(%error, "cannot pull from the bucket; retrying");
+                tracing::warn!(
+                    error = imagestreams_common::error::chain(&error),
+                    "cannot pull from the bucket; retrying"
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(DEFAULT_RETRY_DELAY) => continue,
@@ -320,7 +326,10 @@ pub async fn run(
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "pulling from the bucket failed");
+                    tracing::warn!(
+                        error = imagestreams_common::error::chain(&*error),
+                        "pulling from the bucket failed"
+                    );
                     break;
                 }
             }
@@ -328,7 +337,10 @@ pub async fn run(
     }
     drop(in_flight);
     if let Err(error) = confirming.await {
-        tracing::error!(%error, "the changefeed's confirmer failed");
+        tracing::error!(
+            error = imagestreams_common::error::chain(&error),
+            "the changefeed's confirmer failed"
+        );
     }
     Ok(())
 }

@@ -354,7 +354,11 @@ pub async fn handle(bucket: &Bucket, payload: &[u8]) -> proto::ImportReply {
             Ok(applied) => proto::import_reply::Result::Applied(applied),
             Err(error) => {
                 if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-                    tracing::warn!(op = "import", %error, "request failed");
+                    tracing::warn!(
+                        op = "import",
+                        error = imagestreams_common::error::chain(&error),
+                        "request failed"
+                    );
                 }
                 proto::import_reply::Result::Error(error.into())
             }

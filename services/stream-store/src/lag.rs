@@ -185,7 +185,10 @@ impl LagGuard {
         self.inner.asked.fetch_add(1, Ordering::SeqCst);
         match self.inner.bucket_stream.consumer_info(CONSUMER_NAME).await {
             Ok(info) => self.published(info.ack_floor.stream_sequence),
-            Err(error) => tracing::debug!(%error, "cannot read the changefeed's position"),
+            Err(error) => tracing::debug!(
+                error = imagestreams_common::error::chain(&error),
+                "cannot read the changefeed's position"
+            ),
         }
     }
 

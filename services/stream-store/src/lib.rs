@@ -241,7 +241,10 @@ fn observe(deps: &Deps, shutdown: CancellationToken) {
                     let count = keys.filter(|k| std::future::ready(k.is_ok())).count().await;
                     streams.set(count as i64);
                 }
-                Err(error) => tracing::debug!(%error, "cannot count the streams"),
+                Err(error) => tracing::debug!(
+                    error = imagestreams_common::error::chain(&error),
+                    "cannot count the streams"
+                ),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -510,7 +510,7 @@ fn shard_of(message: &jetstream::Message, shards: usize) -> usize {
 
 async fn settle(message: &jetstream::Message, kind: AckKind) {
     if let Err(error) = message.ack_with(kind).await {
-        tracing::warn!(%error, subject = %message.subject, "cannot acknowledge");
+        tracing::warn!(error = error::chain(&*error), subject = %message.subject, "cannot acknowledge");
     }
 }
 
@@ -520,7 +520,7 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
     let event = match proto::ImagePushed::decode(message.payload.clone()) {
         Ok(event) => event,
         Err(error) => {
-            tracing::warn!(%error, subject = %message.subject, "undecodable ImagePushed: terminated");
+            tracing::warn!(error = error::chain(&error), subject = %message.subject, "undecodable ImagePushed: terminated");
             applier.events.consumed(KIND, "invalid");
             return settle(&message, AckKind::Term).await;
         }
@@ -534,7 +534,10 @@ async fn handle(applier: &Applier, message: jetstream::Message, shutdown: &Cance
                 return settle(&message, AckKind::Ack).await;
             }
             Err(error @ ApplyError::Invalid { .. }) => {
-                tracing::warn!(%error, "invalid ImagePushed: terminated");
+                tracing::warn!(
+                    error = error::chain(&error),
+                    "invalid ImagePushed: terminated"
+                );
                 applier.events.consumed(KIND, "invalid");
                 return settle(&message, AckKind::Term).await;
             }
@@ -677,7 +680,7 @@ async fn deal(
             next = batch.next(), if !exhausted => match next {
                 Some(Ok(message)) => pending.push_back(message),
                 Some(Err(error)) => {
-                    tracing::warn!(%error, "pulling ImagePushed failed");
+                    tracing::warn!(error = error::chain(&*error), "pulling ImagePushed failed");
                     exhausted = true;
                 }
                 None => exhausted = true,
@@ -725,7 +728,10 @@ pub async fn run(
         let mut batch = match pulled {
             Ok(batch) => batch,
             Err(error) => {
-                tracing::warn!(%error, "cannot pull ImagePushed; retrying");
+                tracing::warn!(
+                    error = error::chain(&error),
+                    "cannot pull ImagePushed; retrying"
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(DEFAULT_RETRY_DELAY) => continue,

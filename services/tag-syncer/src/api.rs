@@ -96,7 +96,11 @@ impl Handlers {
                 Ok(response) => proto::import_image_reply::Result::Response(response),
                 Err(error) => {
                     if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-                        tracing::warn!(op, %error, "request failed");
+                        tracing::warn!(
+                            op,
+                            error = imagestreams_common::error::chain(&error),
+                            "request failed"
+                        );
                     }
                     proto::import_image_reply::Result::Error(error.into())
                 }

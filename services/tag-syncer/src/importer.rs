@@ -276,7 +276,7 @@ impl Importer {
         let namespace = match self.secrets.keyring(&plan.namespace).await {
             Ok(keyring) => keyring,
             Err(error) => {
-                tracing::warn!(namespace = %plan.namespace, %error, "namespace secrets unavailable; importing without them");
+                tracing::warn!(namespace = %plan.namespace, error = imagestreams_common::error::chain(&error), "namespace secrets unavailable; importing without them");
                 Keyring::new()
             }
         };
@@ -396,7 +396,7 @@ impl Importer {
     /// is logged, not the import's: the tag still moves, and the next import tries again.
     async fn record_metadata(&self, repo: &Repository, digest: &str) {
         if let Err(e) = self.inspector.inspect(repo, digest, None).await {
-            tracing::warn!(%digest, error = %e, "cannot read the image's metadata now");
+            tracing::warn!(%digest, error = imagestreams_common::error::chain(&e), "cannot read the image's metadata now");
         }
     }
 

@@ -275,7 +275,9 @@ pub async fn reconcile(key: &str, ctx: &Context) -> Result<Action, ScheduleError
         Ok(applied) => {
             tracing::debug!(%namespace, %name, written = applied.written, "scheduled import done")
         }
-        Err(error) => tracing::warn!(%namespace, %name, %error, "scheduled import failed"),
+        Err(error) => {
+            tracing::warn!(%namespace, %name, error = imagestreams_common::error::chain(&error), "scheduled import failed")
+        }
     }
     Ok(Action::Requeue(due_in(now_ms(), next)))
 }
@@ -318,7 +320,7 @@ pub async fn run(
                         let action = match reconcile(&key, &ctx).await {
                             Ok(action) => action,
                             Err(error) => {
-                                tracing::warn!(%key, %error, "schedule reconcile failed");
+                                tracing::warn!(%key, error = imagestreams_common::error::chain(&error), "schedule reconcile failed");
                                 error_policy(&error)
                             }
                         };

@@ -158,7 +158,7 @@ impl SecretStore {
             match StoredSecret::open(&key, &entry, &value) {
                 Ok(secret) => out.push((name, secret)),
                 Err(error) => {
-                    tracing::warn!(%namespace, %name, %error, "skipping a registry secret")
+                    tracing::warn!(%namespace, %name, error = imagestreams_common::error::chain(&error), "skipping a registry secret")
                 }
             }
         }
@@ -181,7 +181,7 @@ impl SecretStore {
         for (name, secret) in self.open_all(namespace).await? {
             let credential = Credential::basic(secret.username, secret.password);
             if let Err(error) = keyring.insert(&secret.server, credential) {
-                tracing::warn!(%namespace, %name, %error, "skipping a registry secret");
+                tracing::warn!(%namespace, %name, error = imagestreams_common::error::chain(&error), "skipping a registry secret");
             }
         }
         Ok(keyring)
@@ -276,7 +276,11 @@ impl SecretStore {
                 }
                 Err(error) => {
                     if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-                        tracing::warn!(op, %error, "secrets request failed");
+                        tracing::warn!(
+                            op,
+                            error = imagestreams_common::error::chain(&error),
+                            "secrets request failed"
+                        );
                     }
                     proto::secrets_reply::Result::Error(error.into())
                 }

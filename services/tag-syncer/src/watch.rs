@@ -121,13 +121,15 @@ impl Watcher {
                             }
                             Err(ApiError::NotFound(_)) => {}
                             Err(error) => {
-                                tracing::warn!(%namespace, %name, %error, "import failed; the resync retries")
+                                tracing::warn!(%namespace, %name, error = imagestreams_common::error::chain(&error), "import failed; the resync retries")
                             }
                         }
                     }
                 }
                 Err(ApiError::NotFound(_)) => {}
-                Err(error) => tracing::warn!(%namespace, %name, %error, "cannot read the stream"),
+                Err(error) => {
+                    tracing::warn!(%namespace, %name, error = imagestreams_common::error::chain(&error), "cannot read the stream")
+                }
             }
             let mut in_flight = self.in_flight();
             match in_flight.get_mut(key) {
@@ -195,7 +197,10 @@ fn is_delete(message: &jetstream::Message) -> bool {
 
 async fn settle(message: &jetstream::Message) {
     if let Err(error) = message.ack_with(AckKind::Ack).await {
-        tracing::debug!(%error, "cannot acknowledge");
+        tracing::debug!(
+            error = imagestreams_common::error::chain(&*error),
+            "cannot acknowledge"
+        );
     }
 }
 
@@ -215,14 +220,14 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = resync.tick() => {
                 if let Err(error) = watcher.resync(&tracker).await {
-                    tracing::warn!(%error, "resync failed");
+                    tracing::warn!(error = imagestreams_common::error::chain(&error), "resync failed");
                 }
                 continue;
             }
             pulled = consumer.batch().max_messages(BATCH).expires(PULL_EXPIRES).messages() => match pulled {
                 Ok(batch) => batch,
                 Err(error) => {
-                    tracing::warn!(%error, "cannot pull from the streams bucket; retrying");
+                    tracing::warn!(error = imagestreams_common::error::chain(&error), "cannot pull from the streams bucket; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(RETRY_DELAY) => continue,
@@ -234,7 +239,10 @@ pub async fn run(
             let message = match next {
                 Ok(message) => message,
                 Err(error) => {
-                    tracing::debug!(%error, "pulling from the streams bucket failed");
+                    tracing::debug!(
+                        error = imagestreams_common::error::chain(&*error),
+                        "pulling from the streams bucket failed"
+                    );
                     break;
                 }
             };
@@ -247,7 +255,7 @@ pub async fn run(
             let key = match Record::decode(&message.payload, revision) {
                 Ok(record) => watcher.observe(&record.stream),
                 Err(error) => {
-                    tracing::warn!(%error, subject = %message.subject, "skipping an undecodable stream");
+                    tracing::warn!(error = imagestreams_common::error::chain(&error), subject = %message.subject, "skipping an undecodable stream");
                     None
                 }
             };

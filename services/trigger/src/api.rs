@@ -58,7 +58,7 @@ pub async fn serve(ctx: Arc<Ctx>, requests: async_nats::Subscriber) {
     )
     .await;
     if let Err(error) = answered {
-        tracing::warn!(%error, "the trigger API stopped");
+        tracing::warn!(error = %format_args!("{error:#}"), "the trigger API stopped");
     }
 }
 
@@ -201,7 +201,7 @@ pub async fn delete(
         subjects::firing_keys(Some(&request.namespace), Some(&request.name))
     );
     if let Err(e) = ctx.firings.stream.purge().filter(filter).await {
-        tracing::warn!(trigger = %key, error = %e, "cannot purge the firings of a deleted trigger");
+        tracing::warn!(trigger = %key, error = imagestreams_common::error::chain(&e), "cannot purge the firings of a deleted trigger");
     }
     tracing::info!(trigger = %key, "trigger deleted");
     Ok(existing.value.to_proto(existing.revision, None))

@@ -75,7 +75,10 @@ pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer) {
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot pull TagsChanged, retrying");
+                tracing::warn!(
+                    error = imagestreams_common::error::chain(&e),
+                    "cannot pull TagsChanged, retrying"
+                );
                 sleep_or_stop(&ctx, DEFAULT_RETRY_DELAY).await;
                 continue;
             }
@@ -100,7 +103,10 @@ pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer) {
                     }
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "TagsChanged consumer error, resubscribing");
+                    tracing::warn!(
+                        error = imagestreams_common::error::chain(&e),
+                        "TagsChanged consumer error, resubscribing"
+                    );
                     break;
                 }
                 None => break,
@@ -138,7 +144,7 @@ async fn handle(ctx: &Arc<Ctx>, message: Message) {
     let event = match proto::TagsChanged::decode(message.payload.clone()) {
         Ok(e) => e,
         Err(e) => {
-            tracing::error!(subject = %message.subject, error = %e, "undecodable TagsChanged, dropped");
+            tracing::error!(subject = %message.subject, error = imagestreams_common::error::chain(&e), "undecodable TagsChanged, dropped");
             ctx.metrics.events.consumed(KIND, "invalid");
             let _ = message.ack_with(AckKind::Term).await;
             return;
@@ -154,7 +160,7 @@ async fn handle(ctx: &Arc<Ctx>, message: Message) {
         Ok(true) => {
             ctx.metrics.events.consumed(KIND, "ok");
             if let Err(e) = message.ack().await {
-                tracing::warn!(error = %e, event = %event.event_id, "cannot ack TagsChanged");
+                tracing::warn!(error = imagestreams_common::error::chain(&*e), event = %event.event_id, "cannot ack TagsChanged");
             }
         }
         // crashed at a failpoint: leave the message unacknowledged
@@ -163,7 +169,7 @@ async fn handle(ctx: &Arc<Ctx>, message: Message) {
             // handed back with a growing delay: the events behind it go on
             let delivered = message.info().map_or(1, |info| info.delivered);
             let wait = nats::redelivery_delay(delivered);
-            tracing::warn!(error = %e, event = %event.event_id, ?wait, "TagsChanged not applied, redelivering");
+            tracing::warn!(error = imagestreams_common::error::chain(&e), event = %event.event_id, ?wait, "TagsChanged not applied, redelivering");
             ctx.metrics.events.consumed(KIND, "retry");
             let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
         }

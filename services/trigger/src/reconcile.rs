@@ -127,7 +127,7 @@ async fn drive(ctx: Arc<Ctx>, task: Task) {
             // a crash abandons the step in hand, as a kill would
             _ = ctx.crash.cancelled() => break,
             result = reconcile(&mut state, &ctx) => result.unwrap_or_else(|e| {
-                tracing::warn!(firing = %id, error = %e, "firing step failed, retrying");
+                tracing::warn!(firing = %id, error = imagestreams_common::error::chain(&e), "firing step failed, retrying");
                 error_policy(&e)
             }),
         };
@@ -168,7 +168,7 @@ async fn release(ctx: &Ctx, state: &FiringState) {
     )
     .await
     {
-        tracing::debug!(firing = %next.id, error = %e, "lease not released");
+        tracing::debug!(firing = %next.id, error = imagestreams_common::error::chain(&e), "lease not released");
     }
 }
 

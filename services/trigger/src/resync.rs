@@ -27,7 +27,10 @@ pub async fn initial(ctx: &Arc<Ctx>) {
         match resync(ctx).await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(error = %e, "initial trigger resync failed, retrying");
+                tracing::warn!(
+                    error = imagestreams_common::error::chain(&e),
+                    "initial trigger resync failed, retrying"
+                );
                 sleep_or_stop(ctx, DEFAULT_RETRY_DELAY).await;
             }
         }
@@ -39,7 +42,10 @@ pub async fn run_periodically(ctx: Arc<Ctx>) {
     let period = Duration::from_millis(ctx.config.trigger.resync_interval_ms.max(100));
     while sleep_or_stop(&ctx, period).await {
         if let Err(e) = resync(&ctx).await {
-            tracing::warn!(error = %e, "trigger resync failed");
+            tracing::warn!(
+                error = imagestreams_common::error::chain(&e),
+                "trigger resync failed"
+            );
         }
     }
 }
@@ -102,7 +108,10 @@ pub async fn watch_triggers(ctx: Arc<Ctx>) {
         let mut watch = match ctx.triggers.watch_with_history(">").await {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot watch triggers, retrying");
+                tracing::warn!(
+                    error = imagestreams_common::error::chain(&e),
+                    "cannot watch triggers, retrying"
+                );
                 sleep_or_stop(&ctx, DEFAULT_RETRY_DELAY).await;
                 continue;
             }
@@ -116,7 +125,10 @@ pub async fn watch_triggers(ctx: Arc<Ctx>) {
             let entry = match next {
                 Some(Ok(entry)) => entry,
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "trigger watch failed, rewatching");
+                    tracing::warn!(
+                        error = imagestreams_common::error::chain(&e),
+                        "trigger watch failed, rewatching"
+                    );
                     break;
                 }
                 None => break,
@@ -126,7 +138,7 @@ pub async fn watch_triggers(ctx: Arc<Ctx>) {
                     match decode::<Trigger>(&entry.value) {
                         Ok(t) => Some(t),
                         Err(e) => {
-                            tracing::error!(key = %entry.key, error = %e, "undecodable trigger ignored");
+                            tracing::error!(key = %entry.key, error = imagestreams_common::error::chain(&e), "undecodable trigger ignored");
                             continue;
                         }
                     }

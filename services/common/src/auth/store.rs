@@ -364,7 +364,10 @@ impl IdentityStore {
                             }
                             Some(Some(Ok(entry))) => self.cache.changed(&entry.key),
                             Some(Some(Err(e))) => {
-                                tracing::warn!(error = %e, "the identity cache's watch failed; reading the KV until it is back");
+                                tracing::warn!(
+                                    error = crate::error::chain(&e),
+                                    "the identity cache's watch failed; reading the KV until it is back"
+                                );
                                 break;
                             }
                             Some(None) => {
@@ -378,7 +381,10 @@ impl IdentityStore {
                     self.cache.set_live(false);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the {BUCKET_AUTH} bucket; reading the KV until it can");
+                    tracing::warn!(
+                        error = crate::error::chain(&e),
+                        "cannot watch the {BUCKET_AUTH} bucket; reading the KV until it can"
+                    );
                 }
             }
             tokio::select! {

@@ -357,7 +357,10 @@ async fn follow(inner: Arc<Inner>, shutdown: CancellationToken) {
         match result {
             Ok(()) => return,
             Err(error) => {
-                tracing::warn!(%error, "the read cache lost the bucket; reads go to the bucket until it reloads");
+                tracing::warn!(
+                    error = crate::error::chain(&error),
+                    "the read cache lost the bucket; reads go to the bucket until it reloads"
+                );
             }
         }
         tokio::select! {
