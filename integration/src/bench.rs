@@ -199,3 +199,33 @@ where
     results.into_iter().collect::<anyhow::Result<()>>()?;
     Ok(start.elapsed())
 }
+
+/// The gateway's gRPC client with a bearer token, as the benches seed with it.
+pub type AuthedClient = imagestreams_proto::v1::image_streams_client::ImageStreamsClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, crate::Bearer>,
+>;
+
+/// Creates `sample(i)` for every `i` below `count` through `client`,
+/// `concurrency` at once, each in the namespace it names (the benches' seeding
+/// of many streams); how long it took, or the first error.
+pub async fn create_streams(
+    client: &AuthedClient,
+    count: usize,
+    concurrency: usize,
+    sample: impl Fn(usize) -> imagestreams_common::model::ImageStream,
+) -> anyhow::Result<Duration> {
+    create_all(0..count, concurrency, |i| {
+        let mut client = client.clone();
+        let stream = sample(i);
+        async move {
+            client
+                .create(imagestreams_proto::v1::CreateRequest {
+                    namespace: stream.metadata.namespace.clone(),
+                    image_stream: Some(stream.into()),
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}

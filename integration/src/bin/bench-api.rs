@@ -52,7 +52,7 @@ use imagestreams_proto::v1::{
     self as proto, auth_client::AuthClient, image_streams_client::ImageStreamsClient,
 };
 use tokio::sync::Barrier;
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// Concurrent clients of the throughput runs, one run each.
@@ -73,9 +73,6 @@ const GET_STREAMS: usize = 256;
 const NAMESPACE: &str = "bench";
 /// The configured cluster-admin's token, with `--auth`.
 const ADMIN_TOKEN: &str = "bench-admin-0123456789";
-
-/// An `ImageStreams` client sending a bearer token (or none).
-type Api = ImageStreamsClient<InterceptedService<Channel, Bearer>>;
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -231,22 +228,6 @@ async fn viewer_token(channel: Channel) -> anyhow::Result<String> {
     })
     .await?;
     Ok(account.token)
-}
-
-async fn seed(client: &Api, count: usize) -> anyhow::Result<Duration> {
-    bench::create_all(0..count, SEED_CONCURRENCY, |i| {
-        let mut client = client.clone();
-        async move {
-            client
-                .create(proto::CreateRequest {
-                    namespace: NAMESPACE.into(),
-                    image_stream: Some(sample(&format!("s{i:05}")).into()),
-                })
-                .await?;
-            Ok(())
-        }
-    })
-    .await
 }
 
 /// Linux's USER_HZ: the unit of the CPU times in `/proc/<pid>/stat`.
@@ -486,7 +467,10 @@ async fn main() -> anyhow::Result<()> {
         100.0 * got / floor
     );
 
-    let seeded = seed(&api, args.streams).await?;
+    let seeded = bench::create_streams(&api, args.streams, SEED_CONCURRENCY, |i| {
+        sample(&format!("s{i:05}"))
+    })
+    .await?;
     println!(
         "seeded {} streams through Create in {:.1} s ({:.0} creates/s, {SEED_CONCURRENCY} in flight)",
         args.streams,

@@ -39,7 +39,7 @@ use imagestreams_common::{
     model::{self, ImageStream, ObjectReference, TagReference},
 };
 use imagestreams_integration::{Bearer, NatsServer, TestApp, TestDir, bench, binaries};
-use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
+use imagestreams_proto::v1::image_streams_client::ImageStreamsClient;
 use tonic::transport::Channel;
 
 /// The namespace of the listed streams.
@@ -98,17 +98,8 @@ async fn seed(app: &TestApp, count: usize) -> anyhow::Result<Duration> {
     let channel = Channel::from_shared(app.grpc_url())?.connect().await?;
     let client =
         ImageStreamsClient::with_interceptor(channel, Bearer(Some(ADMIN_TOKEN.to_owned())));
-    bench::create_all(0..count, SEED_CONCURRENCY, |i| {
-        let mut client = client.clone();
-        async move {
-            client
-                .create(proto::CreateRequest {
-                    namespace: NAMESPACE.into(),
-                    image_stream: Some(sample(&format!("s{i:05}")).into()),
-                })
-                .await?;
-            Ok(())
-        }
+    bench::create_streams(&client, count, SEED_CONCURRENCY, |i| {
+        sample(&format!("s{i:05}"))
     })
     .await
 }
