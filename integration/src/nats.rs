@@ -135,6 +135,24 @@ impl NatsServer {
         Ok(())
     }
 
+    /// Stops the server process (SIGSTOP) without closing its connections:
+    /// clients stay connected and every request waits unanswered, as when
+    /// the server hangs or its host stalls. [`resume`](Self::resume) goes on.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("nats-server is not running")?;
+        child
+            .signal(rustix::process::Signal::STOP)
+            .context("stopping nats-server")
+    }
+
+    /// Lets a [`pause`](Self::pause)d server go on (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("nats-server is not running")?;
+        child
+            .signal(rustix::process::Signal::CONT)
+            .context("resuming nats-server")
+    }
+
     /// Stops the server if it runs, then starts it again on the same port with the same store.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await?;

@@ -51,6 +51,12 @@ impl LoggedChild {
         self.child.wait()
     }
 
+    /// Sends `signal` to the process.
+    pub(crate) fn signal(&self, signal: rustix::process::Signal) -> io::Result<()> {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        Ok(rustix::process::kill_process(pid, signal)?)
+    }
+
     /// Sends SIGTERM, waits up to `grace` for the process to exit, then kills it.
     pub(crate) async fn terminate(&mut self, grace: Duration) -> io::Result<ExitStatus> {
         if let Some(status) = self.exited() {

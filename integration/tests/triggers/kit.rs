@@ -85,6 +85,18 @@ impl Env {
         })
     }
 
+    /// What a replica is built from, on a NATS connection of its own.
+    pub async fn deps(&self) -> anyhow::Result<Deps> {
+        let client = nats::connect(&self.config.nats, "trigger-test-replica").await?;
+        let topology = nats::provision(&client, 1).await?;
+        Ok(Deps {
+            nats: client,
+            topology,
+            health: Health::default(),
+            metrics: Default::default(),
+        })
+    }
+
     /// Starts a trigger replica on its own NATS connection.
     pub async fn replica(&self) -> anyhow::Result<Replica> {
         Replica::start(self, None).await
@@ -300,14 +312,8 @@ pub struct Replica {
 
 impl Replica {
     async fn start(env: &Env, failpoint: Option<Failpoint>) -> anyhow::Result<Replica> {
-        let client = nats::connect(&env.config.nats, "trigger-test-replica").await?;
-        let topology = nats::provision(&client, 1).await?;
-        let deps = Deps {
-            nats: client.clone(),
-            topology,
-            health: Health::default(),
-            metrics: Default::default(),
-        };
+        let deps = env.deps().await?;
+        let client = deps.nats.clone();
         let mut service = TriggerService::build(env.config.clone(), deps).await?;
         if let Some(fp) = failpoint {
             service = service.with_failpoint(fp);

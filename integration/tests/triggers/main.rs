@@ -10,4 +10,5 @@ mod e2e;
 mod exactly_once;
 mod firing;
 mod kit;
+mod reconcile;
 mod webhooks;

@@ -135,6 +135,42 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A replica's shared state, with a new replica id and an empty index
+    /// (filled by the first resync when the service runs).
+    pub fn new(config: Arc<Config>, deps: &Deps) -> anyhow::Result<Ctx> {
+        let topology = &deps.topology;
+        let webhooks = webhook::Webhooks::new(&config.trigger.webhook)?;
+        let retry = RetryPolicy::of(&config.trigger.webhook);
+        // a lease must outlive one attempt, so a live holder never loses it mid-request
+        let lease = Duration::from_millis(
+            config
+                .trigger
+                .lease_ms
+                .max(config.trigger.webhook.timeout_ms.saturating_mul(2)),
+        );
+        Ok(Ctx {
+            replica: format!("{NAME}-{}", uuid::Uuid::new_v4().simple()),
+            nats: deps.nats.clone(),
+            js: topology.js.clone(),
+            triggers: topology.triggers.clone(),
+            firings: topology.firings.clone(),
+            streams_kv: topology.streams.clone(),
+            reader: TriggerReader::new(topology.triggers.clone(), topology.firings.clone()),
+            streams: StreamReader::new(topology.streams.clone(), deps.nats.clone()),
+            index: RwLock::default(),
+            active: Mutex::default(),
+            webhooks,
+            retry,
+            lease,
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            crash: CancellationToken::new(),
+            metrics: TriggerMetrics::new(deps.metrics.service(NAME)),
+            failpoint: None,
+            config,
+        })
+    }
+
     /// Records a trigger this replica read or wrote in the index.
     pub fn remember(&self, stored: &Stored<Trigger>) {
         // can't fail unless a holder panicked; the index is then rebuilt by the next resync
@@ -175,16 +211,6 @@ impl TriggerService {
     /// Builds the service: subscribes to its write API and declares its
     /// durable consumer, so requests and events are taken from here on.
     pub async fn build(config: Arc<Config>, deps: Deps) -> anyhow::Result<Self> {
-        let topology = &deps.topology;
-        let webhooks = webhook::Webhooks::new(&config.trigger.webhook)?;
-        let retry = RetryPolicy::of(&config.trigger.webhook);
-        // a lease must outlive one attempt, so a live holder never loses it mid-request
-        let lease = Duration::from_millis(
-            config
-                .trigger
-                .lease_ms
-                .max(config.trigger.webhook.timeout_ms.saturating_mul(2)),
-        );
         let api = deps
             .nats
             .queue_subscribe(
@@ -192,30 +218,9 @@ impl TriggerService {
                 subjects::TRIGGER_QUEUE.to_owned(),
             )
             .await?;
-        let consumer = consumer::declare(&topology.js).await?;
-        let ctx = Ctx {
-            config,
-            replica: format!("{NAME}-{}", uuid::Uuid::new_v4().simple()),
-            nats: deps.nats.clone(),
-            js: topology.js.clone(),
-            triggers: topology.triggers.clone(),
-            firings: topology.firings.clone(),
-            streams_kv: topology.streams.clone(),
-            reader: TriggerReader::new(topology.triggers.clone(), topology.firings.clone()),
-            streams: StreamReader::new(topology.streams.clone(), deps.nats.clone()),
-            index: RwLock::default(),
-            active: Mutex::default(),
-            webhooks,
-            retry,
-            lease,
-            tracker: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
-            crash: CancellationToken::new(),
-            metrics: TriggerMetrics::new(deps.metrics.service(NAME)),
-            failpoint: None,
-        };
+        let consumer = consumer::declare(&deps.topology.js).await?;
         Ok(Self {
-            ctx: Arc::new(ctx),
+            ctx: Arc::new(Ctx::new(config, &deps)?),
             api,
             consumer,
         })

@@ -293,22 +293,22 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
             None
         }
     };
-    let (published, attempt) = tokio::join!(publish, deliver);
-    let publish_error = match published {
-        Ok(done) => {
-            next.event_published |= done;
-            None
-        }
-        Err(e) => Some(e),
-    };
-    match attempt {
-        Some(Some(attempt)) => {
+    let (published, delivered) = tokio::join!(publish, deliver);
+    // a step that failed is retried (after the progress of the other is
+    // written); a delivery that could not be tried records nothing
+    let mut failed = None;
+    match published {
+        Ok(done) => next.event_published |= done,
+        Err(e) => failed = Some(e),
+    }
+    match delivered {
+        Some(Ok(Delivery::Tried(attempt))) => {
             let jitter = rand::rng().random::<f64>();
             webhook::apply(&mut next.delivery, &attempt, &ctx.retry, jitter);
             ctx.metrics.delivery(&attempt, next.delivery.state);
             log_attempt(&next);
         }
-        Some(None) => {
+        Some(Ok(Delivery::TriggerGone)) => {
             next.delivery.record(DeliveryAttempt {
                 time: format_millis(now),
                 error: "the trigger was deleted".into(),
@@ -316,6 +316,7 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
             });
             next.delivery.state = DeliveryState::Failed;
         }
+        Some(Err(e)) => failed = failed.or(Some(e)),
         None => {}
     }
 
@@ -340,7 +341,7 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
         value: next,
         revision,
     });
-    if let Some(e) = publish_error {
+    if let Some(e) = failed {
         return Err(e);
     }
     if complete {
@@ -440,28 +441,39 @@ fn prost_types_timestamp(seconds: i64, nanos: u32) -> prost_types::Timestamp {
     }
 }
 
-/// One webhook attempt; `None` when the trigger is gone (or recreated).
-async fn deliver(ctx: &Ctx, firing: &Firing) -> Option<webhook::Attempt> {
+/// What a delivery step came to.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The webhook was tried; the attempt says how it went.
+    Tried(webhook::Attempt),
+    /// The trigger was deleted (or deleted and recreated): there is no one
+    /// left to deliver for, and the delivery fails for good.
+    TriggerGone,
+}
+
+/// One webhook attempt for `firing`. The trigger (for its secret) comes from
+/// the index, else from the KV: a read that fails is an error to retry, never
+/// taken for a deleted trigger.
+async fn deliver(ctx: &Ctx, firing: &Firing) -> Result<Delivery, Error> {
     let key = subjects::trigger_key(&firing.namespace, &firing.trigger);
     let trigger = match ctx.indexed(&key) {
-        Some(t) if t.value.uid == firing.trigger_uid => Some(t.value),
-        _ => kv::read::<Trigger>(&ctx.triggers, &key)
-            .await
-            .ok()
-            .flatten()
-            .map(|t| t.value)
-            .filter(|t| t.uid == firing.trigger_uid),
-    }?;
+        Some(t) if t.value.uid == firing.trigger_uid => t.value,
+        // not indexed yet, or the index is behind a recreation: the KV says
+        _ => match kv::read::<Trigger>(&ctx.triggers, &key).await? {
+            Some(t) if t.value.uid == firing.trigger_uid => t.value,
+            _ => return Ok(Delivery::TriggerGone),
+        },
+    };
     let secret = trigger
         .spec
         .webhook
         .as_ref()
         .and_then(|w| w.secret.as_ref());
-    Some(
+    Ok(Delivery::Tried(
         ctx.webhooks
             .deliver(&firing.delivery.url, firing, secret)
             .await,
-    )
+    ))
 }
 
 /// Removes a completed firing from its trigger's outbox (compare-and-swap,
