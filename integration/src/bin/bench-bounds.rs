@@ -12,10 +12,14 @@
 //! - **Bytes per push.** What the push wrote to the KV bucket: the stream's
 //!   header (which carries the pushed tag's record) and the tag's own key
 //!   (the bucket keeps 64 revisions per key).
-//! - **Series.** One tag after 0, 1,000 and 10,000 earlier pushes (its
-//!   history at 1, then at the limit); a stream of 1, 1,000 and 10,000 tags
-//!   (pushes to tags it has). The stream is filled between measurements
-//!   with 32 notifications in flight. Each case is a ratio to the series'
+//! - **Series.** One tag pushed for the first time, after 1,000 and after
+//!   10,000 earlier pushes (its history growing to the limit, then at it);
+//!   a stream of 1, 1,000 and 10,000 tags with the same tag pushed each
+//!   time; a stream of 1,000 and 10,000 tags with a different tag each push
+//!   (tags last written when it was filled, then tags just written). The
+//!   streams are filled first (32 notifications in flight), then a series'
+//!   cases are measured in rounds that take each case in turn, so that the
+//!   box's drift falls on all alike. Each case is a ratio to the series'
 //!   first case; the goal is flat, within 1.2×.
 //! - **Floor.** A JetStream publish (acked) received by a core subscriber,
 //!   closed loop, in the same run.
@@ -50,6 +54,8 @@ const TOKEN: &str = "bench-bounds-token";
 const NAMESPACE: &str = "bounds";
 /// Measured pushes per case.
 const SAMPLES: usize = 200;
+/// The rounds a series' cases are measured in, in turn.
+const ROUNDS: usize = 10;
 /// Notifications in flight while a stream is filled.
 const FILL_IN_FLIGHT: usize = 32;
 /// How long a filled stream may take to settle.
@@ -147,21 +153,22 @@ impl Pusher {
         .await
     }
 
-    /// [`SAMPLES`] closed-loop pushes to `stream`, the `i`-th to `tag(i)`:
-    /// the latencies and the mean record size written.
+    /// Closed-loop pushes to `stream`, the `i`-th (for `i` in `samples`) to
+    /// `tag(i)`: their latencies, and the bytes they wrote.
     async fn measure(
         &mut self,
         stream: &str,
-        tag: impl Fn(usize) -> String,
-    ) -> anyhow::Result<(Summary, usize)> {
+        samples: std::ops::Range<usize>,
+        tag: &dyn Fn(usize) -> String,
+    ) -> anyhow::Result<(Vec<u64>, usize)> {
         let mut changes = self
             .nats
             .subscribe(Kind::TagsChanged.subject(NAMESPACE, stream))
             .await?;
         self.nats.flush().await?;
         let header = subjects::stream_key(NAMESPACE, stream);
-        let (mut nanos, mut bytes) = (Vec::with_capacity(SAMPLES), 0);
-        for i in 0..SAMPLES {
+        let (mut nanos, mut bytes) = (Vec::with_capacity(samples.len()), 0);
+        for i in samples {
             let push = self.push(stream, &tag(i));
             let started = Instant::now();
             load::notify(
@@ -189,7 +196,54 @@ impl Pusher {
                 bytes += entry.value.len();
             }
         }
-        Ok((summarize(nanos), bytes / SAMPLES))
+        Ok((nanos, bytes))
+    }
+
+    /// [`SAMPLES`] pushes of each case, in [`ROUNDS`] rounds that take
+    /// every case in turn, so that the box's drift during the run falls on
+    /// all cases alike: each case's latencies and mean bytes per push.
+    async fn interleaved(
+        &mut self,
+        cases: &[Case],
+    ) -> anyhow::Result<Vec<(String, Summary, usize)>> {
+        let per_round = SAMPLES / ROUNDS;
+        let mut measured = vec![(Vec::with_capacity(SAMPLES), 0); cases.len()];
+        for round in 0..ROUNDS {
+            let samples = round * per_round..(round + 1) * per_round;
+            for (case, (nanos, bytes)) in cases.iter().zip(measured.iter_mut()) {
+                let (more, written) = self
+                    .measure(&case.stream, samples.clone(), &case.tag)
+                    .await?;
+                nanos.extend(more);
+                *bytes += written;
+            }
+        }
+        Ok(cases
+            .iter()
+            .zip(measured)
+            .map(|(case, (nanos, bytes))| (case.name.clone(), summarize(nanos), bytes / SAMPLES))
+            .collect())
+    }
+}
+
+/// One case of a series: pushes to `stream`, the `i`-th to `tag(i)`.
+struct Case {
+    name: String,
+    stream: String,
+    tag: Box<dyn Fn(usize) -> String>,
+}
+
+impl Case {
+    fn new(
+        name: impl Into<String>,
+        stream: impl Into<String>,
+        tag: impl Fn(usize) -> String + 'static,
+    ) -> Case {
+        Case {
+            name: name.into(),
+            stream: stream.into(),
+            tag: Box::new(tag),
+        }
     }
 }
 
@@ -331,39 +385,56 @@ enum Series {
     All,
 }
 
-/// One tag, as its history ages.
+/// One tag, as its history ages: three streams, one pushed to for the
+/// first time, the others after 1,000 and 10,000 earlier pushes.
 async fn history_series(pusher: &mut Pusher) -> anyhow::Result<()> {
-    let mut history = Vec::new();
-    let mut pushed = 0;
-    for before in [0, 1_000, 10_000] {
+    for before in [1_000, 10_000] {
         pusher
-            .fill("aged", before - pushed, |_| "latest".into())
+            .fill(&format!("aged-{before}"), before, |_| "latest".into())
             .await?;
-        let (summary, bytes) = pusher.measure("aged", |_| "latest".into()).await?;
-        pushed = before + SAMPLES;
-        history.push((format!("after {before} pushes"), summary, bytes));
     }
+    let cases = [
+        Case::new("first pushes (history growing to 50)", "aged-0", |_| {
+            "latest".into()
+        }),
+        Case::new("after 1000 pushes", "aged-1000", |_| "latest".into()),
+        Case::new("after 10000 pushes", "aged-10000", |_| "latest".into()),
+    ];
+    let history = pusher.interleaved(&cases).await?;
     report("one tag, by earlier pushes:", &history);
     Ok(())
 }
 
-/// A stream, as it gains tags.
+/// A stream, as it gains tags, under two patterns of pushes: one tag pushed
+/// again and again (a CI pushing `latest`), and a different tag each push
+/// (a release train), the second starting from the 1,000-tag stream since a
+/// stream of one tag cannot spread its pushes.
 async fn tags_series(pusher: &mut Pusher) -> anyhow::Result<()> {
-    let mut tags = Vec::new();
     for count in [1, 1_000, 10_000] {
-        let stream = format!("tags-{count}");
-        pusher.fill(&stream, count, |i| format!("t{i}")).await?;
-        let (summary, bytes) = pusher
-            .measure(&stream, |i| format!("t{}", i % count))
+        pusher
+            .fill(&format!("tags-{count}"), count, |i| format!("t{i}"))
             .await?;
-        tags.push((format!("{count} tags"), summary, bytes));
     }
-    // the same tags of the biggest stream again, now that they were just
-    // written: sets apart what the number of tags costs from what the age
-    // of the pushed tag's last write costs
-    let (summary, bytes) = pusher.measure("tags-10000", |i| format!("t{i}")).await?;
-    tags.push(("10000 tags, recent tags".into(), summary, bytes));
-    report("one stream, by tags:", &tags);
+    let hot = [
+        Case::new("1 tag", "tags-1", |_| "t0".into()),
+        Case::new("1000 tags", "tags-1000", |_| "t0".into()),
+        Case::new("10000 tags", "tags-10000", |_| "t0".into()),
+    ];
+    let hot = pusher.interleaved(&hot).await?;
+    // tags last written while the stream was filled; then the same tags of
+    // the biggest stream again, just written by the case before in the
+    // round: sets apart what the number of tags costs from what the age of
+    // the pushed tag's last write costs
+    let spread = [
+        Case::new("1000 tags", "tags-1000", |i| format!("t{}", i + 1)),
+        Case::new("10000 tags", "tags-10000", |i| format!("t{}", i + 1)),
+        Case::new("10000 tags, recent tags", "tags-10000", |i| {
+            format!("t{}", i + 1)
+        }),
+    ];
+    let spread = pusher.interleaved(&spread).await?;
+    report("one stream, by tags, the same tag pushed each time:", &hot);
+    report("one stream, by tags, a different tag each push:", &spread);
     Ok(())
 }
 
