@@ -63,6 +63,17 @@ pub enum Command {
     /// The client verbs.
     #[command(flatten)]
     Client(ClientCommand),
+    /// Internal: how `up` starts its nats-server, so that it dies with `up`.
+    #[command(name = "exec-with-parent", hide = true)]
+    ExecWithParent {
+        /// The process whose death ends the program.
+        parent: u32,
+        /// The program to run in place of this process.
+        program: std::path::PathBuf,
+        /// Its arguments.
+        #[arg(last = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// The `oc`-like client verbs, which talk to the gateway at `--server`.

@@ -19,6 +19,6 @@ pub mod client;
 pub mod client_config;
 pub mod events;
 pub mod kubeconfig;
-mod local_nats;
+pub mod local_nats;
 pub mod reference;
 pub mod registry_keys;

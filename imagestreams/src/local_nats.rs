@@ -2,7 +2,13 @@
 //! a local `nats-server -js` (data under `nats.store_dir`) for the life of the
 //! process.
 
-use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    ffi::OsString,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use imagestreams_common::config::NatsConfig;
@@ -38,7 +44,11 @@ impl LocalNats {
         std::fs::create_dir_all(&cfg.store_dir)
             .with_context(|| format!("creating {}", cfg.store_dir.display()))?;
         let log = std::fs::File::create(cfg.store_dir.join("nats-server.log"))?;
-        let child = tokio::process::Command::new(&binary)
+        let child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg(EXEC_WITH_PARENT)
+            .arg(std::process::id().to_string())
+            .arg(&binary)
+            .arg("--")
             .args([
                 "-js",
                 "-a",
@@ -89,6 +99,35 @@ impl LocalNats {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// The hidden verb `up` starts its nats-server through: see [`exec_with_parent`].
+pub const EXEC_WITH_PARENT: &str = "exec-with-parent";
+
+/// Runs `program` with `args` in place of this process (exec), after asking
+/// the kernel to send it SIGTERM when `parent` dies, however it dies.
+///
+/// `up` starts its nats-server through this (`imagestreams exec-with-parent
+/// PID nats-server ARGS…`): `kill_on_drop` and [`LocalNats::stop`] cover
+/// every exit of `up` but a SIGKILL, after which the server would run on,
+/// holding the port and the store, and the next `up` would quietly use the
+/// orphan. The death signal survives the exec. (It goes when the *thread*
+/// that started the child ends: `up` starts the server from its main future,
+/// on the thread that lives as long as the process.) Returns only on failure.
+pub fn exec_with_parent(parent: u32, program: &Path, args: &[OsString]) -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+    {
+        return anyhow::Error::new(e).context("asking for a parent-death signal");
+    }
+    // the parent died before the request took effect: no one is left to
+    // signal the child, so it must not start
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(parent) {
+        return anyhow::anyhow!("the process that started this one is gone");
+    }
+    let e = std::process::Command::new(program).args(args).exec();
+    anyhow::Error::new(e).context(format!("starting {}", program.display()))
 }
 
 fn loopback_addr(url: &str) -> Option<SocketAddr> {

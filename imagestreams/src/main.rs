@@ -8,7 +8,7 @@ use clap::Parser;
 use imagestreams::{
     app,
     cli::{Cli, Command},
-    client, client_config, events, reference, registry_keys,
+    client, client_config, events, local_nats, reference, registry_keys,
 };
 
 #[tokio::main]
@@ -20,6 +20,11 @@ async fn main() -> ExitCode {
         Command::Ref(cmd) => return reference::run(cmd),
         Command::RegistryKeys(cmd) => registry_keys::run(cli.config.as_deref(), cmd),
         Command::Events(args) => events::run(cli.config.as_deref(), &args).await,
+        Command::ExecWithParent {
+            parent,
+            program,
+            args,
+        } => Err(local_nats::exec_with_parent(parent, &program, &args)),
         Command::Client(cmd) => {
             // --token, IMAGESTREAMS_TOKEN, else the client configuration file
             let token = cli

@@ -219,3 +219,57 @@ fn unknown_config_keys_are_refused_by_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("grpc_lissten"), "{stderr}");
 }
+
+/// The nats-server `up` starts for itself goes with it, even when `up` is
+/// killed with SIGKILL (no chance to stop it): an orphan would hold the port
+/// and the store, and the next `up` would quietly run on it.
+#[tokio::test]
+async fn a_killed_up_takes_the_nats_server_it_started_with_it() {
+    let nats_port = free_port().expect("free port");
+    let http_port = free_port().expect("free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = tokio::process::Command::new(binaries::imagestreams())
+        .arg("up")
+        .current_dir(dir.path())
+        .env("NATS_SERVER", binaries::nats_server())
+        .env(
+            "IMAGESTREAMS_NATS__URL",
+            format!("nats://127.0.0.1:{nats_port}"),
+        )
+        .env("IMAGESTREAMS_NATS__AUTO_START", "true")
+        .env("IMAGESTREAMS_NATS__STORE_DIR", dir.path().join("nats"))
+        .env(
+            "IMAGESTREAMS_GATEWAY__HTTP_LISTEN",
+            format!("127.0.0.1:{http_port}"),
+        )
+        .env(
+            "IMAGESTREAMS_GATEWAY__GRPC_LISTEN",
+            format!("127.0.0.1:{}", free_port().expect("free port")),
+        )
+        .env(
+            "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
+            format!("127.0.0.1:{}", free_port().expect("free port")),
+        )
+        .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn imagestreams up");
+    wait_ready(http_port, Duration::from_secs(30))
+        .await
+        .expect("up becomes ready on the nats-server it started");
+    let nats_listens = || std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok();
+    assert!(nats_listens(), "up started a nats-server on {nats_port}");
+
+    child.start_kill().expect("SIGKILL up");
+    child.wait().await.expect("wait");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while nats_listens() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !nats_listens(),
+        "the nats-server started by a SIGKILLed up still listens on {nats_port}"
+    );
+}
