@@ -37,7 +37,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
+use clap::{ArgAction, Parser};
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
     auth::{
@@ -74,61 +74,81 @@ const NAMESPACE: &str = "bench";
 /// The configured cluster-admin's token, with `--auth`.
 const ADMIN_TOKEN: &str = "bench-admin-0123456789";
 
-#[derive(Debug, Clone)]
+/// The gateway's read path (Get and List) against its floor, measured in the
+/// same run.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "bench-api",
+    long_about = None,
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 struct Args {
+    /// Concurrent gRPC clients of the Get runs, one run each.
+    #[arg(
+        long,
+        value_name = "N[,N…]",
+        value_delimiter = ',',
+        action = ArgAction::Set,
+        value_parser = parse_count,
+        default_values_t = DEFAULT_CLIENTS
+    )]
     clients: Vec<usize>,
-    round: Duration,
+    /// Length of one measured round, in seconds.
+    #[arg(
+        long,
+        value_name = "S",
+        value_parser = parse_seconds,
+        default_value_t = DEFAULT_ROUND.as_secs_f64()
+    )]
+    seconds: f64,
+    /// Rounds of each call.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ROUNDS)]
     rounds: usize,
+    /// Streams listed.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_STREAMS)]
     streams: usize,
+    /// Page size of the paged list.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PAGE)]
     page: i64,
-    /// `Some(auth.cache_size)` with auth on.
-    auth: Option<usize>,
-    /// The Gets' `resource_version`.
+    /// Authentication on: every Get carries a service account's token.
+    #[arg(long)]
+    auth: bool,
+    /// `auth.cache_size` (0: every request reads the KV); implies `--auth`,
+    /// which alone keeps the default.
+    #[arg(long, value_name = "N")]
+    auth_cache_size: Option<usize>,
+    /// The Gets' `resource_version` (empty, the default: the latest state).
+    #[arg(long, value_name = "RV", default_value = "", hide_default_value = true)]
     resource_version: String,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        clients: DEFAULT_CLIENTS.to_vec(),
-        round: DEFAULT_ROUND,
-        rounds: DEFAULT_ROUNDS,
-        streams: DEFAULT_STREAMS,
-        page: DEFAULT_PAGE,
-        auth: None,
-        resource_version: String::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--clients" => {
-                args.clients = value()?
-                    .split(',')
-                    .map(|n| n.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()?;
-                anyhow::ensure!(
-                    !args.clients.is_empty() && !args.clients.contains(&0),
-                    "--clients takes counts above 0, separated by commas"
-                );
-            }
-            "--seconds" => args.round = Duration::from_secs_f64(value()?.parse()?),
-            "--rounds" => args.rounds = value()?.parse()?,
-            "--streams" => args.streams = value()?.parse()?,
-            "--page" => args.page = value()?.parse()?,
-            "--auth" => {
-                args.auth = args
-                    .auth
-                    .or(Some(imagestreams_common::auth::cache::DEFAULT_CACHE_SIZE))
-            }
-            "--auth-cache-size" => args.auth = Some(value()?.parse()?),
-            "--resource-version" => args.resource_version = value()?,
-            other => anyhow::bail!(
-                "unknown argument {other}; use --clients N[,N…] --seconds S --rounds N --streams N --page N \
-                 --auth --auth-cache-size N --resource-version RV"
-            ),
-        }
+impl Args {
+    /// Length of one measured round.
+    fn round(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds)
     }
-    Ok(args)
+
+    /// `Some(auth.cache_size)` with auth on.
+    fn auth_cache(&self) -> Option<usize> {
+        let default = imagestreams_common::auth::cache::DEFAULT_CACHE_SIZE;
+        self.auth_cache_size.or(self.auth.then_some(default))
+    }
+}
+
+/// A length in seconds that a `Duration` holds (`--seconds`).
+fn parse_seconds(value: &str) -> Result<f64, String> {
+    let seconds = value.parse::<f64>().map_err(|e| e.to_string())?;
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())?;
+    Ok(seconds)
+}
+
+/// A count above 0 (`--clients`).
+fn parse_count(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(0) | Err(_) => Err("--clients takes counts above 0, separated by commas".to_owned()),
+        Ok(n) => Ok(n),
+    }
 }
 
 /// A stream like the ones users create: one DockerImage tag, two labels.
@@ -305,13 +325,13 @@ fn millis(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let nats = NatsServer::start().await?;
     let app = TestApp::spawn_with(
         &nats,
         &[ServiceName::StreamStore, ServiceName::Gateway],
         |config| {
-            if let Some(cache_size) = args.auth {
+            if let Some(cache_size) = args.auth_cache() {
                 with_auth(config, cache_size);
             }
         },
@@ -322,8 +342,8 @@ async fn main() -> anyhow::Result<()> {
         "bench-api: nats-server + stream-store + gateway in one process, {:?} clients, {} rounds of {:?} each, {}",
         args.clients,
         args.rounds,
-        args.round,
-        match args.auth {
+        args.round(),
+        match args.auth_cache() {
             Some(size) =>
                 format!("auth on (Get with a service account's token, auth.cache_size = {size})"),
             None => "auth off".to_owned(),
@@ -335,7 +355,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..most {
         channels.push(Channel::from_shared(url.clone())?.connect().await?);
     }
-    let (admin, viewer) = match args.auth {
+    let (admin, viewer) = match args.auth_cache() {
         Some(_) => (
             Bearer(Some(ADMIN_TOKEN.into())),
             Bearer(Some(viewer_token(channels[0].clone()).await?)),
@@ -392,8 +412,8 @@ async fn main() -> anyhow::Result<()> {
         );
         println!("{clients} clients:");
         for round in 1..=args.rounds {
-            let (floor, floor_us) = throughput(channels, args.round, check).await?;
-            let (got, get_us) = throughput(channels, args.round, get.clone()).await?;
+            let (floor, floor_us) = throughput(channels, args.round(), check).await?;
+            let (got, get_us) = throughput(channels, args.round(), get.clone()).await?;
             println!(
                 "  round {round}: floor (health Check) {floor:>7.0} ops/s {floor_us:>5.0} us CPU/call   \
                  Get {got:>7.0} ops/s {get_us:>5.0} us CPU/call   {:>3.0}%",
@@ -448,7 +468,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::Ok(())
         }
     };
-    let (raw_rate, raw_us) = throughput(&kvs, args.round, raw).await?;
+    let (raw_rate, raw_us) = throughput(&kvs, args.round(), raw).await?;
     println!(
         "  KV direct get alone (async-nats, no gRPC): {raw_rate:>7.0} ops/s {raw_us:>5.0} us CPU/call"
     );

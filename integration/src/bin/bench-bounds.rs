@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, stream};
+use clap::{Parser, ValueEnum};
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
@@ -68,6 +69,19 @@ const STREAM_STORE_CONSUMER: &str = "stream-store";
 const CHANGEFEED_CONSUMER: &str = "stream-store-changefeed";
 /// Pushes of the soak.
 const DEFAULT_SOAK: usize = 100_000;
+
+/// What one push costs as a stream ages and grows, against its floor
+/// measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "bench-bounds", long_about = None, args_override_self = true)]
+struct Args {
+    /// Pushes of the soak (0: no soak).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SOAK)]
+    soak: usize,
+    /// Which series to run.
+    #[arg(long, value_name = "S", value_enum, default_value_t = Series::All)]
+    series: Series,
+}
 
 /// Pushes numbered in time order, whatever stream and tag they go to.
 struct Pusher {
@@ -313,23 +327,7 @@ fn report(title: &str, cases: &[(String, Summary, usize)]) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut soak = DEFAULT_SOAK;
-    let mut series = Series::All;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--soak" => soak = args.next().context("--soak needs a value")?.parse()?,
-            "--series" => {
-                series = match args.next().as_deref() {
-                    Some("history") => Series::History,
-                    Some("tags") => Series::Tags,
-                    Some("all") => Series::All,
-                    _ => anyhow::bail!("--series takes history, tags or all"),
-                }
-            }
-            other => anyhow::bail!("unknown argument {other}; use --soak N, --series S"),
-        }
-    }
+    let Args { soak, series } = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
         imagestreams_common::telemetry::init(&Default::default())?;
     }
@@ -378,10 +376,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Which series to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Series {
+    /// One tag, as its history ages.
     History,
+    /// A stream, as it gains tags.
     Tags,
+    /// Both series.
     All,
 }
 

@@ -25,6 +25,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use clap::Parser;
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{config::Secret, history::timestamp};
 use imagestreams_integration::{
@@ -43,6 +44,16 @@ const TAG: &str = "latest";
 const SAMPLES: usize = 30;
 /// Pushes to the tag.
 const DEFAULT_CHANGES: usize = 10_000;
+
+/// What asking a tag's history costs when the tag has changed many times,
+/// against its floor measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "bench-history", long_about = None, args_override_self = true)]
+struct Args {
+    /// Pushes to the tag.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHANGES)]
+    changes: usize,
+}
 
 async fn measure<F, Fut>(mut call: F) -> anyhow::Result<Summary>
 where
@@ -78,14 +89,7 @@ type Client = proto::image_streams_client::ImageStreamsClient<tonic::transport::
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut changes = DEFAULT_CHANGES;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--changes" => changes = args.next().context("--changes needs a value")?.parse()?,
-            other => anyhow::bail!("unknown argument {other}; use --changes N"),
-        }
-    }
+    let Args { changes } = Args::parse();
     let nats = NatsServer::start().await?;
     let app = TestApp::spawn_with(
         &nats,

@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use clap::Parser;
 use futures::{StreamExt as _, stream};
 use imagestreams_common::reference::Reference;
 use imagestreams_integration::{Registry, RegistryOptions, binaries, push_unique_image};
@@ -40,39 +41,34 @@ const SETUP_CONCURRENCY: usize = 16;
 /// The benchmarked repository.
 const REPO: &str = "bench/app";
 
-#[derive(Debug, Clone, Copy)]
+/// Importing a many-tag repository from a real docker-registry with the
+/// tag-syncer's registry client, against floors measured in the same run.
+#[derive(Debug, Clone, Copy, Parser)]
+#[command(name = "bench-import", long_about = None, args_override_self = true)]
 struct Args {
+    /// Tags in the repository.
+    #[arg(long, value_name = "N", value_parser = positive(), default_value_t = DEFAULT_TAGS)]
     tags: usize,
+    /// Concurrent requests of the client and of the raw loop.
+    #[arg(long, value_name = "N", value_parser = positive(), default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: usize,
+    /// Tags inspected with skopeo (at most `--tags`).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SAMPLE)]
     sample: usize,
+    /// Rounds of raw and client, alternating which goes first; the median is reported.
+    #[arg(long, value_name = "N", value_parser = positive(), default_value_t = DEFAULT_ROUNDS)]
     rounds: usize,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        tags: DEFAULT_TAGS,
-        concurrency: DEFAULT_CONCURRENCY,
-        sample: DEFAULT_SAMPLE,
-        rounds: DEFAULT_ROUNDS,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?
-            .parse::<usize>()
-            .with_context(|| format!("{flag} needs a number"))?;
-        match flag.as_str() {
-            "--tags" => args.tags = value,
-            "--concurrency" => args.concurrency = value,
-            "--sample" => args.sample = value,
-            "--rounds" => args.rounds = value,
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
-    anyhow::ensure!(args.tags > 0 && args.concurrency > 0 && args.rounds > 0);
+/// A count above 0.
+fn positive() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
+fn parse_args() -> Args {
+    let mut args = Args::parse();
     args.sample = args.sample.min(args.tags);
-    Ok(args)
+    args
 }
 
 fn tag(i: usize) -> String {
@@ -81,7 +77,7 @@ fn tag(i: usize) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = parse_args();
     let registry = Registry::start(RegistryOptions::default()).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))

@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
+use clap::Parser;
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
     auth::{
@@ -53,26 +53,17 @@ const PAGE: usize = 500;
 /// kubectl's `Accept` for server-side printing.
 const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
 
+/// `kubectl get is` over many streams in one namespace, against its floor
+/// measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "bench-kubectl", long_about = None, args_override_self = true)]
 struct Args {
+    /// Streams listed.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     streams: usize,
+    /// Times each pair (server, kubectl) is alternated.
+    #[arg(long, value_name = "N", default_value_t = 5)]
     rounds: usize,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        streams: 10_000,
-        rounds: 5,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().context("a value after the flag");
-        match arg.as_str() {
-            "--streams" => args.streams = value()?.parse()?,
-            "--rounds" => args.rounds = value()?.parse()?,
-            other => anyhow::bail!("unknown argument {other}: --streams N --rounds N"),
-        }
-    }
-    Ok(args)
 }
 
 /// A stream as `oc new-app` leaves one: three spec tags.
@@ -188,7 +179,7 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = args()?;
+    let args = Args::parse();
     let nats = NatsServer::start().await?;
     let dir = TestDir::new("bench-kubectl")?;
     let pki = dir.path().join("kube-pki");

@@ -40,9 +40,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use async_nats::jetstream;
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
+use clap::{ArgAction, Parser};
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{config::Secret, subjects::Kind};
@@ -61,43 +61,39 @@ const FLOOR_SUBJECT: &str = "bench.push.floor";
 /// How long the bench waits after the last push for its events.
 const DRAIN: Duration = Duration::from_secs(20);
 
+/// The user's push path with the default configuration, from a real registry
+/// to NATS, against its floor measured in the same run.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-push",
+    long_about = None,
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 struct Args {
+    /// Open-loop push rates, per second, each run in turn.
+    #[arg(
+        long,
+        value_name = "N,N",
+        value_delimiter = ',',
+        action = ArgAction::Set,
+        value_parser = clap::value_parser!(u64).range(1..),
+        default_values_t = [20, 100]
+    )]
     rates: Vec<u64>,
+    /// Seconds of each phase.
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
     seconds: f64,
+    /// Repositories the pushes go to in turn.
+    #[arg(long, value_name = "N", default_value_t = 50)]
     streams: u64,
+    /// Add a closed-loop phase with N pushers back to back.
+    #[arg(long, value_name = "N")]
     closed: Option<usize>,
+    /// Upload every image's config before the clock starts, so that a timed
+    /// push is its manifest PUT alone.
+    #[arg(long)]
     preupload: bool,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        rates: vec![20, 100],
-        seconds: 30.0,
-        streams: 50,
-        closed: None,
-        preupload: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--rates" => {
-                args.rates = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            "--seconds" => args.seconds = value()?.parse()?,
-            "--streams" => args.streams = value()?.parse()?,
-            "--closed" => args.closed = Some(value()?.parse()?),
-            "--preupload" => args.preupload = true,
-            other => anyhow::bail!(
-                "unknown argument {other}; use --rates N,N --seconds S --streams N --closed N --preupload"
-            ),
-        }
-    }
-    anyhow::ensure!(args.rates.iter().all(|r| *r > 0), "rates must be positive");
-    Ok(args)
 }
 
 /// When each digest's manifest PUT was sent and answered, and when its events arrived.
@@ -417,7 +413,7 @@ fn report(p: &Phase) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let streams = args.streams.max(1);
     println!(
         "bench-push: real docker-registry notifying the mesh (default configuration, read_metadata = true) and a \

@@ -29,6 +29,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use clap::{ArgAction, Parser};
 use futures::StreamExt as _;
 use imagestreams_common::model::{self, ImageStream, ObjectReference, TagReference};
 use imagestreams_integration::{NatsServer, bench, free_port, wait_for, wait_ready};
@@ -42,40 +43,29 @@ const FANOUT: &str = "fanout";
 /// Concurrent creates while growing.
 const CREATE_CONCURRENCY: usize = 64;
 
-#[derive(Debug, Clone)]
+/// Load at size: the services' memory, List and Get as the streams grow, and
+/// watch fan-out.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bench-scale", long_about = None, args_override_self = true)]
 struct Args {
+    /// Stream counts to grow to, in turn.
+    #[arg(
+        long,
+        value_name = "N,N,…",
+        value_delimiter = ',',
+        action = ArgAction::Set,
+        default_values_t = [1_000, 10_000, 100_000]
+    )]
     steps: Vec<usize>,
+    /// Concurrent gRPC watches of the fan-out.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     watchers: usize,
+    /// HTTP/2 connections the watches share.
+    #[arg(long, value_name = "N", default_value_t = 100)]
     connections: usize,
+    /// Streams created one by one, each timed to every watcher.
+    #[arg(long, value_name = "N", default_value_t = 20)]
     events: usize,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        steps: vec![1_000, 10_000, 100_000],
-        watchers: 10_000,
-        connections: 100,
-        events: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--steps" => {
-                args.steps = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            "--watchers" => args.watchers = value()?.parse()?,
-            "--connections" => args.connections = value()?.parse()?,
-            "--events" => args.events = value()?.parse()?,
-            other => anyhow::bail!(
-                "unknown argument {other}; use --steps N,N,… --watchers N --connections N --events N"
-            ),
-        }
-    }
-    Ok(args)
 }
 
 /// A stream with 10 spec tags, each a DockerImage reference (no import).
@@ -222,7 +212,7 @@ async fn get_latency(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let nats = NatsServer::start().await?;
     let nats_pid = nats_pid(&nats)?;
     let grpc = free_port()?;

@@ -39,7 +39,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use async_nats::{
     HeaderMap,
     jetstream::{
@@ -49,6 +48,7 @@ use async_nats::{
     },
 };
 use axum::{Router, body::Bytes, extract::State, routing::post};
+use clap::{Parser, ValueEnum};
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{
@@ -93,61 +93,49 @@ const FLOOR_STREAM: &str = "BENCH_TRIGGER_FLOOR";
 /// Goal: p99 at most this, in milliseconds.
 const GOAL_P99_MS: f64 = 10.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the pushes go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Source {
+    /// Registry notifications, through the registry-watcher and the
+    /// stream-store: the whole path of a push.
     Notification,
+    /// `TagsChanged` published straight to JetStream (the trigger service
+    /// alone).
     TagsChanged,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Image push → webhook received, at a sustained rate, against the floor of
+/// the same transport hops measured in the same run.
+#[derive(Debug, Clone, Copy, Parser)]
+#[command(
+    name = "bench-trigger",
+    long_about = None,
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 struct Args {
+    /// What the pushes go through.
+    #[arg(long, value_name = "SOURCE", value_enum, default_value_t = Source::Notification)]
     source: Source,
+    /// Pushes per second.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), default_value_t = DEFAULT_RATE)]
     rate: u64,
+    /// Seconds of measured load.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_SECONDS)]
     seconds: f64,
+    /// Seconds of unmeasured load before it.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_WARMUP)]
     warmup: f64,
+    /// Seconds of the measured floor.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_FLOOR_SECONDS)]
     floor_seconds: f64,
+    /// Streams (and triggers) the pushes are spread over.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), default_value_t = DEFAULT_STREAMS)]
     streams: u64,
+    /// Turn the registry-watcher's metadata recorder off
+    /// (`registry_watcher.read_metadata = false`).
+    #[arg(long)]
     no_metadata: bool,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        source: Source::Notification,
-        rate: DEFAULT_RATE,
-        seconds: DEFAULT_SECONDS,
-        warmup: DEFAULT_WARMUP,
-        floor_seconds: DEFAULT_FLOOR_SECONDS,
-        streams: DEFAULT_STREAMS,
-        no_metadata: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--source" => {
-                args.source = match value()?.as_str() {
-                    "notification" => Source::Notification,
-                    "tags-changed" => Source::TagsChanged,
-                    other => anyhow::bail!("--source is notification or tags-changed, not {other}"),
-                }
-            }
-            "--rate" => args.rate = value()?.parse()?,
-            "--seconds" => args.seconds = value()?.parse()?,
-            "--warmup" => args.warmup = value()?.parse()?,
-            "--floor-seconds" => args.floor_seconds = value()?.parse()?,
-            "--streams" => args.streams = value()?.parse()?,
-            "--no-metadata" => args.no_metadata = true,
-            other => anyhow::bail!(
-                "unknown argument {other}; use --source notification|tags-changed --rate N --seconds S \
-                 --warmup S --floor-seconds S --streams N --no-metadata"
-            ),
-        }
-    }
-    anyhow::ensure!(
-        args.rate > 0 && args.streams > 0,
-        "--rate and --streams must be positive"
-    );
-    Ok(args)
 }
 
 /// Send times of every push, by index, in nanoseconds since the start (0 =
@@ -441,7 +429,7 @@ async fn floor(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
         imagestreams_common::telemetry::init(&Default::default())?;
     }

@@ -32,7 +32,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use async_nats::{
     HeaderMap,
     jetstream::{
@@ -41,6 +40,7 @@ use async_nats::{
         stream,
     },
 };
+use clap::Parser;
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
 use imagestreams_common::{config::Secret, subjects};
@@ -76,51 +76,41 @@ const GOAL_P99_MS: f64 = 5.0;
 /// Goal: p50 within this factor of the floor's p50.
 const GOAL_P50_RATIO: f64 = 3.0;
 
-#[derive(Debug, Clone)]
+/// Registry notification → `TagsChanged` latency at a sustained rate, against
+/// the raw JetStream floor of the same hops measured in the same run.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "bench-watcher",
+    long_about = None,
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 struct Args {
+    /// Envelopes per second.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), default_value_t = DEFAULT_RATE)]
     rate: u64,
+    /// Seconds of measured load.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_SECONDS)]
     seconds: f64,
+    /// Seconds of unmeasured load before it.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_WARMUP)]
     warmup: f64,
+    /// Seconds of the measured floor.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_FLOOR_SECONDS)]
     floor_seconds: f64,
+    /// Streams the pushes are spread over.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), default_value_t = DEFAULT_STREAMS)]
     streams: u64,
+    /// Tags per stream.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), default_value_t = DEFAULT_TAGS)]
     tags: u64,
+    /// Also stamp each message's intermediate stages (`ImagePushed` stored,
+    /// the stream-store's KV write) and report the latency between them.
+    #[arg(long)]
     stages: bool,
+    /// Write every message's stage stamps to this file, one line each.
+    #[arg(long, value_name = "FILE")]
     dump: Option<std::path::PathBuf>,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        rate: DEFAULT_RATE,
-        seconds: DEFAULT_SECONDS,
-        warmup: DEFAULT_WARMUP,
-        floor_seconds: DEFAULT_FLOOR_SECONDS,
-        streams: DEFAULT_STREAMS,
-        tags: DEFAULT_TAGS,
-        stages: false,
-        dump: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--rate" => args.rate = value()?.parse()?,
-            "--seconds" => args.seconds = value()?.parse()?,
-            "--warmup" => args.warmup = value()?.parse()?,
-            "--floor-seconds" => args.floor_seconds = value()?.parse()?,
-            "--streams" => args.streams = value()?.parse()?,
-            "--tags" => args.tags = value()?.parse()?,
-            "--stages" => args.stages = true,
-            "--dump" => args.dump = Some(value()?.into()),
-            other => anyhow::bail!(
-                "unknown argument {other}; use --rate N --seconds S --warmup S --floor-seconds S --streams N --tags N --stages --dump FILE"
-            ),
-        }
-    }
-    anyhow::ensure!(
-        args.rate > 0 && args.streams > 0 && args.tags > 0,
-        "--rate, --streams and --tags must be positive"
-    );
-    Ok(args)
 }
 
 /// The stages a message is stamped at.
@@ -461,7 +451,7 @@ async fn floor(js: &jetstream::Context, args: &Args) -> anyhow::Result<(Summary,
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
         imagestreams_common::telemetry::init(&Default::default())?;
     }
