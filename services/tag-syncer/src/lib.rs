@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod hints;
 pub mod importer;
 pub mod plan;
 pub mod schedule;

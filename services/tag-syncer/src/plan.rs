@@ -73,7 +73,7 @@ pub struct ImportPlan {
 }
 
 impl ImportPlan {
-    fn new(stream: &ImageStream) -> Self {
+    pub(crate) fn new(stream: &ImageStream) -> Self {
         ImportPlan {
             namespace: stream.metadata.namespace.clone(),
             name: stream.metadata.name.clone(),
@@ -94,7 +94,7 @@ pub fn importable(tag: &TagReference) -> Option<&str> {
         .then_some(from.name.as_str())
 }
 
-fn insecure(tag: &TagReference) -> bool {
+pub(crate) fn insecure(tag: &TagReference) -> bool {
     tag.import_policy.as_ref().is_some_and(|p| p.insecure)
 }
 
