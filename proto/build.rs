@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "imagestreams/v1/triggers.proto",
     "imagestreams/v1/tag_syncer.proto",
     "imagestreams/v1/auth.proto",
+    "imagestreams/v1/receivers.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

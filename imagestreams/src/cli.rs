@@ -189,10 +189,12 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// `imagestreams create`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CreateArgs {
     /// `serviceaccount` (or `sa`) with a NAME: a service account of the
-    /// namespace, its token printed on stdout, once. Without it, `-f`.
+    /// namespace, its token printed on stdout, once. `receiver` with a NAME
+    /// and `--type`: a webhook receiver, its URL printed on stdout. Without
+    /// either, `-f`.
     #[arg(value_name = "TYPE", requires = "name", conflicts_with = "filenames")]
     pub resource: Option<String>,
     /// The service account's name.
@@ -206,6 +208,28 @@ pub struct CreateArgs {
         value_name = "FILE"
     )]
     pub filenames: Vec<PathBuf>,
+    /// `create receiver`: the sender (dockerhub, quay, ghcr, harbor, gitlab,
+    /// distribution, acr, gar, ecr, artifactory, nexus, zot, cloudevents,
+    /// generic-hmac).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub receiver_type: Option<String>,
+    /// `create receiver`: read its secret from stdin (first line); without
+    /// it one is generated and shown once on stderr.
+    #[arg(long = "secret-stdin")]
+    pub secret_stdin: bool,
+    /// `create receiver`: a repository it may name (`host/path`, a trailing
+    /// `*` for any below); repeat for several; none: any.
+    #[arg(long = "repository", value_name = "REPO")]
+    pub repositories: Vec<String>,
+    /// `create receiver`: created paused (deliveries answered 503).
+    #[arg(long)]
+    pub paused: bool,
+    /// `create receiver --type gar`: the audience of the push subscription's token.
+    #[arg(long = "oidc-audience", value_name = "AUD")]
+    pub oidc_audience: Option<String>,
+    /// `create receiver --type gar`: the service account it pushes as.
+    #[arg(long = "oidc-email", value_name = "EMAIL")]
+    pub oidc_email: Option<String>,
 }
 
 /// `imagestreams get`.

@@ -75,9 +75,10 @@ fn message_type(subject: &str) -> Option<&'static str> {
         Kind::ImagesDeleted => "imagestreams.v1.ImageDeleted",
         Kind::ImagesRecorded => "imagestreams.v1.ImageRecorded",
         Kind::TagsChanged => "imagestreams.v1.TagsChanged",
+        Kind::ImportsRequested => "imagestreams.v1.ImportRequested",
         Kind::BuildsRequested => "imagestreams.v1.BuildRequested",
         Kind::DeploymentsRequested => "imagestreams.v1.DeploymentRequested",
-        Kind::DeadLettered | Kind::ImportsRequested | Kind::ImportsCompleted => return None,
+        Kind::DeadLettered | Kind::ImportsCompleted => return None,
     })
 }
 

@@ -19,6 +19,7 @@ pub mod humanize;
 pub mod images;
 pub mod import;
 pub mod output;
+pub mod receivers;
 pub mod resource;
 pub mod secrets;
 pub mod tabwriter;
@@ -124,6 +125,9 @@ pub async fn run(
         ClientCommand::Get(args) if access::handles(&args.resource) => {
             access::get_accounts(&mut ctx, &args, out, err).await
         }
+        ClientCommand::Get(args) if receivers::handles(&args.resource) => {
+            receivers::get(&mut ctx, &args, out, err).await
+        }
         ClientCommand::Get(args) if images::handles(&args.resource) => {
             images::get(&mut ctx, &args, out).await
         }
@@ -133,8 +137,14 @@ pub async fn run(
         ClientCommand::Delete(args) if triggers::handles(&args.resource) => {
             triggers::delete(&mut ctx, &args, out).await
         }
+        ClientCommand::Delete(args) if receivers::handles(&args.resource) => {
+            receivers::delete(&mut ctx, &args.resource, &args.names, out).await
+        }
         ClientCommand::Delete(args) if access::handles(&args.resource) => {
             access::delete(&mut ctx, &args.resource, &args.names, out).await
+        }
+        ClientCommand::Create(args) if args.resource.as_deref().is_some_and(receivers::handles) => {
+            receivers::create(&mut ctx, &args, &mut std::io::stdin(), out, err).await
         }
         ClientCommand::Create(CreateArgs {
             resource: Some(resource),

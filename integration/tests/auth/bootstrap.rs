@@ -33,6 +33,7 @@ async fn up_bootstraps_an_admin_the_cli_uses_by_itself() {
         .env("IMAGESTREAMS_GATEWAY__GRPC_LISTEN", &grpc)
         // tests run side by side: no fixed port
         .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
+        .env("IMAGESTREAMS_TAG_SYNCER__HOOKS_LISTEN", "127.0.0.1:0")
         .env(
             "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
             format!("127.0.0.1:{}", free_port().expect("free port")),

@@ -74,6 +74,7 @@ impl Up {
             .env("IMAGESTREAMS_GATEWAY__GRPC_LISTEN", &grpc)
             // port 0: the kubeconfig names the port actually bound
             .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
+            .env("IMAGESTREAMS_TAG_SYNCER__HOOKS_LISTEN", "127.0.0.1:0")
             .env(
                 "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
                 format!("127.0.0.1:{watcher}"),

@@ -16,6 +16,8 @@
 //! The gateway's `ImportImage` and `Secrets` are served here by
 //! [`StubGateway`], which holds exactly the code the gateway is to take.
 
+mod receivers;
+
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
@@ -430,9 +432,8 @@ async fn the_seed_stream_imports_on_create_and_import_image_is_idempotent() -> a
         &app.grpc_url(),
         "default",
         ClientCommand::Create(CreateArgs {
-            resource: None,
-            name: None,
             filenames: vec![create],
+            ..CreateArgs::default()
         }),
     )
     .await;

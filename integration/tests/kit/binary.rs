@@ -85,6 +85,7 @@ fn spawn_up(
         )
         // tests run side by side: no fixed port
         .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
+        .env("IMAGESTREAMS_TAG_SYNCER__HOOKS_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -251,6 +252,7 @@ async fn a_killed_up_takes_the_nats_server_it_started_with_it() {
             format!("127.0.0.1:{}", free_port().expect("free port")),
         )
         .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
+        .env("IMAGESTREAMS_TAG_SYNCER__HOOKS_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

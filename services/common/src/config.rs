@@ -52,6 +52,10 @@ pub const DEFAULT_TAG_SYNCER_HTTP_LISTEN: &str = "127.0.0.1:8082";
 pub const DEFAULT_TRIGGER_HTTP_LISTEN: &str = "127.0.0.1:8083";
 /// Default listen address of the registry notification endpoint.
 pub const DEFAULT_WATCHER_LISTEN: &str = "127.0.0.1:8085";
+/// Default listen address of the webhook receivers (`/hooks/<id>`).
+pub const DEFAULT_HOOKS_LISTEN: &str = "127.0.0.1:8086";
+/// Default cap on a webhook delivery's body: the peers cap at 1 to 3 MiB.
+pub const DEFAULT_HOOKS_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default host of the integrated registry.
 pub const DEFAULT_INTEGRATED_REGISTRY_HOST: &str = "127.0.0.1:5000";
 /// Default number of seconds to keep trying the first NATS connection.
@@ -145,6 +149,7 @@ impl Config {
         c.registry_watcher.listen = any;
         c.stream_store.http_listen = any;
         c.tag_syncer.http_listen = any;
+        c.tag_syncer.hooks_listen = any;
         c.trigger.http_listen = any;
         // the auth tests turn it on explicitly
         c.auth.enabled = false;
@@ -663,6 +668,17 @@ pub struct TagSyncerConfig {
     pub max_imports_per_minute: u32,
     /// Period of the resync that catches imports missed (e.g. while stopped), in seconds.
     pub resync_interval_secs: u64,
+    /// Listen address of the webhook receivers, `POST /hooks/<id>`: the one
+    /// port to expose to hosted registries (the API stays on the gateway's).
+    pub hooks_listen: SocketAddr,
+    /// The receivers' URL as senders reach it (`https://hooks.example.com`);
+    /// empty: `http://<hooks_listen>`.
+    pub hooks_url: String,
+    /// Largest delivery body accepted; a larger one is answered 413.
+    pub hooks_max_body_bytes: usize,
+    /// Google's token signing keys (a JWKS file) for `gar` receivers; their
+    /// deliveries are refused without it.
+    pub gar_jwks_file: Option<PathBuf>,
 }
 
 impl Default for TagSyncerConfig {
@@ -684,6 +700,10 @@ impl Default for TagSyncerConfig {
             min_schedule_interval_secs: DEFAULT_MIN_SCHEDULE_INTERVAL_SECS,
             max_imports_per_minute: DEFAULT_MAX_IMPORTS_PER_MINUTE,
             resync_interval_secs: DEFAULT_IMPORT_RESYNC_INTERVAL_SECS,
+            hooks_listen: addr(DEFAULT_HOOKS_LISTEN),
+            hooks_url: String::new(),
+            hooks_max_body_bytes: DEFAULT_HOOKS_MAX_BODY_BYTES,
+            gar_jwks_file: None,
         }
     }
 }

@@ -132,6 +132,8 @@ pub struct Topology {
     pub import_rate: kv::Store,
     /// The image records, one per digest ([`subjects::BUCKET_IMAGES`]).
     pub images: kv::Store,
+    /// The webhook receivers ([`subjects::BUCKET_RECEIVERS`]).
+    pub receivers: kv::Store,
 }
 
 /// [`provision`] with `cfg.replicas`, retried until `connect_timeout_secs`
@@ -316,6 +318,20 @@ pub async fn provision_with(
         },
     )
     .await?;
+    let receivers = get_or_create_bucket(
+        &js,
+        kv::Config {
+            bucket: subjects::BUCKET_RECEIVERS.to_owned(),
+            description: "Webhook receivers, secrets encrypted, one per key <namespace>.<name>; \
+                          their URL ids under _ids.<id>"
+                .to_owned(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await?;
     if js
         .get_object_store(subjects::BUCKET_PAYLOADS)
         .await
@@ -346,6 +362,7 @@ pub async fn provision_with(
         import_schedule,
         import_rate,
         images,
+        receivers,
     })
 }
 

@@ -54,9 +54,10 @@ pub enum Kind {
     ImagesRecorded,
     /// `TagsChanged`.
     TagsChanged,
-    /// Import requests: declared (its stream is provisioned) but published
-    /// by no service: imports are asked and answered over request-reply and
-    /// announced as `TagsChanged`. Not in [`Kind::PUBLISHED`].
+    /// `ImportRequested`: a webhook receiver's verified delivery, asking for
+    /// the tags of `<ns>` that follow a repository to be imported again
+    /// (`<name>` is the receiver's). Imports asked on demand go over
+    /// request-reply instead, and every import is announced as `TagsChanged`.
     ImportsRequested,
     /// Import results: declared, never published (see [`Kind::ImportsRequested`]).
     ImportsCompleted,
@@ -73,11 +74,12 @@ pub enum Kind {
 impl Kind {
     /// The kinds the services publish: the event contract,
     /// `proto/asyncapi.yaml` (a test holds the two together).
-    pub const PUBLISHED: [Kind; 7] = [
+    pub const PUBLISHED: [Kind; 8] = [
         Kind::ImagesPushed,
         Kind::ImagesDeleted,
         Kind::ImagesRecorded,
         Kind::TagsChanged,
+        Kind::ImportsRequested,
         Kind::BuildsRequested,
         Kind::DeploymentsRequested,
         Kind::DeadLettered,
@@ -309,6 +311,10 @@ pub const BUCKET_IMPORT_RATE: &str = "imagestreams-import-rate";
 /// KV bucket of image metadata: `<algorithm>.<hex>` (a manifest digest with
 /// `.` for `:`) → the image record, written once, never changed.
 pub const BUCKET_IMAGES: &str = "imagestreams-images";
+
+/// KV bucket holding webhook receivers: one per key `<namespace>.<name>`,
+/// and the index of their URL ids under `_ids.<id>`.
+pub const BUCKET_RECEIVERS: &str = "imagestreams-receivers";
 /// The durable consumer of the streams bucket that the tag-syncer replicas
 /// share, to import streams when they are created or their spec asks for it.
 pub const DURABLE_TAG_SYNCER: &str = "tag-syncer";

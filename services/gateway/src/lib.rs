@@ -35,6 +35,7 @@ mod images;
 pub mod kube;
 mod metrics;
 mod query;
+pub mod receivers;
 pub mod registry_token;
 mod rest;
 mod streams;
@@ -85,11 +86,12 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The gRPC service names the health service reports as serving (`""` is
 /// the server as a whole).
-pub const HEALTH_SERVICES: [&str; 5] = [
+pub const HEALTH_SERVICES: [&str; 6] = [
     "",
     imagestreams_proto::v1::image_streams_server::SERVICE_NAME,
     imagestreams_proto::v1::triggers_server::SERVICE_NAME,
     imagestreams_proto::v1::secrets_server::SERVICE_NAME,
+    imagestreams_proto::v1::receivers_server::SERVICE_NAME,
     imagestreams_proto::v1::auth_server::SERVICE_NAME,
 ];
 
@@ -172,6 +174,7 @@ pub struct GatewayService {
     triggers: triggers::TriggersApi,
     imports: ImportClient,
     secrets: SecretsApi,
+    receivers: receivers::ReceiversApi,
     identities: Arc<IdentityStore>,
     registry_tokens: Option<Arc<TokenService>>,
     tls: Option<ServerTls>,
@@ -307,6 +310,7 @@ impl GatewayService {
             triggers: triggers::TriggersApi::new(&deps),
             imports: ImportClient::new(deps.nats.clone()),
             secrets: SecretsApi::new(deps.nats.clone()),
+            receivers: receivers::ReceiversApi::new(deps.nats.clone()),
             identities,
             registry_tokens,
             tls,
@@ -406,6 +410,7 @@ impl GatewayService {
             .add_service(api)
             .add_service(self.triggers.into_server())
             .add_service(self.secrets.into_server())
+            .add_service(self.receivers.into_server())
             .add_service(auth::AuthApi::new(self.identities.clone()).into_server())
             .serve_with_incoming_shutdown(incoming, stopping)
             .await

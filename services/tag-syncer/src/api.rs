@@ -1,7 +1,7 @@
 //! The tag-syncer's request-reply API (core NATS, queue group
 //! [`subjects::TAG_SYNCER_QUEUE`]): `import` (the gateway's `ImportImage`,
-//! answered once the stream-store applied the outcome) and
-//! `secrets.{create,list,delete}`. Requests received before shutdown are
+//! answered once the stream-store applied the outcome),
+//! `secrets.{create,list,delete}` and `receivers.{create,get,list,delete}`. Requests received before shutdown are
 //! answered before [`serve`] returns.
 
 use std::sync::Arc;
@@ -14,10 +14,19 @@ use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{importer::Importer, plan, secrets::SecretStore};
+use crate::{importer::Importer, plan, receivers::ReceiverStore, secrets::SecretStore};
 
 /// The operations, by the last tokens of their subjects.
-pub const OPS: [&str; 4] = ["import", "secrets.create", "secrets.list", "secrets.delete"];
+pub const OPS: [&str; 8] = [
+    "import",
+    "secrets.create",
+    "secrets.list",
+    "secrets.delete",
+    "receivers.create",
+    "receivers.get",
+    "receivers.list",
+    "receivers.delete",
+];
 /// Requests handled at once; more wait in NATS.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
@@ -51,6 +60,8 @@ pub struct Handlers {
     pub importer: Arc<Importer>,
     /// The registry secrets.
     pub secrets: Arc<SecretStore>,
+    /// The webhook receivers.
+    pub receivers: Arc<ReceiverStore>,
 }
 
 impl Handlers {
@@ -109,6 +120,9 @@ impl Handlers {
                 result: Some(result),
             }
             .encode_to_vec();
+        }
+        if op.starts_with("receivers.") {
+            return self.receivers.handle(op, payload).await.encode_to_vec();
         }
         self.secrets.handle(op, payload).await.encode_to_vec()
     }

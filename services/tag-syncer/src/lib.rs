@@ -21,12 +21,19 @@
 //! - **Schedule** ([`schedule`]): a reconciler re-importing
 //!   `importPolicy.scheduled` tags every interval, one replica per stream
 //!   per interval, within a global imports-per-minute limit.
+//! - **Webhook receivers** ([`receivers`], [`hooks`], [`deliveries`]):
+//!   hosted registries' push notifications on `tag_syncer.hooks_listen`,
+//!   verified, made durable as `ImportRequested`, and turned into imports
+//!   of exactly the tags that follow what they name ([`hints`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod deliveries;
 pub mod hints;
+pub mod hooks;
 pub mod importer;
 pub mod plan;
+pub mod receivers;
 pub mod schedule;
 pub mod secrets;
 pub mod watch;
@@ -53,6 +60,9 @@ use imagestreams_registry_client::{Keyring, RegistryClient, image::Inspector, li
 /// The service's name, as `serve <name>` spells it.
 pub const NAME: &str = "tag-syncer";
 
+/// The role of the webhook receivers' listener in [`Service::listen_addrs`].
+pub const HOOKS_ROLE: &str = "hooks";
+
 /// The tag-syncer service, built and ready to run.
 pub struct TagSyncerService {
     deps: Deps,
@@ -63,6 +73,8 @@ pub struct TagSyncerService {
     schedule: Arc<schedule::Context>,
     schedule_items: mpsc::UnboundedReceiver<String>,
     resync_every: Duration,
+    hooks: (tokio::net::TcpListener, std::net::SocketAddr, axum::Router),
+    deliveries: (Arc<deliveries::Deliveries>, PullConsumer),
     shutdown: CancellationToken,
 }
 
@@ -93,11 +105,48 @@ impl TagSyncerService {
         ));
         importer.register_metrics(&deps.metrics.service(NAME));
         let reader = StreamReader::new(deps.topology.streams.clone(), deps.nats.clone());
+        let hooks_listener = imagestreams_common::runtime::bind(c.hooks_listen)
+            .await
+            .context("webhook receivers' endpoint")?;
+        let hooks_addr = hooks_listener.local_addr()?;
+        let base_url = match c.hooks_url.trim() {
+            "" => format!("http://{hooks_addr}"),
+            url => url.to_owned(),
+        };
+        let receivers = Arc::new(receivers::ReceiverStore::new(
+            deps.topology.receivers.clone(),
+            secrets.clone(),
+            base_url,
+        ));
+        let gar_keys = match &c.gar_jwks_file {
+            Some(path) => Some(
+                serde_json::from_slice(&std::fs::read(path).with_context(|| {
+                    format!("reading tag_syncer.gar_jwks_file {}", path.display())
+                })?)
+                .with_context(|| format!("{} is not a JWKS", path.display()))?,
+            ),
+            None => None,
+        };
+        let hooks_router = Arc::new(hooks::Hooks {
+            store: receivers.clone(),
+            js: deps.topology.js.clone(),
+            max_body: c.hooks_max_body_bytes,
+            gar_keys,
+        })
+        .router();
+        let deliveries_consumer = deliveries::declare(&deps.topology.js)
+            .await
+            .context("declaring the receivers' consumer")?;
+        let deliveries = Arc::new(deliveries::Deliveries {
+            reader: reader.clone(),
+            importer: importer.clone(),
+        });
         let subscriptions = api::subscribe(&deps.nats).await?;
         let handlers = Arc::new(api::Handlers {
             reader: reader.clone(),
             importer: importer.clone(),
             secrets,
+            receivers,
         });
         let (items, schedule_items) = mpsc::unbounded_channel();
         let watcher = Arc::new(watch::Watcher::new(
@@ -132,6 +181,8 @@ impl TagSyncerService {
             schedule,
             schedule_items,
             resync_every: Duration::from_secs(c.resync_interval_secs.max(1)),
+            hooks: (hooks_listener, hooks_addr, hooks_router),
+            deliveries: (deliveries, deliveries_consumer),
             shutdown,
         })
     }
@@ -140,6 +191,10 @@ impl TagSyncerService {
 impl Service for TagSyncerService {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn listen_addrs(&self) -> Vec<(&'static str, std::net::SocketAddr)> {
+        vec![(HOOKS_ROLE, self.hooks.1)]
     }
 
     fn run(self: Box<Self>, shutdown: CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> {
@@ -154,8 +209,11 @@ impl Service for TagSyncerService {
                 schedule,
                 schedule_items,
                 resync_every,
+                hooks: (hooks_listener, hooks_addr, hooks_router),
+                deliveries: (deliveries, deliveries_consumer),
                 shutdown: inner,
             } = *self;
+            tracing::info!(listen = %hooks_addr, "webhook receivers listening");
             metrics::watch_consumer_lag(
                 &deps.metrics.service(NAME),
                 deps.topology.js.clone(),
@@ -170,7 +228,7 @@ impl Service for TagSyncerService {
                 relay.cancelled().await;
                 stop.cancel();
             });
-            let (a, b, c) = tokio::join!(
+            let (a, b, c, d, e) = tokio::join!(
                 guarded(
                     api::serve(handlers, deps.nats.clone(), subscriptions, inner.clone()),
                     inner.clone()
@@ -183,10 +241,29 @@ impl Service for TagSyncerService {
                     schedule::run(schedule, schedule_items, inner.clone()),
                     inner.clone()
                 ),
+                guarded(
+                    async {
+                        imagestreams_common::runtime::serve_http(
+                            hooks_listener,
+                            hooks_router,
+                            None,
+                            inner.clone(),
+                        )
+                        .await
+                        .map_err(anyhow::Error::from)
+                    },
+                    inner.clone()
+                ),
+                guarded(
+                    deliveries::run(deliveries, deliveries_consumer, inner.clone()),
+                    inner.clone()
+                ),
             );
             a.context("request API")?;
             b.context("import on creation")?;
             c.context("schedule")?;
+            d.context("webhook receivers")?;
+            e.context("imports asked by receivers")?;
             Ok(())
         })
     }

@@ -104,6 +104,22 @@ impl SecretStore {
         Ok(Some(key))
     }
 
+    /// Seals `plaintext` for the entry `aad` with the secrets' key (another
+    /// bucket's secrets, the receivers', use the same key).
+    pub fn seal(&self, aad: &str, plaintext: &[u8]) -> Result<Vec<u8>, ApiError> {
+        Ok(self.key_for_write()?.seal(aad.as_bytes(), plaintext))
+    }
+
+    /// Opens what [`seal`](Self::seal) sealed for `aad`.
+    pub fn open(&self, aad: &str, sealed: &[u8]) -> Result<Vec<u8>, ApiError> {
+        let key = self.key_for_read()?.ok_or_else(|| {
+            ApiError::Internal(
+                "secrets are stored but no key is configured (secrets.key_file)".into(),
+            )
+        })?;
+        key.open(aad.as_bytes(), sealed).map_err(internal)
+    }
+
     /// Creates or replaces a secret; returns it without its password.
     pub async fn create(&self, new: NewRegistrySecret) -> Result<proto::RegistrySecret, ApiError> {
         normalize_server(&new.server).ok_or_else(|| {

@@ -1,0 +1,314 @@
+//! Webhook receivers (issue 18), end to end: a real docker-registry stands
+//! in for GHCR through a `[[registry]]` rule (`ghcr.io` → the local
+//! registry), the stream-store, the tag-syncer (which serves the receivers)
+//! and the gateway (which the CLI talks to) on a real nats-server.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use hmac::{Hmac, Mac as _};
+use imagestreams::cli::{ClientCommand, CreateArgs, DeleteArgs, GetArgs, ServiceName};
+use imagestreams_common::subjects::{self, Kind};
+use imagestreams_integration::{Registry, RegistryOptions, push_unique_image, wait_for};
+use imagestreams_proto::v1 as proto;
+use prost::Message as _;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::{Env, WAIT, cli, images, rule};
+
+/// How long the test waits to be sure something does not happen.
+const SETTLE: Duration = Duration::from_secs(2);
+
+fn create_receiver(name: &str, kind: &str) -> ClientCommand {
+    ClientCommand::Create(CreateArgs {
+        resource: Some("receiver".to_owned()),
+        name: Some(name.to_owned()),
+        receiver_type: Some(kind.to_owned()),
+        ..CreateArgs::default()
+    })
+}
+
+/// A GitHub `package` delivery naming `ghcr.io/<owner>/app:<tag>` (the
+/// owner in GitHub's case) and `digest`, signed with `secret`.
+fn ghcr_delivery(owner: &str, tag: &str, digest: &str, secret: &str) -> (Vec<u8>, String) {
+    let body = serde_json::to_vec(&json!({
+        "action": "published",
+        "package": {
+            "name": "app", "namespace": owner, "package_type": "CONTAINER",
+            "owner": {"login": owner},
+            "package_version": {
+                "version": digest,
+                "package_url": format!("ghcr.io/{owner}/app:{tag}"),
+                "container_metadata": {"tag": {"name": tag, "digest": digest}}
+            }
+        },
+        "sender": {"login": "ci-bot"}
+    }))
+    .expect("json");
+    let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("any key");
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    (body, signature)
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    signature: &str,
+    delivery: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let response = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", "package")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(body.to_vec())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+/// The `ImportRequested` events JetStream holds.
+async fn requests_stored(env: &Env) -> anyhow::Result<u64> {
+    let mut stream = env.topology.js.get_stream(subjects::STREAM_IMPORTS).await?;
+    Ok(stream.info().await?.state.messages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ghcr_delivery_imports_the_following_tags_from_the_registry() -> anyhow::Result<()> {
+    let registry = Registry::start(RegistryOptions::default()).await?;
+    let first = push_unique_image(&registry, "team/app:v1").await?;
+    let env = Env::start().await?;
+    let rules = [rule("ghcr.io", &registry.host())];
+    let app = env
+        .spawn(
+            &[
+                ServiceName::StreamStore,
+                ServiceName::TagSyncer,
+                ServiceName::Gateway,
+            ],
+            &rules,
+            |_| {},
+        )
+        .await?;
+    // two namespaces follow the same repository; the receiver is ns1's
+    for namespace in ["ns1", "ns2"] {
+        let document = json!({
+            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+            "metadata": {"name": "app"},
+            "spec": {"tags": [
+                {"name": "v1", "from": {"kind": "DockerImage", "name": "ghcr.io/team/app:v1"}},
+                {"name": "other", "from": {"kind": "DockerImage", "name": "ghcr.io/team/app:v2"}}
+            ]}
+        });
+        env.create(namespace, document.to_string().as_bytes())
+            .await?;
+        env.wait_stream(namespace, "app", |s| images(s, "v1") == [first.clone()])
+            .await?;
+    }
+
+    let server = app.grpc_url();
+    let (created, url, err) = cli(&server, "ns1", create_receiver("hook", "ghcr")).await;
+    created?;
+    let url = url.trim().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/hooks/"),
+        "the URL alone on stdout: {url:?}"
+    );
+    assert!(
+        !url.contains("ns1") && !url.contains("hook/"),
+        "the path says nothing of the receiver: {url}"
+    );
+    let secret = err
+        .lines()
+        .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
+        .and_then(|rest| rest.rsplit(' ').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("a generated secret on stderr: {err}"));
+
+    let mut changes = env
+        .nats
+        .connect()
+        .await?
+        .subscribe(Kind::TagsChanged.namespace_filter("ns1"))
+        .await?;
+    let http = reqwest::Client::new();
+    let second = push_unique_image(&registry, "team/app:v1").await?;
+    // the sender's digest is not the registry's: the registry's wins
+    let bogus = format!("sha256:{}", "0".repeat(64));
+    let (body, signature) = ghcr_delivery("Team", "v1", &bogus, &secret);
+
+    // a wrong signature is refused with nothing published
+    let before = requests_stored(&env).await?;
+    let (status, answer) = post(&http, &url, &body, "sha256=00", "d-1").await?;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(requests_stored(&env).await?, before, "nothing published");
+
+    let (status, answer) = post(&http, &url, &body, &signature, "d-1").await?;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["outcome"], "accepted");
+    let stream = env
+        .wait_stream("ns1", "app", |s| images(s, "v1").first() == Some(&second))
+        .await?;
+    assert_eq!(images(&stream, "v1"), [second.clone(), first.clone()]);
+    assert!(
+        !images(&stream, "v1").contains(&bogus),
+        "the payload's digest is never written"
+    );
+    let event = tokio::time::timeout(WAIT, changes.next())
+        .await?
+        .expect("a TagsChanged");
+    let event = proto::TagsChanged::decode(event.payload)?;
+    assert_eq!(event.changes.len(), 1, "{event:?}");
+    assert_eq!(event.changes[0].tag, "v1");
+    assert_eq!(event.changes[0].new_image, second);
+    let cause = event.cause.clone().unwrap_or_default();
+    assert_eq!(cause.actor, "system:receiver:ns1:hook", "{cause:?}");
+
+    // the same delivery again (a sender's retry) imports nothing more
+    let (status, answer) = post(&http, &url, &body, &signature, "d-1").await?;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["outcome"], "duplicate");
+    tokio::time::sleep(SETTLE).await;
+    let more = tokio::time::timeout(Duration::from_millis(10), changes.next()).await;
+    assert!(more.is_err(), "one TagsChanged: {more:?}");
+
+    // ns2 follows the same repository, but the receiver is ns1's
+    let other = env.reader.get("ns2", "app").await?;
+    assert_eq!(images(&other, "v1"), [first], "namespace isolation");
+
+    // its status says what came last; deleted, its URL answers 404
+    let (got, table, _) = cli(
+        &server,
+        "ns1",
+        ClientCommand::Get(GetArgs {
+            resource: "receivers".to_owned(),
+            names: Vec::new(),
+            output: None,
+            selector: None,
+            all_namespaces: false,
+        }),
+    )
+    .await;
+    got?;
+    assert!(
+        table.contains("hook") && table.contains("ghcr") && table.contains("(duplicate)"),
+        "{table}"
+    );
+    assert!(!table.contains(&secret), "the secret is never shown again");
+    let (deleted, _, _) = cli(
+        &server,
+        "ns1",
+        ClientCommand::Delete(DeleteArgs {
+            resource: "receiver".to_owned(),
+            names: vec!["hook".to_owned()],
+        }),
+    )
+    .await;
+    deleted?;
+    let (status, _) = post(&http, &url, &body, &signature, "d-2").await?;
+    assert_eq!(status, 404);
+    app.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_hmac_refuses_replays_and_unfollowed_repositories_change_nothing()
+-> anyhow::Result<()> {
+    let registry = Registry::start(RegistryOptions::default()).await?;
+    let first = push_unique_image(&registry, "team/app:v1").await?;
+    let env = Env::start().await?;
+    let rules = [rule("ghcr.io", &registry.host())];
+    let app = env
+        .spawn(
+            &[
+                ServiceName::StreamStore,
+                ServiceName::TagSyncer,
+                ServiceName::Gateway,
+            ],
+            &rules,
+            |_| {},
+        )
+        .await?;
+    let document = json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "app"},
+        "spec": {"tags": [{"name": "v1", "from": {"kind": "DockerImage", "name": "ghcr.io/team/app:v1"}}]}
+    });
+    env.create("ns1", document.to_string().as_bytes()).await?;
+    env.wait_stream("ns1", "app", |s| images(s, "v1") == [first.clone()])
+        .await?;
+    let (created, url, err) = cli(
+        &app.grpc_url(),
+        "ns1",
+        create_receiver("ci", "generic-hmac"),
+    )
+    .await;
+    created?;
+    let url = url.trim().to_owned();
+    let secret = err
+        .lines()
+        .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
+        .and_then(|rest| rest.rsplit(' ').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("a generated secret on stderr: {err}"));
+    let http = reqwest::Client::new();
+    let send = |body: Value, at: i64| {
+        let body = serde_json::to_vec(&body).expect("json");
+        let signature =
+            imagestreams_receivers::verify::generic_hmac_signature(secret.as_bytes(), at, &body);
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header("x-imagestreams-timestamp", at.to_string())
+            .header("x-imagestreams-signature", signature)
+            .body(body)
+            .send()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let second = push_unique_image(&registry, "team/app:v1").await?;
+
+    // signed ten minutes ago: a replay, refused with nothing published
+    let before = requests_stored(&env).await?;
+    let old = send(
+        json!({"repository": "ghcr.io/team/app", "tags": ["v1"]}),
+        now - 600,
+    )
+    .await?;
+    assert_eq!(old.status().as_u16(), 401);
+    assert_eq!(requests_stored(&env).await?, before);
+
+    // a repository nothing follows is accepted and changes nothing
+    let unfollowed = send(
+        json!({"repository": "ghcr.io/team/else", "tags": ["v1"]}),
+        now,
+    )
+    .await?;
+    assert_eq!(unfollowed.status().as_u16(), 202);
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(
+        images(&env.reader.get("ns1", "app").await?, "v1"),
+        std::slice::from_ref(&first)
+    );
+
+    let fresh = send(
+        json!({"repository": "ghcr.io/team/app", "tags": ["v1"]}),
+        now,
+    )
+    .await?;
+    assert_eq!(fresh.status().as_u16(), 202);
+    wait_for(
+        || async {
+            env.reader
+                .get("ns1", "app")
+                .await
+                .is_ok_and(|s| images(&s, "v1") == [second.clone(), first.clone()])
+        },
+        WAIT,
+    )
+    .await?;
+    app.stop().await
+}
