@@ -43,7 +43,7 @@ WORKDIR /var/lib/imagestreams
 COPY deploy/container/imagestreams.toml /etc/imagestreams/imagestreams.toml
 ENV IMAGESTREAMS_CONFIG=/etc/imagestreams/imagestreams.toml
 # gRPC API, HTTP (REST, health, metrics), stream-store, tag-syncer, trigger, registry notifications
-EXPOSE 50051 8080 8081 8082 8083 8085
+EXPOSE 50051 8080 8081 8082 8083 8085 8086
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["imagestreams"]
 CMD ["up"]

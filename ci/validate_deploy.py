@@ -326,7 +326,8 @@ def check_chart_facts(
     expected_url = nats.get("url") or f"nats://{nats_fullname(release, nats)}.{namespace}.svc:4222"
     report.check(config["nats"].get("url") == expected_url, f"{scenario}: nats.url {config['nats'].get('url')!r} == {expected_url!r}")
     for section, key in [("gateway", "grpc_listen"), ("gateway", "http_listen"), ("registry_watcher", "listen"),
-                         ("stream_store", "http_listen"), ("tag_syncer", "http_listen"), ("trigger", "http_listen")]:
+                         ("stream_store", "http_listen"), ("tag_syncer", "http_listen"), ("tag_syncer", "hooks_listen"),
+                         ("trigger", "http_listen")]:
         addr = config.get(section, {}).get(key, "")
         report.check(addr.startswith(values["listenHost"] + ":"), f"{scenario}: {section}.{key} {addr!r} listens on {values['listenHost']}")
     listen = {
@@ -335,6 +336,7 @@ def check_chart_facts(
         "notifications": port_of(config["registry_watcher"]["listen"]),
         "stream-store": port_of(config["stream_store"]["http_listen"]),
         "tag-syncer": port_of(config["tag_syncer"]["http_listen"]),
+        "hooks": port_of(config["tag_syncer"]["hooks_listen"]),
         "trigger": port_of(config["trigger"]["http_listen"]),
     }
 
@@ -474,11 +476,13 @@ def check_chart_facts(
                 report.check(ok, f"{what}: port {port['name']} targets {target!r}, which {component} has")
     gateway_component = "monolith" if monolith else "gateway"
     watcher_component = "monolith" if monolith else "registry-watcher"
+    hooks_component = "monolith" if monolith else "tag-syncer"
     fullname = configmap["metadata"]["name"].removesuffix("-config")
     for name, component, port_name, port in [
         (f"{fullname}-gateway", gateway_component, "grpc", listen["grpc"]),
         (f"{fullname}-gateway", gateway_component, "http", listen["http"]),
         (f"{fullname}-registry-watcher", watcher_component, "notifications", listen["notifications"]),
+        (f"{fullname}-hooks", hooks_component, "hooks", listen["hooks"]),
     ]:
         svc = services.get(name)
         if not report.check(svc is not None, f"{scenario}: Service {name} exists"):
@@ -703,7 +707,8 @@ def check_dockerfile(report: Report, known: dict[str, Any]) -> None:
     report.check(not bad, f"keys unknown to config.rs: {bad}")
     report.check(config.get("nats", {}).get("auto_start") is False, "nats.auto_start = false")
     listens = [config["gateway"]["grpc_listen"], config["gateway"]["http_listen"], config["registry_watcher"]["listen"],
-               config["stream_store"]["http_listen"], config["tag_syncer"]["http_listen"], config["trigger"]["http_listen"]]
+               config["stream_store"]["http_listen"], config["tag_syncer"]["http_listen"], config["tag_syncer"]["hooks_listen"],
+               config["trigger"]["http_listen"]]
     for addr in listens:
         report.check(addr.startswith("0.0.0.0:"), f"{addr} listens on every interface")
     report.check({port_of(a) for a in listens} == exposed, f"EXPOSE {sorted(exposed)} == the listen ports {sorted(port_of(a) for a in listens)}")

@@ -121,6 +121,7 @@ resources, its arguments, its container ports (the one named `http` serves
     - { name: grpc, port: {{ int $p.grpc }} }
     - { name: http, port: {{ int $p.http }} }
     - { name: notifications, port: {{ int $p.notifications }} }
+    - { name: hooks, port: {{ int $p.hooks }} }
     {{- if .Values.apiService.enabled }}
     - { name: kube, port: {{ int $p.kube }} }
     {{- end }}
@@ -153,6 +154,7 @@ resources, its arguments, its container ports (the one named `http` serves
   token: false
   ports:
     - { name: http, port: {{ int $p.tagSyncer }} }
+    - { name: hooks, port: {{ int $p.hooks }} }
 - component: trigger
   values: trigger
   args: [serve, trigger]
@@ -174,6 +176,11 @@ resources, its arguments, its container ports (the one named `http` serves
 {{- end -}}
 {{- define "imagestreams.watcherComponent" -}}
 {{- if eq .Values.mode "monolith" -}}monolith{{- else -}}registry-watcher{{- end -}}
+{{- end -}}
+
+{{/* The component label of the pods serving the webhook receivers. */}}
+{{- define "imagestreams.hooksComponent" -}}
+{{- if eq .Values.mode "monolith" -}}monolith{{- else -}}tag-syncer{{- end -}}
 {{- end -}}
 
 {{/* Where the configuration is mounted, and the file --config names. */}}
@@ -234,6 +241,8 @@ history_limit = {{ int $c.stream_store.history_limit }}
 
 [tag_syncer]
 http_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.tagSyncer) | toJson }}
+hooks_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.hooks) | toJson }}
+hooks_url = {{ .Values.tagSyncer.hooksUrl | default (printf "http://%s-hooks.%s.svc:%d" (include "imagestreams.fullname" .) .Release.Namespace (int $p.hooks)) | toJson }}
 
 [trigger]
 http_listen = {{ include "imagestreams.listen" (dict "root" . "port" $p.trigger) | toJson }}

@@ -911,6 +911,7 @@ fn listening(role: &Role, c: &Config) -> anyhow::Result<(SocketAddr, Vec<SocketA
                 c.gateway.grpc_listen,
                 c.gateway.http_listen,
                 c.registry_watcher.listen,
+                c.tag_syncer.hooks_listen,
             ],
         ),
         Role::Serve(s) => match s.as_str() {
@@ -920,7 +921,10 @@ fn listening(role: &Role, c: &Config) -> anyhow::Result<(SocketAddr, Vec<SocketA
             ),
             "registry-watcher" => (c.registry_watcher.listen, vec![c.registry_watcher.listen]),
             "stream-store" => (c.stream_store.http_listen, vec![c.stream_store.http_listen]),
-            "tag-syncer" => (c.tag_syncer.http_listen, vec![c.tag_syncer.http_listen]),
+            "tag-syncer" => (
+                c.tag_syncer.http_listen,
+                vec![c.tag_syncer.http_listen, c.tag_syncer.hooks_listen],
+            ),
             "trigger" => (c.trigger.http_listen, vec![c.trigger.http_listen]),
             other => bail!("`serve {other}` is not a service"),
         },
