@@ -312,3 +312,90 @@ async fn generic_hmac_refuses_replays_and_unfollowed_repositories_change_nothing
     .await?;
     app.stop().await
 }
+
+/// The tag-syncer's count of streams its deliveries imported, by outcome.
+async fn receiver_imports(metrics_url: &str, outcome: &str) -> anyhow::Result<u64> {
+    let text = reqwest::get(metrics_url).await?.text().await?;
+    let name = format!("imagestreams_tag_syncer_receiver_imports_total{{outcome=\"{outcome}\"}}");
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&name))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_deliveries_for_one_tag_costs_a_few_imports() -> anyhow::Result<()> {
+    let registry = Registry::start(RegistryOptions::default()).await?;
+    let first = push_unique_image(&registry, "team/app:v1").await?;
+    let env = Env::start().await?;
+    let rules = [rule("ghcr.io", &registry.host())];
+    let app = env
+        .spawn(
+            &[
+                ServiceName::StreamStore,
+                ServiceName::TagSyncer,
+                ServiceName::Gateway,
+            ],
+            &rules,
+            |_| {},
+        )
+        .await?;
+    let document = json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "app"},
+        "spec": {"tags": [{"name": "v1", "from": {"kind": "DockerImage", "name": "ghcr.io/team/app:v1"}}]}
+    });
+    env.create("ns1", document.to_string().as_bytes()).await?;
+    env.wait_stream("ns1", "app", |s| images(s, "v1") == [first.clone()])
+        .await?;
+    let (created, url, err) = cli(&app.grpc_url(), "ns1", create_receiver("hook", "ghcr")).await;
+    created?;
+    let url = url.trim().to_owned();
+    let secret = err
+        .lines()
+        .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
+        .and_then(|rest| rest.rsplit(' ').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("a generated secret on stderr: {err}"));
+    let second = push_unique_image(&registry, "team/app:v1").await?;
+
+    // 100 deliveries of one push (a sender retrying, or many webhooks set up
+    // for one repository), each with its own delivery id, within a second
+    let http = reqwest::Client::new();
+    let (body, signature) = ghcr_delivery("team", "v1", &second, &secret);
+    let answers: Vec<anyhow::Result<(u16, Value)>> = futures::stream::iter(0..100)
+        .map(|i| {
+            let (http, url, body, signature) = (&http, &url, &body, &signature);
+            async move { post(http, url, body, signature, &format!("burst-{i}")).await }
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    for answer in answers {
+        let (status, answer) = answer?;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["outcome"], "accepted");
+    }
+    env.wait_stream("ns1", "app", |s| {
+        images(s, "v1") == [second.clone(), first.clone()]
+    })
+    .await?;
+    // every delivery is handled: imported, or covered by another's import
+    let metrics = format!("{}/metrics", app.http_url());
+    wait_for(
+        || async {
+            let imported = receiver_imports(&metrics, "imported").await.unwrap_or(0);
+            let coalesced = receiver_imports(&metrics, "coalesced").await.unwrap_or(0);
+            imported + coalesced == 100
+        },
+        WAIT,
+    )
+    .await?;
+    let imported = receiver_imports(&metrics, "imported").await?;
+    assert!(
+        (1..=3).contains(&imported),
+        "a burst of 100 deliveries cost {imported} imports"
+    );
+    app.stop().await
+}

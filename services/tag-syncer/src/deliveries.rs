@@ -12,12 +12,28 @@
 //! never written. The import acts for `system:receiver:<ns>:<name>`, which
 //! the tag's history names as the change's actor.
 //!
+//! **One import at a time per stream tag, bursts coalesce.** Imports of the
+//! same tags of a stream wait for each other, and an event whose tags were
+//! imported by a run that *started after the delivery was received* needs
+//! no import of its own: that run read the registry after the push the
+//! delivery announces. A delivery for tags imported less than
+//! [`BURST_WINDOW`] ago waits for the window's end, so that what comes
+//! meanwhile joins it: the first delivery of a burst is imported at once,
+//! the whole burst in one more import a window later. Every event is still
+//! acked only once an import that covers it is applied. (Across replicas,
+//! "after" compares the receiving replica's clock with the importing
+//! one's: keep them synchronized.)
+//!
 //! The message is acked once every import is applied (a crash redelivers
 //! it; an import that changes nothing writes nothing), and retried after
 //! [`RETRY_DELAY`] when the namespace cannot be read or an import cannot
 //! be applied. Events are handled [`CONCURRENCY`] at a time.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     self, AckKind,
@@ -40,12 +56,15 @@ use crate::{
 /// The durable consumer's name.
 pub const CONSUMER_NAME: &str = "tag-syncer-receivers";
 /// Events handled at once.
-pub const CONCURRENCY: usize = 8;
+pub const CONCURRENCY: usize = 32;
 /// How long a failed event waits before it is delivered again.
 pub const RETRY_DELAY: Duration = Duration::from_secs(2);
 /// How long JetStream waits for an ack before delivering an event again:
 /// longer than an import.
 const ACK_WAIT: Duration = Duration::from_secs(120);
+/// How long after an import of a stream's tags the next one waits, so that
+/// a burst of deliveries for them costs two imports.
+pub const BURST_WINDOW: Duration = Duration::from_secs(1);
 /// How long a failed pull waits before the next.
 const PULL_RETRY: Duration = Duration::from_secs(1);
 
@@ -53,9 +72,56 @@ const PULL_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Deliveries {
     /// Reads the namespace's streams.
-    pub reader: StreamReader,
+    reader: StreamReader,
     /// Runs the imports.
-    pub importer: Arc<Importer>,
+    importer: Arc<Importer>,
+    /// Per stream and tags (`<ns>/<name>:<tag>,…`), its import lane.
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    metrics: Metrics,
+}
+
+/// The imports of some tags of a stream: one at a time, the start of the
+/// last, and per tag the start (unix nanoseconds) of the last applied import
+/// of it.
+#[derive(Debug, Default)]
+struct Lane {
+    running: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    covered: Mutex<HashMap<String, i64>>,
+}
+
+impl Lane {
+    /// Whether every tag of `tags` was imported by a run started after `tick`.
+    fn covers(&self, tags: &[String], tick: i64) -> bool {
+        let covered = self.covered.lock().unwrap_or_else(|p| p.into_inner());
+        tags.iter()
+            .all(|tag| covered.get(tag).is_some_and(|&at| at > tick))
+    }
+
+    /// Records that `tags` were imported by a run started at `tick`.
+    fn cover(&self, tags: impl IntoIterator<Item = String>, tick: i64) {
+        let mut covered = self.covered.lock().unwrap_or_else(|p| p.into_inner());
+        for tag in tags {
+            let at = covered.entry(tag).or_default();
+            *at = (*at).max(tick);
+        }
+    }
+}
+
+/// `receiver_imports_total{outcome}`: per event and stream, `imported` or
+/// `coalesced`; `receiver_digest_mismatches_total`: tags whose registry
+/// digest is not the one the sender named.
+#[derive(Debug, Clone, Default)]
+struct Metrics {
+    imports: prometheus_client::metrics::family::Family<
+        OutcomeLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    mismatches: prometheus_client::metrics::counter::Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 /// What came of one event.
@@ -70,6 +136,38 @@ pub struct Outcome {
 }
 
 impl Deliveries {
+    /// Handles events with `reader` and `importer`.
+    pub fn new(reader: StreamReader, importer: Arc<Importer>) -> Self {
+        Deliveries {
+            reader,
+            importer,
+            lanes: Mutex::default(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Registers the metrics in `metrics`.
+    pub fn register_metrics(&self, metrics: &imagestreams_common::metrics::ServiceMetrics) {
+        metrics.register(
+            "receiver_imports",
+            "Streams a receiver's delivery asked to import, by outcome (imported, or coalesced into another delivery's import)",
+            self.metrics.imports.clone(),
+        );
+        metrics.register(
+            "receiver_digest_mismatches",
+            "Tags whose registry digest differs from the one a delivery named (the registry's is kept)",
+            self.metrics.mismatches.clone(),
+        );
+    }
+
+    fn lane(&self, namespace: &str, name: &str, tags: &[String]) -> Arc<Lane> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes
+            .entry(format!("{namespace}/{name}:{}", tags.join(",")))
+            .or_default()
+            .clone()
+    }
+
     /// Imports what `event` asks for.
     #[tracing::instrument(skip_all, fields(namespace = %event.namespace, receiver = %event.receiver, repository = %event.repository), err)]
     pub async fn handle(&self, event: &proto::ImportRequested) -> Result<Outcome, ApiError> {
@@ -78,15 +176,64 @@ impl Deliveries {
             repository: &event.repository,
             tags: &event.tags,
         };
+        let received = event.time.as_ref().map_or(i64::MAX, |t| {
+            t.seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.nanos))
+        });
         let (streams, _) = self.reader.list(Some(&event.namespace)).await?;
         let actor = format!("system:receiver:{}:{}", event.namespace, event.receiver);
         let mut outcome = Outcome::default();
         for stream in &streams {
-            let Some(plan) = hints::followers(stream, named) else {
+            let Some(wanted) = hints::followers(stream, named) else {
                 continue;
             };
+            let mut wanted: Vec<String> = wanted.tags.into_iter().map(|t| t.tag).collect();
+            wanted.sort();
             outcome.streams += 1;
+            let lane = self.lane(&event.namespace, &stream.metadata.name, &wanted);
+            let mut last = lane.running.lock().await;
+            if lane.covers(&wanted, received) {
+                // imported meanwhile by a run that began after this event
+                self.metrics
+                    .imports
+                    .get_or_create(&OutcomeLabel {
+                        outcome: "coalesced",
+                    })
+                    .inc();
+                continue;
+            }
+            // a burst: wait for the window's end, holding the lane, so that
+            // what comes meanwhile is received before this run starts
+            if let Some(last) = *last {
+                tokio::time::sleep_until(last + BURST_WINDOW).await;
+            }
+            *last = Some(tokio::time::Instant::now());
+            let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+            // planned from the stream as it is now, not as listed
+            let current = self
+                .reader
+                .get(&event.namespace, &stream.metadata.name)
+                .await?;
+            let Some(plan) = hints::followers(&current, named) else {
+                continue;
+            };
             let applied = requests::acting_for(actor.clone(), self.importer.run(&plan)).await?;
+            // a tag that failed (its condition says why) covers no one
+            lane.cover(
+                applied
+                    .tags
+                    .iter()
+                    .filter(|t| t.status != STATUS_FAILURE)
+                    .map(|t| t.tag.clone()),
+                started,
+            );
+            self.metrics
+                .imports
+                .get_or_create(&OutcomeLabel {
+                    outcome: "imported",
+                })
+                .inc();
             for tag in &applied.tags {
                 outcome.tags += 1;
                 let registry_says = tag.image.as_str();
@@ -96,6 +243,7 @@ impl Deliveries {
                     && registry_says != event.digest
                 {
                     outcome.mismatched += 1;
+                    self.metrics.mismatches.inc();
                     tracing::warn!(
                         stream = %stream.metadata.name,
                         tag = %tag.tag,

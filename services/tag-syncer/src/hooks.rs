@@ -222,6 +222,9 @@ async fn deliver(
             format!("not in the receiver's repositories: {}", names.join(", ")),
         );
     }
+    // when the delivery came: an import that starts later reads the
+    // registry after the push it announces
+    let received = Utc::now();
     let mut stored = 0;
     for (index, hint) in kept {
         let event_id = hex::encode(Sha256::digest(format!(
@@ -240,8 +243,8 @@ async fn deliver(
             digest: hint.digest.clone().unwrap_or_default(),
             delivery_id: delivery_id.clone(),
             time: Some(prost_types::Timestamp {
-                seconds: Utc::now().timestamp(),
-                nanos: 0,
+                seconds: received.timestamp(),
+                nanos: received.timestamp_subsec_nanos() as i32,
             }),
         };
         let subject = Subject::ImportsRequested.subject(&found.namespace, &found.name);

@@ -137,10 +137,11 @@ impl TagSyncerService {
         let deliveries_consumer = deliveries::declare(&deps.topology.js)
             .await
             .context("declaring the receivers' consumer")?;
-        let deliveries = Arc::new(deliveries::Deliveries {
-            reader: reader.clone(),
-            importer: importer.clone(),
-        });
+        let deliveries = Arc::new(deliveries::Deliveries::new(
+            reader.clone(),
+            importer.clone(),
+        ));
+        deliveries.register_metrics(&deps.metrics.service(NAME));
         let subscriptions = api::subscribe(&deps.nats).await?;
         let handlers = Arc::new(api::Handlers {
             reader: reader.clone(),
