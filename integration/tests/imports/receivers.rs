@@ -399,3 +399,63 @@ async fn a_burst_of_deliveries_for_one_tag_costs_a_few_imports() -> anyhow::Resu
     );
     app.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_over_its_rate_is_told_when_to_retry_and_nothing_is_published()
+-> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let app = env
+        .spawn(&[ServiceName::TagSyncer, ServiceName::Gateway], &[], |c| {
+            c.tag_syncer.hooks_rate_per_receiver = 0.2;
+            c.tag_syncer.hooks_burst_per_receiver = 3;
+        })
+        .await?;
+    let (created, url, err) = cli(&app.grpc_url(), "ns1", create_receiver("hook", "ghcr")).await;
+    created?;
+    let url = url.trim().to_owned();
+    let secret = err
+        .lines()
+        .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
+        .and_then(|rest| rest.rsplit(' ').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("a generated secret on stderr: {err}"));
+    let (body, signature) =
+        ghcr_delivery("team", "v1", &format!("sha256:{}", "1".repeat(64)), &secret);
+    let http = reqwest::Client::new();
+    let before = requests_stored(&env).await?;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let response = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-github-event", "package")
+            .header("x-github-delivery", format!("rate-{i}"))
+            .header("x-hub-signature-256", &signature)
+            .body(body.clone())
+            .send()
+            .await?;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        statuses.push((response.status().as_u16(), retry_after));
+    }
+    assert_eq!(
+        statuses.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [202, 202, 202, 429, 429],
+        "a burst of 3, then the rate: {statuses:?}"
+    );
+    for (_, retry_after) in &statuses[3..] {
+        assert!(
+            retry_after.is_some_and(|s| (1..=5).contains(&s)),
+            "Retry-After in whole seconds: {statuses:?}"
+        );
+    }
+    assert_eq!(
+        requests_stored(&env).await? - before,
+        3,
+        "only the accepted deliveries are published"
+    );
+    app.stop().await
+}

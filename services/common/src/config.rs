@@ -56,6 +56,10 @@ pub const DEFAULT_WATCHER_LISTEN: &str = "127.0.0.1:8085";
 pub const DEFAULT_HOOKS_LISTEN: &str = "127.0.0.1:8086";
 /// Default cap on a webhook delivery's body: the peers cap at 1 to 3 MiB.
 pub const DEFAULT_HOOKS_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default sustained rate of verified deliveries per receiver, per second.
+pub const DEFAULT_HOOKS_RATE_PER_RECEIVER: f64 = 10.0;
+/// Default burst of verified deliveries per receiver.
+pub const DEFAULT_HOOKS_BURST_PER_RECEIVER: u32 = 100;
 /// Default host of the integrated registry.
 pub const DEFAULT_INTEGRATED_REGISTRY_HOST: &str = "127.0.0.1:5000";
 /// Default number of seconds to keep trying the first NATS connection.
@@ -676,6 +680,11 @@ pub struct TagSyncerConfig {
     pub hooks_url: String,
     /// Largest delivery body accepted; a larger one is answered 413.
     pub hooks_max_body_bytes: usize,
+    /// Verified deliveries per second one receiver may send, sustained;
+    /// more are answered 429 with `Retry-After` (`0`: no limit).
+    pub hooks_rate_per_receiver: f64,
+    /// Verified deliveries one receiver may send at once, above the rate.
+    pub hooks_burst_per_receiver: u32,
     /// Google's token signing keys (a JWKS file) for `gar` receivers; their
     /// deliveries are refused without it.
     pub gar_jwks_file: Option<PathBuf>,
@@ -703,6 +712,8 @@ impl Default for TagSyncerConfig {
             hooks_listen: addr(DEFAULT_HOOKS_LISTEN),
             hooks_url: String::new(),
             hooks_max_body_bytes: DEFAULT_HOOKS_MAX_BODY_BYTES,
+            hooks_rate_per_receiver: DEFAULT_HOOKS_RATE_PER_RECEIVER,
+            hooks_burst_per_receiver: DEFAULT_HOOKS_BURST_PER_RECEIVER,
             gar_jwks_file: None,
         }
     }

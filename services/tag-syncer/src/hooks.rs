@@ -11,6 +11,7 @@
 //! | no receiver with that id (or deleted) | 404, the same for every id |
 //! | the receiver is paused | 503 (senders retry later) |
 //! | the kind's check fails ([`imagestreams_receivers::verify`]) | 401 |
+//! | the receiver sent more than its rate ([`RateLimit`]) | 429 with `Retry-After` |
 //! | the body is not the kind's payload | 400 |
 //! | a ping, or not a push (delete, digest alone, …) | 200, nothing done |
 //! | every repository named is outside the receiver's allow-list | 403 |
@@ -23,7 +24,11 @@
 //! what the event names ([`crate::deliveries`]); the sender is answered
 //! before that import, but only once the request is durable.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use axum::{
     Router,
@@ -38,6 +43,10 @@ use imagestreams_common::{nats, subjects::Kind as Subject};
 use imagestreams_proto::v1 as proto;
 use imagestreams_receivers::{Credentials, Delivery, Hint, Kind, OidcTrust, parse, verify};
 use jsonwebtoken::jwk::JwkSet;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
@@ -53,6 +62,57 @@ pub struct Hooks {
     pub max_body: usize,
     /// Google's signing keys, for `gar` receivers.
     pub gar_keys: Option<JwkSet>,
+    /// Each receiver's rate of verified deliveries.
+    pub rate: RateLimit,
+    /// Deliveries, by receiver and outcome.
+    pub metrics: Family<DeliveryLabels, Counter>,
+}
+
+/// `receiver_deliveries_total{namespace,receiver,outcome}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    namespace: String,
+    receiver: String,
+    outcome: &'static str,
+}
+
+/// A token bucket per receiver: `burst` deliveries at once, then `rate` a
+/// second. Only verified deliveries count, so that a stranger's requests
+/// never use up the sender's allowance.
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimit {
+    /// `rate` a second (`0`: no limit) after a burst of `burst`.
+    pub fn new(rate: f64, burst: u32) -> Self {
+        RateLimit {
+            rate,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one delivery of `key`; when none is left, how long until one is.
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+        }
+    }
 }
 
 impl Hooks {
@@ -124,25 +184,68 @@ async fn receive(
         "receiver",
         tracing::field::display(format_args!("{}/{}", found.namespace, found.name)),
     );
-    let (status, outcome, id, message) = deliver(&hooks, &found, &headers, &body).await;
-    if status != StatusCode::SERVICE_UNAVAILABLE {
+    let Answer {
+        status,
+        outcome,
+        id,
+        message,
+        retry_after,
+    } = deliver(&hooks, &found, &headers, &body).await;
+    hooks
+        .metrics
+        .get_or_create(&DeliveryLabels {
+            namespace: found.namespace.clone(),
+            receiver: found.name.clone(),
+            outcome,
+        })
+        .inc();
+    if !matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
         hooks.store.record(&found, outcome, &id).await;
     }
     tracing::info!(outcome, delivery = %id, status = status.as_u16(), "{message}");
-    answer(status, json!({"outcome": outcome, "message": message}))
+    let mut response = answer(status, json!({"outcome": outcome, "message": message}));
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        );
+    }
+    response
 }
 
-/// What a delivery to `found` comes to: the answer, the outcome recorded,
-/// the delivery id, and a message for the sender.
-async fn deliver(
-    hooks: &Hooks,
-    found: &Found,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> (StatusCode, &'static str, String, String) {
+/// What a delivery comes to.
+struct Answer {
+    status: StatusCode,
+    /// The outcome recorded and counted.
+    outcome: &'static str,
+    /// The sender's delivery id (or the body's hash).
+    id: String,
+    /// For the sender.
+    message: String,
+    /// Seconds to wait, for a 429.
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, outcome: &'static str, id: String, message: String) -> Answer {
+        Answer {
+            status,
+            outcome,
+            id,
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// What a delivery to `found` comes to.
+async fn deliver(hooks: &Hooks, found: &Found, headers: &HeaderMap, body: &Bytes) -> Answer {
     let receiver = &found.receiver;
     if receiver.paused {
-        return (
+        return Answer::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "paused",
             String::new(),
@@ -156,7 +259,7 @@ async fn deliver(
                 error = imagestreams_common::error::chain(&error),
                 "cannot open a receiver's secret"
             );
-            return (
+            return Answer::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "error",
                 String::new(),
@@ -177,17 +280,29 @@ async fn deliver(
         oidc: trust.as_ref(),
     };
     if let Err(refusal) = verify(receiver.kind, credentials, headers, body, Utc::now()) {
-        return (
+        return Answer::new(
             StatusCode::UNAUTHORIZED,
             "refused",
             String::new(),
             refusal.to_string(),
         );
     }
+    if let Err(wait) = hooks.rate.take(&receiver.uid) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Answer {
+            retry_after: Some(seconds),
+            ..Answer::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                String::new(),
+                format!("more deliveries than the receiver's rate: retry after {seconds}s"),
+            )
+        };
+    }
     let parsed = match parse(receiver.kind, headers, body) {
         Ok(parsed) => parsed,
         Err(malformed) => {
-            return (
+            return Answer::new(
                 StatusCode::BAD_REQUEST,
                 "malformed",
                 String::new(),
@@ -200,8 +315,8 @@ async fn deliver(
         .clone()
         .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
     let hints = match parsed.delivery {
-        Delivery::Ping => return (StatusCode::OK, "ping", delivery_id, "pong".into()),
-        Delivery::Ignored(why) => return (StatusCode::OK, "ignored", delivery_id, why),
+        Delivery::Ping => return Answer::new(StatusCode::OK, "ping", delivery_id, "pong".into()),
+        Delivery::Ignored(why) => return Answer::new(StatusCode::OK, "ignored", delivery_id, why),
         Delivery::Pushes(hints) => hints,
     };
     let named = |h: &Hint| match &h.registry {
@@ -215,7 +330,7 @@ async fn deliver(
         .collect();
     if kept.is_empty() {
         let names: Vec<String> = hints.iter().map(named).collect();
-        return (
+        return Answer::new(
             StatusCode::FORBIDDEN,
             "refused",
             delivery_id,
@@ -258,7 +373,7 @@ async fn deliver(
                     error = imagestreams_common::error::chain(&error),
                     "cannot publish a delivery"
                 );
-                return (
+                return Answer::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "error",
                     delivery_id,
@@ -268,14 +383,14 @@ async fn deliver(
         }
     }
     if stored == 0 {
-        return (
+        return Answer::new(
             StatusCode::ACCEPTED,
             "duplicate",
             delivery_id,
             "already received".into(),
         );
     }
-    (
+    Answer::new(
         StatusCode::ACCEPTED,
         "accepted",
         delivery_id,

@@ -127,11 +127,19 @@ impl TagSyncerService {
             ),
             None => None,
         };
+        let hook_metrics = prometheus_client::metrics::family::Family::default();
+        deps.metrics.service(NAME).register(
+            "receiver_deliveries",
+            "Webhook deliveries, by receiver and outcome (accepted, duplicate, ping, ignored, refused, malformed, rate-limited, paused, error)",
+            hook_metrics.clone(),
+        );
         let hooks_router = Arc::new(hooks::Hooks {
             store: receivers.clone(),
             js: deps.topology.js.clone(),
             max_body: c.hooks_max_body_bytes,
             gar_keys,
+            rate: hooks::RateLimit::new(c.hooks_rate_per_receiver, c.hooks_burst_per_receiver),
+            metrics: hook_metrics,
         })
         .router();
         let deliveries_consumer = deliveries::declare(&deps.topology.js)
