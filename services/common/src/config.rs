@@ -57,9 +57,9 @@ pub const DEFAULT_HOOKS_LISTEN: &str = "127.0.0.1:8086";
 /// Default cap on a webhook delivery's body: the peers cap at 1 to 3 MiB.
 pub const DEFAULT_HOOKS_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default sustained rate of verified deliveries per receiver, per second.
-pub const DEFAULT_HOOKS_RATE_PER_RECEIVER: f64 = 10.0;
+pub const DEFAULT_HOOKS_RATE_PER_RECEIVER: f64 = 100.0;
 /// Default burst of verified deliveries per receiver.
-pub const DEFAULT_HOOKS_BURST_PER_RECEIVER: u32 = 100;
+pub const DEFAULT_HOOKS_BURST_PER_RECEIVER: u32 = 200;
 /// Default host of the integrated registry.
 pub const DEFAULT_INTEGRATED_REGISTRY_HOST: &str = "127.0.0.1:5000";
 /// Default number of seconds to keep trying the first NATS connection.

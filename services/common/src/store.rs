@@ -603,6 +603,21 @@ impl StreamReader {
         Ok((page.items, page.revision))
     }
 
+    /// The streams of `namespace` as their headers have them: metadata and
+    /// spec, without the status tags (each tag's record is not read), sorted
+    /// by name. What is needed to know which streams follow what, at the
+    /// cost of one record per stream whatever its number of tags.
+    pub async fn specs(&self, namespace: &str) -> Result<Vec<ImageStream>, ApiError> {
+        let snapshot = self
+            .snapshot(&[subjects::namespace_keys(namespace)])
+            .await?;
+        snapshot
+            .entries
+            .values()
+            .map(|entry| entry.decode_stream().map(|(stream, _)| stream))
+            .collect()
+    }
+
     /// One page of streams, sorted by namespace and name. Only the streams of
     /// the page are decoded in full; a selector reads just the labels of the
     /// others.

@@ -181,7 +181,7 @@ impl Deliveries {
                 .saturating_mul(1_000_000_000)
                 .saturating_add(i64::from(t.nanos))
         });
-        let (streams, _) = self.reader.list(Some(&event.namespace)).await?;
+        let streams = self.reader.specs(&event.namespace).await?;
         let actor = format!("system:receiver:{}:{}", event.namespace, event.receiver);
         let mut outcome = Outcome::default();
         for stream in &streams {
