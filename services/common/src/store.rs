@@ -607,15 +607,17 @@ impl StreamReader {
     /// spec, without the status tags (each tag's record is not read), sorted
     /// by name. What is needed to know which streams follow what, at the
     /// cost of one record per stream whatever its number of tags.
+    /// One batch direct get (no consumer is made).
     pub async fn specs(&self, namespace: &str) -> Result<Vec<ImageStream>, ApiError> {
-        let snapshot = self
-            .snapshot(&[subjects::namespace_keys(namespace)])
-            .await?;
-        snapshot
-            .entries
-            .values()
-            .map(|entry| entry.decode_stream().map(|(stream, _)| stream))
-            .collect()
+        let filter = self.subject(&subjects::namespace_keys(namespace));
+        let found = self.direct.last(&[filter], None).await?;
+        let mut streams = found
+            .into_iter()
+            .filter(|f| !f.deleted)
+            .map(|f| decode_header(&f.value, f.sequence))
+            .collect::<Result<Vec<_>, _>>()?;
+        streams.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(streams)
     }
 
     /// One page of streams, sorted by namespace and name. Only the streams of
