@@ -69,6 +69,10 @@ struct Args {
     /// Streams the deliveries go to in turn.
     #[arg(long, value_name = "N", default_value_t = 100)]
     streams: usize,
+    /// Replace the default `tag_syncer.requests_per_second` (the requests a
+    /// second to one registry; `0`: no limit). Not the default: say so.
+    #[arg(long, value_name = "N")]
+    registry_rps: Option<f64>,
 }
 
 fn signed(body: &[u8]) -> String {
@@ -106,7 +110,12 @@ async fn main() -> anyhow::Result<()> {
     let app = TestApp::spawn_with(
         &nats,
         &[ServiceName::StreamStore, ServiceName::TagSyncer],
-        |c| c.registries = rules.to_vec(),
+        |c| {
+            c.registries = rules.to_vec();
+            if let Some(rps) = args.registry_rps {
+                c.tag_syncer.requests_per_second = rps;
+            }
+        },
     )
     .await?;
     let client = nats.connect().await?;
@@ -294,8 +303,15 @@ async fn main() -> anyhow::Result<()> {
     let lost = sent.lock().expect("lock").len();
     let latencies = summarize(latencies.lock().expect("lock").clone());
     println!(
-        "bench-receivers: {} deliveries at {}/s ({achieved:.1}/s achieved) to {} streams, default configuration",
-        samples, args.rate, args.streams
+        "bench-receivers: {} deliveries at {}/s ({achieved:.1}/s achieved) to {} streams, {}",
+        samples,
+        args.rate,
+        args.streams,
+        match args.registry_rps {
+            None => "default configuration".to_owned(),
+            Some(rps) =>
+                format!("default configuration but tag_syncer.requests_per_second = {rps}"),
+        }
     );
     print_summary("floor (manifest HEAD)", 28, &floor);
     print_summary("delivery → TagsChanged", 28, &latencies);
