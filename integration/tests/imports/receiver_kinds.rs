@@ -10,13 +10,15 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use hmac::Hmac;
-use imagestreams::cli::{ClientCommand, CreateArgs, ServiceName};
-use imagestreams_integration::{Registry, RegistryOptions, push_unique_image};
+use imagestreams_integration::push_unique_image;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::{Env, cli, images, rule};
+use super::{
+    images,
+    receivers::{Hooked, receiver_args},
+};
 
 /// One sender: its receiver type, the registry host its payloads name, and
 /// how it builds and authenticates a delivery.
@@ -205,59 +207,29 @@ fn delivery(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_receiver_type_moves_the_tag_its_payload_names_to_the_registrys_digest()
 -> anyhow::Result<()> {
-    let registry = Registry::start(RegistryOptions::default()).await?;
-    let env = Env::start().await?;
-    let rules: Vec<_> = SENDERS
-        .iter()
-        .map(|s| rule(s.host, &registry.host()))
-        .collect();
-    let app = env
-        .spawn(
-            &[
-                ServiceName::StreamStore,
-                ServiceName::TagSyncer,
-                ServiceName::Gateway,
-            ],
-            &rules,
-            |c| c.tag_syncer.gar_jwks_file = Some(fixtures().join("gar-jwks.json")),
-        )
-        .await?;
-    let server = app.grpc_url();
+    let hosts: Vec<&str> = SENDERS.iter().map(|s| s.host).collect();
+    let hooked = Hooked::start(&hosts, |c| {
+        c.tag_syncer.gar_jwks_file = Some(fixtures().join("gar-jwks.json"))
+    })
+    .await?;
+    let (registry, env) = (&hooked.registry, &hooked.env);
     let http = reqwest::Client::new();
     for sender in &SENDERS {
         let kind = sender.kind;
         // the sender's repository, pushed to under the same path locally
         let path = format!("{kind}/app");
-        let first = push_unique_image(&registry, &format!("{path}:v1")).await?;
-        let document = json!({
-            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-            "metadata": {"name": kind},
-            "spec": {"tags": [{"name": "v1", "from": {"kind": "DockerImage", "name": format!("{}/{path}:v1", sender.host)}}]}
-        });
-        env.create("hooks", document.to_string().as_bytes()).await?;
-        env.wait_stream("hooks", kind, |s| images(s, "v1") == [first.clone()])
+        push_unique_image(registry, &format!("{path}:v1")).await?;
+        let first = hooked
+            .follow("hooks", kind, &format!("{}/{path}:v1", sender.host))
             .await?;
-        let mut create = CreateArgs {
-            resource: Some("receiver".to_owned()),
-            name: Some(format!("{kind}-hook")),
-            receiver_type: Some(kind.to_owned()),
-            ..CreateArgs::default()
-        };
+        let mut create = receiver_args(&format!("{kind}-hook"), kind);
         if kind == "gar" {
             create.oidc_audience = Some(GAR_AUDIENCE.to_owned());
             create.oidc_email = Some(GAR_EMAIL.to_owned());
         }
-        let (created, url, err) = cli(&server, "hooks", ClientCommand::Create(create)).await;
-        created.map_err(|e| anyhow::anyhow!("create receiver --type {kind}: {e}"))?;
-        let url = url.trim().to_owned();
-        let secret = err
-            .lines()
-            .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
-            .and_then(|rest| rest.rsplit(' ').next())
-            .unwrap_or_default()
-            .to_owned();
+        let (url, secret) = hooked.receiver("hooks", create).await?;
 
-        let second = push_unique_image(&registry, &format!("{path}:v1")).await?;
+        let second = push_unique_image(registry, &format!("{path}:v1")).await?;
         let (headers, body) = delivery(sender, &path, "v1", &second, &secret);
         if !matches!(kind, "dockerhub" | "quay") {
             // without its proof, the same delivery is refused
@@ -291,5 +263,5 @@ async fn every_receiver_type_moves_the_tag_its_payload_names_to_the_registrys_di
         let stream = env.reader.get("hooks", sender.kind).await?;
         assert_eq!(images(&stream, "v1").len(), 2, "{}", sender.kind);
     }
-    app.stop().await
+    hooked.app.stop().await
 }

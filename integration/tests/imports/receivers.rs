@@ -8,8 +8,9 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use hmac::{Hmac, Mac as _};
 use imagestreams::cli::{ClientCommand, CreateArgs, DeleteArgs, GetArgs, ServiceName};
+use imagestreams_common::config::Config;
 use imagestreams_common::subjects::{self, Kind};
-use imagestreams_integration::{Registry, RegistryOptions, push_unique_image, wait_for};
+use imagestreams_integration::{Registry, RegistryOptions, TestApp, push_unique_image, wait_for};
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -20,13 +21,88 @@ use super::{Env, WAIT, cli, images, rule};
 /// How long the test waits to be sure something does not happen.
 const SETTLE: Duration = Duration::from_secs(2);
 
-fn create_receiver(name: &str, kind: &str) -> ClientCommand {
-    ClientCommand::Create(CreateArgs {
+/// `create receiver NAME --type KIND`.
+pub(super) fn receiver_args(name: &str, kind: &str) -> CreateArgs {
+    CreateArgs {
         resource: Some("receiver".to_owned()),
         name: Some(name.to_owned()),
         receiver_type: Some(kind.to_owned()),
         ..CreateArgs::default()
-    })
+    }
+}
+
+/// A real docker-registry standing in for hosted registries (each of the
+/// hosts is it, by a `[[registry]]` rule), with the stream-store, the
+/// tag-syncer and the gateway on a real nats-server.
+pub(super) struct Hooked {
+    pub(super) registry: Registry,
+    pub(super) env: Env,
+    pub(super) app: TestApp,
+}
+
+impl Hooked {
+    pub(super) async fn start(
+        hosts: &[&str],
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Hooked> {
+        let registry = Registry::start(RegistryOptions::default()).await?;
+        let env = Env::start().await?;
+        let rules: Vec<_> = hosts.iter().map(|h| rule(h, &registry.host())).collect();
+        let app = env
+            .spawn(
+                &[
+                    ServiceName::StreamStore,
+                    ServiceName::TagSyncer,
+                    ServiceName::Gateway,
+                ],
+                &rules,
+                configure,
+            )
+            .await?;
+        Ok(Hooked { registry, env, app })
+    }
+
+    /// Creates `namespace/name` with a tag `v1` from `from` and waits for its
+    /// first import; returns its image.
+    pub(super) async fn follow(
+        &self,
+        namespace: &str,
+        name: &str,
+        from: &str,
+    ) -> anyhow::Result<String> {
+        let document = json!({
+            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+            "metadata": {"name": name},
+            "spec": {"tags": [{"name": "v1", "from": {"kind": "DockerImage", "name": from}}]}
+        });
+        self.env
+            .create(namespace, document.to_string().as_bytes())
+            .await?;
+        let stream = self
+            .env
+            .wait_stream(namespace, name, |s| !images(s, "v1").is_empty())
+            .await?;
+        Ok(images(&stream, "v1").remove(0))
+    }
+
+    /// `create receiver` through the CLI: the URL it prints alone on stdout,
+    /// and the secret it generates, shown once on stderr (empty when none).
+    pub(super) async fn receiver(
+        &self,
+        namespace: &str,
+        args: CreateArgs,
+    ) -> anyhow::Result<(String, String)> {
+        let (created, url, err) =
+            cli(&self.app.grpc_url(), namespace, ClientCommand::Create(args)).await;
+        created.map_err(|e| anyhow::anyhow!("create receiver: {e}"))?;
+        let secret = err
+            .lines()
+            .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
+            .and_then(|rest| rest.rsplit(' ').next())
+            .unwrap_or_default()
+            .to_owned();
+        Ok((url.trim().to_owned(), secret))
+    }
 }
 
 /// A GitHub `package` delivery naming `ghcr.io/<owner>/app:<tag>` (the
@@ -81,41 +157,17 @@ async fn requests_stored(env: &Env) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ghcr_delivery_imports_the_following_tags_from_the_registry() -> anyhow::Result<()> {
-    let registry = Registry::start(RegistryOptions::default()).await?;
-    let first = push_unique_image(&registry, "team/app:v1").await?;
-    let env = Env::start().await?;
-    let rules = [rule("ghcr.io", &registry.host())];
-    let app = env
-        .spawn(
-            &[
-                ServiceName::StreamStore,
-                ServiceName::TagSyncer,
-                ServiceName::Gateway,
-            ],
-            &rules,
-            |_| {},
-        )
-        .await?;
+    let hooked = Hooked::start(&["ghcr.io"], |_| {}).await?;
+    let (registry, env, app) = (&hooked.registry, &hooked.env, &hooked.app);
+    push_unique_image(registry, "team/app:v1").await?;
     // two namespaces follow the same repository; the receiver is ns1's
-    for namespace in ["ns1", "ns2"] {
-        let document = json!({
-            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-            "metadata": {"name": "app"},
-            "spec": {"tags": [
-                {"name": "v1", "from": {"kind": "DockerImage", "name": "ghcr.io/team/app:v1"}},
-                {"name": "other", "from": {"kind": "DockerImage", "name": "ghcr.io/team/app:v2"}}
-            ]}
-        });
-        env.create(namespace, document.to_string().as_bytes())
-            .await?;
-        env.wait_stream(namespace, "app", |s| images(s, "v1") == [first.clone()])
-            .await?;
-    }
+    let first = hooked.follow("ns1", "app", "ghcr.io/team/app:v1").await?;
+    hooked.follow("ns2", "app", "ghcr.io/team/app:v1").await?;
 
     let server = app.grpc_url();
-    let (created, url, err) = cli(&server, "ns1", create_receiver("hook", "ghcr")).await;
-    created?;
-    let url = url.trim().to_owned();
+    let (url, secret) = hooked
+        .receiver("ns1", receiver_args("hook", "ghcr"))
+        .await?;
     assert!(
         url.starts_with("http://127.0.0.1:") && url.contains("/hooks/"),
         "the URL alone on stdout: {url:?}"
@@ -124,12 +176,7 @@ async fn a_ghcr_delivery_imports_the_following_tags_from_the_registry() -> anyho
         !url.contains("ns1") && !url.contains("hook/"),
         "the path says nothing of the receiver: {url}"
     );
-    let secret = err
-        .lines()
-        .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
-        .and_then(|rest| rest.rsplit(' ').next())
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("a generated secret on stderr: {err}"));
+    assert!(!secret.is_empty(), "a generated secret on stderr");
 
     let mut changes = env
         .nats
@@ -138,16 +185,16 @@ async fn a_ghcr_delivery_imports_the_following_tags_from_the_registry() -> anyho
         .subscribe(Kind::TagsChanged.namespace_filter("ns1"))
         .await?;
     let http = reqwest::Client::new();
-    let second = push_unique_image(&registry, "team/app:v1").await?;
+    let second = push_unique_image(registry, "team/app:v1").await?;
     // the sender's digest is not the registry's: the registry's wins
     let bogus = format!("sha256:{}", "0".repeat(64));
     let (body, signature) = ghcr_delivery("Team", "v1", &bogus, &secret);
 
     // a wrong signature is refused with nothing published
-    let before = requests_stored(&env).await?;
+    let before = requests_stored(env).await?;
     let (status, answer) = post(&http, &url, &body, "sha256=00", "d-1").await?;
     assert_eq!(status, 401, "{answer}");
-    assert_eq!(requests_stored(&env).await?, before, "nothing published");
+    assert_eq!(requests_stored(env).await?, before, "nothing published");
 
     let (status, answer) = post(&http, &url, &body, &signature, "d-1").await?;
     assert_eq!(status, 202, "{answer}");
@@ -213,49 +260,19 @@ async fn a_ghcr_delivery_imports_the_following_tags_from_the_registry() -> anyho
     deleted?;
     let (status, _) = post(&http, &url, &body, &signature, "d-2").await?;
     assert_eq!(status, 404);
-    app.stop().await
+    hooked.app.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generic_hmac_refuses_replays_and_unfollowed_repositories_change_nothing()
 -> anyhow::Result<()> {
-    let registry = Registry::start(RegistryOptions::default()).await?;
-    let first = push_unique_image(&registry, "team/app:v1").await?;
-    let env = Env::start().await?;
-    let rules = [rule("ghcr.io", &registry.host())];
-    let app = env
-        .spawn(
-            &[
-                ServiceName::StreamStore,
-                ServiceName::TagSyncer,
-                ServiceName::Gateway,
-            ],
-            &rules,
-            |_| {},
-        )
+    let hooked = Hooked::start(&["ghcr.io"], |_| {}).await?;
+    let (registry, env) = (&hooked.registry, &hooked.env);
+    push_unique_image(registry, "team/app:v1").await?;
+    let first = hooked.follow("ns1", "app", "ghcr.io/team/app:v1").await?;
+    let (url, secret) = hooked
+        .receiver("ns1", receiver_args("ci", "generic-hmac"))
         .await?;
-    let document = json!({
-        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-        "metadata": {"name": "app"},
-        "spec": {"tags": [{"name": "v1", "from": {"kind": "DockerImage", "name": "ghcr.io/team/app:v1"}}]}
-    });
-    env.create("ns1", document.to_string().as_bytes()).await?;
-    env.wait_stream("ns1", "app", |s| images(s, "v1") == [first.clone()])
-        .await?;
-    let (created, url, err) = cli(
-        &app.grpc_url(),
-        "ns1",
-        create_receiver("ci", "generic-hmac"),
-    )
-    .await;
-    created?;
-    let url = url.trim().to_owned();
-    let secret = err
-        .lines()
-        .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
-        .and_then(|rest| rest.rsplit(' ').next())
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("a generated secret on stderr: {err}"));
     let http = reqwest::Client::new();
     let send = |body: Value, at: i64| {
         let body = serde_json::to_vec(&body).expect("json");
@@ -269,17 +286,17 @@ async fn generic_hmac_refuses_replays_and_unfollowed_repositories_change_nothing
             .send()
     };
     let now = chrono::Utc::now().timestamp();
-    let second = push_unique_image(&registry, "team/app:v1").await?;
+    let second = push_unique_image(registry, "team/app:v1").await?;
 
     // signed ten minutes ago: a replay, refused with nothing published
-    let before = requests_stored(&env).await?;
+    let before = requests_stored(env).await?;
     let old = send(
         json!({"repository": "ghcr.io/team/app", "tags": ["v1"]}),
         now - 600,
     )
     .await?;
     assert_eq!(old.status().as_u16(), 401);
-    assert_eq!(requests_stored(&env).await?, before);
+    assert_eq!(requests_stored(env).await?, before);
 
     // a repository nothing follows is accepted and changes nothing
     let unfollowed = send(
@@ -310,7 +327,7 @@ async fn generic_hmac_refuses_replays_and_unfollowed_repositories_change_nothing
         WAIT,
     )
     .await?;
-    app.stop().await
+    hooked.app.stop().await
 }
 
 /// The tag-syncer's count of streams its deliveries imported, by outcome.
@@ -326,39 +343,14 @@ async fn receiver_imports(metrics_url: &str, outcome: &str) -> anyhow::Result<u6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_deliveries_for_one_tag_costs_a_few_imports() -> anyhow::Result<()> {
-    let registry = Registry::start(RegistryOptions::default()).await?;
-    let first = push_unique_image(&registry, "team/app:v1").await?;
-    let env = Env::start().await?;
-    let rules = [rule("ghcr.io", &registry.host())];
-    let app = env
-        .spawn(
-            &[
-                ServiceName::StreamStore,
-                ServiceName::TagSyncer,
-                ServiceName::Gateway,
-            ],
-            &rules,
-            |_| {},
-        )
+    let hooked = Hooked::start(&["ghcr.io"], |_| {}).await?;
+    let (registry, env, app) = (&hooked.registry, &hooked.env, &hooked.app);
+    push_unique_image(registry, "team/app:v1").await?;
+    let first = hooked.follow("ns1", "app", "ghcr.io/team/app:v1").await?;
+    let (url, secret) = hooked
+        .receiver("ns1", receiver_args("hook", "ghcr"))
         .await?;
-    let document = json!({
-        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-        "metadata": {"name": "app"},
-        "spec": {"tags": [{"name": "v1", "from": {"kind": "DockerImage", "name": "ghcr.io/team/app:v1"}}]}
-    });
-    env.create("ns1", document.to_string().as_bytes()).await?;
-    env.wait_stream("ns1", "app", |s| images(s, "v1") == [first.clone()])
-        .await?;
-    let (created, url, err) = cli(&app.grpc_url(), "ns1", create_receiver("hook", "ghcr")).await;
-    created?;
-    let url = url.trim().to_owned();
-    let secret = err
-        .lines()
-        .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
-        .and_then(|rest| rest.rsplit(' ').next())
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("a generated secret on stderr: {err}"));
-    let second = push_unique_image(&registry, "team/app:v1").await?;
+    let second = push_unique_image(registry, "team/app:v1").await?;
 
     // 100 deliveries of one push (a sender retrying, or many webhooks set up
     // for one repository), each with its own delivery id, within a second
@@ -397,32 +389,25 @@ async fn a_burst_of_deliveries_for_one_tag_costs_a_few_imports() -> anyhow::Resu
         (1..=3).contains(&imported),
         "a burst of 100 deliveries cost {imported} imports"
     );
-    app.stop().await
+    hooked.app.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_over_its_rate_is_told_when_to_retry_and_nothing_is_published()
 -> anyhow::Result<()> {
-    let env = Env::start().await?;
-    let app = env
-        .spawn(&[ServiceName::TagSyncer, ServiceName::Gateway], &[], |c| {
-            c.tag_syncer.hooks_rate_per_receiver = 0.2;
-            c.tag_syncer.hooks_burst_per_receiver = 3;
-        })
+    let hooked = Hooked::start(&[], |c| {
+        c.tag_syncer.hooks_rate_per_receiver = 0.2;
+        c.tag_syncer.hooks_burst_per_receiver = 3;
+    })
+    .await?;
+    let env = &hooked.env;
+    let (url, secret) = hooked
+        .receiver("ns1", receiver_args("hook", "ghcr"))
         .await?;
-    let (created, url, err) = cli(&app.grpc_url(), "ns1", create_receiver("hook", "ghcr")).await;
-    created?;
-    let url = url.trim().to_owned();
-    let secret = err
-        .lines()
-        .find_map(|l| l.split_once("shown this once").map(|(_, rest)| rest))
-        .and_then(|rest| rest.rsplit(' ').next())
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("a generated secret on stderr: {err}"));
     let (body, signature) =
         ghcr_delivery("team", "v1", &format!("sha256:{}", "1".repeat(64)), &secret);
     let http = reqwest::Client::new();
-    let before = requests_stored(&env).await?;
+    let before = requests_stored(env).await?;
     let mut statuses = Vec::new();
     for i in 0..5 {
         let response = http
@@ -453,9 +438,9 @@ async fn a_receiver_over_its_rate_is_told_when_to_retry_and_nothing_is_published
         );
     }
     assert_eq!(
-        requests_stored(&env).await? - before,
+        requests_stored(env).await? - before,
         3,
         "only the accepted deliveries are published"
     );
-    app.stop().await
+    hooked.app.stop().await
 }

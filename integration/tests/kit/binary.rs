@@ -56,21 +56,14 @@ fn ref_parse_answers_like_dockers_parser() {
     );
 }
 
-/// `imagestreams up` in `dir` on `nats`, with the gateway's HTTP port and
-/// the watcher's port given (gRPC on a free one), stderr piped.
-fn spawn_up(
-    dir: &std::path::Path,
-    nats: &NatsServer,
-    http_port: u16,
-    watcher_port: u16,
-    insecure_watcher: bool,
-) -> tokio::process::Child {
+/// `imagestreams up` in `dir` with the gateway's HTTP port and the
+/// watcher's port given, every other port free (tests run side by side),
+/// output dropped, killed on drop; NATS is the caller's to set.
+fn up_command(dir: &std::path::Path, http_port: u16, watcher_port: u16) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(binaries::imagestreams());
     command
         .arg("up")
         .current_dir(dir)
-        .env("IMAGESTREAMS_NATS__URL", nats.url())
-        .env("IMAGESTREAMS_NATS__AUTO_START", "false")
         .env(
             "IMAGESTREAMS_GATEWAY__HTTP_LISTEN",
             format!("127.0.0.1:{http_port}"),
@@ -83,12 +76,28 @@ fn spawn_up(
             "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
             format!("127.0.0.1:{watcher_port}"),
         )
-        // tests run side by side: no fixed port
         .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
         .env("IMAGESTREAMS_TAG_SYNCER__HOOKS_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .kill_on_drop(true);
+    command
+}
+
+/// `imagestreams up` in `dir` on `nats`, with the gateway's HTTP port and
+/// the watcher's port given (gRPC on a free one), stderr piped.
+fn spawn_up(
+    dir: &std::path::Path,
+    nats: &NatsServer,
+    http_port: u16,
+    watcher_port: u16,
+    insecure_watcher: bool,
+) -> tokio::process::Child {
+    let mut command = up_command(dir, http_port, watcher_port);
+    command
+        .env("IMAGESTREAMS_NATS__URL", nats.url())
+        .env("IMAGESTREAMS_NATS__AUTO_START", "false")
+        .stderr(Stdio::piped());
     if insecure_watcher {
         command.env("IMAGESTREAMS_REGISTRY_WATCHER__INSECURE", "true");
     }
@@ -229,9 +238,7 @@ async fn a_killed_up_takes_the_nats_server_it_started_with_it() {
     let nats_port = free_port().expect("free port");
     let http_port = free_port().expect("free port");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = tokio::process::Command::new(binaries::imagestreams())
-        .arg("up")
-        .current_dir(dir.path())
+    let mut child = up_command(dir.path(), http_port, free_port().expect("free port"))
         .env("NATS_SERVER", binaries::nats_server())
         .env(
             "IMAGESTREAMS_NATS__URL",
@@ -239,23 +246,6 @@ async fn a_killed_up_takes_the_nats_server_it_started_with_it() {
         )
         .env("IMAGESTREAMS_NATS__AUTO_START", "true")
         .env("IMAGESTREAMS_NATS__STORE_DIR", dir.path().join("nats"))
-        .env(
-            "IMAGESTREAMS_GATEWAY__HTTP_LISTEN",
-            format!("127.0.0.1:{http_port}"),
-        )
-        .env(
-            "IMAGESTREAMS_GATEWAY__GRPC_LISTEN",
-            format!("127.0.0.1:{}", free_port().expect("free port")),
-        )
-        .env(
-            "IMAGESTREAMS_REGISTRY_WATCHER__LISTEN",
-            format!("127.0.0.1:{}", free_port().expect("free port")),
-        )
-        .env("IMAGESTREAMS_GATEWAY__KUBE__LISTEN", "127.0.0.1:0")
-        .env("IMAGESTREAMS_TAG_SYNCER__HOOKS_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn imagestreams up");
     wait_ready(http_port, Duration::from_secs(30))

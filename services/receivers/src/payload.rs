@@ -167,12 +167,7 @@ fn ghcr(event: &str, json: &Value) -> Read {
             (Some("ghcr.io".to_owned()), format!("{owner}/{name}"))
         }
     };
-    pushes(vec![hint(
-        host.as_deref(),
-        &path,
-        tag.into_iter().collect(),
-        digest,
-    )?])
+    one(host.as_deref(), &path, tag, digest)
 }
 
 /// Harbor, Default (`type: PUSH_ARTIFACT`, `event_data`) or CloudEvents
@@ -262,12 +257,7 @@ fn acr(json: &Value) -> Read {
     let host = text(json, "/request/host");
     let tag = text(json, "/target/tag").filter(|t| !t.is_empty());
     let digest = text(json, "/target/digest");
-    pushes(vec![hint(
-        host.as_deref(),
-        &repository,
-        tag.into_iter().collect(),
-        digest,
-    )?])
+    one(host.as_deref(), &repository, tag, digest)
 }
 
 /// Google Artifact Registry through Pub/Sub push: `message.data` is the
@@ -329,12 +319,7 @@ fn ecr(json: &Value) -> Read {
     };
     let tag = text(detail, "/image-tag").filter(|t| !t.is_empty());
     let digest = text(detail, "/image-digest");
-    pushes(vec![hint(
-        host.as_deref(),
-        &repository,
-        tag.into_iter().collect(),
-        digest,
-    )?])
+    one(host.as_deref(), &repository, tag, digest)
 }
 
 /// JFrog Artifactory: `domain: docker`, `event_type: pushed`,
@@ -357,12 +342,7 @@ fn artifactory(json: &Value) -> Read {
     });
     let tag = text(data, "/tag").filter(|t| !t.is_empty());
     let digest = text(data, "/sha256").map(|hex| format!("sha256:{hex}"));
-    pushes(vec![hint(
-        host.as_deref(),
-        &repository,
-        tag.into_iter().collect(),
-        digest,
-    )?])
+    one(host.as_deref(), &repository, tag, digest)
 }
 
 /// Sonatype Nexus 3 component events (`X-Nexus-Webhook-Id:
@@ -384,7 +364,7 @@ fn nexus(headers: &HeaderMap, json: &Value) -> Read {
     }
     let name = text(component, "/name").ok_or("no component.name")?;
     let tag = text(component, "/version").filter(|t| !t.is_empty());
-    pushes(vec![hint(None, &name, tag.into_iter().collect(), None)?])
+    one(None, &name, tag, None)
 }
 
 /// zot and other CloudEvents: a push type (zot's
@@ -404,12 +384,7 @@ fn cloud_event(kind: &str, data: &Value) -> Read {
     let reference = text(data, "/reference").or_else(|| text(data, "/tag"));
     let tag = reference.filter(|r| !r.starts_with("sha256:") && !r.is_empty());
     let digest = text(data, "/digest");
-    pushes(vec![hint(
-        host.as_deref(),
-        &repository,
-        tag.into_iter().collect(),
-        digest,
-    )?])
+    one(host.as_deref(), &repository, tag, digest)
 }
 
 /// Our documented shape: `{"repository": "host/path" (or a familiar name),
@@ -434,6 +409,11 @@ fn generic(json: &Value) -> Read {
         tags,
         digest,
     )?])
+}
+
+/// The push of one repository and at most one tag.
+fn one(host: Option<&str>, path: &str, tag: Option<String>, digest: Option<String>) -> Read {
+    pushes(vec![hint(host, path, tag.into_iter().collect(), digest)?])
 }
 
 fn pushes(hints: Vec<Hint>) -> Read {

@@ -319,7 +319,12 @@ pub async fn run(
                 break;
             };
             let deliveries = deliveries.clone();
-            tracker.spawn(async move {
+            // the delivery's trace goes on through its import
+            let span = tracing::info_span!("receiver_delivery", subject = %message.subject);
+            if let Some(headers) = &message.headers {
+                imagestreams_common::telemetry::propagation::follow(&span, headers);
+            }
+            tracker.spawn(tracing::Instrument::instrument(async move {
                 let _permit = permit;
                 let ack = match proto::ImportRequested::decode(message.payload.clone()) {
                     Ok(event) => match deliveries.handle(&event).await {
@@ -338,7 +343,7 @@ pub async fn run(
                         "cannot acknowledge"
                     );
                 }
-            });
+            }, span));
         }
     }
     tracker.close();

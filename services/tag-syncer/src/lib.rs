@@ -32,6 +32,7 @@ pub mod deliveries;
 pub mod hints;
 pub mod hooks;
 pub mod importer;
+pub mod kv_scan;
 pub mod plan;
 pub mod receivers;
 pub mod schedule;

@@ -15,13 +15,9 @@
 //! - **Operations** (NATS request-reply behind the gateway's `Receivers`):
 //!   `receivers.{create,get,list,delete}`.
 
-use async_nats::jetstream::{
-    consumer::{DeliverPolicy, pull::OrderedConfig},
-    kv,
-};
+use async_nats::jetstream::kv;
 use base64::Engine as _;
 use chrono::Utc;
-use futures::StreamExt as _;
 use imagestreams_common::{
     error::ApiError, model::format_timestamp, secrets::check_names, subjects,
 };
@@ -34,8 +30,6 @@ use crate::secrets::SecretStore;
 
 /// The path receivers are served under.
 pub const HOOKS_PATH: &str = "/hooks";
-/// How long listing receivers waits for the next entry.
-const SCAN_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Bytes of a generated secret or URL id (hex-encoded: twice as many characters).
 const RANDOM_BYTES: usize = 32;
 
@@ -302,53 +296,14 @@ impl ReceiverStore {
                 format!("namespace: Invalid value: {namespace:?}: must be a DNS-1123 label"),
             ));
         }
-        let prefix = format!("$KV.{}.", self.kv.name);
-        let consumer = self
-            .kv
-            .stream
-            .create_consumer(OrderedConfig {
-                filter_subject: format!("{prefix}{}", subjects::namespace_keys(namespace)),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
+        let entries = crate::kv_scan::namespace_entries(&self.kv, namespace, "receivers").await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let receiver = serde_json::from_slice::<StoredReceiver>(&value).ok()?;
+                Some(self.to_proto(namespace, &name, &receiver))
             })
-            .await
-            .map_err(unavailable)?;
-        let mut out = std::collections::BTreeMap::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(Vec::new());
-        }
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        loop {
-            let message = match tokio::time::timeout(SCAN_IDLE_TIMEOUT, messages.next()).await {
-                Err(_) => return Err(unavailable("listing receivers stalled")),
-                Ok(None) => break,
-                Ok(Some(message)) => message.map_err(unavailable)?,
-            };
-            let pending = message.info().map_err(unavailable)?.pending;
-            let deleted = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some();
-            if let Some((_, name)) = message
-                .subject
-                .as_str()
-                .strip_prefix(&prefix)
-                .and_then(subjects::parse_stream_key)
-            {
-                if deleted {
-                    out.remove(&name);
-                } else if let Ok(receiver) =
-                    serde_json::from_slice::<StoredReceiver>(&message.payload)
-                {
-                    out.insert(name.clone(), self.to_proto(namespace, &name, &receiver));
-                }
-            }
-            if pending == 0 {
-                break;
-            }
-        }
-        Ok(out.into_values().collect())
+            .collect())
     }
 
     /// The receiver whose URL id is `id`, if any.

@@ -12,13 +12,9 @@
 
 use std::sync::Mutex;
 
-use async_nats::jetstream::{
-    consumer::{DeliverPolicy, pull::OrderedConfig},
-    kv,
-};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 use chrono::Utc;
-use futures::StreamExt as _;
 use imagestreams_common::{
     config::SecretsConfig,
     error::ApiError,
@@ -29,9 +25,6 @@ use imagestreams_common::{
 use imagestreams_proto::v1 as proto;
 
 use imagestreams_registry_client::{Credential, Keyring, normalize_server};
-
-/// How long listing a namespace's secrets waits for the next entry.
-const SCAN_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The secrets bucket and its key.
 #[derive(Debug)]
@@ -205,52 +198,12 @@ impl SecretStore {
 
     /// The live entries of `namespace`: `(name, sealed value)`, sorted by name.
     async fn entries(&self, namespace: &str) -> Result<Vec<(String, Bytes)>, ApiError> {
-        let prefix = format!("$KV.{}.", self.kv.name);
-        let consumer = self
-            .kv
-            .stream
-            .create_consumer(OrderedConfig {
-                filter_subject: format!("{prefix}{}", subjects::namespace_keys(namespace)),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let mut out = std::collections::BTreeMap::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(Vec::new());
-        }
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        loop {
-            let message = match tokio::time::timeout(SCAN_IDLE_TIMEOUT, messages.next()).await {
-                Err(_) => return Err(unavailable("listing secrets stalled")),
-                Ok(None) => break,
-                Ok(Some(message)) => message.map_err(unavailable)?,
-            };
-            let info = message.info().map_err(unavailable)?;
-            let pending = info.pending;
-            let deleted = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some();
-            if let Some((_, name)) = message
-                .subject
-                .as_str()
-                .strip_prefix(&prefix)
-                .and_then(subjects::parse_stream_key)
-            {
-                if deleted {
-                    out.remove(&name);
-                } else {
-                    out.insert(name, message.payload.clone());
-                }
-            }
-            if pending == 0 {
-                break;
-            }
-        }
-        Ok(out.into_iter().collect())
+        Ok(
+            crate::kv_scan::namespace_entries(&self.kv, namespace, "secrets")
+                .await?
+                .into_iter()
+                .collect(),
+        )
     }
 
     /// Answers one secrets request (`op` ∈ create, list, delete).
