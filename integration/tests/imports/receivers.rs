@@ -356,6 +356,7 @@ async fn a_burst_of_deliveries_for_one_tag_costs_a_few_imports() -> anyhow::Resu
     // for one repository), each with its own delivery id, within a second
     let http = reqwest::Client::new();
     let (body, signature) = ghcr_delivery("team", "v1", &second, &secret);
+    let sending = std::time::Instant::now();
     let answers: Vec<anyhow::Result<(u16, Value)>> = futures::stream::iter(0..100)
         .map(|i| {
             let (http, url, body, signature) = (&http, &url, &body, &signature);
@@ -364,6 +365,9 @@ async fn a_burst_of_deliveries_for_one_tag_costs_a_few_imports() -> anyhow::Resu
         .buffer_unordered(20)
         .collect()
         .await;
+    // a busy machine may stretch the burst past a second: the bound is the
+    // mechanism's, the first import at once and one a window after each
+    let windows = sending.elapsed().as_secs_f64().ceil() as u64;
     for answer in answers {
         let (status, answer) = answer?;
         assert_eq!(status, 202, "{answer}");
@@ -386,8 +390,8 @@ async fn a_burst_of_deliveries_for_one_tag_costs_a_few_imports() -> anyhow::Resu
     .await?;
     let imported = receiver_imports(&metrics, "imported").await?;
     assert!(
-        (1..=3).contains(&imported),
-        "a burst of 100 deliveries cost {imported} imports"
+        (1..=2 + windows).contains(&imported),
+        "a burst of 100 deliveries sent within {windows} s cost {imported} imports"
     );
     hooked.app.stop().await
 }
