@@ -256,80 +256,60 @@ pub async fn provision_with(
     .await?;
     let firings = get_or_create_bucket(
         &js,
-        kv::Config {
-            bucket: subjects::BUCKET_FIRINGS.to_owned(),
-            description:
-                "Trigger firings (Builds, Deployments), one per key <namespace>.<trigger>.<id>"
-                    .to_owned(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        },
+        one_value_per_key(
+            subjects::BUCKET_FIRINGS,
+            "Trigger firings (Builds, Deployments), one per key <namespace>.<trigger>.<id>",
+            replicas,
+        ),
     )
     .await?;
     let registry_secrets = get_or_create_bucket(
         &js,
-        kv::Config {
-            bucket: subjects::BUCKET_REGISTRY_SECRETS.to_owned(),
-            description: "Registry secrets, encrypted, one per key <namespace>.<name>".to_owned(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        },
+        one_value_per_key(
+            subjects::BUCKET_REGISTRY_SECRETS,
+            "Registry secrets, encrypted, one per key <namespace>.<name>",
+            replicas,
+        ),
     )
     .await?;
     let import_schedule = get_or_create_bucket(
         &js,
-        kv::Config {
-            bucket: subjects::BUCKET_IMPORT_SCHEDULE.to_owned(),
-            description: "Next scheduled import, one per key <namespace>.<name>".to_owned(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        },
+        one_value_per_key(
+            subjects::BUCKET_IMPORT_SCHEDULE,
+            "Next scheduled import, one per key <namespace>.<name>",
+            replicas,
+        ),
     )
     .await?;
     let import_rate = get_or_create_bucket(
         &js,
         kv::Config {
-            bucket: subjects::BUCKET_IMPORT_RATE.to_owned(),
-            description: "Scheduled imports started, one counter per minute".to_owned(),
-            history: 1,
             max_age: DEFAULT_IMPORT_RATE_MAX_AGE,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
+            ..one_value_per_key(
+                subjects::BUCKET_IMPORT_RATE,
+                "Scheduled imports started, one counter per minute",
+                replicas,
+            )
         },
     )
     .await?;
     let images = get_or_create_bucket(
         &js,
-        kv::Config {
-            bucket: subjects::BUCKET_IMAGES.to_owned(),
-            description: "Image metadata, one immutable record per key <algorithm>.<hex digest>"
-                .to_owned(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        },
+        one_value_per_key(
+            subjects::BUCKET_IMAGES,
+            "Image metadata, one immutable record per key <algorithm>.<hex digest>",
+            replicas,
+        ),
     )
     .await?;
     let receivers = get_or_create_bucket(
         &js,
-        kv::Config {
-            bucket: subjects::BUCKET_RECEIVERS.to_owned(),
-            description: "Webhook receivers, secrets encrypted, one per key <namespace>.<name>; \
-                          their URL ids under _ids.<id>"
-                .to_owned(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        },
+        one_value_per_key(
+            subjects::BUCKET_RECEIVERS,
+            "Webhook receivers, secrets encrypted, one per key <namespace>.<name>; \
+                          their URL ids under _ids.<id>",
+            replicas,
+        ),
     )
     .await?;
     if js
@@ -364,6 +344,19 @@ pub async fn provision_with(
         images,
         receivers,
     })
+}
+
+/// The configuration of a bucket that keeps one value per key (no history),
+/// on file, with `replicas`.
+fn one_value_per_key(bucket: &str, description: &str, replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket: bucket.to_owned(),
+        description: description.to_owned(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    }
 }
 
 /// Opens a KV bucket, creating it when it does not exist.
