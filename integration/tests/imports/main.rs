@@ -16,6 +16,7 @@
 //! The gateway's `ImportImage` and `Secrets` are served here by
 //! [`StubGateway`], which holds exactly the code the gateway is to take.
 
+mod gar_keys;
 mod receiver_kinds;
 mod receivers;
 

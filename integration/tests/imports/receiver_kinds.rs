@@ -27,13 +27,13 @@ struct Sender {
     host: &'static str,
 }
 
-/// The receivers' fixtures (the GAR test key and its JWKS).
-fn fixtures() -> PathBuf {
+/// The receivers' fixtures (the GAR test keys and the first one's JWKS).
+pub(super) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../services/receivers/tests/fixtures")
 }
 
-const GAR_AUDIENCE: &str = "https://hooks.example.com/gar";
-const GAR_EMAIL: &str = "pusher@my-project.iam.gserviceaccount.com";
+pub(super) const GAR_AUDIENCE: &str = "https://hooks.example.com/gar";
+pub(super) const GAR_EMAIL: &str = "pusher@my-project.iam.gserviceaccount.com";
 
 const SENDERS: [Sender; 12] = [
     Sender {
@@ -92,10 +92,12 @@ fn hmac_hex<M: hmac::Mac + hmac::digest::KeyInit>(secret: &str, body: &[u8]) -> 
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn gar_token() -> String {
+/// A Google ID token as a Pub/Sub push subscription sends it, signed with
+/// the fixture key `pem` under the key id `kid`.
+pub(super) fn gar_token(pem: &str, kid: &str) -> String {
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("test-key-1".to_owned());
-    let pem = std::fs::read(fixtures().join("gar-test-key.pem")).expect("the test key");
+    header.kid = Some(kid.to_owned());
+    let pem = std::fs::read(fixtures().join(pem)).expect("the test key");
     let key = EncodingKey::from_rsa_pem(&pem).expect("an RSA key");
     let now = chrono::Utc::now().timestamp();
     let claims = json!({
@@ -103,6 +105,16 @@ fn gar_token() -> String {
         "email": GAR_EMAIL, "email_verified": true, "exp": now + 600, "iat": now,
     });
     jsonwebtoken::encode(&header, &claims, &key).expect("a token")
+}
+
+/// A GAR push of `host/path:tag` (`digest`) as Pub/Sub delivers it, with
+/// the message id `id`.
+pub(super) fn gar_message(host: &str, path: &str, tag: &str, digest: &str, id: &str) -> Value {
+    let data = json!({"action": "INSERT", "digest": format!("{host}/{path}@{digest}"), "tag": format!("{host}/{path}:{tag}")});
+    json!({"message": {
+        "data": base64::engine::general_purpose::STANDARD.encode(data.to_string()),
+        "messageId": id
+    }})
 }
 
 /// The delivery `sender` makes for a push of `path:tag` (digest `digest`)
@@ -148,13 +160,7 @@ fn delivery(
             "target": {"repository": path, "tag": tag, "digest": digest},
             "request": {"host": host}
         }),
-        "gar" => {
-            let data = json!({"action": "INSERT", "digest": format!("{host}/{path}@{digest}"), "tag": format!("{host}/{path}:{tag}")});
-            json!({"message": {
-                "data": base64::engine::general_purpose::STANDARD.encode(data.to_string()),
-                "messageId": "gar-1"
-            }})
-        }
+        "gar" => gar_message(host, path, tag, digest, "gar-1"),
         "ecr" => json!({
             "id": "ecr-1", "detail-type": "ECR Image Action", "source": "aws.ecr",
             "account": "123456789012", "region": "us-west-2",
@@ -197,7 +203,10 @@ fn delivery(
                 hmac_hex::<Hmac<sha1::Sha1>>(secret, &body),
             ),
         ],
-        "gar" => vec![("authorization", format!("Bearer {}", gar_token()))],
+        "gar" => vec![(
+            "authorization",
+            format!("Bearer {}", gar_token("gar-test-key.pem", "test-key-1")),
+        )],
         "distribution" | "gitlab" | "zot" => vec![("authorization", format!("Bearer {secret}"))],
         _ => vec![("authorization", secret.to_owned())],
     };

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 pub use imagestreams_formats::secret::Secret;
 
+/// Where Google publishes the keys that sign its ID tokens (the `jwks_uri`
+/// of `https://accounts.google.com/.well-known/openid-configuration`).
+pub const DEFAULT_GAR_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 /// The configuration file read when `--config` is not given (if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "imagestreams.toml";
 /// Prefix of the environment variables that override the configuration.
@@ -685,9 +688,14 @@ pub struct TagSyncerConfig {
     pub hooks_rate_per_receiver: f64,
     /// Verified deliveries one receiver may send at once, above the rate.
     pub hooks_burst_per_receiver: u32,
-    /// Google's token signing keys (a JWKS file) for `gar` receivers; their
-    /// deliveries are refused without it.
+    /// Google's token signing keys (a JWKS file) for `gar` receivers, read
+    /// at start; when set, `gar_jwks_url` is not used.
     pub gar_jwks_file: Option<PathBuf>,
+    /// Where to fetch Google's token signing keys for `gar` receivers: when
+    /// a GAR delivery first needs them, then again when stale or when a
+    /// token names a key not yet seen. Empty, with no `gar_jwks_file`: GAR
+    /// deliveries are refused.
+    pub gar_jwks_url: String,
 }
 
 impl Default for TagSyncerConfig {
@@ -715,6 +723,7 @@ impl Default for TagSyncerConfig {
             hooks_rate_per_receiver: DEFAULT_HOOKS_RATE_PER_RECEIVER,
             hooks_burst_per_receiver: DEFAULT_HOOKS_BURST_PER_RECEIVER,
             gar_jwks_file: None,
+            gar_jwks_url: DEFAULT_GAR_JWKS_URL.to_owned(),
         }
     }
 }

@@ -16,4 +16,4 @@ pub mod verify;
 
 pub use kind::{Check, Kind};
 pub use payload::{Delivery, Hint, parse};
-pub use verify::{Credentials, OidcTrust, Refusal, verify};
+pub use verify::{Credentials, OidcTrust, Refusal, bearer_token_kid, verify};

@@ -13,7 +13,7 @@
 //! | OIDC (GAR) | `Authorization: Bearer <Google-signed ID token>` |
 //! | signed timestamp (generic-hmac) | `X-Imagestreams-Timestamp: <unix seconds>`, `X-Imagestreams-Signature: sha256=<hex of HMAC(secret, "<timestamp>.<body>")>` |
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac as _};
@@ -41,7 +41,7 @@ const GOOGLE_ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.goog
 #[derive(Debug, Clone)]
 pub struct OidcTrust {
     /// The signing keys.
-    pub keys: JwkSet,
+    pub keys: Arc<JwkSet>,
     /// The expected `aud`.
     pub audience: String,
     /// The expected `email` (with `email_verified`).
@@ -139,6 +139,14 @@ pub fn verify(
             verify_google_token(trust, token)
         }
     }
+}
+
+/// The key id (`kid`) of the bearer token in `headers`, if it has one: which
+/// key the receiver must hold to check it (see the tag-syncer's key source).
+pub fn bearer_token_kid(headers: &HeaderMap) -> Option<String> {
+    let token = strip_bearer(header(headers, "authorization").ok()?);
+    let token = std::str::from_utf8(token).ok()?;
+    jsonwebtoken::decode_header(token).ok()?.kid
 }
 
 /// The claims of a Google ID token that matter here.

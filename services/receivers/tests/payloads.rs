@@ -384,7 +384,9 @@ fn gar_claims() -> serde_json::Value {
 #[test]
 fn gar_pushes_are_verified_by_token_and_read_from_the_message() {
     let trust = OidcTrust {
-        keys: serde_json::from_slice::<JwkSet>(&fixture("gar-jwks.json")).unwrap(),
+        keys: std::sync::Arc::new(
+            serde_json::from_slice::<JwkSet>(&fixture("gar-jwks.json")).unwrap(),
+        ),
         audience: "https://hooks.example.com/hooks/abc".to_owned(),
         email: "pusher@my-project.iam.gserviceaccount.com".to_owned(),
     };

@@ -41,8 +41,9 @@ use axum::{
 use chrono::Utc;
 use imagestreams_common::{nats, subjects::Kind as Subject};
 use imagestreams_proto::v1 as proto;
-use imagestreams_receivers::{Credentials, Delivery, Hint, Kind, OidcTrust, parse, verify};
-use jsonwebtoken::jwk::JwkSet;
+use imagestreams_receivers::{
+    Credentials, Delivery, Hint, Kind, OidcTrust, bearer_token_kid, parse, verify,
+};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -50,7 +51,10 @@ use prometheus_client::{
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-use crate::receivers::{Found, HOOKS_PATH, ReceiverStore, allowed};
+use crate::{
+    google_keys::GoogleKeys,
+    receivers::{Found, HOOKS_PATH, ReceiverStore, allowed},
+};
 
 /// What the endpoint needs.
 pub struct Hooks {
@@ -61,7 +65,7 @@ pub struct Hooks {
     /// The largest body accepted.
     pub max_body: usize,
     /// Google's signing keys, for `gar` receivers.
-    pub gar_keys: Option<JwkSet>,
+    pub gar_keys: Option<GoogleKeys>,
     /// Each receiver's rate of verified deliveries.
     pub rate: RateLimit,
     /// Deliveries, by receiver and outcome.
@@ -268,11 +272,14 @@ async fn deliver(hooks: &Hooks, found: &Found, headers: &HeaderMap, body: &Bytes
         }
     };
     let trust = match (&hooks.gar_keys, receiver.kind) {
-        (Some(keys), Kind::Gar) => Some(OidcTrust {
-            keys: keys.clone(),
-            audience: receiver.oidc_audience.clone(),
-            email: receiver.oidc_email.clone(),
-        }),
+        (Some(keys), Kind::Gar) => keys
+            .for_kid(bearer_token_kid(headers).as_deref())
+            .await
+            .map(|keys| OidcTrust {
+                keys,
+                audience: receiver.oidc_audience.clone(),
+                email: receiver.oidc_email.clone(),
+            }),
         _ => None,
     };
     let credentials = Credentials {

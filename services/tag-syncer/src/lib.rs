@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod deliveries;
+pub mod google_keys;
 pub mod hints;
 pub mod hooks;
 pub mod importer;
@@ -119,15 +120,8 @@ impl TagSyncerService {
             secrets.clone(),
             base_url,
         ));
-        let gar_keys = match &c.gar_jwks_file {
-            Some(path) => Some(
-                serde_json::from_slice(&std::fs::read(path).with_context(|| {
-                    format!("reading tag_syncer.gar_jwks_file {}", path.display())
-                })?)
-                .with_context(|| format!("{} is not a JWKS", path.display()))?,
-            ),
-            None => None,
-        };
+        let gar_keys =
+            google_keys::GoogleKeys::configured(c.gar_jwks_file.as_deref(), &c.gar_jwks_url)?;
         let hook_metrics = prometheus_client::metrics::family::Family::default();
         deps.metrics.service(NAME).register(
             "receiver_deliveries",
