@@ -533,18 +533,20 @@ def check_aggregated(report, scenario, by_kind, values, config, namespace, fulln
     a = values["apiService"]
     kube = config.get("gateway", {}).get("kube", {})
     apiservices = by_kind.get("APIService", [])
-    report.check(len(apiservices) == (1 if a["enabled"] else 0), f"{scenario}: an APIService iff apiService.enabled")
+    groups = {"image.openshift.io", "imagestreams.io"}
+    report.check(len(apiservices) == (len(groups) if a["enabled"] else 0), f"{scenario}: an APIService per group iff apiService.enabled")
     report.check(kube.get("enabled") is bool(a["enabled"]), f"{scenario}: gateway.kube.enabled is apiService.enabled")
     if not a["enabled"]:
         report.check(not by_kind.get("ClusterRole"), f"{scenario}: no ClusterRoles without apiService")
         return
-    svc_ref = apiservices[0]["spec"]["service"]
-    report.check(apiservices[0]["metadata"]["name"] == "v1.image.openshift.io" and apiservices[0]["spec"]["group"] == "image.openshift.io",
-                 f"{scenario}: the APIService is v1.image.openshift.io")
-    report.check(svc_ref == {"namespace": namespace, "name": f"{fullname}-gateway", "port": 443},
-                 f"{scenario}: the APIService calls {fullname}-gateway:443 in {namespace}: {svc_ref}")
-    injected = apiservices[0]["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
-    report.check(bool(apiservices[0]["spec"].get("caBundle")) or bool(injected), f"{scenario}: the APIService has a caBundle or has it injected")
+    report.check({(s["metadata"]["name"], s["spec"]["group"]) for s in apiservices} == {(f"v1.{g}", g) for g in groups},
+                 f"{scenario}: the APIServices are v1.image.openshift.io and v1.imagestreams.io")
+    for apiservice in apiservices:
+        svc_ref = apiservice["spec"]["service"]
+        report.check(svc_ref == {"namespace": namespace, "name": f"{fullname}-gateway", "port": 443},
+                     f"{scenario}: {apiservice['metadata']['name']} calls {fullname}-gateway:443 in {namespace}: {svc_ref}")
+        injected = apiservice["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
+        report.check(bool(apiservice["spec"].get("caBundle")) or bool(injected), f"{scenario}: {apiservice['metadata']['name']} has a caBundle or has it injected")
     gateway = "monolith" if values["mode"] == "monolith" else "gateway"
     svc = services.get(f"{fullname}-gateway", {"spec": {"ports": []}})
     ports = {p["port"]: p for p in svc["spec"]["ports"]}
@@ -568,16 +570,22 @@ def check_aggregated(report, scenario, by_kind, values, config, namespace, fulln
     report.check(cm_name in cms and cms[cm_name]["data"].get(ca_file.rsplit("/", 1)[1], "").strip() == a["requestHeader"]["clientCA"].strip(),
                  f"{scenario}: request_header.client_ca_file is the ConfigMap's copy of requestHeader.clientCA")
     report.check(kube.get("request_header", {}).get("allowed_names") == a["requestHeader"]["allowedNames"], f"{scenario}: allowed_names")
-    aggregates = set()
-    for role in by_kind.get("ClusterRole", []):
-        verbs = {v for rule in role["rules"] for v in rule["verbs"] if "image.openshift.io" in rule["apiGroups"]}
-        for label, value in role["metadata"].get("labels", {}).items():
-            if label.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true":
-                aggregates.update((label.rsplit("-", 1)[1], v) for v in verbs)
-    for role, verbs in (("view", {"get", "list", "watch"}), ("edit", {"get", "list", "watch", "create", "update", "patch", "delete"}),
-                        ("admin", {"get", "list", "watch", "create", "update", "patch", "delete"})):
-        have = {v for r, v in aggregates if r == role}
-        report.check(have == verbs, f"{scenario}: {role} gains {sorted(verbs)} on image.openshift.io, has {sorted(have)}")
+    # the image kinds to view, edit and admin; receivers (their URLs are secrets) to edit and admin only
+    expected = {
+        "image.openshift.io": (("view", {"get", "list", "watch"}), ("edit", {"get", "list", "watch", "create", "update", "patch", "delete"}),
+                               ("admin", {"get", "list", "watch", "create", "update", "patch", "delete"})),
+        "imagestreams.io": (("view", set()), ("edit", {"get", "list", "create", "delete"}), ("admin", {"get", "list", "create", "delete"})),
+    }
+    for group, roles in expected.items():
+        aggregates = set()
+        for role in by_kind.get("ClusterRole", []):
+            verbs = {v for rule in role["rules"] for v in rule["verbs"] if group in rule["apiGroups"]}
+            for label, value in role["metadata"].get("labels", {}).items():
+                if label.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true":
+                    aggregates.update((label.rsplit("-", 1)[1], v) for v in verbs)
+        for role, verbs in roles:
+            have = {v for r, v in aggregates if r == role}
+            report.check(have == verbs, f"{scenario}: {role} gains {sorted(verbs)} on {group}, has {sorted(have)}")
 
 
 def check_schema_rejects(report: Report, chart: Any) -> None:

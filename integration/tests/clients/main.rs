@@ -23,6 +23,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 mod events;
 mod history;
+mod receivers;
 mod subscribers;
 
 /// How long `up` may take to come up.

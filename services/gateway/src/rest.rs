@@ -10,7 +10,8 @@
 //! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamimages/{stream}@{digest}` |
 //! | GET | `/apis/image.openshift.io/v1/namespaces/{ns}/imagestreamtags/{stream}:{tag}` and the namespace's list |
 //! | the same | under `/osapi/v1/…` (the seed's `selfLink` prefix) and `/api/v1/…` (the legacy `v1` kubectl maps `apiVersion: v1` to) |
-//! | GET | `/version`, `/api`, `/apis`, `/apis/image.openshift.io[/v1]`, `/api/v1/namespaces/{ns}`, `/openapi/v3[/apis/image.openshift.io/v1]` |
+//! | GET | `/version`, `/api`, `/apis`, `/apis/image.openshift.io[/v1]`, `/apis/imagestreams.io[/v1]`, `/api/v1/namespaces/{ns}`, `/openapi/v3[/apis/image.openshift.io/v1]` |
+//! | GET (list), POST; GET, DELETE | `/apis/imagestreams.io/v1/namespaces/{ns}/receivers[/{name}]` (see [`crate::receivers::rest`]) |
 //!
 //! Bodies are JSON or YAML (by `Content-Type`, else by their first
 //! character), at most [`MAX_DOCUMENT_BYTES`], parsed strictly by the model:
@@ -50,6 +51,7 @@ use crate::{
         table::{Printable, Table},
     },
     query::{self, ContinueToken},
+    receivers::ReceiversClient,
     streams::{ListParams, Streams, conflict},
     watch::WatchParams,
 };
@@ -63,8 +65,9 @@ pub const LIST_KIND: &str = "ImageStreamList";
 /// How often a PATCH is retried when a concurrent write moved the object.
 const PATCH_ATTEMPTS: usize = 5;
 
-/// The routes of the REST API and the Kubernetes face over `streams`.
-pub(crate) fn router(streams: Arc<Streams>) -> Router {
+/// The routes of the REST API and the Kubernetes face over `streams` and
+/// the tag-syncer's `receivers`.
+pub(crate) fn router(streams: Arc<Streams>, receivers: ReceiversClient) -> Router {
     let collection = get(list_namespace).post(create);
     let object = get(get_one).put(replace).patch(patch).delete(delete);
     let mut router = Router::new()
@@ -73,11 +76,15 @@ pub(crate) fn router(streams: Arc<Streams>) -> Router {
         .route("/apis", get(discovery::groups))
         .route("/apis/image.openshift.io", get(discovery::group))
         .route("/apis/image.openshift.io/v1", get(discovery::resources))
+        .route("/apis/imagestreams.io", get(discovery::own_group))
+        .route("/apis/imagestreams.io/v1", get(discovery::own_resources))
         .route("/api/v1", get(discovery::core_resources))
         .route("/api/v1/namespaces/{namespace}", get(discovery::namespace))
+        .route("/openapi/v2", get(openapi::version_2))
         .route("/openapi/v3", get(openapi::index))
         .route(openapi::DOCUMENT_PATH, get(openapi::group_version))
-        .route(openapi::LEGACY_DOCUMENT_PATH, get(openapi::legacy_version));
+        .route(openapi::LEGACY_DOCUMENT_PATH, get(openapi::legacy_version))
+        .route(openapi::OWN_DOCUMENT_PATH, get(openapi::own_version));
     for prefix in ["/apis/image.openshift.io/v1", "/api/v1", "/osapi/v1"] {
         router = router
             .route(&format!("{prefix}/imagestreams"), get(list_all))
@@ -106,7 +113,9 @@ pub(crate) fn router(streams: Arc<Streams>) -> Router {
                 get(get_image_stream_tag),
             );
     }
-    router.with_state(streams)
+    router
+        .with_state(streams)
+        .merge(crate::receivers::rest::router(receivers))
 }
 
 /// A REST failure: the error and what it is about, sent as a Kubernetes `Status`.
@@ -122,18 +131,23 @@ impl RestError {
     }
 
     pub(crate) fn about_resource(error: ApiError, resource: &str, name: &str) -> Self {
+        Self::about_in(error, GROUP, resource, name)
+    }
+
+    /// About the object `name` of `resource` in the API group `group`.
+    pub(crate) fn about_in(error: ApiError, group: &str, resource: &str, name: &str) -> Self {
         RestError {
             error,
             details: StatusDetails {
                 name: name.to_owned(),
-                group: GROUP.to_owned(),
+                group: group.to_owned(),
                 kind: resource.to_owned(),
                 ..StatusDetails::default()
             },
         }
     }
 
-    fn with_causes(mut self, causes: Vec<StatusCause>) -> Self {
+    pub(crate) fn with_causes(mut self, causes: Vec<StatusCause>) -> Self {
         self.details.causes = causes;
         self
     }
@@ -192,7 +206,7 @@ struct ListMeta {
 }
 
 /// One object, with the apiVersion of the path asked, as JSON or as a Table.
-fn object_response<T: Printable>(
+pub(crate) fn object_response<T: Printable>(
     mut item: T,
     ask: &Ask,
     code: StatusCode,
@@ -208,7 +222,7 @@ fn object_response<T: Printable>(
 }
 
 /// A list page, as JSON or as a Table.
-fn list_response<T: Printable>(
+pub(crate) fn list_response<T: Printable>(
     kind: &'static str,
     mut items: Vec<T>,
     ask: &Ask,
@@ -502,7 +516,7 @@ async fn list_image_stream_tags(
 
 /// A written object's response, with a `Warning` header per unknown field
 /// dropped under `fieldValidation=Warn`.
-fn written_response<T: Printable>(
+pub(crate) fn written_response<T: Printable>(
     item: T,
     ask: &Ask,
     code: StatusCode,
@@ -757,7 +771,7 @@ fn delete_precondition(body: &[u8]) -> Result<String, ApiError> {
 }
 
 /// Reads the body, refusing more than [`MAX_DOCUMENT_BYTES`] with 413.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     let too_large = |size: Option<usize>| {
         ApiError::TooLarge(match size {
             Some(size) => format!(

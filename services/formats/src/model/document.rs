@@ -105,7 +105,10 @@ fn check_size(len: usize) -> Result<(), ModelError> {
     Ok(())
 }
 
-fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ModelError> {
+/// Reads `bytes` as JSON into `T` (which decides whether unknown fields are
+/// errors), naming the failing field's path, as the model's documents are
+/// read: for the other kinds the API serves.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ModelError> {
     let format = DocumentFormat::Json;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de)

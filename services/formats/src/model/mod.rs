@@ -27,7 +27,7 @@ mod wire;
 #[cfg(test)]
 mod testdata;
 
-pub use document::{DocumentFormat, MAX_DOCUMENT_BYTES, ModelError, detect_format};
+pub use document::{DocumentFormat, MAX_DOCUMENT_BYTES, ModelError, decode_json, detect_format};
 pub use repository::{RepositoryError, StreamName, stream_of_repository};
 pub use types::{
     ImageLookupPolicy, ImageStream, ImageStreamSpec, ImageStreamStatus, NamedTagEventList,

@@ -31,7 +31,7 @@ use imagestreams_common::{
 };
 use serde_json::{Value, json};
 
-use super::{GROUP, GROUP_VERSION, VERSION, accept};
+use super::{GROUP, GROUP_VERSION, OWN_GROUP, OWN_GROUP_VERSION, VERSION, accept};
 
 /// The Kubernetes minor version `/version` reports: kubectl's dispatcher
 /// runs the kubectl of this minor, and kubectl 1.30 on reads aggregated
@@ -85,6 +85,17 @@ pub(crate) const RESOURCES: [Resource; 3] = [
         verbs: &["get"],
     },
 ];
+
+/// Every resource served under our own group, `imagestreams.io/v1`: the
+/// kinds OpenShift has none for.
+pub(crate) const OWN_RESOURCES: [Resource; 1] = [Resource {
+    name: "receivers",
+    singular: "receiver",
+    kind: "Receiver",
+    short_names: &[],
+    categories: &[],
+    verbs: &["create", "delete", "get", "list"],
+}];
 
 /// `GET /version`.
 pub(crate) async fn version() -> Json<Value> {
@@ -152,18 +163,21 @@ pub(crate) fn document(auth: &Authenticated, body: impl FnOnce() -> Value) -> Re
 }
 
 /// A group list for an authenticated caller: aggregated (of the
-/// group-version `legacy` says) when the client asks for it, else `plain`.
+/// group-versions `apis`) when the client asks for it, else `plain`.
 fn group_list(
     auth: &Authenticated,
     headers: &HeaderMap,
-    legacy: Legacy,
+    apis: &[Api],
     plain: impl FnOnce() -> Value,
 ) -> Response {
     if let Err(error) = authenticated(auth) {
         return failure(&error);
     }
     match accept::discovery_version(accept_of(headers)) {
-        Some(version) => aggregated(version, json!([group_discovery(legacy)])),
+        Some(version) => aggregated(
+            version,
+            Value::Array(apis.iter().map(|api| group_discovery(*api)).collect()),
+        ),
         None => Json(plain()).into_response(),
     }
 }
@@ -173,7 +187,7 @@ pub(crate) async fn core(
     Extension(auth): Extension<Authenticated>,
     headers: HeaderMap,
 ) -> Response {
-    group_list(&auth, &headers, Legacy::Yes, || {
+    group_list(&auth, &headers, &[Api::Legacy], || {
         json!({
             "kind": "APIVersions",
             "versions": [LEGACY_VERSION],
@@ -184,7 +198,7 @@ pub(crate) async fn core(
 
 /// `GET /api/v1`.
 pub(crate) async fn core_resources(Extension(auth): Extension<Authenticated>) -> Response {
-    document(&auth, || resource_list(Legacy::Yes))
+    document(&auth, || resource_list(Api::Legacy))
 }
 
 /// `GET /apis`.
@@ -195,24 +209,38 @@ pub(crate) async fn groups(
     group_list(
         &auth,
         &headers,
-        Legacy::No,
-        || json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [api_group()]}),
+        &[Api::Image, Api::Own],
+        || json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [api_group(Api::Image), api_group(Api::Own)]}),
     )
 }
 
-/// `GET /apis/image.openshift.io`.
-pub(crate) async fn group(Extension(auth): Extension<Authenticated>) -> Response {
-    document(&auth, || {
-        let mut group = api_group();
+fn group_document(auth: &Authenticated, api: Api) -> Response {
+    document(auth, || {
+        let mut group = api_group(api);
         group["kind"] = json!("APIGroup");
         group["apiVersion"] = json!("v1");
         group
     })
 }
 
+/// `GET /apis/image.openshift.io`.
+pub(crate) async fn group(Extension(auth): Extension<Authenticated>) -> Response {
+    group_document(&auth, Api::Image)
+}
+
 /// `GET /apis/image.openshift.io/v1`.
 pub(crate) async fn resources(Extension(auth): Extension<Authenticated>) -> Response {
-    document(&auth, || resource_list(Legacy::No))
+    document(&auth, || resource_list(Api::Image))
+}
+
+/// `GET /apis/imagestreams.io`.
+pub(crate) async fn own_group(Extension(auth): Extension<Authenticated>) -> Response {
+    group_document(&auth, Api::Own)
+}
+
+/// `GET /apis/imagestreams.io/v1`.
+pub(crate) async fn own_resources(Extension(auth): Extension<Authenticated>) -> Response {
+    document(&auth, || resource_list(Api::Own))
 }
 
 /// `GET /api/v1/namespaces/{ns}`: every valid namespace exists (ours are
@@ -240,35 +268,77 @@ pub(crate) async fn namespace(
     .into_response()
 }
 
-fn api_group() -> Value {
-    let version = json!({"groupVersion": GROUP_VERSION, "version": VERSION});
+fn api_group(api: Api) -> Value {
+    let version = json!({"groupVersion": api.group_version(), "version": VERSION});
     json!({
-        "name": GROUP,
+        "name": api.group(),
         "versions": [version.clone()],
         "preferredVersion": version,
     })
 }
 
-/// Which group-version a discovery document is of.
+/// A group-version served: each has its resources, discovery documents and
+/// OpenAPI document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Legacy {
-    /// The core group's `v1`, for documents written with `apiVersion: v1`.
-    Yes,
-    /// `image.openshift.io/v1`.
-    No,
+pub(crate) enum Api {
+    /// The core group's `v1`, for documents written with `apiVersion: v1`:
+    /// the image kinds again, without short names (`is` resolves to
+    /// `image.openshift.io`).
+    Legacy,
+    /// `image.openshift.io/v1`: OpenShift's image kinds.
+    Image,
+    /// `imagestreams.io/v1`: our own kinds, which OpenShift has none for.
+    Own,
+}
+
+impl Api {
+    /// The group's name (empty for the core group).
+    pub fn group(self) -> &'static str {
+        match self {
+            Api::Legacy => "",
+            Api::Image => GROUP,
+            Api::Own => OWN_GROUP,
+        }
+    }
+
+    /// `group/version`, or `v1` for the core group.
+    pub fn group_version(self) -> &'static str {
+        match self {
+            Api::Legacy => LEGACY_VERSION,
+            Api::Image => GROUP_VERSION,
+            Api::Own => OWN_GROUP_VERSION,
+        }
+    }
+
+    /// The prefix of its resources' paths.
+    pub fn path_prefix(self) -> &'static str {
+        match self {
+            Api::Legacy => "/api/v1",
+            Api::Image => "/apis/image.openshift.io/v1",
+            Api::Own => "/apis/imagestreams.io/v1",
+        }
+    }
+
+    /// Its resources.
+    pub fn resources(self) -> &'static [Resource] {
+        match self {
+            Api::Legacy | Api::Image => &RESOURCES,
+            Api::Own => &OWN_RESOURCES,
+        }
+    }
 }
 
 /// The legacy group-version.
 pub(crate) const LEGACY_VERSION: &str = "v1";
 
 /// The resources of a group-version, in the shape of `describe`.
-fn resources_of(legacy: Legacy, describe: impl Fn(&Resource) -> Value) -> Vec<Value> {
-    RESOURCES
+fn resources_of(api: Api, describe: impl Fn(&Resource) -> Value) -> Vec<Value> {
+    api.resources()
         .iter()
         .map(|r| {
             let mut resource = describe(r);
-            // short names and categories only on image.openshift.io: `is` and `all` resolve there
-            if legacy == Legacy::No {
+            // no short names or categories on the legacy v1: `is` and `all` resolve to the group
+            if api != Api::Legacy {
                 resource["shortNames"] = json!(r.short_names);
                 if !r.categories.is_empty() {
                     resource["categories"] = json!(r.categories);
@@ -279,10 +349,10 @@ fn resources_of(legacy: Legacy, describe: impl Fn(&Resource) -> Value) -> Vec<Va
         .collect()
 }
 
-/// The `APIResourceList` of `image.openshift.io/v1`, or of the legacy `v1`
-/// (which also has `namespaces`, for kubectl's lookups).
-pub(crate) fn resource_list(legacy: Legacy) -> Value {
-    let mut resources = resources_of(legacy, |r| {
+/// The `APIResourceList` of a group-version (the legacy `v1` also has
+/// `namespaces`, for kubectl's lookups).
+pub(crate) fn resource_list(api: Api) -> Value {
+    let mut resources = resources_of(api, |r| {
         json!({
             "name": r.name,
             "singularName": r.singular,
@@ -291,7 +361,7 @@ pub(crate) fn resource_list(legacy: Legacy) -> Value {
             "verbs": r.verbs,
         })
     });
-    if legacy == Legacy::Yes {
+    if api == Api::Legacy {
         resources.push(json!({
             "name": "namespaces", "singularName": "namespace", "namespaced": false,
             "kind": "Namespace", "verbs": ["get"], "shortNames": ["ns"],
@@ -300,19 +370,16 @@ pub(crate) fn resource_list(legacy: Legacy) -> Value {
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
-        "groupVersion": match legacy { Legacy::Yes => LEGACY_VERSION, Legacy::No => GROUP_VERSION },
+        "groupVersion": api.group_version(),
         "resources": resources,
     })
 }
 
 /// A group in an `APIGroupDiscoveryList` (every resource needs its
 /// `responseKind`, or clients drop it silently).
-fn group_discovery(legacy: Legacy) -> Value {
-    let group = match legacy {
-        Legacy::Yes => "",
-        Legacy::No => GROUP,
-    };
-    let mut resources = resources_of(legacy, |r| {
+fn group_discovery(api: Api) -> Value {
+    let group = api.group();
+    let mut resources = resources_of(api, |r| {
         json!({
             "resource": r.name,
             "singularResource": r.singular,
@@ -321,7 +388,7 @@ fn group_discovery(legacy: Legacy) -> Value {
             "verbs": r.verbs,
         })
     });
-    if legacy == Legacy::Yes {
+    if api == Api::Legacy {
         resources.push(json!({
             "resource": "namespaces", "singularResource": "namespace", "scope": "Cluster",
             "responseKind": {"group": "", "version": "v1", "kind": "Namespace"},
@@ -340,7 +407,7 @@ mod tests {
 
     #[test]
     fn every_resource_has_what_clients_need() {
-        let list = resource_list(Legacy::No);
+        let list = resource_list(Api::Image);
         let names: Vec<&str> = list["resources"]
             .as_array()
             .unwrap()
@@ -353,17 +420,17 @@ mod tests {
         );
         assert_eq!(list["resources"][0]["shortNames"], json!(["is"]));
         assert_eq!(list["resources"][0]["categories"], json!(["all"]));
-        let group = group_discovery(Legacy::No);
+        let group = group_discovery(Api::Image);
         for resource in group["versions"][0]["resources"].as_array().unwrap() {
             assert_eq!(resource["responseKind"]["group"], GROUP, "{resource}");
             assert!(resource["responseKind"]["kind"].is_string(), "{resource}");
         }
         // the legacy v1 has the kinds, not the short names: `is` resolves to the group
-        let legacy = resource_list(Legacy::Yes);
+        let legacy = resource_list(Api::Legacy);
         assert_eq!(legacy["groupVersion"], "v1");
         assert_eq!(legacy["resources"][0]["kind"], "ImageStream");
         assert!(legacy["resources"][0].get("shortNames").is_none());
-        let legacy = group_discovery(Legacy::Yes);
+        let legacy = group_discovery(Api::Legacy);
         assert_eq!(legacy["metadata"]["name"], "");
         assert_eq!(
             legacy["versions"][0]["resources"][0]["responseKind"]["group"],

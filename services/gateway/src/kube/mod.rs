@@ -8,6 +8,11 @@
 //! - [`patch`]: merge, strategic-merge, JSON and apply patches.
 //! - [`openapi`]: `/openapi/v3`, generated from the model, for validation and `kubectl explain`.
 //!
+//! Two groups are served: OpenShift's `image.openshift.io/v1` (and the
+//! legacy `v1`) with its image kinds, and our own `imagestreams.io/v1` with
+//! the kinds OpenShift has none for (`Receiver`, see
+//! [`crate::receivers::rest`]).
+//!
 //! Every request's query is read once into [`Ask`]: the apiVersion objects
 //! come back with (that of the path asked: `image.openshift.io/v1` under
 //! `/apis`, `v1` under `/api/v1` and `/osapi/v1`), whether a Table is wanted, `dryRun` and
@@ -38,6 +43,10 @@ pub const GROUP: &str = "image.openshift.io";
 pub const VERSION: &str = "v1";
 /// `image.openshift.io/v1`.
 pub const GROUP_VERSION: &str = model::API_VERSION;
+/// Our own API group: the kinds OpenShift has none for (receivers).
+pub const OWN_GROUP: &str = "imagestreams.io";
+/// `imagestreams.io/v1`.
+pub const OWN_GROUP_VERSION: &str = "imagestreams.io/v1";
 
 /// How unknown fields of a written object are treated (`?fieldValidation=`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -123,10 +132,11 @@ impl Ask {
             }
         };
         Ok(Ask {
-            api_version: match parts.uri.path().starts_with("/apis/") {
-                true => GROUP_VERSION,
+            api_version: match parts.uri.path() {
+                path if path.starts_with("/apis/imagestreams.io/") => OWN_GROUP_VERSION,
+                path if path.starts_with("/apis/") => GROUP_VERSION,
                 // `/osapi/v1` and `/api/v1`
-                false => model::LEGACY_API_VERSION,
+                _ => model::LEGACY_API_VERSION,
             },
             table: accept::table_version(accept),
             include: IncludeObject::parse(param("includeObject"))?,

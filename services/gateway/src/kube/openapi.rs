@@ -8,13 +8,18 @@
 //!   with a `hash` that changes when the document does (kubectl caches by it).
 //! - `GET /openapi/v3/apis/image.openshift.io/v1`: the document, and
 //!   `GET /openapi/v3/api/v1` the same for the legacy `v1` (see
-//!   [`discovery`](super::discovery)).
+//!   [`discovery`](super::discovery)); `GET /openapi/v3/apis/imagestreams.io/v1`
+//!   that of our own group (receivers).
 //!
 //! Strategic merge patch is deliberately not advertised on PATCH: kubectl
 //! then computes JSON merge patches for `apply`, which need no schema
 //! knowledge; `kubectl patch` (strategic by default) is still served.
-//! `/openapi/v2` is not served: kubectl asks for it only when v3 fails, and
-//! kube-aggregator skips a 404 there.
+//!
+//! `GET /openapi/v2` is an empty document (no definitions): kubectl reads it
+//! when v3 cannot tell whether a kind's PATCH takes `fieldValidation`, as for
+//! a kind that is not patched (a Receiver), and fails `create -f` when it is
+//! missing; a kind absent from it is not validated client-side, and the
+//! server still validates strictly.
 
 use std::sync::LazyLock;
 
@@ -28,27 +33,28 @@ use schemars::{JsonSchema, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{
-    GROUP, GROUP_VERSION, VERSION,
-    discovery::{Legacy, RESOURCES},
-};
+use super::{VERSION, discovery::Api};
+use crate::receivers::rest::ReceiverObject;
 
 /// The group-version document's path.
 pub const DOCUMENT_PATH: &str = "/openapi/v3/apis/image.openshift.io/v1";
 /// The legacy `v1` document's path.
 pub const LEGACY_DOCUMENT_PATH: &str = "/openapi/v3/api/v1";
+/// Our own group's document's path.
+pub const OWN_DOCUMENT_PATH: &str = "/openapi/v3/apis/imagestreams.io/v1";
 
 /// A document and its hash.
 type Hashed = (Value, String);
 
-fn hashed(legacy: Legacy) -> Hashed {
-    let document = document(legacy);
+fn hashed(api: Api) -> Hashed {
+    let document = document(api);
     let hash = hex(&Sha256::digest(document.to_string().as_bytes()));
     (document, hash)
 }
 
-static DOCUMENT: LazyLock<Hashed> = LazyLock::new(|| hashed(Legacy::No));
-static LEGACY_DOCUMENT: LazyLock<Hashed> = LazyLock::new(|| hashed(Legacy::Yes));
+static DOCUMENT: LazyLock<Hashed> = LazyLock::new(|| hashed(Api::Image));
+static LEGACY_DOCUMENT: LazyLock<Hashed> = LazyLock::new(|| hashed(Api::Legacy));
+static OWN_DOCUMENT: LazyLock<Hashed> = LazyLock::new(|| hashed(Api::Own));
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
@@ -61,6 +67,7 @@ pub(crate) async fn index(Extension(auth): Extension<Authenticated>) -> Response
         for (path, (_, hash)) in [
             (DOCUMENT_PATH, &*DOCUMENT),
             (LEGACY_DOCUMENT_PATH, &*LEGACY_DOCUMENT),
+            (OWN_DOCUMENT_PATH, &*OWN_DOCUMENT),
         ] {
             paths.insert(
                 path.trim_start_matches("/openapi/v3/").to_owned(),
@@ -81,18 +88,51 @@ pub(crate) async fn legacy_version(Extension(auth): Extension<Authenticated>) ->
     super::discovery::document(&auth, || LEGACY_DOCUMENT.0.clone())
 }
 
+/// `GET /openapi/v3/apis/imagestreams.io/v1`.
+pub(crate) async fn own_version(Extension(auth): Extension<Authenticated>) -> Response {
+    super::discovery::document(&auth, || OWN_DOCUMENT.0.clone())
+}
+
+/// The content type of a protobuf OpenAPI v2 document, as kube-openapi
+/// names it (the `@v1.0` spelling is an `Accept` alias only).
+const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `GET /openapi/v2`: empty, as protobuf (what kubectl asks for) or JSON.
+pub(crate) async fn version_2(
+    Extension(auth): Extension<Authenticated>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    use axum::{http::header, response::IntoResponse as _};
+    if let Err(error) = super::discovery::authenticated(&auth) {
+        return super::discovery::failure(&error);
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if accept.contains("protobuf") || !accept.contains("json") {
+        // an empty `openapi_v2.Document` message is zero bytes
+        return ([(header::CONTENT_TYPE, V2_PROTOBUF)], Vec::<u8>::new()).into_response();
+    }
+    axum::Json(json!({
+        "swagger": "2.0",
+        "info": {"title": "imagestreams", "version": env!("CARGO_PKG_VERSION")},
+        "paths": {},
+    }))
+    .into_response()
+}
+
 /// A kind's GVK, as both the schema and its operations carry it.
-fn gvk(legacy: Legacy, kind: &str) -> Value {
-    let group = match legacy {
-        Legacy::Yes => "",
-        Legacy::No => GROUP,
-    };
-    json!({"group": group, "version": VERSION, "kind": kind})
+fn gvk(api: Api, kind: &str) -> Value {
+    json!({"group": api.group(), "version": VERSION, "kind": kind})
 }
 
 /// The schema name of a kind (Kubernetes' reverse-domain naming).
-fn schema_name(kind: &str) -> String {
-    format!("com.github.openshift.api.image.v1.{kind}")
+fn schema_name(api: Api, kind: &str) -> String {
+    match api {
+        Api::Own => format!("io.imagestreams.v1.{kind}"),
+        Api::Image | Api::Legacy => format!("com.github.openshift.api.image.v1.{kind}"),
+    }
 }
 
 /// Adds `T`'s schema and everything it refers to, under its kind's name
@@ -100,7 +140,7 @@ fn schema_name(kind: &str) -> String {
 fn add_kind<T: JsonSchema>(
     generator: &mut schemars::SchemaGenerator,
     schemas: &mut Map<String, Value>,
-    legacy: Legacy,
+    api: Api,
     kind: &str,
 ) {
     let reference = generator.subschema_for::<T>();
@@ -115,8 +155,8 @@ fn add_kind<T: JsonSchema>(
     let mut definitions = generator.take_definitions(true);
     schemas.append(&mut definitions);
     if let Some(mut schema) = schemas.get(&derived).cloned() {
-        schema["x-kubernetes-group-version-kind"] = json!([gvk(legacy, kind)]);
-        schemas.insert(schema_name(kind), schema);
+        schema["x-kubernetes-group-version-kind"] = json!([gvk(api, kind)]);
+        schemas.insert(schema_name(api, kind), schema);
     }
 }
 
@@ -124,8 +164,8 @@ fn parameter(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}, "uniqueItems": true})
 }
 
-fn operation(legacy: Legacy, kind: &str, action: &str, description: &str, write: bool) -> Value {
-    let reference = json!({"$ref": format!("#/components/schemas/{}", schema_name(kind))});
+fn operation(api: Api, kind: &str, action: &str, description: &str, write: bool) -> Value {
+    let reference = json!({"$ref": format!("#/components/schemas/{}", schema_name(api, kind))});
     let mut parameters = Vec::new();
     if write {
         parameters.push(parameter(
@@ -144,7 +184,7 @@ fn operation(legacy: Legacy, kind: &str, action: &str, description: &str, write:
     let mut operation = json!({
         "description": description,
         "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": gvk(legacy, kind),
+        "x-kubernetes-group-version-kind": gvk(api, kind),
         "parameters": parameters,
         "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": reference.clone()}}}},
     });
@@ -165,18 +205,20 @@ fn operation(legacy: Legacy, kind: &str, action: &str, description: &str, write:
     operation
 }
 
-fn document(legacy: Legacy) -> Value {
+fn document(api: Api) -> Value {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let mut schemas = Map::new();
-    add_kind::<ImageStream>(&mut generator, &mut schemas, legacy, "ImageStream");
-    add_kind::<ImageStreamTag>(&mut generator, &mut schemas, legacy, "ImageStreamTag");
-    add_kind::<ImageStreamImage>(&mut generator, &mut schemas, legacy, "ImageStreamImage");
-    let prefix = match legacy {
-        Legacy::Yes => "/api/v1".to_owned(),
-        Legacy::No => format!("/apis/{GROUP_VERSION}"),
-    };
+    match api {
+        Api::Image | Api::Legacy => {
+            add_kind::<ImageStream>(&mut generator, &mut schemas, api, "ImageStream");
+            add_kind::<ImageStreamTag>(&mut generator, &mut schemas, api, "ImageStreamTag");
+            add_kind::<ImageStreamImage>(&mut generator, &mut schemas, api, "ImageStreamImage");
+        }
+        Api::Own => add_kind::<ReceiverObject>(&mut generator, &mut schemas, api, "Receiver"),
+    }
+    let prefix = api.path_prefix();
     let mut paths = Map::new();
-    for resource in RESOURCES {
+    for resource in api.resources() {
         let kind = resource.kind;
         let collection = format!("{prefix}/namespaces/{{namespace}}/{}", resource.name);
         let object = format!("{collection}/{{name}}");
@@ -185,44 +227,38 @@ fn document(legacy: Legacy) -> Value {
         if serves("list") {
             on_collection.insert(
                 "get".into(),
-                operation(
-                    legacy,
-                    kind,
-                    "list",
-                    &format!("list {}", resource.name),
-                    false,
-                ),
+                operation(api, kind, "list", &format!("list {}", resource.name), false),
             );
         }
         if serves("create") {
             on_collection.insert(
                 "post".into(),
-                operation(legacy, kind, "post", &format!("create a {kind}"), true),
+                operation(api, kind, "post", &format!("create a {kind}"), true),
             );
         }
         let mut on_object = Map::new();
         if serves("get") {
             on_object.insert(
                 "get".into(),
-                operation(legacy, kind, "get", &format!("read a {kind}"), false),
+                operation(api, kind, "get", &format!("read a {kind}"), false),
             );
         }
         if serves("update") {
             on_object.insert(
                 "put".into(),
-                operation(legacy, kind, "put", &format!("replace a {kind}"), true),
+                operation(api, kind, "put", &format!("replace a {kind}"), true),
             );
         }
         if serves("patch") {
             on_object.insert(
                 "patch".into(),
-                operation(legacy, kind, "patch", &format!("patch a {kind}"), true),
+                operation(api, kind, "patch", &format!("patch a {kind}"), true),
             );
         }
         if serves("delete") {
             on_object.insert(
                 "delete".into(),
-                operation(legacy, kind, "delete", &format!("delete a {kind}"), false),
+                operation(api, kind, "delete", &format!("delete a {kind}"), false),
             );
         }
         let namespace = json!([{"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}}]);

@@ -219,9 +219,26 @@ fn merge_list(list: &mut Value, items: &[Value], key: &str, path: &str) {
 /// Reads `value` as an ImageStream: strictly, or dropping unknown fields
 /// per `validation` (returned, to be sent as warnings).
 pub(crate) fn decode(
-    mut value: Value,
+    value: Value,
     validation: FieldValidation,
 ) -> Result<(ImageStream, Vec<String>), (ApiError, Vec<StatusCause>)> {
+    decode_with(value, validation, ImageStream::from_json)
+}
+
+/// Reads `value` as a `T` of another kind served (its type decides which
+/// fields are unknown), as [`decode`] reads an ImageStream.
+pub(crate) fn decode_as<T: serde::de::DeserializeOwned>(
+    value: Value,
+    validation: FieldValidation,
+) -> Result<(T, Vec<String>), (ApiError, Vec<StatusCause>)> {
+    decode_with(value, validation, imagestreams_common::model::decode_json)
+}
+
+fn decode_with<T>(
+    mut value: Value,
+    validation: FieldValidation,
+    parse: impl Fn(&[u8]) -> Result<T, ModelError>,
+) -> Result<(T, Vec<String>), (ApiError, Vec<StatusCause>)> {
     let mut dropped = Vec::new();
     loop {
         let bytes = serde_json::to_vec(&value).map_err(|e| {
@@ -230,8 +247,8 @@ pub(crate) fn decode(
                 Vec::new(),
             )
         })?;
-        let error = match ImageStream::from_json(&bytes) {
-            Ok(stream) => return Ok((stream, dropped)),
+        let error = match parse(&bytes) {
+            Ok(object) => return Ok((object, dropped)),
             Err(error) => error,
         };
         let unknown = match &error {

@@ -269,10 +269,38 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn ago(time: Option<&str>, now: DateTime<Utc>) -> String {
+pub(crate) fn ago(time: Option<&str>, now: DateTime<Utc>) -> String {
     time.and_then(parse_time)
         .map(|time| format!("{} ago", human_duration(now - time)))
         .unwrap_or_default()
+}
+
+/// kubectl's AGE of an object created at `time`: apimachinery's
+/// `duration.HumanDuration` (`45s`, `5m30s`, `120m`, `3h20m`, `2d4h`, `30d`).
+pub(crate) fn age(time: Option<&str>, now: DateTime<Utc>) -> String {
+    let Some(time) = time.and_then(parse_time) else {
+        return "<unknown>".to_owned();
+    };
+    let seconds = (now - time).num_seconds();
+    let (minutes, hours) = (seconds / 60, seconds / 3600);
+    let days = hours / 24;
+    let with = |big: i64, unit: &str, small: i64, small_unit: &str| match small {
+        0 => format!("{big}{unit}"),
+        _ => format!("{big}{unit}{small}{small_unit}"),
+    };
+    match () {
+        _ if seconds < -1 => "<invalid>".to_owned(),
+        _ if seconds < 0 => "0s".to_owned(),
+        _ if seconds < 120 => format!("{seconds}s"),
+        _ if minutes < 10 => with(minutes, "m", seconds % 60, "s"),
+        _ if minutes < 180 => format!("{minutes}m"),
+        _ if hours < 8 => with(hours, "h", minutes % 60, "m"),
+        _ if hours < 48 => format!("{hours}h"),
+        _ if hours < 24 * 8 => with(days, "d", hours % 24, "h"),
+        _ if hours < 24 * 365 * 2 => format!("{days}d"),
+        _ if hours < 24 * 365 * 8 => with(days / 365, "y", days % 365, "d"),
+        _ => format!("{}y", days / 365),
+    }
 }
 
 /// docker/go-units' `HumanDuration`, which `oc` prints.
@@ -406,6 +434,23 @@ mod tests {
             "a-very-long-tag-name-longer-than-forty-chars"
         );
         assert_eq!(tags_up_to_width(&[], 40), "");
+    }
+
+    #[test]
+    fn ages_read_as_kubectl_prints_them() {
+        let now = parse_time("2026-12-07T12:00:00Z").unwrap();
+        let age_at = |seconds: i64| {
+            let created = (now - chrono::TimeDelta::seconds(seconds)).to_rfc3339();
+            age(Some(&created), now)
+        };
+        assert_eq!(age_at(45), "45s");
+        assert_eq!(age_at(330), "5m30s");
+        assert_eq!(age_at(600), "10m");
+        assert_eq!(age_at(7200), "120m");
+        assert_eq!(age_at(3 * 3600 + 1200), "3h20m");
+        assert_eq!(age_at(52 * 3600), "2d4h");
+        assert_eq!(age_at(30 * 86400), "30d");
+        assert_eq!(age(None, now), "<unknown>");
     }
 
     #[test]

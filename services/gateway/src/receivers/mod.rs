@@ -7,6 +7,8 @@
 //! receiver's URL is itself a secret for senders that cannot sign (Docker
 //! Hub, Quay), so not even listing is for viewers.
 
+pub mod rest;
+
 use std::time::Duration;
 
 use imagestreams_common::{
@@ -125,6 +127,11 @@ impl ReceiversApi {
         ReceiversApi {
             client: ReceiversClient::new(nats),
         }
+    }
+
+    /// The client it forwards to.
+    pub fn client(&self) -> ReceiversClient {
+        self.client.clone()
     }
 
     /// The tonic server of this service.
