@@ -67,6 +67,7 @@ struct HttpPort {
 /// A process of built services, ready to run.
 pub struct App {
     services: Vec<Box<dyn Service>>,
+    metrics: Metrics,
     http: Option<HttpPort>,
     addrs: Vec<(&'static str, SocketAddr)>,
     health: Health,
@@ -159,12 +160,18 @@ impl App {
         }
         Ok(App {
             services,
+            metrics,
             http,
             addrs,
             health,
             nats: client,
             local_nats,
         })
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The bound addresses by role: `http` (health, metrics, REST), and what

@@ -20,6 +20,7 @@ pub struct TestApp {
     /// The configuration the services run with.
     pub config: Arc<Config>,
     addrs: Vec<(&'static str, SocketAddr)>,
+    metrics: imagestreams_common::metrics::Metrics,
     token: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -53,11 +54,13 @@ impl TestApp {
         let config = Arc::new(config);
         let app = Box::pin(App::build(config.clone(), services, Mode::Microservice)).await?;
         let addrs = app.addrs().to_vec();
+        let metrics = app.metrics().clone();
         let token = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(token.clone()));
         Ok(TestApp {
             config,
             addrs,
+            metrics,
             token,
             task: Some(task),
         })
@@ -70,6 +73,12 @@ impl TestApp {
             .find(|(r, _)| *r == role)
             .map(|(_, a)| *a)
             .unwrap_or_else(|| panic!("no {role} listener in {:?}", self.addrs))
+    }
+
+    /// The name of every metric the services registered (see
+    /// [`Metrics::registered`](imagestreams_common::metrics::Metrics::registered)).
+    pub fn registered_metrics(&self) -> Vec<String> {
+        self.metrics.registered()
     }
 
     /// `http://<grpc addr>`, as the CLI's `--server` takes it.

@@ -13,6 +13,7 @@ pub mod load;
 pub mod nats;
 pub mod notify;
 mod process;
+pub mod readme;
 pub mod registry;
 pub mod registry_proxy;
 pub mod util;

@@ -7,6 +7,7 @@
 //! Kubernetes schemas).
 
 mod compose;
+mod layout;
 
 use compose::{Env, MICROSERVICES, MONOLITH, Project, interpolate, raw_compose};
 

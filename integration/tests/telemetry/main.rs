@@ -3,7 +3,8 @@
 //! `TagsChanged`) → trigger (the event, the firing) → webhook, exported over
 //! OTLP to an in-process collector, and the webhook request carries it on;
 //! and a gRPC call continues the trace its metadata names, into the
-//! stream-store over NATS request-reply.
+//! stream-store over NATS request-reply. After the push, `/metrics`
+//! exposes exactly the metrics README's table lists.
 //!
 //! The tracer provider is process-wide, so this binary holds one test.
 
@@ -174,6 +175,21 @@ async fn one_push_is_one_trace_and_grpc_calls_continue_their_callers() -> anyhow
     assert_eq!(names.last(), CHAIN.last(), "the webhook span is the leaf");
     let service = std::env::var(SERVICE_NAME_ENV).unwrap_or(DEFAULT_SERVICE_NAME.to_owned());
     assert!(path.iter().all(|r| r.service == service), "{path:?}");
+
+    // after the push, the metrics (exposed, or registered with no sample yet) are
+    // what README's metrics table lists, and only that
+    let text = reqwest::get(format!("{}/metrics", app.http_url()))
+        .await?
+        .text()
+        .await?;
+    let (undocumented, missing) = imagestreams_integration::readme::undocumented_and_missing(
+        &text,
+        &app.registered_metrics(),
+    );
+    assert!(
+        undocumented.is_empty() && missing.is_empty(),
+        "exposed but not in README's metrics table: {undocumented:?}\nin the table but not exposed: {missing:?}"
+    );
 
     // a gRPC call to the gateway continues the caller's trace
     let (caller_trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");

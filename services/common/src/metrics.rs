@@ -37,6 +37,8 @@ pub const DEFAULT_LAG_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Clone, Default)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    /// Every metric's name as queries spell it (a counter with `_total`).
+    names: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -71,6 +73,29 @@ impl Metrics {
         }
     }
 
+    /// The name of every metric registered, as queries spell it (a counter
+    /// with `_total`, a unit as a suffix), including those with no sample
+    /// yet, which `/metrics` leaves out.
+    pub fn registered(&self) -> Vec<String> {
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names.iter().cloned().collect()
+    }
+
+    fn remember(&self, name: String, unit: Option<&Unit>, metric: &impl Metric) {
+        let mut name = match unit {
+            Some(unit) => format!("{name}_{}", unit.as_str()),
+            None => name,
+        };
+        if matches!(
+            prometheus_client::encoding::EncodeMetric::metric_type(metric),
+            prometheus_client::metrics::MetricType::Counter
+        ) {
+            name.push_str("_total");
+        }
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names.insert(name);
+    }
+
     /// Every metric, in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -103,19 +128,18 @@ impl ServiceMetrics {
     /// same name twice in one process (two instances of a service, as tests
     /// do) exposes both series; give them distinct labels if that matters.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.metrics
-            .registry()
-            .register(format!("{}_{name}", self.prefix), help, metric);
+        let name = format!("{}_{name}", self.prefix);
+        self.metrics.remember(name.clone(), None, &metric);
+        self.metrics.registry().register(name, help, metric);
     }
 
     /// Registers `metric` as `imagestreams_<service>_<name>_<unit>`.
     pub fn register_with_unit(&self, name: &str, help: &str, unit: Unit, metric: impl Metric) {
-        self.metrics.registry().register_with_unit(
-            format!("{}_{name}", self.prefix),
-            help,
-            unit,
-            metric,
-        );
+        let name = format!("{}_{name}", self.prefix);
+        self.metrics.remember(name.clone(), Some(&unit), &metric);
+        self.metrics
+            .registry()
+            .register_with_unit(name, help, unit, metric);
     }
 }
 

@@ -275,6 +275,7 @@ impl GatewayService {
             options,
         ));
         streams.mirror.register(&deps.metrics.service(NAME));
+        watch::register_metrics(&deps.metrics.service(NAME));
         let identities =
             IdentityStore::open_boxed(&deps.topology.js, config.nats.replicas, &config.auth)
                 .await

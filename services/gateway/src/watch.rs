@@ -40,10 +40,7 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -64,17 +61,28 @@ use tokio_util::sync::CancellationToken;
 use crate::streams::Streams;
 
 /// Watches ended because their client read too slowly
-/// (`imagestreams_gateway_watch_lagged_total`).
-static LAGGED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// (`imagestreams_gateway_watch_lagged_total`): one count for the process,
+/// registered by every gateway in it.
+static LAGGED_TOTAL: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
 
 /// How many watches were ended because their client lagged, since start.
 pub fn lagged_total() -> u64 {
-    LAGGED_TOTAL.load(Ordering::Relaxed)
+    LAGGED_TOTAL.get()
 }
 
 /// Counts a watch ended because its client lagged.
 pub(crate) fn count_lagged() {
-    LAGGED_TOTAL.fetch_add(1, Ordering::Relaxed);
+    LAGGED_TOTAL.inc();
+}
+
+/// Registers `imagestreams_gateway_watch_lagged_total` in `service`.
+pub(crate) fn register_metrics(service: &imagestreams_common::metrics::ServiceMetrics) {
+    service.register(
+        "watch_lagged",
+        "Watches ended because their client read too slowly to keep up with the changes",
+        LAGGED_TOTAL.clone(),
+    );
 }
 
 /// The response stream of a watch.
