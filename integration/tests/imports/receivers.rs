@@ -216,6 +216,17 @@ async fn a_ghcr_delivery_imports_the_following_tags_from_the_registry() -> anyho
     assert_eq!(event.changes[0].new_image, second);
     let cause = event.cause.clone().unwrap_or_default();
     assert_eq!(cause.actor, "system:receiver:ns1:hook", "{cause:?}");
+    // the image's metadata is read after the tag moved, not lost
+    let catalog = imagestreams_common::image::ImageCatalog::new(env.topology.images.clone());
+    let record = imagestreams_integration::wait_for_some(
+        || async { catalog.get(&second).await.ok().flatten() },
+        WAIT,
+    )
+    .await?;
+    assert!(
+        record.config.is_some() && record.error.is_none(),
+        "{record:?}"
+    );
 
     // the same delivery again (a sender's retry) imports nothing more
     let (status, answer) = post(&http, &url, &body, &signature, "d-1").await?;

@@ -57,6 +57,35 @@ pub struct Announced<'a> {
     pub references: &'a [Descriptor],
 }
 
+/// What is known of a manifest before its metadata is read.
+#[derive(Debug, Clone, Copy)]
+enum Known<'a> {
+    /// Nothing: the manifest is read.
+    Nothing,
+    /// What a push notification says of it.
+    Announced(Announced<'a>),
+    /// The manifest itself, read already (an import resolved its tag with it).
+    Fetched(&'a Manifest),
+}
+
+impl Known<'_> {
+    fn media_type(&self) -> String {
+        match self {
+            Known::Nothing => String::new(),
+            Known::Announced(a) => a.media_type.to_owned(),
+            Known::Fetched(m) => m.media_type.clone().unwrap_or_default(),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Known::Nothing => 0,
+            Known::Announced(a) => a.size,
+            Known::Fetched(m) => m.bytes.len() as u64,
+        }
+    }
+}
+
 /// Why an image could not be inspected now (nothing was recorded).
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -157,6 +186,27 @@ impl Inspector {
         digest: &str,
         announced: Option<Announced<'_>>,
     ) -> Result<ImageRecord, InspectError> {
+        let known = announced.map_or(Known::Nothing, Known::Announced);
+        self.inspect_known(repo, digest, known).await
+    }
+
+    /// The record of `manifest` (read already) in `repo`: from the catalog, else its config is read from the
+    /// registry (for an image; an index needs nothing more) and recorded.
+    pub async fn inspect_fetched(
+        &self,
+        repo: &Repository,
+        manifest: &Manifest,
+    ) -> Result<ImageRecord, InspectError> {
+        self.inspect_known(repo, &manifest.digest, Known::Fetched(manifest))
+            .await
+    }
+
+    async fn inspect_known(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        known: Known<'_>,
+    ) -> Result<ImageRecord, InspectError> {
         if let Some(record) = self.recent().get(digest) {
             return Ok(record);
         }
@@ -165,7 +215,7 @@ impl Inspector {
             None => {
                 let lock = self.lock(digest);
                 let guard = lock.lock().await;
-                let result = self.read_and_record(repo, digest, announced).await;
+                let result = self.read_and_record(repo, digest, known).await;
                 drop(guard);
                 self.unlock(digest, &lock);
                 result?
@@ -183,13 +233,13 @@ impl Inspector {
         &self,
         repo: &Repository,
         digest: &str,
-        announced: Option<Announced<'_>>,
+        known: Known<'_>,
     ) -> Result<ImageRecord, InspectError> {
         // Whoever held the lock before us may have recorded it.
         if let Some(record) = self.catalog.get(digest).await? {
             return Ok(record);
         }
-        let record = match self.read(repo, digest, announced).await {
+        let record = match self.read(repo, digest, known).await {
             Ok(record) => {
                 self.count("ok");
                 record
@@ -199,10 +249,8 @@ impl Inspector {
                 tracing::warn!(digest, error = %e, "image metadata is unreadable; recording the error");
                 ImageRecord {
                     digest: digest.to_owned(),
-                    media_type: announced
-                        .map(|a| a.media_type.to_owned())
-                        .unwrap_or_default(),
-                    manifest_size: announced.map_or(0, |a| a.size),
+                    media_type: known.media_type(),
+                    manifest_size: known.size(),
                     error: Some(e.to_string()),
                     recorded_at: now(),
                     ..ImageRecord::default()
@@ -220,25 +268,30 @@ impl Inspector {
         &self,
         repo: &Repository,
         digest: &str,
-        announced: Option<Announced<'_>>,
+        known: Known<'_>,
     ) -> Result<ImageRecord, RegistryError> {
         let invalid = |what: String, detail: String| RegistryError::InvalidResponse {
             registry: repo.primary().registry(),
             what,
             detail,
         };
-        let (media_type, manifest_size, content) = match announced.and_then(from_references) {
-            Some((media_type, size, content)) => (media_type, size, content),
-            None => {
-                let manifest = self.client.manifest(repo, digest).await?;
-                let content = read_manifest(&manifest)
-                    .map_err(|e| invalid(format!("the manifest {digest}"), e))?;
-                (
-                    manifest.media_type.clone().unwrap_or_default(),
-                    manifest.bytes.len() as u64,
-                    content,
-                )
-            }
+        let of_manifest = |manifest: &Manifest| {
+            let content = read_manifest(manifest)
+                .map_err(|e| invalid(format!("the manifest {digest}"), e))?;
+            Ok::<_, RegistryError>((
+                manifest.media_type.clone().unwrap_or_default(),
+                manifest.bytes.len() as u64,
+                content,
+            ))
+        };
+        let announced = match known {
+            Known::Announced(announced) => from_references(announced),
+            Known::Nothing | Known::Fetched(_) => None,
+        };
+        let (media_type, manifest_size, content) = match (announced, known) {
+            (Some(read), _) => read,
+            (None, Known::Fetched(manifest)) => of_manifest(manifest)?,
+            (None, _) => of_manifest(&self.client.manifest(repo, digest).await?)?,
         };
         let mut record = ImageRecord {
             digest: digest.to_owned(),

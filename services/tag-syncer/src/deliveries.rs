@@ -24,8 +24,16 @@
 //! "after" compares the receiving replica's clock with the importing
 //! one's: keep them synchronized.)
 //!
-//! The message is acked once every import is applied (a crash redelivers
-//! it; an import that changes nothing writes nothing), and retried after
+//! **The tag moves first, the image's metadata is read after.** A delivery
+//! announces a push, so the tags it names most likely point to new images:
+//! each is resolved with one manifest GET (a HEAD then a GET would cost
+//! two), the stream-store applies the import (`TagsChanged` goes out), and
+//! only then are the new images' configs read into the catalog
+//! ([`Importer::run_hinted`]); `get isimage` says "not read yet" meanwhile.
+//!
+//! The message is acked once every import is applied and the metadata read
+//! (a crash redelivers it: the import again changes nothing and writes
+//! nothing, and the metadata is read), and retried after
 //! [`RETRY_DELAY`] when the namespace cannot be read or an import cannot
 //! be applied. Events are handled [`CONCURRENCY`] at a time.
 
@@ -184,6 +192,7 @@ impl Deliveries {
         let streams = self.reader.specs(&event.namespace).await?;
         let actor = format!("system:receiver:{}:{}", event.namespace, event.receiver);
         let mut outcome = Outcome::default();
+        let mut fetched = Vec::new();
         for stream in &streams {
             let Some(wanted) = hints::followers(stream, named) else {
                 continue;
@@ -218,7 +227,9 @@ impl Deliveries {
             let Some(plan) = hints::followers(&current, named) else {
                 continue;
             };
-            let applied = requests::acting_for(actor.clone(), self.importer.run(&plan)).await?;
+            let (applied, images) =
+                requests::acting_for(actor.clone(), self.importer.run_hinted(&plan)).await?;
+            fetched.extend(images);
             // a tag that failed (its condition says why) covers no one
             lane.cover(
                 applied
@@ -254,6 +265,9 @@ impl Deliveries {
                 }
             }
         }
+        // the tags have moved; their new images' metadata is read before the
+        // ack, so that a crash meanwhile has it read again on redelivery
+        self.importer.record_metadata(&fetched).await;
         if outcome.streams == 0 {
             tracing::info!(tags = ?event.tags, "a delivery naming nothing followed in its namespace");
         } else {

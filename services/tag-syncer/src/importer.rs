@@ -141,6 +141,25 @@ impl ImportMetrics {
     }
 }
 
+/// When an import reads its new images' metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metadata {
+    /// Before the tag moves: a tag's digest by a manifest HEAD (which
+    /// Docker Hub does not count as a pull), then, for a new image, its
+    /// manifest and config.
+    Inline,
+    /// After: a tag's manifest by one GET, its config read later.
+    After,
+}
+
+/// A manifest an import resolved a tag with, whose metadata is still to be
+/// recorded.
+#[derive(Debug)]
+pub struct Fetched {
+    repo: Repository,
+    manifest: imagestreams_registry_client::Manifest,
+}
+
 /// One digest to resolve.
 struct Job {
     tag: String,
@@ -209,12 +228,47 @@ impl Importer {
         &self.client
     }
 
-    /// Carries out `plan` and has the stream-store apply the outcome.
+    /// Carries out `plan` and has the stream-store apply the outcome; each
+    /// new image's metadata is read before the tag moves.
     #[tracing::instrument(skip_all, fields(namespace = %plan.namespace, name = %plan.name), err(level = "debug"))]
     pub async fn run(&self, plan: &ImportPlan) -> Result<proto::ImportApplied, ApiError> {
-        let started = Instant::now();
-        let tags = self.fetch(plan).await;
-        self.metrics.record(plan, &tags, started.elapsed());
+        let (tags, _) = self.fetch(plan, Metadata::Inline).await;
+        self.apply(plan, tags).await
+    }
+
+    /// Carries out `plan` as a hint asks (a webhook's delivery: the tags
+    /// most likely point to images just pushed): each tag is resolved with
+    /// one manifest GET, the stream-store applies the outcome, and what is
+    /// left, reading the new images' configs, is returned to be done after,
+    /// with [`record_metadata`](Self::record_metadata), so that the tag
+    /// moves without waiting for it.
+    #[tracing::instrument(skip_all, fields(namespace = %plan.namespace, name = %plan.name), err(level = "debug"))]
+    pub async fn run_hinted(
+        &self,
+        plan: &ImportPlan,
+    ) -> Result<(proto::ImportApplied, Vec<Fetched>), ApiError> {
+        let (tags, fetched) = self.fetch(plan, Metadata::After).await;
+        Ok((self.apply(plan, tags).await?, fetched))
+    }
+
+    /// Records the metadata of images [`run_hinted`](Self::run_hinted)
+    /// resolved (once per digest). A failure is logged, not the import's:
+    /// the next import of the tag tries again.
+    pub async fn record_metadata(&self, fetched: &[Fetched]) {
+        futures::stream::iter(fetched)
+            .for_each_concurrent(self.client.limits().max_concurrency.max(1), |f| async move {
+                if let Err(e) = self.inspector.inspect_fetched(&f.repo, &f.manifest).await {
+                    tracing::warn!(digest = %f.manifest.digest, error = imagestreams_common::error::chain(&e), "cannot read the image's metadata now");
+                }
+            })
+            .await;
+    }
+
+    async fn apply(
+        &self,
+        plan: &ImportPlan,
+        tags: Vec<proto::ImportedTag>,
+    ) -> Result<proto::ImportApplied, ApiError> {
         let result = proto::ImportResult {
             import_id: uuid_like(),
             namespace: plan.namespace.clone(),
@@ -271,7 +325,22 @@ impl Importer {
     }
 
     /// Resolves every tag of `plan`; one entry per tag, failures included.
-    pub async fn fetch(&self, plan: &ImportPlan) -> Vec<proto::ImportedTag> {
+    async fn fetch(
+        &self,
+        plan: &ImportPlan,
+        metadata: Metadata,
+    ) -> (Vec<proto::ImportedTag>, Vec<Fetched>) {
+        let started = Instant::now();
+        let (tags, fetched) = self.resolve_all(plan, metadata).await;
+        self.metrics.record(plan, &tags, started.elapsed());
+        (tags, fetched)
+    }
+
+    async fn resolve_all(
+        &self,
+        plan: &ImportPlan,
+        metadata: Metadata,
+    ) -> (Vec<proto::ImportedTag>, Vec<Fetched>) {
         let deadline = Instant::now() + self.timeout;
         let namespace = match self.secrets.keyring(&plan.namespace).await {
             Ok(keyring) => keyring,
@@ -361,25 +430,29 @@ impl Importer {
         let concurrency = self.client.limits().max_concurrency.max(1);
         let mut results = futures::stream::iter(jobs)
             .map(|job| async move {
-                let result = self.client.digest(&job.repo, &job.reference).await;
-                if let Ok(digest) = &result {
-                    self.record_metadata(&job.repo, &digest.digest).await;
-                }
+                let result = self.resolve(&job, metadata).await;
                 (job, result)
             })
             .buffer_unordered(concurrency);
         let mut finished = HashSet::new();
+        let mut fetched = Vec::new();
         while let Ok(Some((job, result))) = tokio::time::timeout_at(deadline, results.next()).await
         {
             finished.insert(job.tag.clone());
             done.push(match result {
-                Ok(digest) => proto::ImportedTag {
-                    docker_image_reference: format!("{}@{}", job.written, digest.digest),
-                    image: digest.digest,
-                    tag: job.tag,
-                    generation: job.generation,
-                    ..Default::default()
-                },
+                Ok((digest, manifest)) => {
+                    fetched.extend(manifest.map(|manifest| Fetched {
+                        repo: job.repo.clone(),
+                        manifest,
+                    }));
+                    proto::ImportedTag {
+                        docker_image_reference: format!("{}@{digest}", job.written),
+                        image: digest,
+                        tag: job.tag,
+                        generation: job.generation,
+                        ..Default::default()
+                    }
+                }
                 Err(e) => registry_failure(&job.tag, &e, job.generation),
             });
         }
@@ -389,14 +462,31 @@ impl Importer {
                 done.push(failed(&tag, reason, message, generation));
             }
         }
-        done
+        (done, fetched)
     }
 
-    /// Makes sure the image record of `digest` exists (read once per digest, see [`Inspector`]). A failure
-    /// is logged, not the import's: the tag still moves, and the next import tries again.
-    async fn record_metadata(&self, repo: &Repository, digest: &str) {
-        if let Err(e) = self.inspector.inspect(repo, digest, None).await {
-            tracing::warn!(%digest, error = imagestreams_common::error::chain(&e), "cannot read the image's metadata now");
+    /// The digest `job`'s tag points to, and with [`Metadata::After`] the
+    /// manifest it was read from. With [`Metadata::Inline`], the image's
+    /// record exists once this returns (read once per digest, see
+    /// [`Inspector`]); a failure to read it is logged, not the import's: the
+    /// tag still moves, and the next import tries again.
+    async fn resolve(
+        &self,
+        job: &Job,
+        metadata: Metadata,
+    ) -> Result<(String, Option<imagestreams_registry_client::Manifest>), RegistryError> {
+        match metadata {
+            Metadata::Inline => {
+                let digest = self.client.digest(&job.repo, &job.reference).await?.digest;
+                if let Err(e) = self.inspector.inspect(&job.repo, &digest, None).await {
+                    tracing::warn!(%digest, error = imagestreams_common::error::chain(&e), "cannot read the image's metadata now");
+                }
+                Ok((digest, None))
+            }
+            Metadata::After => {
+                let manifest = self.client.manifest(&job.repo, &job.reference).await?;
+                Ok((manifest.digest.clone(), Some(manifest)))
+            }
         }
     }
 
