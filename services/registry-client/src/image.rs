@@ -246,7 +246,11 @@ impl Inspector {
             }
             Err(e) if is_permanent(&e) => {
                 self.count("recorded_error");
-                tracing::warn!(digest, error = %e, "image metadata is unreadable; recording the error");
+                tracing::warn!(
+                    digest,
+                    error = imagestreams_common::error::chain(&e),
+                    "image metadata is unreadable; recording the error"
+                );
                 ImageRecord {
                     digest: digest.to_owned(),
                     media_type: known.media_type(),

@@ -347,7 +347,7 @@ pub async fn run(
                     },
                     Err(error) => {
                         // never decodable: redelivering it changes nothing
-                        tracing::warn!(%error, subject = %message.subject, "dropping an undecodable ImportRequested");
+                        tracing::warn!(error = imagestreams_common::error::chain(&error), subject = %message.subject, "dropping an undecodable ImportRequested");
                         AckKind::Term
                     }
                 };

@@ -291,7 +291,7 @@ async fn list(
     ask: Ask,
 ) -> Result<Response, RestError> {
     let about = about("");
-    check_names(&path.namespace, "list").map_err(&about)?;
+    crate::query::namespace(&path.namespace, "namespace").map_err(&about)?;
     auth.authorize(Some(&path.namespace), Verb::Secrets)
         .map_err(&about)?;
     let items = client
