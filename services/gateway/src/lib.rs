@@ -470,13 +470,3 @@ impl Service for GatewayService {
     }
 }
 
-/// Builds and runs the service until `shutdown` is cancelled.
-pub async fn run(
-    config: Arc<Config>,
-    deps: Deps,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    Box::new(GatewayService::build(config, deps).await?)
-        .run(shutdown)
-        .await
-}

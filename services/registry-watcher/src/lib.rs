@@ -213,13 +213,3 @@ impl Service for RegistryWatcherService {
     }
 }
 
-/// Builds and runs the service until `shutdown` is cancelled.
-pub async fn run(
-    config: Arc<Config>,
-    deps: Deps,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    Box::new(RegistryWatcherService::build(config, deps).await?)
-        .run(shutdown)
-        .await
-}

@@ -324,13 +324,3 @@ impl Service for StreamStoreService {
     }
 }
 
-/// Builds and runs the service until `shutdown` is cancelled.
-pub async fn run(
-    config: Arc<Config>,
-    deps: Deps,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    Box::new(StreamStoreService::build(config, deps).await?)
-        .run(shutdown)
-        .await
-}

@@ -286,13 +286,3 @@ where
     result
 }
 
-/// Builds and runs the service until `shutdown` is cancelled.
-pub async fn run(
-    config: Arc<Config>,
-    deps: Deps,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    Box::new(TagSyncerService::build(config, deps).await?)
-        .run(shutdown)
-        .await
-}

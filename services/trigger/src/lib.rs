@@ -283,17 +283,6 @@ impl Service for TriggerService {
     }
 }
 
-/// Builds and runs the service until `shutdown` is cancelled.
-pub async fn run(
-    config: Arc<Config>,
-    deps: Deps,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    Box::new(TriggerService::build(config, deps).await?)
-        .run(shutdown)
-        .await
-}
-
 /// Now, in unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
