@@ -469,4 +469,3 @@ impl Service for GatewayService {
         Box::pin(async move { Ok(self.serve(shutdown).await?) })
     }
 }
-

@@ -285,4 +285,3 @@ where
     }
     result
 }
-

@@ -46,6 +46,7 @@ pub mod kv;
 pub mod metrics;
 pub mod reconcile;
 pub mod resync;
+pub mod ssrf;
 pub mod webhook;
 
 use std::{
