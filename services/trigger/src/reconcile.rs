@@ -197,49 +197,11 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
     let lease_ms = i64::try_from(ctx.lease.as_millis()).unwrap_or(i64::MAX);
 
     // 1. the record: read it, or create it (claiming it)
-    let mut firing = match state.firing.take() {
-        Some(f) => f,
-        None => match kv::read::<Firing>(&ctx.firings, &key).await? {
-            Some(f) => f,
-            None => {
-                let trigger = match state.task.snapshot.take() {
-                    Some(t) => t,
-                    None => {
-                        match kv::read::<Trigger>(&ctx.triggers, &state.task.trigger_key()).await? {
-                            Some(t)
-                                if t.value.uid == state.task.trigger_uid
-                                    && t.value
-                                        .status
-                                        .pending
-                                        .iter()
-                                        .any(|p| p.id == state.task.pending.id) =>
-                            {
-                                t.value
-                            }
-                            // the trigger is gone, or the firing left its outbox (completed elsewhere)
-                            _ => return Ok(Action::Done),
-                        }
-                    }
-                };
-                let mut firing = Firing::new(&trigger, &state.task.pending);
-                firing.lease = Lease {
-                    holder: ctx.replica.clone(),
-                    expires_ms: now + lease_ms,
-                };
-                match kv::create(&ctx.firings, &key, &firing).await? {
-                    Some(revision) => {
-                        if ctx.failpoint(Failpoint::CrashAfterRecord) {
-                            return Ok(Action::Done);
-                        }
-                        Stored {
-                            value: firing,
-                            revision,
-                        }
-                    }
-                    // recorded meanwhile (by another replica, or before a restart)
-                    None => return Ok(Action::Refresh),
-                }
-            }
+    let firing = match state.firing.take() {
+        Some(firing) => firing,
+        None => match record(state, ctx, &key, now, lease_ms).await? {
+            Step::Next(firing) => firing,
+            Step::End(action) => return Ok(action),
         },
     };
 
@@ -250,25 +212,10 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
     }
 
     // 3. the lease: someone else's live lease means wait; a lapsed one is taken over
-    let lease = &firing.value.lease;
-    if !lease.available_to(&ctx.replica, now) {
-        return Ok(Action::Requeue(until(now, lease.expires_ms) + LEASE_SLACK));
-    }
-    if lease.holder != ctx.replica || lease.expires_ms - now < lease_ms / 2 {
-        let mut claimed = firing.value.clone();
-        claimed.lease = Lease {
-            holder: ctx.replica.clone(),
-            expires_ms: now + lease_ms,
-        };
-        let revision = kv::update(&ctx.firings, &key, &claimed, firing.revision).await?;
-        if firing.value.lease.holder != ctx.replica {
-            tracing::info!(firing = %claimed.id, previous = %firing.value.lease.holder, "took over a firing");
-        }
-        firing = Stored {
-            value: claimed,
-            revision,
-        };
-    }
+    let firing = match claim(ctx, &key, firing, now, lease_ms).await? {
+        Step::Next(firing) => firing,
+        Step::End(action) => return Ok(action),
+    };
 
     // 4. the side effects that are due, concurrently
     let mut next = firing.value.clone();
@@ -279,61 +226,13 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
         state.firing = Some(firing);
         return Ok(Action::Requeue(wait));
     }
-    let publish = async {
-        if next.event_published {
-            Ok(false)
-        } else {
-            publish(ctx, &next).await.map(|()| true)
-        }
-    };
-    let deliver = async {
-        if delivery_due {
-            Some(deliver(ctx, &next).await)
-        } else {
-            None
-        }
-    };
-    let (published, delivered) = tokio::join!(publish, deliver);
-    // a step that failed is retried (after the progress of the other is
-    // written); a delivery that could not be tried records nothing
-    let mut failed = None;
-    match published {
-        Ok(done) => next.event_published |= done,
-        Err(e) => failed = Some(e),
-    }
-    match delivered {
-        Some(Ok(Delivery::Tried(attempt))) => {
-            let jitter = rand::rng().random::<f64>();
-            webhook::apply(&mut next.delivery, &attempt, &ctx.retry, jitter);
-            ctx.metrics.delivery(&attempt, next.delivery.state);
-            log_attempt(&next);
-        }
-        Some(Ok(Delivery::TriggerGone)) => {
-            next.delivery.record(DeliveryAttempt {
-                time: format_millis(now),
-                error: "the trigger was deleted".into(),
-                ..DeliveryAttempt::default()
-            });
-            next.delivery.state = DeliveryState::Failed;
-        }
-        Some(Err(e)) => failed = failed.or(Some(e)),
-        None => {}
-    }
+    let failed = side_effects(ctx, &mut next, delivery_due, now).await;
 
     // 5. the progress, renewing the lease through any backoff
-    let after = now_ms();
-    if next.is_complete() {
-        next.lease = Lease::default();
-    } else {
-        next.lease = Lease {
-            holder: ctx.replica.clone(),
-            expires_ms: after.max(next.delivery.next_attempt_ms) + lease_ms,
-        };
-    }
-    let revision = kv::update(&ctx.firings, &key, &next, firing.revision).await?;
+    let revision = save(ctx, &key, &mut next, firing.revision, lease_ms).await?;
     let complete = next.is_complete();
     let wait = if next.delivery.state == DeliveryState::Pending {
-        until(after, next.delivery.next_attempt_ms)
+        until(now_ms(), next.delivery.next_attempt_ms)
     } else {
         Duration::ZERO
     };
@@ -349,6 +248,160 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
         return Ok(Action::Done);
     }
     Ok(Action::Requeue(wait))
+}
+
+/// Where a step of [`reconcile`] leaves the pass: on with a value, or ended
+/// with an action.
+enum Step<T> {
+    Next(T),
+    End(Action),
+}
+
+/// Step 1 with no record in hand: the stored one, else one created from the
+/// trigger and claimed. The pass ends when the trigger is gone or the
+/// firing left its outbox (completed elsewhere), and comes back when
+/// another replica (or this one before a restart) recorded it meanwhile.
+async fn record(
+    state: &mut FiringState,
+    ctx: &Ctx,
+    key: &str,
+    now: i64,
+    lease_ms: i64,
+) -> Result<Step<Stored<Firing>>, Error> {
+    if let Some(firing) = kv::read::<Firing>(&ctx.firings, key).await? {
+        return Ok(Step::Next(firing));
+    }
+    let trigger = match state.task.snapshot.take() {
+        Some(trigger) => trigger,
+        None => match kv::read::<Trigger>(&ctx.triggers, &state.task.trigger_key()).await? {
+            Some(t)
+                if t.value.uid == state.task.trigger_uid
+                    && t.value
+                        .status
+                        .pending
+                        .iter()
+                        .any(|p| p.id == state.task.pending.id) =>
+            {
+                t.value
+            }
+            _ => return Ok(Step::End(Action::Done)),
+        },
+    };
+    let mut firing = Firing::new(&trigger, &state.task.pending);
+    firing.lease = Lease {
+        holder: ctx.replica.clone(),
+        expires_ms: now + lease_ms,
+    };
+    match kv::create(&ctx.firings, key, &firing).await? {
+        Some(_) if ctx.failpoint(Failpoint::CrashAfterRecord) => Ok(Step::End(Action::Done)),
+        Some(revision) => Ok(Step::Next(Stored {
+            value: firing,
+            revision,
+        })),
+        None => Ok(Step::End(Action::Refresh)),
+    }
+}
+
+/// Step 3: another replica's live lease ends the pass until it lapses; a
+/// lapsed lease, or this replica's own once half spent, is taken (renewed).
+async fn claim(
+    ctx: &Ctx,
+    key: &str,
+    firing: Stored<Firing>,
+    now: i64,
+    lease_ms: i64,
+) -> Result<Step<Stored<Firing>>, Error> {
+    let lease = &firing.value.lease;
+    if !lease.available_to(&ctx.replica, now) {
+        return Ok(Step::End(Action::Requeue(
+            until(now, lease.expires_ms) + LEASE_SLACK,
+        )));
+    }
+    if lease.holder == ctx.replica && lease.expires_ms - now >= lease_ms / 2 {
+        return Ok(Step::Next(firing));
+    }
+    let mut claimed = firing.value.clone();
+    claimed.lease = Lease {
+        holder: ctx.replica.clone(),
+        expires_ms: now + lease_ms,
+    };
+    let revision = kv::update(&ctx.firings, key, &claimed, firing.revision).await?;
+    if firing.value.lease.holder != ctx.replica {
+        tracing::info!(firing = %claimed.id, previous = %firing.value.lease.holder, "took over a firing");
+    }
+    Ok(Step::Next(Stored {
+        value: claimed,
+        revision,
+    }))
+}
+
+/// Step 4: publishes the event unless it is, and tries the webhook when
+/// `delivery_due`, concurrently, recording their progress in `next`. The
+/// error of a step that failed, to be returned once the other's progress is
+/// written; a delivery that could not be tried records nothing.
+async fn side_effects(ctx: &Ctx, next: &mut Firing, delivery_due: bool, now: i64) -> Option<Error> {
+    let (published, delivered) = {
+        let current: &Firing = next;
+        let publish = async {
+            if current.event_published {
+                Ok(false)
+            } else {
+                publish(ctx, current).await.map(|()| true)
+            }
+        };
+        let deliver = async {
+            if delivery_due {
+                Some(deliver(ctx, current).await)
+            } else {
+                None
+            }
+        };
+        tokio::join!(publish, deliver)
+    };
+    let mut failed = None;
+    match published {
+        Ok(done) => next.event_published |= done,
+        Err(e) => failed = Some(e),
+    }
+    match delivered {
+        Some(Ok(Delivery::Tried(attempt))) => {
+            let jitter = rand::rng().random::<f64>();
+            webhook::apply(&mut next.delivery, &attempt, &ctx.retry, jitter);
+            ctx.metrics.delivery(&attempt, next.delivery.state);
+            log_attempt(next);
+        }
+        Some(Ok(Delivery::TriggerGone)) => {
+            next.delivery.record(DeliveryAttempt {
+                time: format_millis(now),
+                error: "the trigger was deleted".into(),
+                ..DeliveryAttempt::default()
+            });
+            next.delivery.state = DeliveryState::Failed;
+        }
+        Some(Err(e)) => failed = failed.or(Some(e)),
+        None => {}
+    }
+    failed
+}
+
+/// Step 5: writes `next` over `revision`, with the lease renewed through any
+/// backoff (released once complete); its new revision.
+async fn save(
+    ctx: &Ctx,
+    key: &str,
+    next: &mut Firing,
+    revision: u64,
+    lease_ms: i64,
+) -> Result<u64, Error> {
+    next.lease = if next.is_complete() {
+        Lease::default()
+    } else {
+        Lease {
+            holder: ctx.replica.clone(),
+            expires_ms: now_ms().max(next.delivery.next_attempt_ms) + lease_ms,
+        }
+    };
+    kv::update(&ctx.firings, key, next, revision).await
 }
 
 fn log_attempt(firing: &Firing) {
