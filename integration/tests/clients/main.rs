@@ -179,6 +179,15 @@ impl Up {
         stderr
     }
 
+    /// A service account `name` of `namespace` with `role` there; its token.
+    async fn service_account(&self, name: &str, namespace: &str, role: &str) -> String {
+        let token = self.cli(&["create", "sa", name, "-n", namespace]).await;
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        self.cli(&["policy", "add-role-to-user", role, &user, "-n", namespace])
+            .await;
+        token.trim().to_owned()
+    }
+
     /// The imagestreams CLI as the admin (`up`'s client configuration).
     async fn cli(&self, args: &[&str]) -> String {
         let out = tokio::process::Command::new(binaries::imagestreams())
@@ -500,17 +509,8 @@ async fn a_viewer_reads_but_cannot_write_and_another_namespace_sees_nothing() {
         seed_document().to_str().expect("utf-8 path"),
     ])
     .await;
-    let viewer = up.cli(&["create", "sa", "viewer", "-n", "default"]).await;
-    up.cli(&[
-        "policy",
-        "add-role-to-user",
-        "view",
-        "system:serviceaccount:default:viewer",
-        "-n",
-        "default",
-    ])
-    .await;
-    let viewer = viewer.trim();
+    let viewer = up.service_account("viewer", "default", "view").await;
+    let viewer = viewer.as_str();
     let table = up.ok(&["--token", viewer, "get", "is"]).await;
     assert_eq!(row(&table, "ruby")[0], "ruby");
     let denied = up
@@ -533,17 +533,8 @@ async fn a_viewer_reads_but_cannot_write_and_another_namespace_sees_nothing() {
         .await;
     assert!(denied.contains("Forbidden"), "{denied}");
 
-    let stranger = up.cli(&["create", "sa", "builder", "-n", "other"]).await;
-    up.cli(&[
-        "policy",
-        "add-role-to-user",
-        "edit",
-        "system:serviceaccount:other:builder",
-        "-n",
-        "other",
-    ])
-    .await;
-    let stranger = stranger.trim();
+    let stranger = up.service_account("builder", "other", "edit").await;
+    let stranger = stranger.as_str();
     let denied = up.fails(&["--token", stranger, "get", "is"]).await;
     assert!(denied.contains("Error from server (Forbidden)"), "{denied}");
     let denied = up.fails(&["--token", stranger, "get", "is", "ruby"]).await;

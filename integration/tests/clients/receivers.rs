@@ -18,6 +18,18 @@ spec:
   - docker.io/acme/*
 ";
 
+/// POSTs `delivery` to a receiver's `url`; the status answered.
+async fn post(url: &str, delivery: &Value) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .json(delivery)
+        .send()
+        .await
+        .expect("the hooks port answers")
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn kubectl_creates_lists_shows_and_deletes_receivers() {
     let up = Up::start().await.expect("up");
@@ -89,13 +101,7 @@ async fn kubectl_creates_lists_shows_and_deletes_receivers() {
         "push_data": {"pushed_at": 1, "pusher": "ci", "tag": "v1"},
         "repository": {"repo_name": "acme/app", "namespace": "acme"}
     });
-    let answer = reqwest::Client::new()
-        .post(&url)
-        .json(&delivery)
-        .send()
-        .await
-        .expect("the hooks port answers");
-    assert_eq!(answer.status().as_u16(), 202);
+    assert_eq!(post(&url, &delivery).await, 202);
     let outcome = up
         .ok(&[
             "get",
@@ -113,30 +119,13 @@ async fn kubectl_creates_lists_shows_and_deletes_receivers() {
     assert!(hub.contains(&url.as_str()), "{table}");
 
     // a viewer may read streams, not receivers: their URLs are secrets
-    let viewer = up.cli(&["create", "sa", "viewer", "-n", "default"]).await;
-    up.cli(&[
-        "policy",
-        "add-role-to-user",
-        "view",
-        "system:serviceaccount:default:viewer",
-        "-n",
-        "default",
-    ])
-    .await;
-    let denied = up
-        .fails(&["--token", viewer.trim(), "get", "receivers"])
-        .await;
+    let viewer = up.service_account("viewer", "default", "view").await;
+    let denied = up.fails(&["--token", &viewer, "get", "receivers"]).await;
     assert!(denied.contains("Error from server (Forbidden)"), "{denied}");
 
     let deleted = up.ok(&["delete", "receiver", "hub"]).await;
     assert_eq!(deleted.trim(), "receiver.imagestreams.io \"hub\" deleted");
     let gone = up.fails(&["get", "receiver", "hub"]).await;
     assert!(gone.contains("NotFound"), "{gone}");
-    let answer = reqwest::Client::new()
-        .post(&url)
-        .json(&delivery)
-        .send()
-        .await
-        .expect("the hooks port answers");
-    assert_eq!(answer.status().as_u16(), 404, "a deleted receiver's URL");
+    assert_eq!(post(&url, &delivery).await, 404, "a deleted receiver's URL");
 }

@@ -277,6 +277,13 @@ fn about(name: &str) -> impl Fn(ApiError) -> RestError + '_ {
     move |error| RestError::about_in(error, OWN_GROUP, RESOURCE, name)
 }
 
+/// Checks an object path's names, and that the caller has the `secrets`
+/// right in its namespace.
+fn admit(auth: &Authenticated, path: &ObjectPath) -> Result<(), ApiError> {
+    check_names(&path.namespace, &path.name)?;
+    auth.authorize(Some(&path.namespace), Verb::Secrets)
+}
+
 /// `{namespace}` of the collection path.
 #[derive(Debug, Deserialize)]
 struct CollectionPath {
@@ -312,9 +319,7 @@ async fn get_one(
     ask: Ask,
 ) -> Result<Response, RestError> {
     let about = about(&path.name);
-    check_names(&path.namespace, &path.name).map_err(&about)?;
-    auth.authorize(Some(&path.namespace), Verb::Secrets)
-        .map_err(&about)?;
+    admit(&auth, &path).map_err(&about)?;
     let receiver = client
         .get(&path.namespace, &path.name)
         .await
@@ -371,9 +376,7 @@ async fn delete(
     ask: Ask,
 ) -> Result<Response, RestError> {
     let about = about(&path.name);
-    check_names(&path.namespace, &path.name).map_err(&about)?;
-    auth.authorize(Some(&path.namespace), Verb::Secrets)
-        .map_err(&about)?;
+    admit(&auth, &path).map_err(&about)?;
     if ask.dry_run {
         // checked, not deleted
         client
