@@ -51,19 +51,15 @@ use axum::{Router, body::Bytes, extract::State, routing::post};
 use clap::{Parser, ValueEnum};
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
-use imagestreams_common::{
-    config::Secret,
-    nats::publish_event,
-    subjects::Kind,
-    triggers::{
-        NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerSpec, Webhook, WebhookSecret,
-    },
-};
+use imagestreams_common::{config::Secret, nats::publish_event, subjects::Kind};
 use imagestreams_integration::bench::{
     RegistryPusher, Summary, drive, print_summary, sha256, summarize,
 };
 use imagestreams_integration::{NatsServer, Registry, RegistryOptions, TestApp};
 use imagestreams_proto::v1 as proto;
+use imagestreams_trigger_api::{
+    NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerSpec, Webhook, WebhookSecret,
+};
 use tokio::sync::mpsc;
 
 /// Pushes per second.

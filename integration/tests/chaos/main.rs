@@ -26,14 +26,14 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use imagestreams_common::{
-    subjects,
-    triggers::{NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerReader, TriggerSpec},
-};
+use imagestreams_common::subjects;
 use imagestreams_integration::{
     ImageBuilder, NatsCluster, Registry, RegistryOptions, TestDir, binaries, free_port,
     load::{self, Push},
     wait_for,
+};
+use imagestreams_trigger_api::{
+    NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerReader, TriggerSpec,
 };
 use tokio::sync::Mutex;
 

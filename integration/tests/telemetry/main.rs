@@ -23,10 +23,12 @@ use imagestreams_common::{
     config::{Secret, TelemetryConfig},
     model,
     telemetry::{self, DEFAULT_SERVICE_NAME, SERVICE_NAME_ENV, propagation::TRACEPARENT},
-    triggers::{NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerSpec, Webhook},
 };
 use imagestreams_integration::{NatsServer, TestApp, wait_for_some};
 use imagestreams_proto::v1::{self as proto, image_streams_client::ImageStreamsClient};
+use imagestreams_trigger_api::{
+    NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerSpec, Webhook,
+};
 use serde_json::json;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 

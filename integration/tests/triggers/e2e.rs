@@ -3,13 +3,10 @@
 
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
-use imagestreams_common::{
-    config::Secret,
-    subjects::Kind,
-    triggers::{DeliveryState, TriggerKind},
-};
+use imagestreams_common::{config::Secret, subjects::Kind};
 use imagestreams_integration::{Registry, RegistryOptions, TestApp, push_unique_image};
 use imagestreams_proto::v1 as proto;
+use imagestreams_trigger_api::{DeliveryState, TriggerKind};
 use prost::Message as _;
 
 use crate::kit::{Env, Receiver, SECRET, SETTLE, WAIT, expected_signature};

@@ -2,8 +2,8 @@
 //! two replicas, and replicas stopped dead in the middle of a firing. The
 //! receiver counts requests by delivery id.
 
-use imagestreams_common::triggers::{DeliveryState, TriggerKind};
 use imagestreams_trigger::Failpoint;
+use imagestreams_trigger_api::{DeliveryState, TriggerKind};
 
 use crate::kit::{Env, Receiver, SETTLE, WAIT, digest};
 

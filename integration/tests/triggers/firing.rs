@@ -5,9 +5,9 @@ use imagestreams_common::{
     model::{ImageStream, TagEvent},
     store::Record,
     subjects::{self, Kind},
-    triggers::{CAUSE_IMAGE_CHANGE, DeliveryState, TriggerKind},
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_trigger_api::{CAUSE_IMAGE_CHANGE, DeliveryState, TriggerKind};
 use prost::Message as _;
 
 use crate::kit::{Env, Receiver, SECRET, SETTLE, WAIT, digest, expected_signature};
@@ -148,29 +148,28 @@ async fn other_tags_paused_triggers_and_deploys_behave() -> anyhow::Result<()> {
         true,
     )
     .await?;
-    let paused =
-        imagestreams_common::triggers::NewTrigger::try_from(proto::CreateTriggerRequest {
-            namespace: "ns2".into(),
-            trigger: Some(proto::Trigger {
-                name: "paused".into(),
-                spec: Some(proto::TriggerSpec {
-                    from: Some(proto::ImageStreamTagReference {
-                        namespace: String::new(),
-                        stream: "app".into(),
-                        tag: "prod".into(),
-                    }),
-                    kind: proto::TriggerKind::Deploy as i32,
-                    paused: true,
-                    container: "web".into(),
-                    webhook: Some(proto::Webhook {
-                        url: receiver.url("ok", "paused"),
-                        ..Default::default()
-                    }),
+    let paused = imagestreams_trigger_api::NewTrigger::try_from(proto::CreateTriggerRequest {
+        namespace: "ns2".into(),
+        trigger: Some(proto::Trigger {
+            name: "paused".into(),
+            spec: Some(proto::TriggerSpec {
+                from: Some(proto::ImageStreamTagReference {
+                    namespace: String::new(),
+                    stream: "app".into(),
+                    tag: "prod".into(),
                 }),
-                ..Default::default()
+                kind: proto::TriggerKind::Deploy as i32,
+                paused: true,
+                container: "web".into(),
+                webhook: Some(proto::Webhook {
+                    url: receiver.url("ok", "paused"),
+                    ..Default::default()
+                }),
             }),
-            no_fire_existing: false,
-        })?;
+            ..Default::default()
+        }),
+        no_fire_existing: false,
+    })?;
     env.triggers.create(&paused).await?;
     env.create("ns2", "silent", "app:prod", TriggerKind::Build, None, true)
         .await?;

@@ -23,14 +23,14 @@ use imagestreams_common::{
     nats::{self, Topology},
     runtime::{Deps, Health, Service as _},
     subjects::{self, Kind},
-    triggers::{
-        NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerReader, TriggerSpec, Webhook,
-        WebhookSecret,
-    },
 };
 use imagestreams_integration::{NatsServer, wait_for};
 use imagestreams_proto::v1 as proto;
 use imagestreams_trigger::{Failpoint, TriggerService};
+use imagestreams_trigger_api::{
+    NewTrigger, TagRef, TriggerClient, TriggerKind, TriggerReader, TriggerSpec, Webhook,
+    WebhookSecret,
+};
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinHandle;

@@ -4,11 +4,11 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use imagestreams_common::triggers::{DeliveryState, TriggerKind};
 use imagestreams_trigger::{
     Ctx, Failpoint,
     reconcile::{self, Action, FiringState, Task},
 };
+use imagestreams_trigger_api::{DeliveryState, TriggerKind};
 
 use crate::kit::{Env, Receiver, SETTLE, digest};
 

@@ -3,10 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use imagestreams_common::{
-    error::ApiError,
-    triggers::{DeliveryState, TriggerKind},
-};
+use imagestreams_common::error::ApiError;
+use imagestreams_trigger_api::{DeliveryState, TriggerKind};
 
 use crate::kit::{Env, Receiver, SETTLE, digest};
 

@@ -24,4 +24,3 @@ pub mod selector;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
-pub mod triggers;

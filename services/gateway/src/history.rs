@@ -34,9 +34,9 @@ use imagestreams_common::{
     nats,
     store::{Cause, StreamReader},
     subjects::Kind,
-    triggers::{Firing, TriggerReader},
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_trigger_api::{Firing, TriggerReader};
 use prost::Message as _;
 
 use crate::{
@@ -503,8 +503,8 @@ mod tests {
     use imagestreams_common::{
         model::{NamedTagEventList, TagEvent},
         store::CauseKind,
-        triggers::{TagRef, TriggerKind},
     };
+    use imagestreams_trigger_api::{TagRef, TriggerKind};
 
     use super::*;
 

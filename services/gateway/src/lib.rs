@@ -56,9 +56,9 @@ use imagestreams_common::{
     store::StreamReader,
     telemetry::propagation,
     tls::{ServerTls, TlsError, TlsListener},
-    triggers::TriggerReader,
 };
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
+use imagestreams_trigger_api::TriggerReader;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};

@@ -13,9 +13,9 @@ use imagestreams_common::{
     requests,
     selector::Selector,
     store::{Freshness, ListPage, ListQuery, Mirror, StoreClient, StreamReader},
-    triggers::TriggerReader,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_trigger_api::TriggerReader;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{GatewayOptions, query::ContinueToken};

@@ -14,12 +14,12 @@ use imagestreams_common::{
     auth::{Verb, authorize_request},
     error::ApiError,
     runtime::Deps,
-    triggers::{NewTrigger, TriggerClient, TriggerKind, TriggerReader},
 };
 use imagestreams_proto::v1::{
     self as proto,
     triggers_server::{Triggers, TriggersServer},
 };
+use imagestreams_trigger_api::{NewTrigger, TriggerClient, TriggerKind, TriggerReader};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 

@@ -5,12 +5,9 @@
 
 use std::sync::Arc;
 
-use imagestreams_common::{
-    error::ApiError,
-    requests, subjects,
-    triggers::{NewTrigger, Stored, Trigger, TriggerStatus, trigger_not_found},
-};
+use imagestreams_common::{error::ApiError, requests, subjects};
 use imagestreams_proto::v1 as proto;
+use imagestreams_trigger_api::{NewTrigger, Stored, Trigger, TriggerStatus, trigger_not_found};
 use prost::Message as _;
 use tracing::instrument;
 

@@ -20,9 +20,9 @@ use imagestreams_common::{
     nats,
     subjects::{self, Kind},
     telemetry::propagation::{self, Headers as _},
-    triggers::{Stored, TagRef, Trigger},
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_trigger_api::{Stored, TagRef, Trigger};
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, instrument};
@@ -223,13 +223,7 @@ pub async fn fire(
     ctx: &Ctx,
     trigger: Stored<Trigger>,
     source: &SourceChange,
-) -> Result<
-    Option<(
-        Stored<Trigger>,
-        imagestreams_common::triggers::PendingFiring,
-    )>,
-    Error,
-> {
+) -> Result<Option<(Stored<Trigger>, imagestreams_trigger_api::PendingFiring)>, Error> {
     let key = trigger.value.key();
     let mut current = trigger;
     loop {

@@ -1,7 +1,7 @@
 //! The pure firing decision: whether a trigger fires for a tag change, the
 //! deterministic firing id, and the status a firing commits.
 
-use imagestreams_common::triggers::{PendingFiring, TagRef, Trigger};
+use imagestreams_trigger_api::{PendingFiring, TagRef, Trigger};
 use sha2::{Digest as _, Sha256};
 
 /// How many hex digits of the (uid, image) hash a firing id carries (64 bits).
@@ -105,7 +105,7 @@ pub fn commit(trigger: &Trigger, pending: &PendingFiring, revision: u64) -> Trig
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imagestreams_common::triggers::{TriggerKind, TriggerSpec, TriggerStatus};
+    use imagestreams_trigger_api::{TriggerKind, TriggerSpec, TriggerStatus};
 
     fn trigger() -> Trigger {
         Trigger {

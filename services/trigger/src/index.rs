@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use imagestreams_common::triggers::{Stored, TagRef, Trigger};
+use imagestreams_trigger_api::{Stored, TagRef, Trigger};
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -113,7 +113,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imagestreams_common::triggers::{TriggerKind, TriggerSpec, TriggerStatus};
+    use imagestreams_trigger_api::{TriggerKind, TriggerSpec, TriggerStatus};
 
     fn trigger(name: &str, tag: &str) -> Trigger {
         Trigger {

@@ -1,7 +1,7 @@
 //! Typed compare-and-swap access to the trigger service's KV buckets.
 
 use async_nats::jetstream::kv;
-use imagestreams_common::triggers::{Stored, decode, encode};
+use imagestreams_trigger_api::{Stored, decode, encode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Error;

@@ -62,8 +62,8 @@ use imagestreams_common::{
     runtime::{Deps, Service},
     store::StreamReader,
     subjects,
-    triggers::{Stored, Trigger, TriggerReader},
 };
+use imagestreams_trigger_api::{Stored, Trigger, TriggerReader};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -291,7 +291,7 @@ pub fn now_ms() -> i64 {
 
 /// Now, RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
-    imagestreams_common::triggers::format_millis(now_ms())
+    imagestreams_trigger_api::format_millis(now_ms())
 }
 
 /// Sleeps for `d` unless the replica stops first; `false` when it stopped.

@@ -13,7 +13,7 @@ use prometheus_client::{
 };
 use tokio_util::sync::CancellationToken;
 
-use imagestreams_common::triggers::DeliveryState;
+use imagestreams_trigger_api::DeliveryState;
 
 use crate::webhook::Attempt;
 

@@ -19,16 +19,12 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::HeaderMap;
-use imagestreams_common::{
-    nats::publish_event,
-    subjects,
-    telemetry::propagation,
-    triggers::{
-        DeliveryAttempt, DeliveryState, Firing, Lease, PendingFiring, Stored, Trigger, TriggerKind,
-        format_millis,
-    },
-};
+use imagestreams_common::{nats::publish_event, subjects, telemetry::propagation};
 use imagestreams_proto::v1 as proto;
+use imagestreams_trigger_api::{
+    DeliveryAttempt, DeliveryState, Firing, Lease, PendingFiring, Stored, Trigger, TriggerKind,
+    format_millis,
+};
 use rand::Rng as _;
 use tracing::{Instrument as _, instrument};
 

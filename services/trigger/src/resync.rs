@@ -7,10 +7,8 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use imagestreams_common::{
-    subjects,
-    triggers::{Stored, Trigger, decode},
-};
+use imagestreams_common::subjects;
+use imagestreams_trigger_api::{Stored, Trigger, decode};
 use tracing::instrument;
 
 use crate::{

@@ -28,7 +28,9 @@ use imagestreams_common::{
     config::WebhookConfig,
     error,
     telemetry::propagation::{self, Headers as _},
-    triggers::{Delivery, DeliveryAttempt, DeliveryState, Firing, WebhookSecret, format_millis},
+};
+use imagestreams_trigger_api::{
+    Delivery, DeliveryAttempt, DeliveryState, Firing, WebhookSecret, format_millis,
 };
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
 use serde::Serialize;
@@ -337,7 +339,7 @@ impl Webhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imagestreams_common::triggers::{DELIVERY_HISTORY_KEPT, TagRef, TriggerKind};
+    use imagestreams_trigger_api::{DELIVERY_HISTORY_KEPT, TagRef, TriggerKind};
 
     fn attempt(status: Option<u16>) -> Attempt {
         Attempt {

@@ -20,10 +20,10 @@ use views::{FiringView, TriggerView, write_document};
 use std::io::{Read, Write};
 
 use chrono::Utc;
-use imagestreams_common::triggers::{
+use imagestreams_proto::v1::{self as pb, triggers_client::TriggersClient};
+use imagestreams_trigger_api::{
     NewTrigger, TagRef, TriggerKind, TriggerSpec, Webhook, WebhookSecret,
 };
-use imagestreams_proto::v1::{self as pb, triggers_client::TriggersClient};
 use serde::Serialize;
 use tonic::transport::Channel;
 

@@ -31,7 +31,7 @@ use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{
+use imagestreams_common::{
     error::ApiError,
     model::{is_dns1123_label, is_valid_stream_name},
     reference::is_valid_tag,
@@ -816,8 +816,8 @@ pub struct TriggerReader {
 }
 
 impl TriggerReader {
-    /// A reader of the two buckets ([`crate::nats::Topology::triggers`] and
-    /// [`crate::nats::Topology::firings`]).
+    /// A reader of the two buckets ([`imagestreams_common::nats::Topology::triggers`] and
+    /// [`imagestreams_common::nats::Topology::firings`]).
     pub fn new(triggers: kv::Store, firings: kv::Store) -> Self {
         TriggerReader { triggers, firings }
     }
