@@ -118,9 +118,27 @@ async fn kubectl_creates_lists_shows_and_deletes_receivers() {
     assert_eq!(hub[4], "accepted", "{table}");
     assert!(hub.contains(&url.as_str()), "{table}");
 
+    // every namespace's, for whoever may read them everywhere (the admin)
+    let other = "apiVersion: imagestreams.io/v1\nkind: Receiver\nmetadata: {name: quay, namespace: team-b}\nspec: {type: quay}\n";
+    let created = up.run_with_input(&["create", "-f", "-"], other).await;
+    assert!(created.status.success(), "{:?}", texts(&created));
+    let all = up.ok(&["get", "receivers", "-A"]).await;
+    assert_eq!(header(&all)[..2], ["NAMESPACE", "NAME"], "{all}");
+    assert_eq!(
+        row(&all, "team-b")[..3],
+        ["team-b", "quay", "quay"],
+        "{all}"
+    );
+    assert_eq!(row(&all, "default")[0], "default", "{all}");
+    assert_eq!(all.lines().count(), 5, "a header and four receivers: {all}");
+
     // a viewer may read streams, not receivers: their URLs are secrets
     let viewer = up.service_account("viewer", "default", "view").await;
     let denied = up.fails(&["--token", &viewer, "get", "receivers"]).await;
+    assert!(denied.contains("Error from server (Forbidden)"), "{denied}");
+    let denied = up
+        .fails(&["--token", &viewer, "get", "receivers", "-A"])
+        .await;
     assert!(denied.contains("Error from server (Forbidden)"), "{denied}");
 
     let deleted = up.ok(&["delete", "receiver", "hub"]).await;

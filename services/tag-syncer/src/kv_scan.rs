@@ -23,6 +23,21 @@ pub async fn namespace_entries(
     namespace: &str,
     what: &str,
 ) -> Result<BTreeMap<String, Bytes>, ApiError> {
+    Ok(entries(kv, Some(namespace), what)
+        .await?
+        .into_iter()
+        .map(|((_, name), value)| (name, value))
+        .collect())
+}
+
+/// The live entries of `namespace` in `kv`, or of every namespace (keys
+/// whose namespace is not a DNS-1123 label, as `_ids.<id>`, are left out),
+/// by `(namespace, name)`.
+pub async fn entries(
+    kv: &kv::Store,
+    namespace: Option<&str>,
+    what: &str,
+) -> Result<BTreeMap<(String, String), Bytes>, ApiError> {
     let unavailable = |e: &dyn std::fmt::Display| {
         ApiError::Unavailable(format!("{what} storage unavailable: {e}"))
     };
@@ -30,7 +45,10 @@ pub async fn namespace_entries(
     let consumer = kv
         .stream
         .create_consumer(OrderedConfig {
-            filter_subject: format!("{prefix}{}", subjects::namespace_keys(namespace)),
+            filter_subject: match namespace {
+                Some(namespace) => format!("{prefix}{}", subjects::namespace_keys(namespace)),
+                None => format!("{prefix}*.*"),
+            },
             deliver_policy: DeliverPolicy::LastPerSubject,
             ..Default::default()
         })
@@ -53,16 +71,17 @@ pub async fn namespace_entries(
             .as_ref()
             .and_then(|h| h.get("KV-Operation"))
             .is_some();
-        if let Some((_, name)) = message
+        if let Some(key) = message
             .subject
             .as_str()
             .strip_prefix(&prefix)
             .and_then(subjects::parse_stream_key)
+            .filter(|(namespace, _)| imagestreams_common::model::is_dns1123_label(namespace))
         {
             if deleted {
-                out.remove(&name);
+                out.remove(&key);
             } else {
-                out.insert(name, message.payload.clone());
+                out.insert(key, message.payload.clone());
             }
         }
         if pending == 0 {

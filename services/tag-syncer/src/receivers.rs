@@ -288,20 +288,25 @@ impl ReceiverStore {
         Ok(())
     }
 
-    /// The receivers of `namespace`, by name.
+    /// The receivers of `namespace` by name, or of every namespace (by
+    /// namespace and name) when it is empty.
     pub async fn list(&self, namespace: &str) -> Result<Vec<proto::Receiver>, ApiError> {
-        if !imagestreams_common::model::is_dns1123_label(namespace) {
-            return Err(ApiError::invalid(
-                "namespace",
-                format!("namespace: Invalid value: {namespace:?}: must be a DNS-1123 label"),
-            ));
-        }
-        let entries = crate::kv_scan::namespace_entries(&self.kv, namespace, "receivers").await?;
+        let namespace = match namespace {
+            "" => None,
+            namespace if imagestreams_common::model::is_dns1123_label(namespace) => Some(namespace),
+            namespace => {
+                return Err(ApiError::invalid(
+                    "namespace",
+                    format!("namespace: Invalid value: {namespace:?}: must be a DNS-1123 label"),
+                ));
+            }
+        };
+        let entries = crate::kv_scan::entries(&self.kv, namespace, "receivers").await?;
         Ok(entries
             .into_iter()
-            .filter_map(|(name, value)| {
+            .filter_map(|((namespace, name), value)| {
                 let receiver = serde_json::from_slice::<StoredReceiver>(&value).ok()?;
-                Some(self.to_proto(namespace, &name, &receiver))
+                Some(self.to_proto(&namespace, &name, &receiver))
             })
             .collect())
     }

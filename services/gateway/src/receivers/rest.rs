@@ -5,6 +5,7 @@
 //!
 //! | method | path |
 //! |---|---|
+//! | GET (list, every namespace) | `/apis/imagestreams.io/v1/receivers` |
 //! | GET (list), POST | `/apis/imagestreams.io/v1/namespaces/{ns}/receivers` |
 //! | GET, DELETE | `/apis/imagestreams.io/v1/namespaces/{ns}/receivers/{name}` |
 //!
@@ -268,6 +269,7 @@ impl Printable for ReceiverObject {
 pub(crate) fn router(client: ReceiversClient) -> Router {
     let prefix = "/apis/imagestreams.io/v1/namespaces/{namespace}/receivers";
     Router::new()
+        .route("/apis/imagestreams.io/v1/receivers", get(list_all))
         .route(prefix, get(list).post(create))
         .route(&format!("{prefix}/{{name}}"), get(get_one).delete(delete))
         .with_state(client)
@@ -290,6 +292,17 @@ struct CollectionPath {
     namespace: String,
 }
 
+/// `kubectl get receivers -A`: needs the `secrets` right in every namespace.
+#[instrument(skip_all, err(level = "debug"))]
+async fn list_all(
+    State(client): State<ReceiversClient>,
+    Extension(auth): Extension<Authenticated>,
+    ask: Ask,
+) -> Result<Response, RestError> {
+    auth.authorize(None, Verb::Secrets).map_err(about(""))?;
+    list_of(&client, "", &ask).await
+}
+
 #[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
 async fn list(
     State(client): State<ReceiversClient>,
@@ -301,14 +314,25 @@ async fn list(
     crate::query::namespace(&path.namespace, "namespace").map_err(&about)?;
     auth.authorize(Some(&path.namespace), Verb::Secrets)
         .map_err(&about)?;
+    list_of(&client, &path.namespace, &ask).await
+}
+
+/// The receivers of `namespace` (of every namespace when empty), as a
+/// `ReceiverList` or a Table.
+async fn list_of(
+    client: &ReceiversClient,
+    namespace: &str,
+    ask: &Ask,
+) -> Result<Response, RestError> {
+    let about = about("");
     let items = client
-        .list(&path.namespace)
+        .list(namespace)
         .await
         .map_err(&about)?
         .into_iter()
         .map(ReceiverObject::from_proto)
         .collect();
-    list_response(LIST_KIND, items, &ask, String::new(), String::new()).map_err(&about)
+    list_response(LIST_KIND, items, ask, String::new(), String::new()).map_err(&about)
 }
 
 #[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
