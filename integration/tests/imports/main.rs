@@ -39,7 +39,7 @@ use imagestreams_common::{
     imports::{ImportClient, STATUS_FAILURE, STATUS_SUCCESS, STATUS_UNCHANGED},
     model::{ANNOTATION_DOCKER_REPOSITORY_CHECK, IMPORT_SUCCESS, ImageStream},
     nats::Topology,
-    secrets::{SecretsApi, SecretsClient},
+    secrets::SecretsClient,
     store::{StoreClient, StreamReader},
 };
 use imagestreams_integration::{
@@ -325,7 +325,7 @@ impl StubGateway {
                 .add_service(proto::image_streams_server::ImageStreamsServer::new(
                     imports,
                 ))
-                .add_service(SecretsApi::new(client).into_server())
+                .add_service(imagestreams_gateway::secrets::SecretsApi::new(client).into_server())
                 .serve_with_incoming(incoming)
                 .await;
         });

@@ -38,6 +38,7 @@ mod query;
 pub mod receivers;
 pub mod registry_token;
 mod rest;
+pub mod secrets;
 mod streams;
 pub mod triggers;
 mod watch;
@@ -52,7 +53,6 @@ use imagestreams_common::{
     image::ImageCatalog,
     imports::ImportClient,
     runtime::{Deps, Service},
-    secrets::SecretsApi,
     store::StreamReader,
     telemetry::propagation,
     tls::{ServerTls, TlsError, TlsListener},
@@ -173,7 +173,7 @@ pub struct GatewayService {
     streams: Arc<Streams>,
     triggers: triggers::TriggersApi,
     imports: ImportClient,
-    secrets: SecretsApi,
+    secrets: secrets::SecretsApi,
     receivers: receivers::ReceiversApi,
     identities: Arc<IdentityStore>,
     registry_tokens: Option<Arc<TokenService>>,
@@ -310,7 +310,7 @@ impl GatewayService {
             streams,
             triggers: triggers::TriggersApi::new(&deps),
             imports: ImportClient::new(deps.nats.clone()),
-            secrets: SecretsApi::new(deps.nats.clone()),
+            secrets: secrets::SecretsApi::new(deps.nats.clone()),
             receivers: receivers::ReceiversApi::new(deps.nats.clone()),
             identities,
             registry_tokens,
