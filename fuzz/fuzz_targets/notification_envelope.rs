@@ -8,7 +8,7 @@
 //! `imagestreams-proto` brings tonic.)
 #![no_main]
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use imagestreams_formats::envelope::{
     ACTION_DELETE, ACTION_MOUNT, ACTION_PULL, ACTION_PUSH, Event, IMAGE_MANIFEST_MEDIA_TYPES,
 };
@@ -93,9 +93,15 @@ fn valid_event_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_EVENT_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The event's time, or `received`; a leap second (second 60, which chrono
+/// keeps as 1e9 nanos or more) is the last nanosecond of the second before.
 fn expected_time(timestamp: &str, received: DateTime<Utc>) -> DateTime<Utc> {
     match DateTime::parse_from_rfc3339(timestamp) {
-        Ok(t) if t.timestamp() > 0 => t.with_timezone(&Utc),
+        Ok(t) if t.timestamp() > 0 => {
+            let t = t.with_timezone(&Utc);
+            t.with_nanosecond(t.nanosecond().min(999_999_999))
+                .expect("a nanosecond below 1e9")
+        }
         _ => received,
     }
 }

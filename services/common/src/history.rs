@@ -3,7 +3,6 @@
 //! json|yaml` prints it: one shape for both, made from the `History` RPC's
 //! reply.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::API_VERSION;
@@ -107,18 +106,7 @@ pub struct TagAtView {
     pub since: String,
 }
 
-/// The protobuf time of `time`.
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
-
-/// The time of a protobuf time; `None` when unset or out of range.
-pub fn time_of(time: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    time.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-}
+pub use imagestreams_formats::time::{time_of, timestamp};
 
 /// RFC 3339 (UTC, seconds or finer as stored) of a protobuf time; empty when unset.
 pub fn rfc3339(time: Option<&prost_types::Timestamp>) -> String {

@@ -5,7 +5,7 @@
 
 // The pure formats live in `imagestreams-formats` (light enough to fuzz); their
 // old paths stay here.
-pub use imagestreams_formats::{model, reference, subjects};
+pub use imagestreams_formats::{model, reference, subjects, time};
 
 pub mod auth;
 pub mod bounded;

@@ -19,3 +19,4 @@ pub mod reference;
 pub mod secret;
 pub mod subjects;
 pub mod tags;
+pub mod time;

@@ -227,10 +227,11 @@ fn valid_event_id(id: &str) -> bool {
 }
 
 /// The event's time: its timestamp, unless missing, unparseable or Go's zero
-/// time (year 1), when `received` stands in.
+/// time (year 1), when `received` stands in. A leap second is folded
+/// ([`crate::time`]).
 fn event_time(timestamp: &str, received: DateTime<Utc>) -> DateTime<Utc> {
-    match DateTime::parse_from_rfc3339(timestamp) {
-        Ok(t) if t.timestamp() > 0 => t.with_timezone(&Utc),
+    match crate::time::parse_rfc3339(timestamp) {
+        Some(t) if t.timestamp() > 0 => t,
         _ => received,
     }
 }
@@ -597,6 +598,21 @@ mod tests {
             };
             assert_eq!(push.time, received(), "{ts}");
         }
+    }
+
+    /// Found by the `notification_envelope` fuzz target: a leap second gave a
+    /// time whose protobuf `nanos` was 1e9, which decoders refuse.
+    #[test]
+    fn a_leap_second_is_folded_into_the_second_before() {
+        let Decision::Push(push) =
+            decide(event("push", json!({"timestamp": "2024-05-01T12:35:60Z"})))
+        else {
+            panic!("a push")
+        };
+        assert_eq!(
+            push.time.to_rfc3339(),
+            "2024-05-01T12:35:59.999999999+00:00"
+        );
     }
 
     #[test]

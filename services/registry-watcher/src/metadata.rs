@@ -275,12 +275,7 @@ fn recorded(pushed: &proto::ImagePushed, record: &ImageRecord) -> proto::ImageRe
         digest: pushed.digest.clone(),
         tag: pushed.tag.clone(),
         pushed_event_id: pushed.event_id.clone(),
-        time: chrono::DateTime::parse_from_rfc3339(&record.recorded_at)
-            .ok()
-            .map(|t| prost_types::Timestamp {
-                seconds: t.timestamp(),
-                nanos: t.timestamp_subsec_nanos() as i32,
-            }),
+        time: imagestreams_formats::time::timestamp_of_rfc3339(&record.recorded_at),
         summary: Some(record.summary().into()),
     }
 }

@@ -420,9 +420,7 @@ fn log_attempt(firing: &Firing) {
 
 /// Publishes the firing's `BuildRequested` or `DeploymentRequested`.
 async fn publish(ctx: &Ctx, firing: &Firing) -> Result<(), Error> {
-    let time = chrono::DateTime::parse_from_rfc3339(&firing.time)
-        .ok()
-        .map(|t| prost_types_timestamp(t.timestamp(), t.timestamp_subsec_nanos()));
+    let time = imagestreams_common::time::timestamp_of_rfc3339(&firing.time);
     let from = Some((&firing.from).into());
     let subject = firing
         .kind
@@ -481,13 +479,6 @@ fn published<T, E>(ctx: &Ctx, kind: &'static str, result: Result<T, E>) -> Resul
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.events.published(kind, outcome);
     result
-}
-
-fn prost_types_timestamp(seconds: i64, nanos: u32) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds,
-        nanos: i32::try_from(nanos).unwrap_or(0),
-    }
 }
 
 /// What a delivery step came to.

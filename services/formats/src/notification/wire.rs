@@ -1,18 +1,9 @@
 //! The notification's decisions as the events the registry-watcher publishes:
 //! [`ImagePush`] → `ImagePushed`, [`ImageDeletion`] → `ImageDeleted`.
-
-use chrono::{DateTime, Utc};
 use imagestreams_proto::v1 as proto;
 
 use super::{ImageDeletion, ImagePush};
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        // can't fail to fit: subsecond nanos are below 2e9
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
+use crate::time::timestamp;
 
 impl From<ImagePush> for proto::ImagePushed {
     fn from(push: ImagePush) -> Self {
