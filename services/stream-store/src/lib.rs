@@ -90,6 +90,7 @@ pub mod changefeed;
 pub mod history;
 pub mod imports;
 pub mod lag;
+pub mod policies;
 pub mod pushes;
 pub mod tagging;
 pub mod writes;

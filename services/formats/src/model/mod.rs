@@ -18,6 +18,7 @@
 //!   with [`format_timestamp`].
 
 mod document;
+pub mod policy;
 mod repository;
 mod types;
 mod validate;
@@ -31,8 +32,9 @@ pub use document::{DocumentFormat, MAX_DOCUMENT_BYTES, ModelError, decode_json, 
 pub use repository::{RepositoryError, StreamName, stream_of_repository};
 pub use types::{
     ImageLookupPolicy, ImageStream, ImageStreamSpec, ImageStreamStatus, NamedTagEventList,
-    ObjectMeta, ObjectReference, TagEvent, TagEventCondition, TagImportPolicy, TagReference,
-    TagReferencePolicy, format_timestamp,
+    NewestPolicy, ObjectMeta, ObjectReference, OrderPolicy, SemverPolicy, TagEvent,
+    TagEventCondition, TagFilter, TagImportPolicy, TagPolicy, TagReference, TagReferencePolicy,
+    format_timestamp,
 };
 pub use validate::{
     DNS1123_LABEL_MAX_LENGTH, FieldError, FieldErrorKind, MAX_NAMESPACED_NAME_LENGTH,

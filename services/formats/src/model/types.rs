@@ -206,7 +206,78 @@ pub struct TagReference {
     /// Whether pulls use the source reference or the integrated registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_policy: Option<TagReferencePolicy>,
+    /// Not OpenShift's: the tag follows whichever other tag of the stream this
+    /// policy chooses (see [`super::policy`]); such a tag has no `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<TagPolicy>,
 }
+
+/// How a spec tag chooses the tag of its stream it follows, in the shape of
+/// Flux's `ImagePolicy`: an optional filter, and exactly one order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagPolicy {
+    /// Which tags are candidates, and which part of their name is compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_tags: Option<TagFilter>,
+    /// The highest semantic version within a range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<SemverPolicy>,
+    /// The highest (`asc`, the default) or lowest (`desc`) number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numerical: Option<OrderPolicy>,
+    /// The last (`asc`, the default) or first (`desc`) in byte order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alphabetical: Option<OrderPolicy>,
+    /// The tag whose current image arrived last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<NewestPolicy>,
+}
+
+/// A tag filter: tags matching `pattern` are candidates; `extract` (`$name`
+/// or `${1}`, as Go's `Regexp.Expand`) is what the order compares, the whole
+/// tag when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagFilter {
+    /// A regular expression (Rust `regex` syntax, unanchored as Go's).
+    #[serde(default, deserialize_with = "null_default")]
+    pub pattern: String,
+    /// The template of the compared value.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub extract: String,
+}
+
+/// The semver order's range, e.g. `>=1.0 <2`, `~1.2`, `1.x`, `*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SemverPolicy {
+    /// The range the version must be in.
+    #[serde(default, deserialize_with = "null_default")]
+    pub range: String,
+}
+
+/// The direction of a numerical or alphabetical order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderPolicy {
+    /// `asc` (the default: the highest wins) or `desc` (the lowest wins).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub order: String,
+}
+
+/// The newest-image order; it has no settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewestPolicy {}
 
 /// A reference to the source of a tag (Kubernetes `ObjectReference`, the
 /// fields OpenShift uses).

@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::types::{ImageStream, ObjectMeta, TagReference};
+use super::types::{ImageStream, ObjectMeta, TagPolicy, TagReference};
 use super::{
     API_VERSION, FROM_DOCKER_IMAGE, FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG,
     IMPORT_MODE_LEGACY, IMPORT_MODE_PRESERVE_ORIGINAL, KIND, LEGACY_API_VERSION,
@@ -592,6 +592,9 @@ fn validate_tag_reference(tag: &TagReference, path: &str, errors: &mut Validatio
             ));
         }
     }
+    if let Some(policy) = &tag.policy {
+        validate_tag_policy(tag, policy, path, errors);
+    }
     if let Some(policy) = &tag.reference_policy {
         let types = ["", REFERENCE_POLICY_SOURCE, REFERENCE_POLICY_LOCAL];
         if !types.contains(&policy.r#type.as_str()) {
@@ -600,6 +603,35 @@ fn validate_tag_reference(tag: &TagReference, path: &str, errors: &mut Validatio
                 &policy.r#type,
                 &types[1..],
             ));
+        }
+    }
+}
+
+/// A tag with a policy follows what the policy chooses: it has no `from`,
+/// and the policy compiles.
+fn validate_tag_policy(
+    tag: &TagReference,
+    policy: &TagPolicy,
+    path: &str,
+    errors: &mut ValidationErrors,
+) {
+    if let Some(from) = &tag.from {
+        errors.push(FieldError::invalid(
+            format!("{path}.from"),
+            &from.name,
+            "a tag with a policy follows the tag the policy chooses and may not have a from",
+        ));
+    }
+    if let Err(e) = policy.compile() {
+        let field = if e.field.is_empty() {
+            format!("{path}.policy")
+        } else {
+            format!("{path}.policy.{}", e.field)
+        };
+        if e.required {
+            errors.push(FieldError::required(field, e.message));
+        } else {
+            errors.push(FieldError::invalid(field, &e.value, e.message));
         }
     }
 }

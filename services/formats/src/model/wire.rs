@@ -18,8 +18,8 @@ use imagestreams_proto::v1 as pb;
 
 use super::types::{
     ImageLookupPolicy, ImageStream, ImageStreamSpec, ImageStreamStatus, NamedTagEventList,
-    ObjectMeta, ObjectReference, TagEvent, TagEventCondition, TagImportPolicy, TagReference,
-    TagReferencePolicy,
+    NewestPolicy, ObjectMeta, ObjectReference, OrderPolicy, SemverPolicy, TagEvent,
+    TagEventCondition, TagFilter, TagImportPolicy, TagPolicy, TagReference, TagReferencePolicy,
 };
 use super::validate::{FieldError, ValidationErrors};
 use super::{API_VERSION, KIND};
@@ -148,6 +148,39 @@ impl From<TagReference> for pb::TagReference {
             reference_policy: t
                 .reference_policy
                 .map(|p| pb::TagReferencePolicy { r#type: p.r#type }),
+            policy: t.policy.map(Into::into),
+        }
+    }
+}
+
+impl From<TagPolicy> for pb::TagPolicy {
+    fn from(p: TagPolicy) -> Self {
+        let order = |o: OrderPolicy| pb::OrderPolicy { order: o.order };
+        Self {
+            filter_tags: p.filter_tags.map(|f| pb::TagFilter {
+                pattern: f.pattern,
+                extract: f.extract,
+            }),
+            semver: p.semver.map(|s| pb::SemverPolicy { range: s.range }),
+            numerical: p.numerical.map(order),
+            alphabetical: p.alphabetical.map(order),
+            newest: p.newest.map(|_| pb::NewestPolicy {}),
+        }
+    }
+}
+
+impl From<pb::TagPolicy> for TagPolicy {
+    fn from(p: pb::TagPolicy) -> Self {
+        let order = |o: pb::OrderPolicy| OrderPolicy { order: o.order };
+        Self {
+            filter_tags: p.filter_tags.map(|f| TagFilter {
+                pattern: f.pattern,
+                extract: f.extract,
+            }),
+            semver: p.semver.map(|s| SemverPolicy { range: s.range }),
+            numerical: p.numerical.map(order),
+            alphabetical: p.alphabetical.map(order),
+            newest: p.newest.map(|_| NewestPolicy {}),
         }
     }
 }
@@ -168,6 +201,7 @@ impl From<pb::TagReference> for TagReference {
             reference_policy: t
                 .reference_policy
                 .map(|p| TagReferencePolicy { r#type: p.r#type }),
+            policy: t.policy.map(Into::into),
         }
     }
 }

@@ -30,7 +30,7 @@ use imagestreams_common::{
     telemetry::propagation,
 };
 
-use crate::{history, lag::LagGuard};
+use crate::{history, lag::LagGuard, policies, writes};
 
 /// How many times a read-modify-write is retried when another writer got in
 /// between (a compare-and-swap conflict) before giving up.
@@ -369,6 +369,9 @@ impl Bucket {
                     closure.extend(record.inline.keys().cloned());
                 }
             }
+            if policies::watched(&record.stream, wanted.iter()) {
+                return self.read(namespace, name).await;
+            }
             let closure = with_followers(&record.stream, closure);
             if closure == wanted {
                 return Ok(Some((record, revision)));
@@ -586,7 +589,8 @@ fn covers(record: &Record, scope: Scope<'_>) -> bool {
         (None, _) => true,
         (Some(_), Scope::All) => false,
         (Some(loaded), Scope::Tags(tags)) => {
-            with_followers(&record.stream, tags.iter().cloned().collect()).is_subset(loaded)
+            !policies::watched(&record.stream, tags.iter())
+                && with_followers(&record.stream, tags.iter().cloned().collect()).is_subset(loaded)
         }
     }
 }
@@ -608,7 +612,13 @@ fn with_followers(stream: &ImageStream, mut tags: BTreeSet<String>) -> BTreeSet<
 /// is written: `op`, the remembered event ids carried over, and `change`
 /// holding the tags whose current image moved (none: `None`) and the current
 /// span's `traceparent`, which the changefeed's `TagsChanged` continues.
+///
+/// When the write holds the whole stream, its policy tags move to what their
+/// policies choose first ([`policies::apply`]).
 pub fn next_record(before: Option<&Record>, mut after: ImageStream) -> Record {
+    if before.is_none_or(|r| r.partial.is_none()) {
+        policies::apply(&mut after, &writes::timestamp(chrono::Utc::now()));
+    }
     let tags = history::tag_changes(before.map(|r| &r.stream), &after);
     // the revision is the KV's, never stored (and encoding skips a copy)
     after.metadata.resource_version.clear();
