@@ -14,6 +14,7 @@ use imagestreams_common::{
     model::{
         CONDITION_FALSE, FROM_DOCKER_IMAGE, FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG,
         IMPORT_SUCCESS, ImageStream, NamedTagEventList, REFERENCE_POLICY_LOCAL, TagReference,
+        policy::{self, Policy},
     },
     reference::Reference,
 };
@@ -335,6 +336,9 @@ fn source_line(stream: &ImageStream, spec: Option<&TagReference>) -> String {
     let Some(spec) = spec else {
         return "  no spec tag".to_owned();
     };
+    if let Some(line) = policy_line(stream, spec) {
+        return line;
+    }
     let Some(from) = &spec.from else {
         return "  tag without source image".to_owned();
     };
@@ -361,12 +365,33 @@ fn source_line(stream: &ImageStream, spec: Option<&TagReference>) -> String {
     }
 }
 
-/// Whether the spec asks for a generation the status has not answered yet.
+/// For a tag with a policy: the policy, what it chooses and among how many
+/// candidates, e.g. `follows 1.10.0 by policy semver ">=1.0 <2" (4 candidates)`.
+fn policy_line(stream: &ImageStream, spec: &TagReference) -> Option<String> {
+    let choice = policy::choose_in(stream, spec)?;
+    let described = Policy::describe(spec.policy.as_ref()?);
+    Some(match choice {
+        Ok(choice) => {
+            let count = match choice.candidates {
+                1 => "1 candidate".to_owned(),
+                n => format!("{n} candidates"),
+            };
+            match choice.chosen {
+                Some(tag) => format!("  follows {tag} by policy {described} ({count})"),
+                None => format!("  follows no tag yet by policy {described} ({count})"),
+            }
+        }
+        Err(e) => format!("  ! invalid policy {described}: {}", e.message),
+    })
+}
+
+/// Whether the spec asks for a generation the status has not answered yet
+/// (never for a tag with a policy, which imports nothing).
 fn importing(spec: &TagReference, history: Option<&NamedTagEventList>) -> bool {
     let Some(wanted) = spec.generation else {
         return false;
     };
-    if spec.reference {
+    if spec.reference || spec.policy.is_some() {
         return false;
     }
     let observed = history.map_or(0, |h| {
@@ -535,6 +560,53 @@ pinned
         let text = describe(&is, &Images::new(), now());
         assert!(
             text.ends_with("1.0\n  tagged from quay.io/org/app:1.0\n\n  ~ importing latest image ...\n  no images\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn policy_tags_show_the_policy_the_choice_and_the_candidates() {
+        let mut is = ImageStream::new("ns", "app");
+        let item = |n: char| TagEvent {
+            created: "2015-05-05T19:10:00Z".into(),
+            docker_image_reference: format!("r/ns/app@sha256:{}", n.to_string().repeat(64)),
+            image: format!("sha256:{}", n.to_string().repeat(64)),
+            generation: Some(1),
+        };
+        let status = is.status.get_or_insert_default();
+        for (tag, n) in [
+            ("1.0.0", 'a'),
+            ("1.10.0", 'b'),
+            ("2.0.0", 'c'),
+            ("latest", 'c'),
+        ] {
+            status.tags.push(NamedTagEventList {
+                tag: tag.into(),
+                items: vec![item(n)],
+                ..NamedTagEventList::default()
+            });
+        }
+        let policy = |name: &str, range: &str| TagReference {
+            name: name.into(),
+            generation: Some(2),
+            policy: Some(imagestreams_common::model::TagPolicy {
+                semver: Some(imagestreams_common::model::SemverPolicy {
+                    range: range.into(),
+                }),
+                ..Default::default()
+            }),
+            ..TagReference::default()
+        };
+        is.spec.tags = vec![policy("latest-1.x", ">=1.0 <2"), policy("v3", ">=3")];
+        let text = describe(&is, &Images::new(), now());
+        assert!(
+            text.contains("latest-1.x\n  follows 1.10.0 by policy semver \">=1.0 <2\" (2 candidates)\n\n  no images\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "v3\n  follows no tag yet by policy semver \">=3\" (0 candidates)\n\n  no images\n"
+            ),
             "{text}"
         );
     }

@@ -271,6 +271,13 @@ spec:
     reference: true
     referencePolicy:
       type: Source
+  # our field: kubectl's client-side schema check must know it
+  - name: newest-1.x
+    policy:
+      filterTags:
+        pattern: '^v?1[.]'
+      semver:
+        range: '>=1.0 <2'
 ";
 
 #[tokio::test]
@@ -339,6 +346,8 @@ async fn kubectl_reads_and_writes_streams_through_ups_kubeconfig() {
     for field in ["dockerImageRepository", "lookupPolicy", "tags"] {
         assert!(explained.contains(field), "{explained}");
     }
+    let explained = up.ok(&["explain", "is.spec.tags.policy.semver"]).await;
+    assert!(explained.contains("range"), "{explained}");
 
     // apply twice: created, then nothing to change
     let applied = up.run_with_input(&["apply", "-f", "-"], WEB).await;
@@ -396,7 +405,7 @@ async fn kubectl_reads_and_writes_streams_through_ups_kubeconfig() {
             "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.spec.tags[*].name}",
         ])
         .await;
-    assert_eq!(seen, "silver hello stable canary");
+    assert_eq!(seen, "silver hello stable newest-1.x canary");
 
     // replace with a stale resourceVersion: a conflict, nothing changed
     let stale = up.ok(&["get", "is", "web", "-o", "yaml"]).await;

@@ -10,5 +10,6 @@ mod e2e;
 mod exactly_once;
 mod firing;
 mod kit;
+mod policies;
 mod reconcile;
 mod webhooks;

@@ -242,8 +242,7 @@ fn compile_filter(pattern: &str, extract: &str) -> Result<(Regex, String), Polic
 fn one_line(message: &str) -> String {
     message
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .next_back()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(message)
         .trim()
         .to_owned()

@@ -153,10 +153,42 @@ fn add_kind<T: JsonSchema>(
         .unwrap_or(kind)
         .to_owned();
     let mut definitions = generator.take_definitions(true);
+    for schema in definitions.values_mut() {
+        optional_refs_as_all_of(schema);
+    }
     schemas.append(&mut definitions);
     if let Some(mut schema) = schemas.get(&derived).cloned() {
         schema["x-kubernetes-group-version-kind"] = json!([gvk(api, kind)]);
         schemas.insert(schema_name(api, kind), schema);
+    }
+}
+
+/// Rewrites each optional struct field, which schemars writes as
+/// `anyOf: [{$ref}, {enum: [null], nullable: true}]`, as Kubernetes' own
+/// documents do: `allOf: [{$ref}]`. `kubectl explain` follows `allOf` into
+/// the referred schema (`is.spec.tags.importPolicy.scheduled`) and stops at
+/// `anyOf`.
+fn optional_refs_as_all_of(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let optional_ref = object
+                .get("anyOf")
+                .and_then(Value::as_array)
+                .and_then(|any| {
+                    let [reference, null] = any.as_slice() else {
+                        return None;
+                    };
+                    let is_null = null.get("enum") == Some(&json!([null]));
+                    (is_null && reference.get("$ref").is_some()).then(|| reference.clone())
+                });
+            if let Some(reference) = optional_ref {
+                object.remove("anyOf");
+                object.insert("allOf".into(), json!([reference]));
+            }
+            object.values_mut().for_each(optional_refs_as_all_of);
+        }
+        Value::Array(items) => items.iter_mut().for_each(optional_refs_as_all_of),
+        _ => {}
     }
 }
 
@@ -321,6 +353,13 @@ mod tests {
                 .get("application/strategic-merge-patch+json")
                 .is_none()
         );
+        // optional structs as Kubernetes writes them, which kubectl explain follows
+        let tag = &schemas["TagReference"]["properties"];
+        assert_eq!(
+            tag["policy"]["allOf"],
+            json!([{"$ref": "#/components/schemas/TagPolicy"}])
+        );
+        assert!(tag["importPolicy"].get("anyOf").is_none(), "{tag}");
         // every ref resolves
         let text = document.to_string();
         for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
