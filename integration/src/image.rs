@@ -261,6 +261,70 @@ pub async fn push_unique_image(registry: &Registry, repo_tag: &str) -> anyhow::R
         .await
 }
 
+/// One platform of an index [`push_index`] makes: the manifest's digest, os,
+/// architecture and variant.
+pub type IndexEntry<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+
+/// Puts an OCI index of `entries` (manifests already in `repo` of `registry`)
+/// as `repo:tag`, with the registry's credentials. Returns its digest.
+pub async fn push_index(
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+    entries: &[IndexEntry<'_>],
+) -> anyhow::Result<String> {
+    use sha2::Digest as _;
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let with_credentials = |request: reqwest::RequestBuilder| match registry.credentials() {
+        Some((user, password)) => request.basic_auth(user, Some(password)),
+        None => request,
+    };
+    let mut manifests = Vec::new();
+    for (digest, os, architecture, variant) in entries {
+        let bytes = with_credentials(
+            http.get(format!("{}/v2/{repo}/manifests/{digest}", registry.url()))
+                .header("accept", OCI_MANIFEST),
+        )
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+        let mut platform = serde_json::json!({ "architecture": architecture, "os": os });
+        if let Some(variant) = variant {
+            platform["variant"] = (*variant).into();
+        }
+        manifests.push(serde_json::json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": digest,
+            "size": bytes.len(),
+            "platform": platform,
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests,
+    })
+    .to_string();
+    let put = with_credentials(
+        http.put(format!("{}/v2/{repo}/manifests/{tag}", registry.url()))
+            .header("content-type", OCI_INDEX)
+            .body(index.clone()),
+    )
+    .send()
+    .await?;
+    anyhow::ensure!(put.status().is_success(), "PUT index: {}", put.status());
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(index.as_bytes()))
+    ))
+}
+
 /// `skopeo inspect [FLAGS] docker://<reference>` over plain HTTP: the image as skopeo reports it, its config
 /// blob with `--config`, its manifest with `--raw`.
 pub async fn inspect(reference: &str, flags: &[&str]) -> anyhow::Result<serde_json::Value> {

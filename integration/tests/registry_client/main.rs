@@ -3,6 +3,7 @@
 //! requests.
 
 mod faults;
+mod mirror;
 mod real;
 mod token;
 

@@ -1,16 +1,15 @@
 //! The client against a real docker-registry (CNCF distribution 2.8): tags, digests as skopeo reports them,
 //! the seed's registry rule, htpasswd credentials from a docker config.json, and a multi-arch index.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use imagestreams_common::reference::Reference;
 use imagestreams_integration::fake_registry::base64_encode;
-use imagestreams_integration::{Registry, RegistryOptions, TestDir, binaries, push_unique_image};
+use imagestreams_integration::{
+    Registry, RegistryOptions, TestDir, binaries, push_index, push_unique_image,
+};
 use imagestreams_registry_client::{
     Keyring, MEDIA_TYPE_OCI_INDEX, RegistriesConfig, RegistryClient, RegistryRule, RegistryRules,
 };
-use sha2::{Digest, Sha256};
 
 use crate::{client, expect_reason, fast_limits, repo};
 
@@ -178,57 +177,16 @@ async fn a_multi_arch_index_is_the_image_and_lists_its_platforms() -> anyhow::Re
     let registry = Registry::start(RegistryOptions::default()).await?;
     let amd64 = push_unique_image(&registry, "multi/app:amd64").await?;
     let arm64 = push_unique_image(&registry, "multi/app:arm64").await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let size = |digest: String| {
-        let http = http.clone();
-        let url = format!("{}/v2/multi/app/manifests/{digest}", registry.url());
-        async move {
-            let bytes = http
-                .get(&url)
-                .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await?;
-            anyhow::Ok(bytes.len())
-        }
-    };
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": amd64,
-                "size": size(amd64.clone()).await?,
-                "platform": { "architecture": "amd64", "os": "linux" }
-            },
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": arm64,
-                "size": size(arm64.clone()).await?,
-                "platform": { "architecture": "arm64", "os": "linux", "variant": "v8" }
-            }
-        ]
-    })
-    .to_string();
-    let index_digest = format!("sha256:{}", hex::encode(Sha256::digest(index.as_bytes())));
-    let put = http
-        .put(format!("{}/v2/multi/app/manifests/latest", registry.url()))
-        .header("content-type", MEDIA_TYPE_OCI_INDEX)
-        .body(index.clone())
-        .send()
-        .await?;
-    anyhow::ensure!(put.status().is_success(), "PUT index: {}", put.status());
-    assert_eq!(
-        put.headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok()),
-        Some(index_digest.as_str())
-    );
+    let index_digest = push_index(
+        &registry,
+        "multi/app",
+        "latest",
+        &[
+            (&amd64, "linux", "amd64", None),
+            (&arm64, "linux", "arm64", Some("v8")),
+        ],
+    )
+    .await?;
 
     let c = client(fast_limits());
     let r = repo(&c, &registry.host(), "multi/app", &Keyring::new());

@@ -347,3 +347,53 @@ async fn token_auth_registry_needs_the_right_credentials() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn images_are_mirrored_to_a_token_registry_with_push_scope() -> anyhow::Result<()> {
+    use imagestreams_integration::{Registry, RegistryOptions, push_unique_image};
+    use imagestreams_registry_client::mirror::CopyOptions;
+
+    use crate::mirror::{blob_uploads, raw_digest};
+
+    let tokens = TokenServer::start().await?;
+    let registry = TokenRegistry::start(&tokens).await?;
+    let source = Registry::start(RegistryOptions::default()).await?;
+    let digest = push_unique_image(&source, "src/app:1").await?;
+    let c = client(fast_limits());
+    let from = repo(&c, &source.host(), "src/app", &Keyring::new());
+
+    let mut keyring = Keyring::new();
+    keyring.insert(&registry.host(), Credential::basic(USER, PASSWORD))?;
+    let to = repo(&c, &registry.host(), "team/mirrored", &keyring);
+    let report = c
+        .copy_image(&from, "1", &to, "1", &CopyOptions::default())
+        .await?;
+    assert_eq!(
+        (report.digest.as_str(), report.uploaded),
+        (digest.as_str(), 2)
+    );
+    let image = format!("{}/team/mirrored:1", registry.host());
+    assert_eq!(raw_digest(&image, Some((USER, PASSWORD))).await?, digest);
+    assert_eq!(blob_uploads(&registry.log, "team/mirrored"), 2);
+    let again = c
+        .copy_image(&from, "1", &to, "1", &CopyOptions::default())
+        .await?;
+    assert_eq!(again.uploaded, 0, "{again:?}");
+    assert_eq!(blob_uploads(&registry.log, "team/mirrored"), 2);
+
+    // without the right credentials the token server grants nothing
+    let mut wrong = Keyring::new();
+    wrong.insert(&registry.host(), Credential::basic(USER, "wrong-Pa55"))?;
+    for keyring in [wrong, Keyring::new()] {
+        let refused = repo(&c, &registry.host(), "team/refused", &keyring);
+        let e = expect_reason(
+            c.copy_image(&from, "1", &refused, "1", &CopyOptions::default())
+                .await,
+            "Unauthorized",
+        );
+        assert!(!format!("{e:?}").contains("wrong-Pa55"), "{e:?}");
+    }
+    let check = repo(&c, &registry.host(), "team/refused", &keyring);
+    expect_reason(c.digest(&check, "1").await, "NotFound");
+    Ok(())
+}

@@ -41,10 +41,11 @@ pub mod image;
 mod integrated;
 mod limits;
 mod manifest;
+pub mod mirror;
 mod rules;
 
 pub use auth::{Challenge, Scheme, parse_www_authenticate};
-pub use client::{RegistryClient, Repository, USER_AGENT};
+pub use client::{BlobOutcome, RegistryClient, Repository, USER_AGENT};
 pub use config::{limits, rules};
 pub use error::RegistryError;
 pub use imagestreams_formats::credentials::{

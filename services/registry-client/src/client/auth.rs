@@ -238,6 +238,7 @@ impl RegistryClient {
             url,
             accept: Some("application/json"),
             form,
+            upload: None,
             what: &what,
             max_body: Some(self.inner.limits.max_body_bytes.min(1024 * 1024)),
             follow_redirect: false,

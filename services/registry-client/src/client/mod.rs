@@ -3,11 +3,15 @@
 //!
 //! - here: the client, its repositories and their sources (mirrors, then the primary location);
 //! - [`operations`]: what it asks of a registry (tags, manifests, digests, blobs);
+//! - [`push`]: what it writes (blobs: checked, mounted or uploaded; manifests);
 //! - [`auth`]: how it authenticates (Basic, challenges, bearer tokens);
 //! - [`transport`]: how each request goes out (limits, retries, timeouts, capped bodies, redirects).
 
 mod auth;
 mod operations;
+mod push;
+
+pub use push::BlobOutcome;
 mod transport;
 
 use std::collections::{HashMap, HashSet};

@@ -11,6 +11,8 @@ pub(super) struct Request<'a> {
     pub(super) url: Url,
     pub(super) accept: Option<&'static str>,
     pub(super) form: Option<Vec<(&'static str, String)>>,
+    /// A body to send, with its content type (blobs and manifests pushed).
+    pub(super) upload: Option<(&'static str, Bytes)>,
     pub(super) what: &'a str,
     /// Read the body (not for HEAD), up to this many bytes.
     pub(super) max_body: Option<u64>,
@@ -302,6 +304,12 @@ impl RegistryClient {
             builder = builder
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(form_urlencoded(form));
+        }
+        if let Some((content_type, body)) = &req.upload {
+            builder = builder
+                .header(CONTENT_TYPE, *content_type)
+                .header(CONTENT_LENGTH, body.len())
+                .body(body.clone());
         }
         let limits = &self.inner.limits;
         let work = async {

@@ -1,0 +1,176 @@
+//! Copying images between real docker-registries: a multi-arch index and a
+//! single image to an htpasswd-protected registry, byte for byte as skopeo
+//! sees them; a second copy sends no blob (the destination's access log);
+//! wrong credentials tag nothing; one platform; mounts within a registry.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use imagestreams_integration::{
+    Registry, RegistryOptions, binaries, push_index, push_unique_image,
+};
+use imagestreams_registry_client::{Credential, Keyring, mirror::CopyOptions};
+use sha2::{Digest as _, Sha256};
+
+use crate::{client, expect_reason, fast_limits, repo};
+
+const USER: &str = "mirror";
+const PASSWORD: &str = "Mirr0r-Pa55-never-logged";
+
+/// `sha256:` of `skopeo inspect --raw docker://<image>`: the manifest's digest
+/// as skopeo reads it.
+pub async fn raw_digest(image: &str, creds: Option<(&str, &str)>) -> anyhow::Result<String> {
+    let mut cmd = tokio::process::Command::new(binaries::skopeo());
+    cmd.args(["inspect", "--tls-verify=false", "--raw"]);
+    match creds {
+        Some((u, p)) => cmd.arg(format!("--creds={u}:{p}")),
+        None => cmd.arg("--no-creds"),
+    };
+    let out = cmd
+        .arg(format!("docker://{image}"))
+        .output()
+        .await
+        .context("running skopeo inspect --raw")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "skopeo inspect --raw {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(&out.stdout))
+    ))
+}
+
+/// How many blob uploads of `repo` the registry's access log shows completed.
+pub fn blob_uploads(log: &Path, repo: &str) -> usize {
+    let needle = format!("\"PUT /v2/{repo}/blobs/uploads/");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .count()
+}
+
+#[tokio::test]
+async fn images_cross_byte_for_byte_once_and_never_half_tagged() -> anyhow::Result<()> {
+    let source = Registry::start(RegistryOptions::default()).await?;
+    let destination = Registry::start(RegistryOptions {
+        htpasswd: Some((USER.into(), PASSWORD.into())),
+        ..RegistryOptions::default()
+    })
+    .await?;
+    let amd64 = push_unique_image(&source, "multi/app:amd64").await?;
+    let arm64 = push_unique_image(&source, "multi/app:arm64").await?;
+    let index = push_index(
+        &source,
+        "multi/app",
+        "latest",
+        &[
+            (&amd64, "linux", "amd64", None),
+            (&arm64, "linux", "arm64", Some("v8")),
+        ],
+    )
+    .await?;
+    let single = push_unique_image(&source, "single/app:1").await?;
+
+    let mut keyring = Keyring::new();
+    keyring.insert(&destination.host(), Credential::basic(USER, PASSWORD))?;
+    let c = client(fast_limits());
+    let from_multi = repo(&c, &source.host(), "multi/app", &Keyring::new());
+    let from_single = repo(&c, &source.host(), "single/app", &Keyring::new());
+    let to = repo(&c, &destination.host(), "team/app", &keyring);
+    let options = CopyOptions::default();
+
+    // a dry run checks and writes nothing
+    let dry = c
+        .copy_image(
+            &from_multi,
+            "latest",
+            &to,
+            "latest",
+            &CopyOptions {
+                dry_run: true,
+                ..CopyOptions::default()
+            },
+        )
+        .await?;
+    assert_eq!((dry.manifests, dry.uploaded), (3, 4), "{dry:?}");
+    assert_eq!(blob_uploads(destination.log_path(), "team/app"), 0);
+
+    // the index and its children, and a single image: the digests skopeo reads
+    let report = c
+        .copy_image(&from_multi, "latest", &to, "latest", &options)
+        .await?;
+    assert_eq!(report.digest, index);
+    assert_eq!((report.manifests, report.blobs), (3, 4), "{report:?}");
+    assert_eq!(report.uploaded, 4, "{report:?}");
+    let creds = Some((USER, PASSWORD));
+    let at = |repo_tag: &str| destination.image_ref(repo_tag);
+    assert_eq!(raw_digest(&at("team/app:latest"), creds).await?, index);
+    assert_eq!(
+        raw_digest(&source.image_ref("multi/app:latest"), None).await?,
+        index
+    );
+    for child in [&amd64, &arm64] {
+        assert_eq!(
+            raw_digest(&at(&format!("team/app@{child}")), creds).await?,
+            *child
+        );
+    }
+    let copied = c
+        .copy_image(&from_single, "1", &to, "single", &options)
+        .await?;
+    assert_eq!(copied.digest, single);
+    assert_eq!(raw_digest(&at("team/app:single"), creds).await?, single);
+    let uploads = blob_uploads(destination.log_path(), "team/app");
+    assert_eq!(uploads, 6, "two blobs each of three images");
+
+    // a second run sends no blob
+    let again = c
+        .copy_image(&from_multi, "latest", &to, "latest", &options)
+        .await?;
+    assert_eq!((again.present, again.uploaded), (4, 0), "{again:?}");
+    assert_eq!(blob_uploads(destination.log_path(), "team/app"), uploads);
+
+    // wrong credentials: a clear error, and no tag at the destination
+    let mut wrong = Keyring::new();
+    wrong.insert(&destination.host(), Credential::basic(USER, "wrong-Pa55"))?;
+    let refused = repo(&c, &destination.host(), "team/refused", &wrong);
+    let e = expect_reason(
+        c.copy_image(&from_single, "1", &refused, "1", &options)
+            .await,
+        "Unauthorized",
+    );
+    let shown = format!("{e} {e:?}");
+    assert!(
+        !shown.contains(PASSWORD) && !shown.contains("wrong-Pa55"),
+        "{shown}"
+    );
+    let check = repo(&c, &destination.host(), "team/refused", &keyring);
+    expect_reason(c.digest(&check, "1").await, "NotFound");
+
+    // one platform: its manifest is the image
+    let arm = c
+        .copy_image(
+            &from_multi,
+            "latest",
+            &to,
+            "arm64",
+            &CopyOptions {
+                platform: Some("linux/arm64/v8".into()),
+                ..CopyOptions::default()
+            },
+        )
+        .await?;
+    assert_eq!(arm.digest, arm64);
+    assert_eq!(raw_digest(&at("team/app:arm64"), creds).await?, arm64);
+
+    // within one registry, blobs are mounted, not sent
+    let other = repo(&c, &destination.host(), "team/other", &keyring);
+    let mounted = c.copy_image(&to, "single", &other, "1", &options).await?;
+    assert_eq!((mounted.mounted, mounted.uploaded), (2, 0), "{mounted:?}");
+    assert_eq!(blob_uploads(destination.log_path(), "team/other"), 0);
+    assert_eq!(raw_digest(&at("team/other:1"), creds).await?, single);
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! What the client writes to a registry (distribution spec "push"): blobs,
+//! checked with `HEAD`, mounted from another repository of the same registry
+//! or uploaded, and manifests. Writes go to a repository's primary location
+//! only: mirrors are for pulls. Every request asks for `pull,push` scope.
+
+use super::transport::{Request, Response};
+use super::*;
+
+/// The content type of an uploaded blob.
+const OCTET_STREAM: &str = "application/octet-stream";
+
+impl Source<'_> {
+    fn push_scope(&self) -> String {
+        format!("repository:{}:pull,push", self.endpoint.repository)
+    }
+}
+
+/// How a blob came to be in the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Mounted from another repository of the same registry: no bytes sent.
+    Mounted,
+    /// The registry answered the mount with an upload: the blob must be sent.
+    NotMounted,
+}
+
+impl RegistryClient {
+    /// Whether the primary location of `repo` holds the blob `digest`.
+    pub async fn has_blob(&self, repo: &Repository, digest: &str) -> Result<bool, RegistryError> {
+        let source = repo.primary_source();
+        let what = format!("blob {}@{digest}", source.endpoint.repository);
+        let url = join(
+            &source.endpoint.origin,
+            &format!("v2/{}/blobs/{digest}", source.endpoint.repository),
+        )?;
+        let request = Request {
+            method: Method::HEAD,
+            url,
+            accept: None,
+            form: None,
+            upload: None,
+            what: &what,
+            max_body: None,
+            follow_redirect: false,
+        };
+        match self.send(source, Some(source.push_scope()), request).await {
+            Ok(_) => Ok(true),
+            Err(RegistryError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks the registry to mount the blob `digest` of `from` (a repository
+    /// path of the same registry) into `repo`.
+    pub async fn mount_blob(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        from: &str,
+    ) -> Result<BlobOutcome, RegistryError> {
+        let source = repo.primary_source();
+        let what = format!("a mount of {from}@{digest}");
+        let mut url = self.uploads_url(source)?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest)
+            .append_pair("from", from);
+        let resp = self.post(source, url, &what).await?;
+        Ok(if resp.status == StatusCode::CREATED {
+            BlobOutcome::Mounted
+        } else {
+            BlobOutcome::NotMounted
+        })
+    }
+
+    /// Uploads the blob `digest` (`bytes`, which must hash to it) to `repo`:
+    /// a `POST` opening the upload, then one `PUT` of the bytes closing it
+    /// (the spec's monolithic upload in two steps, which every registry
+    /// serves).
+    pub async fn upload_blob(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        bytes: Bytes,
+    ) -> Result<(), RegistryError> {
+        let source = repo.primary_source();
+        let what = format!("an upload of {}@{digest}", source.endpoint.repository);
+        let opened = self.post(source, self.uploads_url(source)?, &what).await?;
+        let mut location = opened
+            .headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| source.endpoint.origin.join(l).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| RegistryError::InvalidResponse {
+                registry: source.registry(),
+                what: what.clone(),
+                detail: format!("a {} without a usable Location", opened.status),
+            })?;
+        location.query_pairs_mut().append_pair("digest", digest);
+        let request = Request {
+            method: Method::PUT,
+            url: location,
+            accept: None,
+            form: None,
+            upload: Some((OCTET_STREAM, bytes)),
+            what: &what,
+            max_body: Some(MAX_ERROR_BODY_BYTES),
+            follow_redirect: false,
+        };
+        self.send(source, Some(source.push_scope()), request)
+            .await?;
+        Ok(())
+    }
+
+    /// Puts the manifest `bytes` of `media_type` under `reference` (a tag or
+    /// its digest) in `repo`. Returns the digest the registry answered,
+    /// checked against the bytes' own.
+    pub async fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        media_type: &'static str,
+        bytes: Bytes,
+    ) -> Result<String, RegistryError> {
+        check_reference(reference)?;
+        let source = repo.primary_source();
+        let what = format!("manifest {}:{reference}", source.endpoint.repository);
+        let url = join(
+            &source.endpoint.origin,
+            &format!("v2/{}/manifests/{reference}", source.endpoint.repository),
+        )?;
+        let digest = digest_of("sha256", &bytes).unwrap_or_default();
+        let request = Request {
+            method: Method::PUT,
+            url,
+            accept: None,
+            form: None,
+            upload: Some((media_type, bytes)),
+            what: &what,
+            max_body: Some(MAX_ERROR_BODY_BYTES),
+            follow_redirect: false,
+        };
+        let resp = self
+            .send(source, Some(source.push_scope()), request)
+            .await?;
+        let answered = resp
+            .headers
+            .get(DOCKER_CONTENT_DIGEST)
+            .and_then(|v| v.to_str().ok());
+        if let Some(answered) = answered
+            && answered != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                registry: source.registry(),
+                what,
+                expected: digest,
+                actual: answered.to_owned(),
+            });
+        }
+        Ok(digest)
+    }
+
+    fn uploads_url(&self, source: Source<'_>) -> Result<Url, RegistryError> {
+        join(
+            &source.endpoint.origin,
+            &format!("v2/{}/blobs/uploads/", source.endpoint.repository),
+        )
+    }
+
+    async fn post(
+        &self,
+        source: Source<'_>,
+        url: Url,
+        what: &str,
+    ) -> Result<Response, RegistryError> {
+        let request = Request {
+            method: Method::POST,
+            url,
+            accept: None,
+            form: None,
+            upload: Some((OCTET_STREAM, Bytes::new())),
+            what,
+            max_body: Some(MAX_ERROR_BODY_BYTES),
+            follow_redirect: false,
+        };
+        self.send(source, Some(source.push_scope()), request).await
+    }
+}
