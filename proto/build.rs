@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "imagestreams/v1/tag_syncer.proto",
     "imagestreams/v1/auth.proto",
     "imagestreams/v1/receivers.proto",
+    "imagestreams/v1/mirrors.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -98,6 +98,8 @@ pub enum ClientCommand {
     Set(SetCommand),
     /// Import images from an external registry into an image stream, as `oc import-image` does.
     ImportImage(ImportImageArgs),
+    /// Copy images (a stream's tags, or any pull spec) to another registry with the namespace's secrets, as `oc image mirror` does.
+    Mirror(MirrorArgs),
     /// Registry credentials of the namespace, used by its imports.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -148,6 +150,27 @@ pub struct ImportImageArgs {
     #[arg(long)]
     pub scheduled: bool,
     /// The registry needs plain HTTP (sets `importPolicy.insecure`).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// `imagestreams mirror SOURCE DEST`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MirrorArgs {
+    /// `STREAM`, `STREAM:TAG` or `STREAM@DIGEST` of the namespace (no `/`), or a pull spec.
+    pub source: String,
+    /// `REPOSITORY:TAG`, or `REPOSITORY` to keep the source's tag (each tag's, for a whole stream).
+    pub destination: String,
+    /// Copy only this platform of a multi-arch image (`os/arch[/variant]`); its manifest becomes the image.
+    #[arg(long, value_name = "OS/ARCH", conflicts_with = "all_platforms")]
+    pub platform: Option<String>,
+    /// Copy every platform, so the destination has the source's digest (the default).
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Check what is missing at the destination; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Both registries may use plain HTTP or unverified TLS.
     #[arg(long)]
     pub insecure: bool,
 }

@@ -325,6 +325,43 @@ pub async fn push_index(
     ))
 }
 
+/// `sha256:` of `skopeo inspect --raw docker://<image>` over plain HTTP: the
+/// manifest's digest as skopeo reads it, with `creds` or anonymously.
+pub async fn raw_digest(image: &str, creds: Option<(&str, &str)>) -> anyhow::Result<String> {
+    use sha2::Digest as _;
+    let mut cmd = Command::new(binaries::skopeo());
+    cmd.args(["inspect", "--tls-verify=false", "--raw"]);
+    match creds {
+        Some((u, p)) => cmd.arg(format!("--creds={u}:{p}")),
+        None => cmd.arg("--no-creds"),
+    };
+    let out = cmd
+        .arg(format!("docker://{image}"))
+        .output()
+        .await
+        .context("running skopeo inspect --raw")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "skopeo inspect --raw {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(&out.stdout))
+    ))
+}
+
+/// How many blob uploads of `repo` a docker-registry's access log (`log`)
+/// shows completed (`PUT …/blobs/uploads/…`).
+pub fn blob_uploads(log: &std::path::Path, repo: &str) -> usize {
+    let needle = format!("\"PUT /v2/{repo}/blobs/uploads/");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .count()
+}
+
 /// `skopeo inspect [FLAGS] docker://<reference>` over plain HTTP: the image as skopeo reports it, its config
 /// blob with `--config`, its manifest with `--raw`.
 pub async fn inspect(reference: &str, flags: &[&str]) -> anyhow::Result<serde_json::Value> {

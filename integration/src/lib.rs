@@ -20,7 +20,9 @@ pub mod util;
 
 pub use app::{Bearer, TestApp};
 pub use binaries::require;
-pub use image::{ImageBuilder, OciImage, pull, push_index, push_unique_image};
+pub use image::{
+    ImageBuilder, OciImage, blob_uploads, pull, push_index, push_unique_image, raw_digest,
+};
 pub use nats::{NatsCluster, NatsServer};
 pub use notify::{NotificationSink, ReceivedRequest, is_push_of};
 pub use registry::{Registry, RegistryOptions, TokenAuth, TokenKeys};

@@ -18,6 +18,7 @@ pub mod history;
 pub mod humanize;
 pub mod images;
 pub mod import;
+pub mod mirror;
 pub mod output;
 pub mod receivers;
 pub mod resource;
@@ -164,6 +165,7 @@ pub async fn run(
         ClientCommand::History(args) => history::run(&mut ctx, &args, out).await,
         ClientCommand::Tag(args) => tag::run(&mut ctx, &args, out).await,
         ClientCommand::ImportImage(args) => import::run(&mut ctx, &args, out, err).await,
+        ClientCommand::Mirror(args) => mirror::run(&mut ctx, &args, out, err).await,
         ClientCommand::Secrets(command) => {
             secrets::run(&mut ctx, &command, &mut std::io::stdin(), out, err).await
         }

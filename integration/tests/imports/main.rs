@@ -17,6 +17,7 @@
 //! [`StubGateway`], which holds exactly the code the gateway is to take.
 
 mod gar_keys;
+mod mirror;
 mod receiver_kinds;
 mod receivers;
 
@@ -293,6 +294,12 @@ impl ImageStreams for ImportOnly {
         &self,
         _: Request<proto::GetImageStreamTagRequest>,
     ) -> Result<Response<proto::ImageStreamTag>, Status> {
+        Err(Status::unimplemented("stub"))
+    }
+    async fn mirror(
+        &self,
+        _: Request<proto::MirrorRequest>,
+    ) -> Result<Response<proto::MirrorResponse>, Status> {
         Err(Status::unimplemented("stub"))
     }
 

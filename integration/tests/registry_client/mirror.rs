@@ -3,54 +3,15 @@
 //! sees them; a second copy sends no blob (the destination's access log);
 //! wrong credentials tag nothing; one platform; mounts within a registry.
 
-use std::path::Path;
-
-use anyhow::Context as _;
 use imagestreams_integration::{
-    Registry, RegistryOptions, binaries, push_index, push_unique_image,
+    Registry, RegistryOptions, blob_uploads, push_index, push_unique_image, raw_digest,
 };
 use imagestreams_registry_client::{Credential, Keyring, mirror::CopyOptions};
-use sha2::{Digest as _, Sha256};
 
 use crate::{client, expect_reason, fast_limits, repo};
 
 const USER: &str = "mirror";
 const PASSWORD: &str = "Mirr0r-Pa55-never-logged";
-
-/// `sha256:` of `skopeo inspect --raw docker://<image>`: the manifest's digest
-/// as skopeo reads it.
-pub async fn raw_digest(image: &str, creds: Option<(&str, &str)>) -> anyhow::Result<String> {
-    let mut cmd = tokio::process::Command::new(binaries::skopeo());
-    cmd.args(["inspect", "--tls-verify=false", "--raw"]);
-    match creds {
-        Some((u, p)) => cmd.arg(format!("--creds={u}:{p}")),
-        None => cmd.arg("--no-creds"),
-    };
-    let out = cmd
-        .arg(format!("docker://{image}"))
-        .output()
-        .await
-        .context("running skopeo inspect --raw")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "skopeo inspect --raw {image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(&out.stdout))
-    ))
-}
-
-/// How many blob uploads of `repo` the registry's access log shows completed.
-pub fn blob_uploads(log: &Path, repo: &str) -> usize {
-    let needle = format!("\"PUT /v2/{repo}/blobs/uploads/");
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|line| line.contains(&needle))
-        .count()
-}
 
 #[tokio::test]
 async fn images_cross_byte_for_byte_once_and_never_half_tagged() -> anyhow::Result<()> {

@@ -350,10 +350,10 @@ async fn token_auth_registry_needs_the_right_credentials() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn images_are_mirrored_to_a_token_registry_with_push_scope() -> anyhow::Result<()> {
-    use imagestreams_integration::{Registry, RegistryOptions, push_unique_image};
+    use imagestreams_integration::{
+        Registry, RegistryOptions, blob_uploads, push_unique_image, raw_digest,
+    };
     use imagestreams_registry_client::mirror::CopyOptions;
-
-    use crate::mirror::{blob_uploads, raw_digest};
 
     let tokens = TokenServer::start().await?;
     let registry = TokenRegistry::start(&tokens).await?;

@@ -13,6 +13,7 @@ use imagestreams_common::{
     store::Freshness,
 };
 use imagestreams_proto::v1::{self as proto, image_streams_server::ImageStreams};
+use imagestreams_tag_syncer_api::MirrorClient;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -28,12 +29,18 @@ use crate::{
 pub(crate) struct Grpc {
     streams: Arc<Streams>,
     imports: ImportClient,
+    mirrors: MirrorClient,
 }
 
 impl Grpc {
-    /// Serves `streams`; `ImportImage` goes to the tag-syncer through `imports`.
-    pub fn new(streams: Arc<Streams>, imports: ImportClient) -> Self {
-        Grpc { streams, imports }
+    /// Serves `streams`; `ImportImage` and `Mirror` go to the tag-syncer
+    /// through `imports` and `mirrors`.
+    pub fn new(streams: Arc<Streams>, imports: ImportClient, mirrors: MirrorClient) -> Self {
+        Grpc {
+            streams,
+            imports,
+            mirrors,
+        }
     }
 }
 
@@ -231,6 +238,19 @@ impl ImageStreams for Grpc {
         // (the ImportClient's wait), not the unary one
         authorize_request(&request, Some(&request.get_ref().namespace), Verb::Import)?;
         let response = imports::import_image(&self.imports, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(namespace = %request.get_ref().namespace, source = %request.get_ref().source, destination = %request.get_ref().destination), err(level = "debug"))]
+    async fn mirror(
+        &self,
+        request: Request<proto::MirrorRequest>,
+    ) -> Result<Response<proto::MirrorResponse>, Status> {
+        // pushing with the namespace's registry secrets takes the right that
+        // pulling with them does; like an import, a mirror has the
+        // MirrorClient's longer deadline
+        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Import)?;
+        let response = self.mirrors.mirror(request.get_ref()).await?;
         Ok(Response::new(response))
     }
 

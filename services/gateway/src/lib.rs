@@ -58,6 +58,7 @@ use imagestreams_common::{
     tls::{ServerTls, TlsError, TlsListener},
 };
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
+use imagestreams_tag_syncer_api::MirrorClient;
 use imagestreams_trigger_api::TriggerReader;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -173,6 +174,7 @@ pub struct GatewayService {
     streams: Arc<Streams>,
     triggers: triggers::TriggersApi,
     imports: ImportClient,
+    mirrors: MirrorClient,
     secrets: secrets::SecretsApi,
     receivers: receivers::ReceiversApi,
     identities: Arc<IdentityStore>,
@@ -310,6 +312,7 @@ impl GatewayService {
             streams,
             triggers: triggers::TriggersApi::new(&deps),
             imports: ImportClient::new(deps.nats.clone()),
+            mirrors: MirrorClient::new(deps.nats.clone()),
             secrets: secrets::SecretsApi::new(deps.nats.clone()),
             receivers: receivers::ReceiversApi::new(deps.nats.clone()),
             identities,
@@ -342,9 +345,13 @@ impl GatewayService {
         let reflection_v1alpha = reflection()
             .build_v1alpha()
             .map_err(GatewayError::Reflection)?;
-        let api = ImageStreamsServer::new(Grpc::new(self.streams.clone(), self.imports.clone()))
-            .max_decoding_message_size(options.max_message_bytes)
-            .max_encoding_message_size(options.max_message_bytes);
+        let api = ImageStreamsServer::new(Grpc::new(
+            self.streams.clone(),
+            self.imports.clone(),
+            self.mirrors.clone(),
+        ))
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         // the identity cache lives while the watch runs: until the end of the graceful shutdown
         let identities = self.identities.clone();

@@ -1,6 +1,7 @@
 //! The tag-syncer's request-reply API (core NATS, queue group
 //! [`subjects::TAG_SYNCER_QUEUE`]): `import` (the gateway's `ImportImage`,
-//! answered once the stream-store applied the outcome),
+//! answered once the stream-store applied the outcome), `mirror` (the
+//! gateway's `Mirror`, answered once every image crossed or failed),
 //! `secrets.{create,list,delete}` and `receivers.{create,get,list,delete}`. Requests received before shutdown are
 //! answered before [`serve`] returns.
 
@@ -14,11 +15,14 @@ use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{importer::Importer, plan, receivers::ReceiverStore, secrets::SecretStore};
+use crate::{
+    importer::Importer, mirror::Mirrorer, plan, receivers::ReceiverStore, secrets::SecretStore,
+};
 
 /// The operations, by the last tokens of their subjects.
-pub const OPS: [&str; 8] = [
+pub const OPS: [&str; 9] = [
     "import",
+    "mirror",
     "secrets.create",
     "secrets.list",
     "secrets.delete",
@@ -62,6 +66,8 @@ pub struct Handlers {
     pub secrets: Arc<SecretStore>,
     /// The webhook receivers.
     pub receivers: Arc<ReceiverStore>,
+    /// Runs mirrors.
+    pub mirrorer: Arc<Mirrorer>,
 }
 
 impl Handlers {
@@ -98,6 +104,20 @@ impl Handlers {
     }
 
     async fn handle(&self, op: &str, payload: &[u8]) -> Vec<u8> {
+        if op == "mirror" {
+            let result = match proto::MirrorRequest::decode(payload) {
+                Ok(request) => self.mirrorer.mirror(request).await,
+                Err(e) => Err(ApiError::invalid("", format!("malformed request: {e}"))),
+            };
+            let result = match result {
+                Ok(response) => proto::mirror_reply::Result::Response(response),
+                Err(error) => proto::mirror_reply::Result::Error(failed(op, error)),
+            };
+            return proto::MirrorReply {
+                result: Some(result),
+            }
+            .encode_to_vec();
+        }
         if op == "import" {
             let result = match proto::ImportImageRequest::decode(payload) {
                 Ok(request) => self.import_image(request).await,
@@ -105,16 +125,7 @@ impl Handlers {
             };
             let result = match result {
                 Ok(response) => proto::import_image_reply::Result::Response(response),
-                Err(error) => {
-                    if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-                        tracing::warn!(
-                            op,
-                            error = imagestreams_common::error::chain(&error),
-                            "request failed"
-                        );
-                    }
-                    proto::import_image_reply::Result::Error(error.into())
-                }
+                Err(error) => proto::import_image_reply::Result::Error(failed(op, error)),
             };
             return proto::ImportImageReply {
                 result: Some(result),
@@ -126,6 +137,19 @@ impl Handlers {
         }
         self.secrets.handle(op, payload).await.encode_to_vec()
     }
+}
+
+/// The wire form of a failed request's error; faults (not the caller's
+/// mistakes) are logged.
+fn failed(op: &str, error: ApiError) -> proto::StoreError {
+    if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+        tracing::warn!(
+            op,
+            error = imagestreams_common::error::chain(&error),
+            "request failed"
+        );
+    }
+    error.into()
 }
 
 /// Serves requests until `shutdown`.

@@ -296,6 +296,18 @@ impl Importer {
         }
     }
 
+    /// The registry secrets of `namespace`; none (with a warning) when they
+    /// cannot be read, so that public registries still work.
+    pub(crate) async fn namespace_keyring(&self, namespace: &str) -> Keyring {
+        match self.secrets.keyring(namespace).await {
+            Ok(keyring) => keyring,
+            Err(error) => {
+                tracing::warn!(%namespace, error = imagestreams_common::error::chain(&error), "namespace secrets unavailable; going on without them");
+                Keyring::new()
+            }
+        }
+    }
+
     /// The credentials for `reference`: the global ones, with the
     /// namespace's secret for each endpoint it has one for.
     fn keyring_for(&self, reference: &Reference, insecure: bool, namespace: &Keyring) -> Keyring {
@@ -314,7 +326,8 @@ impl Importer {
         keyring
     }
 
-    fn repository(
+    /// `reference` resolved by the rules, with its credentials.
+    pub(crate) fn repository(
         &self,
         reference: &Reference,
         insecure: bool,
@@ -342,13 +355,7 @@ impl Importer {
         metadata: Metadata,
     ) -> (Vec<proto::ImportedTag>, Vec<Fetched>) {
         let deadline = Instant::now() + self.timeout;
-        let namespace = match self.secrets.keyring(&plan.namespace).await {
-            Ok(keyring) => keyring,
-            Err(error) => {
-                tracing::warn!(namespace = %plan.namespace, error = imagestreams_common::error::chain(&error), "namespace secrets unavailable; importing without them");
-                Keyring::new()
-            }
-        };
+        let namespace = self.namespace_keyring(&plan.namespace).await;
         let mut done: Vec<proto::ImportedTag> = Vec::new();
         let mut jobs: Vec<Job> = Vec::new();
         let single: HashSet<&str> = plan.tags.iter().map(|t| t.tag.as_str()).collect();

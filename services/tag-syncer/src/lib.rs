@@ -34,6 +34,7 @@ pub mod hints;
 pub mod hooks;
 pub mod importer;
 pub mod kv_scan;
+pub mod mirror;
 pub mod plan;
 pub mod receivers;
 pub mod schedule;
@@ -151,6 +152,7 @@ impl TagSyncerService {
             importer: importer.clone(),
             secrets,
             receivers,
+            mirrorer: Arc::new(mirror::Mirrorer::new(importer.clone(), reader.clone())),
         });
         let (items, schedule_items) = mpsc::unbounded_channel();
         let watcher = Arc::new(watch::Watcher::new(

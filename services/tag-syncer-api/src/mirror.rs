@@ -1,0 +1,77 @@
+//! The `mirror` request: the gateway's `Mirror` RPC, answered by the
+//! tag-syncer once every image crossed (or failed).
+
+use std::time::Duration;
+
+use imagestreams_common::{error::ApiError, requests, subjects};
+use imagestreams_proto::v1 as proto;
+use prost::Message as _;
+
+/// The status of an image that crossed.
+pub const STATUS_SUCCESS: &str = "Success";
+/// The status of an image that did not.
+pub const STATUS_FAILURE: &str = "Failure";
+
+/// How long a caller waits for a mirror: images may be large.
+pub const DEFAULT_MIRROR_WAIT: Duration = Duration::from_secs(600);
+
+/// Asks the tag-syncer to mirror.
+#[derive(Clone, Debug)]
+pub struct MirrorClient {
+    nats: async_nats::Client,
+    wait: Duration,
+}
+
+impl MirrorClient {
+    /// A client over `nats`, waiting [`DEFAULT_MIRROR_WAIT`].
+    pub fn new(nats: async_nats::Client) -> Self {
+        MirrorClient {
+            nats,
+            wait: DEFAULT_MIRROR_WAIT,
+        }
+    }
+
+    /// The same client waiting `wait` for an answer.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Mirrors as `request` says; the outcome per image. A source that does
+    /// not resolve is an error; an image that fails to cross is a
+    /// [`STATUS_FAILURE`] entry.
+    pub async fn mirror(
+        &self,
+        request: &proto::MirrorRequest,
+    ) -> Result<proto::MirrorResponse, ApiError> {
+        for (field, value) in [
+            ("namespace", &request.namespace),
+            ("source", &request.source),
+            ("destination", &request.destination),
+        ] {
+            if value.is_empty() {
+                return Err(ApiError::invalid(field, format!("{field}: Required value")));
+            }
+        }
+        let reply = requests::call(
+            &self.nats,
+            subjects::tag_syncer_api("mirror"),
+            request,
+            "the tag-syncer",
+            self.wait,
+        )
+        .await?;
+        let reply = proto::MirrorReply::decode(reply)
+            .map_err(|e| ApiError::Internal(format!("undecodable tag-syncer reply: {e}")))?;
+        match reply.result {
+            Some(proto::mirror_reply::Result::Response(r)) => Ok(r),
+            Some(proto::mirror_reply::Result::Error(e)) => Err(e.into()),
+            None => Err(ApiError::Internal("empty tag-syncer reply".into())),
+        }
+    }
+}
+
+/// Whether any image of `response` failed.
+pub fn any_failed(response: &proto::MirrorResponse) -> bool {
+    response.images.iter().any(|i| i.status == STATUS_FAILURE)
+}
