@@ -30,6 +30,7 @@ pub struct ImageBuilder {
     env: Vec<(String, String)>,
     entrypoint: Option<Vec<String>>,
     files: Vec<(String, Vec<u8>)>,
+    layers: Vec<(String, Vec<u8>)>,
     platform: Option<(String, String)>,
 }
 
@@ -73,6 +74,13 @@ impl ImageBuilder {
         self
     }
 
+    /// Adds a layer of its own above the first, holding one file at `path`
+    /// with `contents` (one `umoci unpack`/`repack` each).
+    pub fn layer(mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        self.layers.push((path.into(), contents.into()));
+        self
+    }
+
     /// Builds the image into a fresh OCI layout: `umoci init`, `new`, `unpack --rootless`, write files, `repack`,
     /// then `umoci config` when labels, env or an entrypoint were given.
     ///
@@ -113,6 +121,20 @@ impl ImageBuilder {
             .args(["repack", "--image", &image])
             .arg(&bundle))
         .await?;
+        for (path, contents) in &self.layers {
+            std::fs::remove_dir_all(&bundle).context("removing the unpacked bundle")?;
+            run(Command::new(&umoci)
+                .args(["unpack", "--rootless", "--image", &image])
+                .arg(&bundle))
+            .await?;
+            let target = bundle.join("rootfs").join(path.trim_start_matches('/'));
+            std::fs::write(&target, contents)
+                .with_context(|| format!("writing {}", target.display()))?;
+            run(Command::new(&umoci)
+                .args(["repack", "--image", &image])
+                .arg(&bundle))
+            .await?;
+        }
 
         if !self.labels.is_empty()
             || !self.env.is_empty()

@@ -288,9 +288,7 @@ impl RegistryClient {
                 limit: options.max_blob_bytes,
             });
         }
-        let bytes: Bytes = self
-            .blob(from, &blob.digest, options.max_blob_bytes)
-            .await?;
+        let bytes: Bytes = self.blob_of_size(from, &blob.digest, blob.size).await?;
         let size = bytes.len() as u64;
         self.upload_blob(to, &blob.digest, bytes).await?;
         Ok(Crossed::Uploaded(size))

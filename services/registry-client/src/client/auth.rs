@@ -242,6 +242,7 @@ impl RegistryClient {
             what: &what,
             max_body: Some(self.inner.limits.max_body_bytes.min(1024 * 1024)),
             follow_redirect: false,
+            timeout: None,
         };
         let resp = self.execute(&req, auth.as_ref()).await?;
         let realm_label = origin_label(&req.url);

@@ -48,6 +48,7 @@ impl RegistryClient {
                 what,
                 max_body: Some(MAX_ERROR_BODY_BYTES),
                 follow_redirect: false,
+                timeout: None,
             },
         )
         .await
@@ -92,6 +93,7 @@ impl RegistryClient {
                         what: &what,
                         max_body: Some(limits.max_body_bytes),
                         follow_redirect: false,
+                        timeout: None,
                     },
                 )
                 .await?;
@@ -235,7 +237,24 @@ impl RegistryClient {
             input: digest.to_owned(),
             detail: e.to_string(),
         })?;
-        self.each_source(repo, |source| self.blob_at(source, digest, max_bytes))
+        self.each_source(repo, |source| self.blob_at(source, digest, max_bytes, None))
+            .await
+    }
+
+    /// The blob `digest` of `size` bytes (a layer being copied), verified
+    /// against its digest, with [`RegistryClient::transfer_timeout`] for it.
+    pub async fn blob_of_size(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        size: u64,
+    ) -> Result<Bytes, RegistryError> {
+        validate_digest(digest).map_err(|e| RegistryError::InvalidReference {
+            input: digest.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let timeout = Some(self.transfer_timeout(size));
+        self.each_source(repo, |source| self.blob_at(source, digest, size, timeout))
             .await
     }
 
@@ -244,6 +263,7 @@ impl RegistryClient {
         source: Source<'_>,
         digest: &str,
         max_bytes: u64,
+        timeout: Option<Duration>,
     ) -> Result<Bytes, RegistryError> {
         let what = format!("blob {}@{digest}", source.endpoint.repository);
         let url = join(
@@ -263,6 +283,7 @@ impl RegistryClient {
                     what: &what,
                     max_body: Some(max_bytes),
                     follow_redirect: true,
+                    timeout,
                 },
             )
             .await?;
@@ -298,6 +319,7 @@ impl RegistryClient {
             what: req.what,
             max_body: req.max_body,
             follow_redirect: false,
+            timeout: req.timeout,
         };
         self.execute(&redirected, None).await
     }
@@ -353,6 +375,7 @@ impl RegistryClient {
                     what: &what,
                     max_body: None,
                     follow_redirect: false,
+                    timeout: None,
                 },
             )
             .await?;
@@ -404,6 +427,7 @@ impl RegistryClient {
                     what: &what,
                     max_body: Some(self.inner.limits.max_body_bytes),
                     follow_redirect: false,
+                    timeout: None,
                 },
             )
             .await?;

@@ -24,7 +24,18 @@ pub enum BlobOutcome {
     NotMounted,
 }
 
+/// The slowest transfer a blob crossing is given time for: 1 MiB/s.
+pub const MIN_TRANSFER_BYTES_PER_SECOND: u64 = 1024 * 1024;
+
 impl RegistryClient {
+    /// How long one attempt to send or read a blob of `bytes` may take: the
+    /// request timeout, plus a second per MiB ([`MIN_TRANSFER_BYTES_PER_SECOND`]),
+    /// so that a 2 GiB layer is not cut off after the 10 s an API call gets.
+    pub fn transfer_timeout(&self, bytes: u64) -> Duration {
+        self.inner.limits.request_timeout()
+            + Duration::from_secs(bytes / MIN_TRANSFER_BYTES_PER_SECOND)
+    }
+
     /// Whether the primary location of `repo` holds the blob `digest`.
     pub async fn has_blob(&self, repo: &Repository, digest: &str) -> Result<bool, RegistryError> {
         let source = repo.primary_source();
@@ -42,6 +53,7 @@ impl RegistryClient {
             what: &what,
             max_body: None,
             follow_redirect: false,
+            timeout: None,
         };
         match self.send(source, Some(source.push_scope()), request).await {
             Ok(_) => Ok(true),
@@ -97,6 +109,7 @@ impl RegistryClient {
                 detail: format!("a {} without a usable Location", opened.status),
             })?;
         location.query_pairs_mut().append_pair("digest", digest);
+        let timeout = Some(self.transfer_timeout(bytes.len() as u64));
         let request = Request {
             method: Method::PUT,
             url: location,
@@ -106,6 +119,7 @@ impl RegistryClient {
             what: &what,
             max_body: Some(MAX_ERROR_BODY_BYTES),
             follow_redirect: false,
+            timeout,
         };
         self.send(source, Some(source.push_scope()), request)
             .await?;
@@ -139,6 +153,7 @@ impl RegistryClient {
             what: &what,
             max_body: Some(MAX_ERROR_BODY_BYTES),
             follow_redirect: false,
+            timeout: None,
         };
         let resp = self
             .send(source, Some(source.push_scope()), request)
@@ -182,6 +197,7 @@ impl RegistryClient {
             what,
             max_body: Some(MAX_ERROR_BODY_BYTES),
             follow_redirect: false,
+            timeout: None,
         };
         self.send(source, Some(source.push_scope()), request).await
     }

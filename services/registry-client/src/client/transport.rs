@@ -18,6 +18,9 @@ pub(super) struct Request<'a> {
     pub(super) max_body: Option<u64>,
     /// Follow one redirect (blob storage), without our `Authorization`.
     pub(super) follow_redirect: bool,
+    /// How long one attempt may take, when not [`Limits::request_timeout`]:
+    /// a blob crossing takes longer ([`RegistryClient::transfer_timeout`]).
+    pub(super) timeout: Option<Duration>,
 }
 
 /// A response with its body read.
@@ -224,7 +227,7 @@ impl RegistryClient {
                     return Err(RegistryError::Timeout {
                         registry,
                         what: req.what.to_owned(),
-                        timeout: limits.request_timeout(),
+                        timeout: req.timeout.unwrap_or(limits.request_timeout()),
                         attempts: attempt,
                     });
                 }
@@ -334,7 +337,8 @@ impl RegistryClient {
                 body,
             })
         };
-        match tokio::time::timeout(limits.request_timeout(), work).await {
+        let timeout = req.timeout.unwrap_or(limits.request_timeout());
+        match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(AttemptError::Timeout),
         }
