@@ -7,7 +7,8 @@
 //! mirrored app:1 -> registry.example.com/team/app:1 sha256:…: 3 manifests, 4 blobs (4 sent, 1.2 MiB; 0 mounted; 0 already there)
 //! ```
 //!
-//! A failed image is an `error: SOURCE -> DEST failed (Reason): message` line
+//! or `…: already there` when the destination's tag already points at the
+//! image (nothing is written). A failed image is an `error: SOURCE -> DEST failed (Reason): message` line
 //! on stderr, and the command exits non-zero.
 
 use std::io::Write;
@@ -66,6 +67,14 @@ pub fn render(
         } else {
             ("mirrored", "sent")
         };
+        if image.unchanged {
+            writeln!(
+                out,
+                "{verb} {from} -> {} {}: already there",
+                image.destination, image.digest
+            )?;
+            continue;
+        }
         writeln!(
             out,
             "{verb} {from} -> {} {}: {} manifest{}, {} blob{} ({} {sent}, {}; {} mounted; {} already there)",

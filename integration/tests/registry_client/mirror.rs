@@ -87,11 +87,27 @@ async fn images_cross_byte_for_byte_once_and_never_half_tagged() -> anyhow::Resu
     let uploads = blob_uploads(destination.log_path(), "team/app");
     assert_eq!(uploads, 6, "two blobs each of three images");
 
-    // a second run sends no blob
+    // a second run writes nothing: the tag already points at the image
+    let manifest_puts = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("\"PUT /v2/team/app/manifests/")
+            .count()
+    };
+    let puts = manifest_puts(destination.log_path());
+    assert_eq!(puts, 4, "the index, its two children, the single image");
     let again = c
         .copy_image(&from_multi, "latest", &to, "latest", &options)
         .await?;
-    assert_eq!((again.present, again.uploaded), (4, 0), "{again:?}");
+    assert!(again.unchanged, "{again:?}");
+    assert_eq!(again.digest, index);
+    assert_eq!(blob_uploads(destination.log_path(), "team/app"), uploads);
+    assert_eq!(manifest_puts(destination.log_path()), puts);
+    // the same image under a new tag: only the manifests cross
+    let retag = c
+        .copy_image(&from_multi, "latest", &to, "again", &options)
+        .await?;
+    assert_eq!((retag.present, retag.uploaded), (4, 0), "{retag:?}");
     assert_eq!(blob_uploads(destination.log_path(), "team/app"), uploads);
 
     // wrong credentials: a clear error, and no tag at the destination

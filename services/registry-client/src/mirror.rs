@@ -2,6 +2,8 @@
 //! and `oc image mirror` do: every blob the image needs, then its manifests,
 //! byte for byte, so that the destination has the same digests.
 //!
+//! - **Already there.** When the destination's tag already points at the
+//!   image, nothing is written: a repeated mirror costs manifest reads.
 //! - **Order.** Blobs first (config and layers), then each platform's
 //!   manifest by digest, then the top manifest under the tag. A copy that
 //!   fails part way leaves blobs and untagged manifests behind, never a tag
@@ -72,6 +74,9 @@ pub struct CopyReport {
     pub uploaded: usize,
     /// The bytes uploaded (or to upload).
     pub bytes: u64,
+    /// The destination's tag already pointed at the image: nothing was
+    /// written (nor read beyond the manifests).
+    pub unchanged: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,45 +163,46 @@ impl RegistryClient {
     ) -> Result<CopyReport, RegistryError> {
         let top = self.manifest(from, reference).await?;
         let mut report = CopyReport::default();
-        let tagged = if top.is_index() {
-            let index: IndexDoc = serde_json::from_slice(&top.bytes)
-                .map_err(|e| invalid(from, "an index", e.to_string()))?;
-            match &options.platform {
-                Some(platform) => {
-                    let child = index
-                        .manifests
-                        .iter()
-                        .find(|d| platform_of(d).as_deref() == Some(platform.as_str()))
-                        .ok_or_else(|| RegistryError::NotFound {
-                            registry: from.primary().registry(),
-                            what: format!("platform {platform} of {reference}"),
-                            detail: String::new(),
-                        })?;
-                    self.manifest(from, &child.digest).await?
-                }
-                None => {
-                    for child in &index.manifests {
-                        let manifest = self.manifest(from, &child.digest).await?;
-                        self.copy_manifest(
-                            from,
-                            to,
-                            &manifest,
-                            &manifest.digest,
-                            options,
-                            &mut report,
-                        )
-                        .await?;
+        // the image to tag, and the children to copy first (a whole index)
+        let (tagged, children) = match (top.is_index(), &options.platform) {
+            (false, _) => (top, Vec::new()),
+            (true, platform) => {
+                let index: IndexDoc = serde_json::from_slice(&top.bytes)
+                    .map_err(|e| invalid(from, "an index", e.to_string()))?;
+                match platform {
+                    Some(platform) => {
+                        let child = index
+                            .manifests
+                            .iter()
+                            .find(|d| platform_of(d).as_deref() == Some(platform.as_str()))
+                            .ok_or_else(|| RegistryError::NotFound {
+                                registry: from.primary().registry(),
+                                what: format!("platform {platform} of {reference}"),
+                                detail: String::new(),
+                            })?;
+                        (self.manifest(from, &child.digest).await?, Vec::new())
                     }
-                    top
+                    None => (top, index.manifests),
                 }
             }
-        } else {
-            top
         };
-        self.copy_manifest(from, to, &tagged, tag, options, &mut report)
-            .await?;
         report.digest = tagged.digest.clone();
         report.media_type = manifest_type(&tagged).unwrap_or_default().to_owned();
+        if self
+            .digest(to, tag)
+            .await
+            .is_ok_and(|there| there.digest == tagged.digest)
+        {
+            report.unchanged = true;
+            return Ok(report);
+        }
+        for child in &children {
+            let manifest = self.manifest(from, &child.digest).await?;
+            self.copy_manifest(from, to, &manifest, &manifest.digest, options, &mut report)
+                .await?;
+        }
+        self.copy_manifest(from, to, &tagged, tag, options, &mut report)
+            .await?;
         Ok(report)
     }
 

@@ -133,6 +133,7 @@ fn outcome(job: &Job, result: Result<CopyReport, String>, reason: &str) -> proto
             image.mounted = report.mounted as u32;
             image.uploaded = report.uploaded as u32;
             image.bytes_uploaded = report.bytes;
+            image.unchanged = report.unchanged;
         }
         Err(message) => {
             image.status = STATUS_FAILURE.into();
