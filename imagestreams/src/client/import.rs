@@ -15,8 +15,9 @@ use super::{
 };
 use crate::cli::ImportImageArgs;
 use chrono::Utc;
-use imagestreams_common::{error::ApiError, imports::STATUS_FAILURE, model::ImageStream};
+use imagestreams_common::{error::ApiError, model::ImageStream};
 use imagestreams_proto::v1::{self as pb, image_streams_client::ImageStreamsClient};
+use imagestreams_tag_syncer_api::STATUS_FAILURE;
 
 /// How long `import-image` waits for the outcome (the server bounds an import below this).
 pub const DEFAULT_IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

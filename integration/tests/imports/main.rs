@@ -37,10 +37,8 @@ use imagestreams::{
 use imagestreams_common::{
     config::{Config, RegistryRuleConfig},
     error::ApiError,
-    imports::{ImportClient, STATUS_FAILURE, STATUS_SUCCESS, STATUS_UNCHANGED},
     model::{ANNOTATION_DOCKER_REPOSITORY_CHECK, IMPORT_SUCCESS, ImageStream},
     nats::Topology,
-    secrets::SecretsClient,
     store::{StoreClient, StreamReader},
 };
 use imagestreams_integration::{
@@ -48,6 +46,9 @@ use imagestreams_integration::{
     push_unique_image, wait_for_some,
 };
 use imagestreams_proto::v1::{self as proto, image_streams_server::ImageStreams};
+use imagestreams_tag_syncer_api::{
+    ImportClient, STATUS_FAILURE, STATUS_SUCCESS, STATUS_UNCHANGED, SecretsClient,
+};
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
@@ -309,7 +310,7 @@ impl ImageStreams for ImportOnly {
         request: Request<proto::ImportImageRequest>,
     ) -> Result<Response<proto::ImportImageResponse>, Status> {
         let response =
-            imagestreams_common::imports::import_image(&self.imports, request.into_inner()).await?;
+            imagestreams_tag_syncer_api::import_image(&self.imports, request.into_inner()).await?;
         Ok(Response::new(response))
     }
     // -- the gateway's ImportImage: end --

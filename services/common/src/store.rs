@@ -80,6 +80,29 @@ impl StoreClient {
         self.call("tag", &request).await
     }
 
+    /// Applies an import's outcome (the tag-syncer's, one write, or none when
+    /// nothing changed).
+    pub async fn apply_import(
+        &self,
+        result: &proto::ImportResult,
+    ) -> Result<proto::ImportApplied, ApiError> {
+        let reply = requests::call(
+            &self.nats,
+            subjects::store_api("import"),
+            result,
+            "the stream-store",
+            self.timeout,
+        )
+        .await?;
+        let reply = proto::ImportReply::decode(reply)
+            .map_err(|e| ApiError::Internal(format!("undecodable stream-store reply: {e}")))?;
+        match reply.result {
+            Some(proto::import_reply::Result::Applied(a)) => Ok(a),
+            Some(proto::import_reply::Result::Error(e)) => Err(e.into()),
+            None => Err(ApiError::Internal("empty stream-store reply".into())),
+        }
+    }
+
     async fn call(&self, op: &str, request: &impl prost::Message) -> Result<ImageStream, ApiError> {
         let reply = requests::call(
             &self.nats,

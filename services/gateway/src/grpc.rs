@@ -8,12 +8,11 @@ use std::sync::Arc;
 use imagestreams_common::{
     auth::{Verb, authorize_request},
     error::ApiError,
-    imports::{self, ImportClient},
     model::ImageStream,
     store::Freshness,
 };
 use imagestreams_proto::v1::{self as proto, image_streams_server::ImageStreams};
-use imagestreams_tag_syncer_api::MirrorClient;
+use imagestreams_tag_syncer_api::{ImportClient, MirrorClient, import_image};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -237,7 +236,7 @@ impl ImageStreams for Grpc {
         // an import waits for registries: it has its own, longer deadline
         // (the ImportClient's wait), not the unary one
         authorize_request(&request, Some(&request.get_ref().namespace), Verb::Import)?;
-        let response = imports::import_image(&self.imports, request.into_inner()).await?;
+        let response = import_image(&self.imports, request.into_inner()).await?;
         Ok(Response::new(response))
     }
 

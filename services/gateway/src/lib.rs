@@ -51,14 +51,13 @@ use imagestreams_common::{
     auth::store::{AuthStoreError, IdentityStore},
     config::Config,
     image::ImageCatalog,
-    imports::ImportClient,
     runtime::{Deps, Service},
     store::StreamReader,
     telemetry::propagation,
     tls::{ServerTls, TlsError, TlsListener},
 };
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
-use imagestreams_tag_syncer_api::MirrorClient;
+use imagestreams_tag_syncer_api::{ImportClient, MirrorClient};
 use imagestreams_trigger_api::TriggerReader;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

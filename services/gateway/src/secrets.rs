@@ -7,12 +7,12 @@ use imagestreams_common::{
     auth::{Verb, authorize_request},
     error::ApiError,
     model::is_dns1123_label,
-    secrets::{NewRegistrySecret, SecretsClient, check_names},
 };
 use imagestreams_proto::v1::{
     self as proto,
     secrets_server::{Secrets, SecretsServer},
 };
+use imagestreams_tag_syncer_api::{NewRegistrySecret, SecretsClient, check_names};
 use tonic::{Request, Response, Status};
 
 /// The `Secrets` gRPC service: checks requests at the edge and forwards them

@@ -32,7 +32,6 @@
 use chrono::Utc;
 use imagestreams_common::{
     error::ApiError,
-    imports::{STATUS_FAILURE, STATUS_SUCCESS, STATUS_UNCHANGED},
     model::{
         ANNOTATION_DOCKER_REPOSITORY_CHECK, CONDITION_FALSE, IMPORT_SUCCESS, ImageStream, TagEvent,
         TagEventCondition, TagReference, is_dns1123_label, is_valid_stream_name,
@@ -41,6 +40,7 @@ use imagestreams_common::{
     store::{Cause, CauseKind},
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_tag_syncer_api::{STATUS_FAILURE, STATUS_SUCCESS, STATUS_UNCHANGED};
 use prost::Message as _;
 use tracing::instrument;
 

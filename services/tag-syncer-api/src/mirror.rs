@@ -7,10 +7,7 @@ use imagestreams_common::{error::ApiError, requests, subjects};
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 
-/// The status of an image that crossed.
-pub const STATUS_SUCCESS: &str = "Success";
-/// The status of an image that did not.
-pub const STATUS_FAILURE: &str = "Failure";
+use crate::STATUS_FAILURE;
 
 /// How long a caller waits for a mirror: images may be large.
 pub const DEFAULT_MIRROR_WAIT: Duration = Duration::from_secs(600);

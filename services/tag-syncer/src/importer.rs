@@ -21,7 +21,7 @@ use std::{
 
 use futures::StreamExt as _;
 use imagestreams_common::{
-    error::ApiError, imports::ImportClient, metrics::ServiceMetrics, reference::Reference,
+    error::ApiError, metrics::ServiceMetrics, reference::Reference, store::StoreClient,
 };
 use imagestreams_proto::v1 as proto;
 use imagestreams_registry_client::{
@@ -54,7 +54,7 @@ pub struct Importer {
     inspector: Inspector,
     global: Keyring,
     secrets: Arc<SecretStore>,
-    imports: ImportClient,
+    store: StoreClient,
     timeout: Duration,
     metrics: ImportMetrics,
 }
@@ -186,13 +186,13 @@ fn registry_failure(tag: &str, error: &RegistryError, generation: i64) -> proto:
 
 impl Importer {
     /// An importer talking to registries through `client`, with `global`
-    /// credentials and each namespace's `secrets`, applying through `imports`;
+    /// credentials and each namespace's `secrets`, applying through `store`;
     /// every import is bounded by `timeout`.
     pub fn new(
         inspector: Inspector,
         global: Keyring,
         secrets: Arc<SecretStore>,
-        imports: ImportClient,
+        store: StoreClient,
         timeout: Duration,
     ) -> Self {
         Importer {
@@ -200,7 +200,7 @@ impl Importer {
             inspector,
             global,
             secrets,
-            imports,
+            store,
             timeout,
             metrics: ImportMetrics::default(),
         }
@@ -286,7 +286,7 @@ impl Importer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.imports.apply(&result).await {
+            match self.store.apply_import(&result).await {
                 Err(ApiError::Unavailable(why)) if attempt < APPLY_ATTEMPTS => {
                     tracing::debug!(%why, "stream-store unavailable, trying again");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;

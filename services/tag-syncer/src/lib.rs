@@ -38,6 +38,7 @@ pub mod mirror;
 pub mod plan;
 pub mod receivers;
 pub mod schedule;
+pub mod sealing;
 pub mod secrets;
 pub mod watch;
 
@@ -49,10 +50,9 @@ use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
     image::ImageCatalog,
-    imports::ImportClient,
     metrics,
     runtime::{Deps, Service},
-    store::StreamReader,
+    store::{StoreClient, StreamReader},
     subjects,
 };
 use tokio::sync::mpsc;
@@ -103,7 +103,7 @@ impl TagSyncerService {
             inspector,
             global,
             secrets.clone(),
-            ImportClient::new(deps.nats.clone()),
+            StoreClient::new(deps.nats.clone()),
             timeout,
         ));
         importer.register_metrics(&deps.metrics.service(NAME));

@@ -18,11 +18,10 @@
 use async_nats::jetstream::kv;
 use base64::Engine as _;
 use chrono::Utc;
-use imagestreams_common::{
-    error::ApiError, model::format_timestamp, secrets::check_names, subjects,
-};
+use imagestreams_common::{error::ApiError, model::format_timestamp, subjects};
 use imagestreams_proto::v1 as proto;
 use imagestreams_receivers::{Check, Kind};
+use imagestreams_tag_syncer_api::check_names;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! The registry secrets of each namespace: the tag-syncer is the single
 //! writer and only reader of [`subjects::BUCKET_REGISTRY_SECRETS`] and the
-//! only holder of the key (see [`imagestreams_common::secrets`]).
+//! only holder of the key (see [`crate::sealing`]).
 //!
 //! - **Key.** `secrets.key`, else `secrets.key_file`; with neither, the file
 //!   [`SecretKey::default_file`] is read when it exists, and created (mode
@@ -16,13 +16,12 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use chrono::Utc;
 use imagestreams_common::{
-    config::SecretsConfig,
-    error::ApiError,
-    model::format_timestamp,
-    secrets::{NewRegistrySecret, SecretKey, SecretsError, StoredSecret, not_found},
-    subjects,
+    config::SecretsConfig, error::ApiError, model::format_timestamp, subjects,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_tag_syncer_api::secrets::{NewRegistrySecret, check_names, not_found};
+
+use crate::sealing::{SecretKey, SecretsError, StoredSecret};
 
 use imagestreams_registry_client::{Credential, Keyring, normalize_server};
 
@@ -224,7 +223,7 @@ impl SecretStore {
                 Err(e) => Err(malformed(e)),
             },
             "secrets.delete" => match proto::DeleteSecretRequest::decode(payload) {
-                Ok(r) => match imagestreams_common::secrets::check_names(&r.namespace, &r.name) {
+                Ok(r) => match check_names(&r.namespace, &r.name) {
                     Ok(()) => self
                         .delete(&r.namespace, &r.name)
                         .await

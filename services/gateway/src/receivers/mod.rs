@@ -15,14 +15,13 @@ use imagestreams_common::{
     auth::{Verb, authorize_request},
     error::ApiError,
     model::is_dns1123_label,
-    requests,
-    secrets::check_names,
-    subjects,
+    requests, subjects,
 };
 use imagestreams_proto::v1::{
     self as proto,
     receivers_server::{Receivers, ReceiversServer},
 };
+use imagestreams_tag_syncer_api::check_names;
 use prost::Message as _;
 use tonic::{Request, Response, Status};
 

@@ -48,9 +48,9 @@ use imagestreams_common::{
     auth::{Authenticated, Verb},
     error::{ApiError, KubeStatus, StatusCause, StatusDetails},
     model::ObjectMeta,
-    secrets::check_names,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_tag_syncer_api::check_names;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

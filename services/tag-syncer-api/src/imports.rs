@@ -1,8 +1,7 @@
 //! Imports from external registries, as the other services see them: the
 //! client of the tag-syncer's `import-image` (gateway → tag-syncer, NATS
-//! request-reply) and the client of the stream-store's `import` operation
-//! (tag-syncer → stream-store), which applies an import's outcome as one
-//! write.
+//! request-reply). The stream-store's `import` operation, which applies an
+//! import's outcome as one write, is `StoreClient::apply_import`.
 //!
 //! # `import-image`
 //!
@@ -20,27 +19,19 @@ use std::time::Duration;
 use imagestreams_proto::v1 as proto;
 use prost::Message as _;
 
-use crate::{error::ApiError, requests, subjects};
+use imagestreams_common::{error::ApiError, requests, subjects};
 
-/// The status of a tag whose import moved it to a new image.
-pub const STATUS_SUCCESS: &str = "Success";
-/// The status of a tag whose import found the image it already had.
-pub const STATUS_UNCHANGED: &str = "Unchanged";
-/// The status of a tag whose import failed (its condition says why).
-pub const STATUS_FAILURE: &str = "Failure";
+use crate::STATUS_FAILURE;
 
 /// How long a caller waits for the outcome of an `import-image`: a little
 /// longer than the tag-syncer's own bound on an import.
 pub const DEFAULT_IMPORT_WAIT: Duration = Duration::from_secs(30);
-/// How long the tag-syncer waits for the stream-store to apply an import.
-pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The client of imports over NATS request-reply; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ImportClient {
     nats: async_nats::Client,
     wait: Duration,
-    apply_timeout: Duration,
 }
 
 impl ImportClient {
@@ -49,7 +40,6 @@ impl ImportClient {
         ImportClient {
             nats,
             wait: DEFAULT_IMPORT_WAIT,
-            apply_timeout: DEFAULT_APPLY_TIMEOUT,
         }
     }
 
@@ -78,29 +68,6 @@ impl ImportClient {
             Some(proto::import_image_reply::Result::Response(r)) => Ok(r),
             Some(proto::import_image_reply::Result::Error(e)) => Err(e.into()),
             None => Err(ApiError::Internal("empty tag-syncer reply".into())),
-        }
-    }
-
-    /// Asks the stream-store to apply an import's outcome (one write, or none
-    /// when nothing changed).
-    pub async fn apply(
-        &self,
-        result: &proto::ImportResult,
-    ) -> Result<proto::ImportApplied, ApiError> {
-        let reply = requests::call(
-            &self.nats,
-            subjects::store_api("import"),
-            result,
-            "the stream-store",
-            self.apply_timeout,
-        )
-        .await?;
-        let reply = proto::ImportReply::decode(reply)
-            .map_err(|e| ApiError::Internal(format!("undecodable stream-store reply: {e}")))?;
-        match reply.result {
-            Some(proto::import_reply::Result::Applied(a)) => Ok(a),
-            Some(proto::import_reply::Result::Error(e)) => Err(e.into()),
-            None => Err(ApiError::Internal("empty stream-store reply".into())),
         }
     }
 }
