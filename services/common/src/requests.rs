@@ -5,7 +5,9 @@
 //!   so that the answering service's spans join the caller's trace (a gRPC
 //!   call is one trace from the gateway to the write);
 //! - [`call`] is [`request`] as the services' clients use it: it bounds the
-//!   wait and says which service did not answer and why;
+//!   wait and says which service did not answer and why; [`ask`] is [`call`]
+//!   decoding the reply, whose answer or error the [`Reply`] trait tells
+//!   apart (`replies.rs`), so that a client is one call;
 //! - **payloads over a message** (an import of a big repository, a reply
 //!   holding a stream of 10,000 tags) travel through the JetStream object
 //!   store [`subjects::BUCKET_PAYLOADS`]: the message carries the object's
@@ -33,6 +35,10 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::{error::ApiError, subjects, telemetry::propagation};
+
+mod replies;
+
+pub use replies::Reply;
 
 /// The header naming the object that holds a message's payload.
 pub const PAYLOAD_HEADER: &str = "Imagestreams-Payload";
@@ -113,6 +119,26 @@ pub async fn call(
 }
 
 /// Sends `payload` to `subject` and waits for the reply; the request carries
+/// [`call`], then the reply decoded as `R`: its answer, or the service's
+/// error as an [`ApiError`]. An undecodable or empty reply is `Internal`,
+/// naming `who`.
+pub async fn ask<R: Reply>(
+    nats: &Client,
+    subject: String,
+    message: &impl prost::Message,
+    who: &str,
+    timeout: Duration,
+) -> Result<R::Answer, ApiError> {
+    let reply = call(nats, subject, message, who, timeout).await?;
+    let reply = R::decode(reply)
+        .map_err(|e| ApiError::Internal(format!("undecodable reply of {who}: {e}")))?;
+    match reply.into_result() {
+        Some(Ok(answer)) => Ok(answer),
+        Some(Err(error)) => Err(error.into()),
+        None => Err(ApiError::Internal(format!("empty reply of {who}"))),
+    }
+}
+
 /// the current span's trace context (no headers when tracing is off).
 pub async fn request(
     nats: &Client,

@@ -22,7 +22,6 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use imagestreams_proto::v1 as proto;
-use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{error::ApiError, model::ImageStream, requests, selector::Selector, subjects};
@@ -86,25 +85,18 @@ impl StoreClient {
         &self,
         result: &proto::ImportResult,
     ) -> Result<proto::ImportApplied, ApiError> {
-        let reply = requests::call(
+        requests::ask::<proto::ImportReply>(
             &self.nats,
             subjects::store_api("import"),
             result,
             "the stream-store",
             self.timeout,
         )
-        .await?;
-        let reply = proto::ImportReply::decode(reply)
-            .map_err(|e| ApiError::Internal(format!("undecodable stream-store reply: {e}")))?;
-        match reply.result {
-            Some(proto::import_reply::Result::Applied(a)) => Ok(a),
-            Some(proto::import_reply::Result::Error(e)) => Err(e.into()),
-            None => Err(ApiError::Internal("empty stream-store reply".into())),
-        }
+        .await
     }
 
     async fn call(&self, op: &str, request: &impl prost::Message) -> Result<ImageStream, ApiError> {
-        let reply = requests::call(
+        let stream = requests::ask::<proto::StoreReply>(
             &self.nats,
             subjects::store_api(op),
             request,
@@ -112,14 +104,6 @@ impl StoreClient {
             self.timeout,
         )
         .await?;
-        let reply = proto::StoreReply::decode(reply)
-            .map_err(|e| ApiError::Internal(format!("undecodable stream-store reply: {e}")))?;
-        match reply.result {
-            Some(proto::store_reply::Result::ImageStream(s)) => {
-                ImageStream::try_from(s).map_err(ApiError::from)
-            }
-            Some(proto::store_reply::Result::Error(e)) => Err(e.into()),
-            None => Err(ApiError::Internal("empty stream-store reply".into())),
-        }
+        ImageStream::try_from(stream).map_err(ApiError::from)
     }
 }

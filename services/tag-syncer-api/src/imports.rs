@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use imagestreams_proto::v1 as proto;
-use prost::Message as _;
 
 use imagestreams_common::{error::ApiError, requests, subjects};
 
@@ -54,21 +53,14 @@ impl ImportClient {
         &self,
         request: &proto::ImportImageRequest,
     ) -> Result<proto::ImportImageResponse, ApiError> {
-        let reply = requests::call(
+        requests::ask::<proto::ImportImageReply>(
             &self.nats,
             subjects::tag_syncer_api("import"),
             request,
             "the tag-syncer",
             self.wait,
         )
-        .await?;
-        let reply = proto::ImportImageReply::decode(reply)
-            .map_err(|e| ApiError::Internal(format!("undecodable tag-syncer reply: {e}")))?;
-        match reply.result {
-            Some(proto::import_image_reply::Result::Response(r)) => Ok(r),
-            Some(proto::import_image_reply::Result::Error(e)) => Err(e.into()),
-            None => Err(ApiError::Internal("empty tag-syncer reply".into())),
-        }
+        .await
     }
 }
 

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use imagestreams_common::{error::ApiError, requests, subjects};
 use imagestreams_proto::v1 as proto;
-use prost::Message as _;
 
 use crate::STATUS_FAILURE;
 
@@ -50,21 +49,14 @@ impl MirrorClient {
                 return Err(ApiError::invalid(field, format!("{field}: Required value")));
             }
         }
-        let reply = requests::call(
+        requests::ask::<proto::MirrorReply>(
             &self.nats,
             subjects::tag_syncer_api("mirror"),
             request,
             "the tag-syncer",
             self.wait,
         )
-        .await?;
-        let reply = proto::MirrorReply::decode(reply)
-            .map_err(|e| ApiError::Internal(format!("undecodable tag-syncer reply: {e}")))?;
-        match reply.result {
-            Some(proto::mirror_reply::Result::Response(r)) => Ok(r),
-            Some(proto::mirror_reply::Result::Error(e)) => Err(e.into()),
-            None => Err(ApiError::Internal("empty tag-syncer reply".into())),
-        }
+        .await
     }
 }
 

@@ -16,7 +16,6 @@ use imagestreams_common::{
     config::Secret, error::ApiError, model::is_dns1123_label, requests, subjects,
 };
 use imagestreams_proto::v1 as proto;
-use prost::Message as _;
 
 /// How long a caller waits for the tag-syncer to answer a secrets request.
 pub const DEFAULT_SECRETS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,21 +158,14 @@ impl SecretsClient {
         op: &str,
         request: &impl prost::Message,
     ) -> Result<proto::ListSecretsResponse, ApiError> {
-        let reply = requests::call(
+        requests::ask::<proto::SecretsReply>(
             &self.nats,
             subjects::tag_syncer_api(op),
             request,
             "the tag-syncer",
             self.timeout,
         )
-        .await?;
-        let reply = proto::SecretsReply::decode(reply)
-            .map_err(|e| ApiError::Internal(format!("undecodable tag-syncer reply: {e}")))?;
-        match reply.result {
-            Some(proto::secrets_reply::Result::Secrets(list)) => Ok(list),
-            Some(proto::secrets_reply::Result::Error(e)) => Err(e.into()),
-            None => Err(ApiError::Internal("empty tag-syncer reply".into())),
-        }
+        .await
     }
 }
 

@@ -38,20 +38,13 @@ impl TriggerClient {
         op: &str,
         request: &impl prost::Message,
     ) -> Result<proto::Trigger, ApiError> {
-        let reply = requests::call(
+        requests::ask::<proto::TriggerReply>(
             &self.nats,
             subjects::trigger_api(op),
             request,
             "the trigger service",
             self.timeout,
         )
-        .await?;
-        let reply = proto::TriggerReply::decode(reply)
-            .map_err(|e| ApiError::Internal(format!("undecodable trigger service reply: {e}")))?;
-        match reply.result {
-            Some(proto::trigger_reply::Result::Trigger(t)) => Ok(t),
-            Some(proto::trigger_reply::Result::Error(e)) => Err(e.into()),
-            None => Err(ApiError::Internal("empty trigger service reply".into())),
-        }
+        .await
     }
 }

@@ -28,7 +28,6 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures::StreamExt;
 use imagestreams_proto::v1 as proto;
-use prost::Message as _;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use imagestreams_common::{

@@ -22,7 +22,6 @@ use imagestreams_proto::v1::{
     receivers_server::{Receivers, ReceiversServer},
 };
 use imagestreams_tag_syncer_api::check_names;
-use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 /// How long a receivers request waits for the tag-syncer.
@@ -45,21 +44,14 @@ impl ReceiversClient {
         op: &str,
         request: &impl prost::Message,
     ) -> Result<proto::receivers_reply::Result, ApiError> {
-        let reply = requests::call(
+        requests::ask::<proto::ReceiversReply>(
             &self.nats,
             subjects::tag_syncer_api(op),
             request,
             "the tag-syncer",
             DEFAULT_RECEIVERS_TIMEOUT,
         )
-        .await?;
-        let reply = proto::ReceiversReply::decode(reply)
-            .map_err(|e| ApiError::Internal(format!("undecodable tag-syncer reply: {e}")))?;
-        match reply.result {
-            Some(proto::receivers_reply::Result::Error(e)) => Err(e.into()),
-            Some(result) => Ok(result),
-            None => Err(ApiError::Internal("empty tag-syncer reply".into())),
-        }
+        .await
     }
 
     async fn items(
