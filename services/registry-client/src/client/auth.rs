@@ -234,15 +234,10 @@ impl RegistryClient {
             }
         };
         let req = Request {
-            method,
-            url,
             accept: Some("application/json"),
             form,
-            upload: None,
-            what: &what,
             max_body: Some(self.inner.limits.max_body_bytes.min(1024 * 1024)),
-            follow_redirect: false,
-            timeout: None,
+            ..Request::new(method, url, &what)
         };
         let resp = self.execute(&req, auth.as_ref()).await?;
         let realm_label = origin_label(&req.url);

@@ -40,15 +40,8 @@ impl RegistryClient {
             source,
             None,
             Request {
-                method: Method::GET,
-                url,
-                accept: None,
-                form: None,
-                upload: None,
-                what,
                 max_body: Some(MAX_ERROR_BODY_BYTES),
-                follow_redirect: false,
-                timeout: None,
+                ..Request::new(Method::GET, url, what)
             },
         )
         .await
@@ -85,15 +78,9 @@ impl RegistryClient {
                     source,
                     Some(source.pull_scope()),
                     Request {
-                        method: Method::GET,
-                        url: url.clone(),
                         accept: Some("application/json"),
-                        form: None,
-                        upload: None,
-                        what: &what,
                         max_body: Some(limits.max_body_bytes),
-                        follow_redirect: false,
-                        timeout: None,
+                        ..Request::new(Method::GET, url.clone(), &what)
                     },
                 )
                 .await?;
@@ -275,15 +262,10 @@ impl RegistryClient {
                 source,
                 Some(source.pull_scope()),
                 Request {
-                    method: Method::GET,
-                    url,
-                    accept: None,
-                    form: None,
-                    upload: None,
-                    what: &what,
                     max_body: Some(max_bytes),
                     follow_redirect: true,
                     timeout,
+                    ..Request::new(Method::GET, url, &what)
                 },
             )
             .await?;
@@ -311,15 +293,10 @@ impl RegistryClient {
                 detail: format!("a {} redirect without a usable Location", resp.status),
             })?;
         let redirected = Request {
-            method: Method::GET,
-            url: location,
             accept: req.accept,
-            form: None,
-            upload: None,
-            what: req.what,
             max_body: req.max_body,
-            follow_redirect: false,
             timeout: req.timeout,
+            ..Request::new(Method::GET, location, req.what)
         };
         self.execute(&redirected, None).await
     }
@@ -367,15 +344,8 @@ impl RegistryClient {
                 source,
                 Some(source.pull_scope()),
                 Request {
-                    method: Method::HEAD,
-                    url,
                     accept: Some(MANIFEST_ACCEPT),
-                    form: None,
-                    upload: None,
-                    what: &what,
-                    max_body: None,
-                    follow_redirect: false,
-                    timeout: None,
+                    ..Request::new(Method::HEAD, url, &what)
                 },
             )
             .await?;
@@ -419,15 +389,9 @@ impl RegistryClient {
                 source,
                 Some(source.pull_scope()),
                 Request {
-                    method: Method::GET,
-                    url,
                     accept: Some(MANIFEST_ACCEPT),
-                    form: None,
-                    upload: None,
-                    what: &what,
                     max_body: Some(self.inner.limits.max_body_bytes),
-                    follow_redirect: false,
-                    timeout: None,
+                    ..Request::new(Method::GET, url, &what)
                 },
             )
             .await?;

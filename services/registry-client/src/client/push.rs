@@ -44,17 +44,7 @@ impl RegistryClient {
             &source.endpoint.origin,
             &format!("v2/{}/blobs/{digest}", source.endpoint.repository),
         )?;
-        let request = Request {
-            method: Method::HEAD,
-            url,
-            accept: None,
-            form: None,
-            upload: None,
-            what: &what,
-            max_body: None,
-            follow_redirect: false,
-            timeout: None,
-        };
+        let request = Request::new(Method::HEAD, url, &what);
         match self.send(source, Some(source.push_scope()), request).await {
             Ok(_) => Ok(true),
             Err(RegistryError::NotFound { .. }) => Ok(false),
@@ -111,15 +101,10 @@ impl RegistryClient {
         location.query_pairs_mut().append_pair("digest", digest);
         let timeout = Some(self.transfer_timeout(bytes.len() as u64));
         let request = Request {
-            method: Method::PUT,
-            url: location,
-            accept: None,
-            form: None,
             upload: Some((OCTET_STREAM, bytes)),
-            what: &what,
             max_body: Some(MAX_ERROR_BODY_BYTES),
-            follow_redirect: false,
             timeout,
+            ..Request::new(Method::PUT, location, &what)
         };
         self.send(source, Some(source.push_scope()), request)
             .await?;
@@ -145,15 +130,9 @@ impl RegistryClient {
         )?;
         let digest = digest_of("sha256", &bytes).unwrap_or_default();
         let request = Request {
-            method: Method::PUT,
-            url,
-            accept: None,
-            form: None,
             upload: Some((media_type, bytes)),
-            what: &what,
             max_body: Some(MAX_ERROR_BODY_BYTES),
-            follow_redirect: false,
-            timeout: None,
+            ..Request::new(Method::PUT, url, &what)
         };
         let resp = self
             .send(source, Some(source.push_scope()), request)
@@ -189,15 +168,9 @@ impl RegistryClient {
         what: &str,
     ) -> Result<Response, RegistryError> {
         let request = Request {
-            method: Method::POST,
-            url,
-            accept: None,
-            form: None,
             upload: Some((OCTET_STREAM, Bytes::new())),
-            what,
             max_body: Some(MAX_ERROR_BODY_BYTES),
-            follow_redirect: false,
-            timeout: None,
+            ..Request::new(Method::POST, url, what)
         };
         self.send(source, Some(source.push_scope()), request).await
     }

@@ -23,6 +23,25 @@ pub(super) struct Request<'a> {
     pub(super) timeout: Option<Duration>,
 }
 
+impl<'a> Request<'a> {
+    /// A `method` request of `url` (for `what`, named in errors): no
+    /// `Accept`, no body, no body read (set `max_body`), no redirect
+    /// followed, the default timeout.
+    pub(super) fn new(method: Method, url: Url, what: &'a str) -> Self {
+        Request {
+            method,
+            url,
+            accept: None,
+            form: None,
+            upload: None,
+            what,
+            max_body: None,
+            follow_redirect: false,
+            timeout: None,
+        }
+    }
+}
+
 /// A response with its body read.
 pub(super) struct Response {
     pub(super) status: StatusCode,
