@@ -134,6 +134,28 @@ async fn mirror_copies_a_streams_images_with_the_namespace_secret() -> anyhow::R
     }
     assert_eq!(blob_uploads(destination.log_path(), "team/all"), uploads);
 
+    // what an operator's Prometheus sees: three images sent (one, then two),
+    // two found already there, one refused; the dry run is not counted
+    let metrics = reqwest::get(format!("{}/metrics", app.http_url()))
+        .await?
+        .text()
+        .await?;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_default()
+    };
+    let images = "imagestreams_tag_syncer_mirrored_images_total";
+    assert_eq!(
+        value(&format!("{images}{{outcome=\"ok\"}}")),
+        3.0,
+        "{metrics}"
+    );
+    assert_eq!(value(&format!("{images}{{outcome=\"unchanged\"}}")), 2.0);
+    assert_eq!(value(&format!("{images}{{outcome=\"Unauthorized\"}}")), 1.0);
+    assert!(value("imagestreams_tag_syncer_mirrored_bytes_total") > 0.0);
+
     // bad input is refused before anything crosses
     for (source, target, wanted) in [
         (

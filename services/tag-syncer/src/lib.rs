@@ -152,7 +152,11 @@ impl TagSyncerService {
             importer: importer.clone(),
             secrets,
             receivers,
-            mirrorer: Arc::new(mirror::Mirrorer::new(importer.clone(), reader.clone())),
+            mirrorer: {
+                let mirrorer = mirror::Mirrorer::new(importer.clone(), reader.clone());
+                mirrorer.register_metrics(&deps.metrics.service(NAME));
+                Arc::new(mirrorer)
+            },
         });
         let (items, schedule_items) = mpsc::unbounded_channel();
         let watcher = Arc::new(watch::Watcher::new(

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use imagestreams_common::{
     error::{ApiError, chain},
+    metrics::ServiceMetrics,
     model::ImageStream,
     reference::Reference,
     store::StreamReader,
@@ -26,6 +27,10 @@ use imagestreams_common::{
 use imagestreams_proto::v1 as proto;
 use imagestreams_registry_client::mirror::{CopyOptions, CopyReport};
 use imagestreams_tag_syncer_api::{STATUS_FAILURE, STATUS_SUCCESS};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
 
 use crate::importer::Importer;
 
@@ -43,6 +48,20 @@ struct Job {
 pub struct Mirrorer {
     importer: Arc<Importer>,
     reader: StreamReader,
+    metrics: MirrorMetrics,
+}
+
+/// `mirrored_images_total{outcome}` and `mirrored_bytes_total`.
+#[derive(Clone, Debug, Default)]
+struct MirrorMetrics {
+    images: Family<OutcomeLabels, Counter>,
+    bytes: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    /// `ok`, `unchanged`, or the failure's reason (`Unauthorized`, …).
+    outcome: String,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -148,7 +167,25 @@ impl Mirrorer {
     /// Mirrors with `importer`'s client and credentials, reading streams
     /// with `reader`.
     pub fn new(importer: Arc<Importer>, reader: StreamReader) -> Self {
-        Mirrorer { importer, reader }
+        Mirrorer {
+            importer,
+            reader,
+            metrics: MirrorMetrics::default(),
+        }
+    }
+
+    /// Registers the mirror metrics with the service's.
+    pub fn register_metrics(&self, metrics: &ServiceMetrics) {
+        metrics.register(
+            "mirrored_images",
+            "Images mirrored, by outcome (ok, unchanged, or the failure's reason)",
+            self.metrics.images.clone(),
+        );
+        metrics.register(
+            "mirrored_bytes",
+            "Blob bytes uploaded by mirrors",
+            self.metrics.bytes.clone(),
+        );
     }
 
     /// The images of `request`, resolved.
@@ -234,6 +271,22 @@ impl Mirrorer {
                 Err(e) => Err(e),
             };
             let reason = result.as_ref().err().map_or("", |e| e.reason());
+            if !request.dry_run {
+                let outcome = match &result {
+                    Ok(report) if report.unchanged => "unchanged",
+                    Ok(report) => {
+                        self.metrics.bytes.inc_by(report.bytes);
+                        "ok"
+                    }
+                    Err(_) => reason,
+                };
+                self.metrics
+                    .images
+                    .get_or_create(&OutcomeLabels {
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+            }
             match &result {
                 Ok(report) => tracing::info!(
                     source = %job.source, destination = %job.destination, digest = %report.digest,
