@@ -148,6 +148,15 @@ impl Source<'_> {
         self.endpoint.registry()
     }
 
+    /// `v2/<repository>/<path>` at this endpoint (`tags/list`,
+    /// `manifests/<ref>`, `blobs/<digest>`, `blobs/uploads/`).
+    fn api_url(&self, path: &str) -> Result<Url, RegistryError> {
+        join(
+            &self.endpoint.origin,
+            &format!("v2/{}/{path}", self.endpoint.repository),
+        )
+    }
+
     fn pull_scope(&self) -> String {
         format!("repository:{}:pull", self.endpoint.repository)
     }

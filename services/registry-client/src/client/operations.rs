@@ -55,10 +55,7 @@ impl RegistryClient {
         let source = repo.primary_source();
         let limits = &self.inner.limits;
         let what = format!("the tags of {}", source.endpoint.repository);
-        let mut url = join(
-            &source.endpoint.origin,
-            &format!("v2/{}/tags/list", source.endpoint.repository),
-        )?;
+        let mut url = source.api_url("tags/list")?;
         if let Some(n) = limits.tag_page_size {
             url.query_pairs_mut().append_pair("n", &n.to_string());
         }
@@ -253,10 +250,7 @@ impl RegistryClient {
         timeout: Option<Duration>,
     ) -> Result<Bytes, RegistryError> {
         let what = format!("blob {}@{digest}", source.endpoint.repository);
-        let url = join(
-            &source.endpoint.origin,
-            &format!("v2/{}/blobs/{digest}", source.endpoint.repository),
-        )?;
+        let url = source.api_url(&format!("blobs/{digest}"))?;
         let resp = self
             .send(
                 source,
@@ -335,10 +329,7 @@ impl RegistryClient {
         tag: &str,
     ) -> Result<ManifestDigest, RegistryError> {
         let what = format!("manifest {}:{tag}", source.endpoint.repository);
-        let url = join(
-            &source.endpoint.origin,
-            &format!("v2/{}/manifests/{tag}", source.endpoint.repository),
-        )?;
+        let url = source.api_url(&format!("manifests/{tag}"))?;
         let resp = self
             .send(
                 source,
@@ -380,10 +371,7 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<Manifest, RegistryError> {
         let what = format!("manifest {}:{reference}", source.endpoint.repository);
-        let url = join(
-            &source.endpoint.origin,
-            &format!("v2/{}/manifests/{reference}", source.endpoint.repository),
-        )?;
+        let url = source.api_url(&format!("manifests/{reference}"))?;
         let resp = self
             .send(
                 source,

@@ -40,10 +40,7 @@ impl RegistryClient {
     pub async fn has_blob(&self, repo: &Repository, digest: &str) -> Result<bool, RegistryError> {
         let source = repo.primary_source();
         let what = format!("blob {}@{digest}", source.endpoint.repository);
-        let url = join(
-            &source.endpoint.origin,
-            &format!("v2/{}/blobs/{digest}", source.endpoint.repository),
-        )?;
+        let url = source.api_url(&format!("blobs/{digest}"))?;
         let request = Request::new(Method::HEAD, url, &what);
         match self.send(source, Some(source.push_scope()), request).await {
             Ok(_) => Ok(true),
@@ -124,10 +121,7 @@ impl RegistryClient {
         check_reference(reference)?;
         let source = repo.primary_source();
         let what = format!("manifest {}:{reference}", source.endpoint.repository);
-        let url = join(
-            &source.endpoint.origin,
-            &format!("v2/{}/manifests/{reference}", source.endpoint.repository),
-        )?;
+        let url = source.api_url(&format!("manifests/{reference}"))?;
         let digest = digest_of("sha256", &bytes).unwrap_or_default();
         let request = Request {
             upload: Some((media_type, bytes)),
@@ -155,10 +149,7 @@ impl RegistryClient {
     }
 
     fn uploads_url(&self, source: Source<'_>) -> Result<Url, RegistryError> {
-        join(
-            &source.endpoint.origin,
-            &format!("v2/{}/blobs/uploads/", source.endpoint.repository),
-        )
+        source.api_url("blobs/uploads/")
     }
 
     async fn post(
