@@ -473,15 +473,15 @@ pub enum RefOutput {
 /// `imagestreams set …`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum SetCommand {
-    /// Create a build or deploy trigger fired by new images of an
-    /// ImageStreamTag. A tag that already holds an image fires it at once,
-    /// unless `--no-fire-existing`.
+    /// Create a build or deploy trigger, or a mirror rule, fired by new
+    /// images of an ImageStreamTag. A tag that already holds an image fires
+    /// it at once, unless `--no-fire-existing`.
     Triggers(SetTriggersArgs),
 }
 
-/// `imagestreams set triggers NAME --from-image STREAM:TAG (--build|--deploy) …`.
+/// `imagestreams set triggers NAME --from-image STREAM:TAG (--build|--deploy|--mirror DEST) …`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("trigger_kind").required(true).args(["build", "deploy"])))]
+#[command(group(clap::ArgGroup::new("trigger_kind").required(true).args(["build", "deploy", "mirror"])))]
 pub struct SetTriggersArgs {
     /// The trigger's name (a DNS-1123 label).
     pub name: String,
@@ -494,6 +494,14 @@ pub struct SetTriggersArgs {
     /// Request a deployment (publishes DeploymentRequested).
     #[arg(long)]
     pub deploy: bool,
+    /// A mirror rule: push each new image of the tag to this
+    /// `REPOSITORY[:TAG]` (the tag's own name when none), with the
+    /// namespace's registry secrets; oldest first, never backwards.
+    #[arg(long, value_name = "REPOSITORY[:TAG]", conflicts_with = "webhook")]
+    pub mirror: Option<String>,
+    /// Mirror rules: allow plain HTTP and unverified TLS to the destination.
+    #[arg(long, requires = "mirror")]
+    pub insecure: bool,
     /// POST every firing to this http(s) URL.
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,

@@ -35,6 +35,8 @@ pub fn request(args: &MirrorArgs, namespace: &str) -> pb::MirrorRequest {
         platform: args.platform.clone().unwrap_or_default(),
         dry_run: args.dry_run,
         insecure: args.insecure,
+        // the gateway's own patience
+        timeout_ms: 0,
     }
 }
 

@@ -515,6 +515,7 @@ async fn main() -> anyhow::Result<()> {
                             url: hook_url,
                             secret: Some(WebhookSecret::new("bench-secret")),
                         }),
+                        mirror: None,
                     },
                     fire_existing: true,
                 };

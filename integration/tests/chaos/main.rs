@@ -343,6 +343,7 @@ async fn create_triggers(
                 paused: false,
                 container: String::new(),
                 webhook: None,
+                mirror: None,
             },
             fire_existing: true,
         };

@@ -18,6 +18,7 @@
 
 mod gar_keys;
 mod mirror;
+mod mirror_rules;
 mod receiver_kinds;
 mod receivers;
 
@@ -627,7 +628,7 @@ impl SyncerProcess {
         let dir = TestDir::new("tag-syncer")?;
         let mut toml = format!(
             "[nats]\nurl = \"{}\"\nauto_start = false\n\n[secrets]\nkey_file = \"{}\"\n\n\
-             [tag_syncer]\nhttp_listen = \"127.0.0.1:0\"\nconnect_timeout_ms = 1000\n\
+             [tag_syncer]\nhttp_listen = \"127.0.0.1:0\"\nhooks_listen = \"127.0.0.1:0\"\nconnect_timeout_ms = 1000\n\
              request_timeout_ms = 1500\nmax_retries = 1\nbackoff_initial_ms = 50\nimport_timeout_ms = 8000\n",
             env.nats.url(),
             env.key_file().display()
@@ -657,22 +658,41 @@ impl SyncerProcess {
             .stderr(std::fs::File::create(&log)?)
             .kill_on_drop(true)
             .spawn()?;
-        let process = SyncerProcess {
+        let process = std::sync::Mutex::new(SyncerProcess {
             child,
             log,
             _dir: dir,
-        };
-        wait_for_some(
-            || async { process.logs().contains("imagestreams is up").then_some(()) },
+        });
+        // up, or ended (then say why at once, not after the wait)
+        let started = wait_for_some(
+            || async {
+                let mut process = process.lock().ok()?;
+                let exited = process.child.try_wait().ok().flatten().is_some();
+                (exited || process.logs().contains("imagestreams is up")).then_some(!exited)
+            },
             WAIT,
         )
-        .await
-        .map_err(|e| anyhow::anyhow!("the tag-syncer did not start: {e}\n{}", process.logs()))?;
+        .await;
+        let process = process
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        started
+            .and_then(|up| up.then_some(()).ok_or_else(|| anyhow::anyhow!("it exited")))
+            .map_err(|e| {
+                anyhow::anyhow!("the tag-syncer did not start: {e}\n{}", process.logs())
+            })?;
         Ok(process)
     }
 
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash.
+    async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
     }
 
     async fn stop(mut self) -> anyhow::Result<String> {

@@ -124,6 +124,7 @@ async fn one_push_is_one_trace_and_grpc_calls_continue_their_callers() -> anyhow
                     url: format!("http://{}/hook", receiver.addr),
                     secret: None,
                 }),
+                mirror: None,
             },
             fire_existing: true,
         })

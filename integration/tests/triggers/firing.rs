@@ -165,6 +165,7 @@ async fn other_tags_paused_triggers_and_deploys_behave() -> anyhow::Result<()> {
                     url: receiver.url("ok", "paused"),
                     ..Default::default()
                 }),
+                mirror: None,
             }),
             ..Default::default()
         }),

@@ -129,6 +129,7 @@ impl Env {
                     url,
                     secret: Some(WebhookSecret::new(SECRET)),
                 }),
+                mirror: None,
             },
             fire_existing,
         };
@@ -229,7 +230,10 @@ impl Env {
             .await?;
         let consumer = stream
             .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-                filter_subject: kind.event_kind().namespace_filter(namespace),
+                filter_subject: kind
+                    .event_kind()
+                    .context("mirror rules publish no event")?
+                    .namespace_filter(namespace),
                 ..Default::default()
             })
             .await?;
@@ -243,6 +247,7 @@ impl Env {
                 TriggerKind::Deploy => {
                     proto::DeploymentRequested::decode(m.payload.clone())?.event_id
                 }
+                TriggerKind::Mirror => unreachable!("no subject to read above"),
             };
             ids.push(id);
         }

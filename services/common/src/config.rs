@@ -518,6 +518,9 @@ pub const DEFAULT_TRIGGER_RESYNC_INTERVAL_MS: u64 = 30_000;
 /// Default lease a trigger replica holds on a firing while it performs its
 /// side effects, in milliseconds; another replica takes over once it expires.
 pub const DEFAULT_TRIGGER_LEASE_MS: u64 = 30_000;
+/// Default time one push of a mirror rule may take (the tag-syncer stops
+/// copying then and the push is retried), in milliseconds.
+pub const DEFAULT_TRIGGER_MIRROR_TIMEOUT_MS: u64 = 300_000;
 /// Default number of webhook delivery attempts per firing.
 pub const DEFAULT_WEBHOOK_MAX_ATTEMPTS: u32 = 8;
 /// Default delay before the second webhook attempt, in milliseconds (doubled per attempt).
@@ -539,6 +542,10 @@ pub struct TriggerConfig {
     pub resync_interval_ms: u64,
     /// Lease on a firing's side effects, in milliseconds.
     pub lease_ms: u64,
+    /// How long one push of a mirror rule may take, in milliseconds; a mirror
+    /// firing's lease is this plus `lease_ms`. Attempts and backoff are the
+    /// webhooks'.
+    pub mirror_timeout_ms: u64,
     /// Outbound webhooks.
     pub webhook: WebhookConfig,
 }
@@ -549,6 +556,7 @@ impl Default for TriggerConfig {
             http_listen: addr(DEFAULT_TRIGGER_HTTP_LISTEN),
             resync_interval_ms: DEFAULT_TRIGGER_RESYNC_INTERVAL_MS,
             lease_ms: DEFAULT_TRIGGER_LEASE_MS,
+            mirror_timeout_ms: DEFAULT_TRIGGER_MIRROR_TIMEOUT_MS,
             webhook: WebhookConfig::default(),
         }
     }

@@ -1,6 +1,7 @@
 //! The public `Triggers` gRPC service: create, get, list and delete build and
-//! deploy triggers, and list their firings (Builds and Deployments) with
-//! their webhook delivery logs.
+//! deploy triggers and mirror rules, and list their firings (Builds,
+//! Deployments and Mirrors) with their delivery logs. Creating a mirror rule
+//! also takes the `import` verb, as a one-shot mirror does.
 //!
 //! Writes are validated here (the edge) and forwarded to the trigger service,
 //! the single writer, over NATS request-reply; reads come straight from the
@@ -63,7 +64,18 @@ impl Triggers for TriggersApi {
         &self,
         request: Request<proto::CreateTriggerRequest>,
     ) -> Result<Response<proto::Trigger>, Status> {
-        authorize_request(&request, Some(&request.get_ref().namespace), Verb::Triggers)?;
+        let namespace = request.get_ref().namespace.clone();
+        authorize_request(&request, Some(&namespace), Verb::Triggers)?;
+        let kind = request
+            .get_ref()
+            .trigger
+            .as_ref()
+            .and_then(|t| t.spec.as_ref())
+            .map(|s| s.kind);
+        if kind == Some(proto::TriggerKind::Mirror as i32) {
+            // a mirror rule pushes with the namespace's registry secrets, as `mirror` does
+            authorize_request(&request, Some(&namespace), Verb::Import)?;
+        }
         let trigger = NewTrigger::try_from(request.into_inner())?;
         Ok(Response::new(self.client.create(&trigger).await?))
     }

@@ -10,6 +10,10 @@ use crate::STATUS_FAILURE;
 
 /// How long a caller waits for a mirror: images may be large.
 pub const DEFAULT_MIRROR_WAIT: Duration = Duration::from_secs(600);
+/// How much earlier than the caller gives up the tag-syncer stops copying,
+/// so its own answer (a `Timeout` failure) arrives first and no copy runs on
+/// behind the caller's back.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(1);
 
 /// Asks the tag-syncer to mirror.
 #[derive(Clone, Debug)]
@@ -35,7 +39,8 @@ impl MirrorClient {
 
     /// Mirrors as `request` says; the outcome per image. A source that does
     /// not resolve is an error; an image that fails to cross is a
-    /// [`STATUS_FAILURE`] entry.
+    /// [`STATUS_FAILURE`] entry. The copy's deadline (`timeout_ms`) is at
+    /// most this client's wait less [`DEADLINE_SLACK`].
     pub async fn mirror(
         &self,
         request: &proto::MirrorRequest,
@@ -49,10 +54,19 @@ impl MirrorClient {
                 return Err(ApiError::invalid(field, format!("{field}: Required value")));
             }
         }
+        let patience = self.wait.saturating_sub(DEADLINE_SLACK).as_millis();
+        let patience = u64::try_from(patience).unwrap_or(u64::MAX).max(1);
+        let request = proto::MirrorRequest {
+            timeout_ms: match request.timeout_ms {
+                0 => patience,
+                asked => asked.min(patience),
+            },
+            ..request.clone()
+        };
         requests::ask::<proto::MirrorReply>(
             &self.nats,
             subjects::tag_syncer_api("mirror"),
-            request,
+            &request,
             "the tag-syncer",
             self.wait,
         )

@@ -14,8 +14,13 @@
 //! - **Outcome** per image: `Success` with what crossed, or `Failure` with the
 //!   registry error's reason and message; one image failing does not stop the
 //!   others. A source that does not resolve is an error of the request.
+//! - **Deadline.** With `timeout_ms` (a mirror rule's request), copying stops
+//!   at the caller's deadline with a `Timeout` failure, so the caller's retry
+//!   never races a copy left behind.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
 
 use imagestreams_common::{
     error::{ApiError, chain},
@@ -25,7 +30,10 @@ use imagestreams_common::{
     store::StreamReader,
 };
 use imagestreams_proto::v1 as proto;
-use imagestreams_registry_client::mirror::{CopyOptions, CopyReport};
+use imagestreams_registry_client::{
+    RegistryError,
+    mirror::{CopyOptions, CopyReport},
+};
 use imagestreams_tag_syncer_api::{STATUS_FAILURE, STATUS_SUCCESS};
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -234,6 +242,8 @@ impl Mirrorer {
         &self,
         request: proto::MirrorRequest,
     ) -> Result<proto::MirrorResponse, ApiError> {
+        let deadline = (request.timeout_ms > 0)
+            .then(|| Instant::now() + Duration::from_millis(request.timeout_ms));
         let jobs = self.plan(&request).await?;
         let keyring = self.importer.namespace_keyring(&request.namespace).await;
         let options = CopyOptions {
@@ -262,13 +272,26 @@ impl Mirrorer {
                 .unwrap_or("latest")
                 .to_owned();
             let tag = job.destination.tag().unwrap_or("latest").to_owned();
-            let result = match repositories {
-                Ok((from, to)) => {
-                    client
-                        .copy_image(&from, &reference, &to, &tag, &options)
-                        .await
-                }
-                Err(e) => Err(e),
+            let copy = async {
+                let (from, to) = repositories?;
+                client
+                    .copy_image(&from, &reference, &to, &tag, &options)
+                    .await
+            };
+            // past the caller's deadline nothing more is written: its retry
+            // never races a copy left behind
+            let result = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, copy)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(RegistryError::Timeout {
+                            registry: job.destination.domain().to_owned(),
+                            what: format!("the copy of {}", job.source),
+                            timeout: Duration::from_millis(request.timeout_ms),
+                            attempts: 1,
+                        })
+                    }),
+                None => copy.await,
             };
             let reason = result.as_ref().err().map_or("", |e| e.reason());
             if !request.dry_run {

@@ -1,5 +1,6 @@
-//! A firing: one image a trigger fired for, its webhook delivery (state,
-//! attempts, backoff) and the lease of the replica driving it.
+//! A firing: one image a trigger fired for, its delivery (the webhook, or a
+//! mirror rule's push: state, attempts, backoff) and the lease of the
+//! replica driving it.
 
 use super::*;
 
@@ -15,6 +16,8 @@ pub enum DeliveryState {
     Succeeded,
     /// Given up (final answer, policy, or attempt limit).
     Failed,
+    /// Mirror rules: not pushed, a newer image was waiting behind it.
+    Superseded,
 }
 
 impl DeliveryState {
@@ -25,6 +28,7 @@ impl DeliveryState {
             DeliveryState::Pending => "Pending",
             DeliveryState::Succeeded => "Succeeded",
             DeliveryState::Failed => "Failed",
+            DeliveryState::Superseded => "Superseded",
         }
     }
 
@@ -97,6 +101,7 @@ impl From<&Delivery> for proto::Delivery {
                 DeliveryState::Pending => proto::DeliveryState::Pending,
                 DeliveryState::Succeeded => proto::DeliveryState::Succeeded,
                 DeliveryState::Failed => proto::DeliveryState::Failed,
+                DeliveryState::Superseded => proto::DeliveryState::Superseded,
             } as i32,
             attempts: d.attempts,
             last_status_code: last.map_or(0, |a| i32::from(a.status_code)),
@@ -175,10 +180,11 @@ pub struct Firing {
     /// Deploy only: the container.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
-    /// Whether the event was published.
+    /// Whether the event was published (or there is none to publish: a
+    /// mirror rule's).
     #[serde(default)]
     pub event_published: bool,
-    /// The webhook delivery log.
+    /// The delivery log: the webhook's, or a mirror rule's pushes.
     #[serde(default)]
     pub delivery: Delivery,
     /// Who performs the side effects.
@@ -192,10 +198,15 @@ pub struct Firing {
 impl Firing {
     /// The firing of `pending` by `trigger`, nothing done yet.
     pub fn new(trigger: &Trigger, pending: &PendingFiring) -> Firing {
-        let delivery = match &trigger.spec.webhook {
-            Some(w) => Delivery {
+        let target = match (&trigger.spec.webhook, &trigger.spec.mirror) {
+            (Some(w), _) => Some(w.url.clone()),
+            (None, Some(m)) => Some(m.to.clone()),
+            (None, None) => None,
+        };
+        let delivery = match target {
+            Some(url) => Delivery {
                 state: DeliveryState::Pending,
-                url: w.url.clone(),
+                url,
                 ..Delivery::default()
             },
             None => Delivery::default(),
@@ -213,7 +224,7 @@ impl Firing {
             cause: CAUSE_IMAGE_CHANGE.to_owned(),
             time: pending.time.clone(),
             container: trigger.spec.container.clone(),
-            event_published: false,
+            event_published: trigger.spec.kind.event_kind().is_none(),
             delivery,
             lease: Lease::default(),
             traceparent: pending.traceparent.clone(),

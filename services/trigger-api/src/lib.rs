@@ -1,4 +1,4 @@
-//! Build and deploy triggers: the validated domain types (a [`Trigger`], its
+//! Build and deploy triggers, and mirror rules: the validated domain types (a [`Trigger`], its
 //! [`Firing`]s and their webhook [`Delivery`] logs), their stored form in the
 //! JetStream KV buckets [`subjects::BUCKET_TRIGGERS`] and
 //! [`subjects::BUCKET_FIRINGS`], the protobuf edge (`TryFrom` in, `From` out),
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use imagestreams_common::{
     error::ApiError,
     model::{is_dns1123_label, is_valid_stream_name},
-    reference::is_valid_tag,
+    reference::{Reference, is_valid_tag},
     requests,
     subjects::{self, Kind},
 };
@@ -64,22 +64,27 @@ pub enum TriggerKind {
     Build,
     /// A deployment (`DeploymentRequested`).
     Deploy,
+    /// A mirror rule: each new image is pushed to [`TriggerSpec::mirror`]
+    /// (no event; the firing's delivery is the push).
+    Mirror,
 }
 
 impl TriggerKind {
-    /// The subject kind of the event this trigger publishes.
-    pub fn event_kind(self) -> Kind {
+    /// The subject kind of the event this trigger publishes; none for a mirror rule.
+    pub fn event_kind(self) -> Option<Kind> {
         match self {
-            TriggerKind::Build => Kind::BuildsRequested,
-            TriggerKind::Deploy => Kind::DeploymentsRequested,
+            TriggerKind::Build => Some(Kind::BuildsRequested),
+            TriggerKind::Deploy => Some(Kind::DeploymentsRequested),
+            TriggerKind::Mirror => None,
         }
     }
 
-    /// What a firing of this kind is called: `Build` or `Deployment`.
+    /// What a firing of this kind is called: `Build`, `Deployment` or `Mirror`.
     pub fn firing_noun(self) -> &'static str {
         match self {
             TriggerKind::Build => "Build",
             TriggerKind::Deploy => "Deployment",
+            TriggerKind::Mirror => "Mirror",
         }
     }
 }
@@ -89,6 +94,7 @@ impl From<TriggerKind> for proto::TriggerKind {
         match kind {
             TriggerKind::Build => proto::TriggerKind::Build,
             TriggerKind::Deploy => proto::TriggerKind::Deploy,
+            TriggerKind::Mirror => proto::TriggerKind::Mirror,
         }
     }
 }
@@ -100,9 +106,11 @@ impl TryFrom<proto::TriggerKind> for TriggerKind {
         match kind {
             proto::TriggerKind::Build => Ok(TriggerKind::Build),
             proto::TriggerKind::Deploy => Ok(TriggerKind::Deploy),
-            proto::TriggerKind::Unspecified => {
-                Err(invalid("spec.kind", "Required value: Build or Deploy"))
-            }
+            proto::TriggerKind::Mirror => Ok(TriggerKind::Mirror),
+            proto::TriggerKind::Unspecified => Err(invalid(
+                "spec.kind",
+                "Required value: Build, Deploy or Mirror",
+            )),
         }
     }
 }
@@ -216,6 +224,18 @@ pub struct Webhook {
     pub secret: Option<WebhookSecret>,
 }
 
+/// Where a mirror rule pushes: every platform of each image, so the
+/// destination keeps the source's digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorTarget {
+    /// The destination, `REPOSITORY:TAG` (completed with the followed tag's
+    /// name on create when it names none).
+    pub to: String,
+    /// Allow plain HTTP and unverified TLS to the destination.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
 /// What a trigger follows and what it requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -230,9 +250,12 @@ pub struct TriggerSpec {
     /// Deploy only: the container whose image to set (empty: the deployment decides).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
-    /// Optional webhook.
+    /// Optional webhook (not for mirror rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
+    /// Mirror rules only: the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorTarget>,
 }
 
 /// A firing decided (its compare-and-swap committed) whose side effects are
@@ -280,6 +303,12 @@ pub struct TriggerStatus {
     /// The outbox: firings whose side effects are not complete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingFiring>,
+    /// Mirror rules: the image last brought to the destination.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_mirrored_image: String,
+    /// Mirror rules: when (RFC 3339).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_mirror_time: String,
 }
 
 /// A build or deploy trigger, as stored.
@@ -307,12 +336,13 @@ impl Trigger {
         subjects::trigger_key(&self.namespace, &self.name)
     }
 
-    /// The subject of the events it publishes.
+    /// The subject of the events it publishes; empty for a mirror rule.
     pub fn subject(&self) -> String {
         self.spec
             .kind
             .event_kind()
-            .subject(&self.namespace, &self.name)
+            .map(|kind| kind.subject(&self.namespace, &self.name))
+            .unwrap_or_default()
     }
 
     /// The wire form: no secret, and `last_delivery` as given (it lives in the
@@ -335,6 +365,7 @@ impl Trigger {
                     secret: String::new(),
                     has_secret: w.secret.is_some(),
                 }),
+                mirror: spec.mirror.as_ref().map(Into::into),
             }),
             status: Some(proto::TriggerStatus {
                 last_triggered_image: self.status.last_triggered_image.clone(),
@@ -342,9 +373,72 @@ impl Trigger {
                 last_firing: self.status.last_firing.clone(),
                 last_delivery: last_delivery.map(Into::into),
                 pending_firings: self.status.pending.iter().map(|p| p.id.clone()).collect(),
+                last_mirrored_image: self.status.last_mirrored_image.clone(),
+                last_mirror_time: self.status.last_mirror_time.clone(),
+                conditions: self.mirrored_condition(last_delivery).into_iter().collect(),
             }),
             subject: self.subject(),
         }
+    }
+}
+
+impl From<&MirrorTarget> for proto::MirrorTarget {
+    fn from(m: &MirrorTarget) -> Self {
+        proto::MirrorTarget {
+            to: m.to.clone(),
+            insecure: m.insecure,
+        }
+    }
+}
+
+/// The type of a mirror rule's condition.
+pub const CONDITION_MIRRORED: &str = "Mirrored";
+
+impl Trigger {
+    /// A mirror rule's `Mirrored` condition, from its last firing's delivery
+    /// (`None` for other kinds): True when the newest image is at the
+    /// destination, False with the reason while it retries or after it
+    /// gave up, Unknown on its way.
+    pub fn mirrored_condition(&self, last: Option<&Delivery>) -> Option<proto::TriggerCondition> {
+        if self.spec.kind != TriggerKind::Mirror {
+            return None;
+        }
+        let attempt = last.and_then(Delivery::last);
+        let time = attempt.map(|a| a.time.clone()).unwrap_or_default();
+        let error = attempt.map(|a| a.error.clone()).unwrap_or_default();
+        let mirrored = || {
+            (
+                "True",
+                "Mirrored",
+                format!(
+                    "{} is at {}",
+                    self.status.last_mirrored_image,
+                    self.spec.mirror.as_ref().map_or("", |m| m.to.as_str())
+                ),
+            )
+        };
+        let on_its_way = || ("Unknown", "Mirroring", "a push is on its way".to_owned());
+        let (status, reason, message) = match last.map(|d| d.state) {
+            Some(DeliveryState::Succeeded) => mirrored(),
+            Some(DeliveryState::Pending) if !error.is_empty() => ("False", "Retrying", error),
+            Some(DeliveryState::Failed) => ("False", "Failed", error),
+            Some(_) => on_its_way(),
+            // the last firing is not recorded yet, or there is none
+            None if !self.status.pending.is_empty() => on_its_way(),
+            None if !self.status.last_mirrored_image.is_empty() => mirrored(),
+            None => (
+                "Unknown",
+                "NothingMirrored",
+                "the tag has held no image since the rule was made".to_owned(),
+            ),
+        };
+        Some(proto::TriggerCondition {
+            r#type: CONDITION_MIRRORED.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: time,
+        })
     }
 }
 
@@ -418,7 +512,7 @@ impl TryFrom<proto::CreateTriggerRequest> for NewTrigger {
         let kind = TriggerKind::try_from(
             proto::TriggerKind::try_from(spec.kind).unwrap_or(proto::TriggerKind::Unspecified),
         )?;
-        if kind == TriggerKind::Build && !spec.container.is_empty() {
+        if kind != TriggerKind::Deploy && !spec.container.is_empty() {
             return Err(invalid(
                 "spec.container",
                 "Forbidden: a container is set only for Deploy triggers",
@@ -450,6 +544,13 @@ impl TryFrom<proto::CreateTriggerRequest> for NewTrigger {
                 })
             }
         };
+        let mirror = mirror_target(kind, spec.mirror, &from, &namespace)?;
+        if kind == TriggerKind::Mirror && webhook.is_some() {
+            return Err(invalid(
+                "spec.webhook",
+                "Forbidden: a mirror rule's firings are pushes, not webhooks",
+            ));
+        }
         Ok(NewTrigger {
             namespace,
             name: trigger.name,
@@ -459,6 +560,7 @@ impl TryFrom<proto::CreateTriggerRequest> for NewTrigger {
                 paused: spec.paused,
                 container: spec.container,
                 webhook,
+                mirror,
             },
             fire_existing: !request.no_fire_existing,
         })
@@ -486,12 +588,65 @@ impl From<&NewTrigger> for proto::CreateTriggerRequest {
                             .unwrap_or_default(),
                         has_secret: w.secret.is_some(),
                     }),
+                    mirror: t.spec.mirror.as_ref().map(Into::into),
                 }),
                 ..Default::default()
             }),
             no_fire_existing: !t.fire_existing,
         }
     }
+}
+
+/// The destination of a mirror rule, checked: required for (and only for)
+/// `Mirror`, a repository with an optional tag (the followed tag's name when
+/// none), and only from a stream of the rule's own namespace, whose
+/// credentials push it.
+fn mirror_target(
+    kind: TriggerKind,
+    mirror: Option<proto::MirrorTarget>,
+    from: &TagRef,
+    namespace: &str,
+) -> Result<Option<MirrorTarget>, ApiError> {
+    let mirror = mirror.filter(|m| !m.to.is_empty());
+    let Some(mirror) = mirror else {
+        return if kind == TriggerKind::Mirror {
+            Err(invalid(
+                "spec.mirror.to",
+                "Required value: the REPOSITORY[:TAG] a mirror rule pushes to",
+            ))
+        } else {
+            Ok(None)
+        };
+    };
+    if kind != TriggerKind::Mirror {
+        return Err(invalid(
+            "spec.mirror",
+            "Forbidden: a destination is set only for Mirror rules",
+        ));
+    }
+    if from.namespace != namespace {
+        return Err(invalid(
+            "spec.from.namespace",
+            format!(
+                "Forbidden: a mirror rule pushes images of its own namespace ({namespace}), not of {}",
+                from.namespace
+            ),
+        ));
+    }
+    let to = mirror.to.trim();
+    let bad = |why: String| invalid("spec.mirror.to", format!("Invalid value: {to:?}: {why}"));
+    let reference = Reference::parse_normalized(to).map_err(|e| bad(e.to_string()))?;
+    if reference.digest().is_some() {
+        return Err(bad("a destination names a tag, not a digest".into()));
+    }
+    let to = match reference.tag() {
+        Some(_) => to.to_owned(),
+        None => format!("{to}:{}", from.tag),
+    };
+    Ok(Some(MirrorTarget {
+        to,
+        insecure: mirror.insecure,
+    }))
 }
 
 /// The shape check of a webhook URL that needs no network: `http(s)://host…`,
@@ -601,6 +756,124 @@ mod tests {
         r.namespace = "other".into();
         r.trigger.as_mut().unwrap().namespace = "ns1".into();
         assert_eq!(field(r), "namespace");
+    }
+
+    fn mirror_request(to: &str) -> proto::CreateTriggerRequest {
+        let mut r = request();
+        let spec = r.trigger.as_mut().unwrap().spec.as_mut().unwrap();
+        spec.kind = proto::TriggerKind::Mirror as i32;
+        spec.webhook = None;
+        spec.mirror = Some(proto::MirrorTarget {
+            to: to.into(),
+            insecure: true,
+        });
+        r
+    }
+
+    #[test]
+    fn mirror_rules_need_a_tagged_destination_of_their_own_namespace() {
+        let rule = NewTrigger::try_from(mirror_request("registry.example.com/team/app")).unwrap();
+        assert_eq!(rule.spec.kind, TriggerKind::Mirror);
+        let target = rule.spec.mirror.clone().unwrap();
+        assert_eq!(target.to, "registry.example.com/team/app:latest");
+        assert!(target.insecure);
+        let back = NewTrigger::try_from(proto::CreateTriggerRequest::from(&rule)).unwrap();
+        assert_eq!(back, rule);
+        let kept = NewTrigger::try_from(mirror_request("r.example.com/app:prod")).unwrap();
+        assert_eq!(kept.spec.mirror.unwrap().to, "r.example.com/app:prod");
+
+        let field = |r: proto::CreateTriggerRequest| match NewTrigger::try_from(r) {
+            Err(ApiError::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        assert_eq!(field(mirror_request("")), "spec.mirror.to");
+        assert_eq!(
+            field(mirror_request("r.example.com/App:x")),
+            "spec.mirror.to"
+        );
+        let digest = format!("r.example.com/app@sha256:{}", "a".repeat(64));
+        assert_eq!(field(mirror_request(&digest)), "spec.mirror.to");
+        let mut foreign = mirror_request("r.example.com/app");
+        let spec = foreign.trigger.as_mut().unwrap().spec.as_mut().unwrap();
+        spec.from.as_mut().unwrap().namespace = "other".into();
+        assert_eq!(field(foreign), "spec.from.namespace");
+        let mut hooked = mirror_request("r.example.com/app");
+        hooked
+            .trigger
+            .as_mut()
+            .unwrap()
+            .spec
+            .as_mut()
+            .unwrap()
+            .webhook = Some(proto::Webhook {
+            url: "https://ci.example.com/".into(),
+            ..Default::default()
+        });
+        assert_eq!(field(hooked), "spec.webhook");
+        let mut build = request();
+        build
+            .trigger
+            .as_mut()
+            .unwrap()
+            .spec
+            .as_mut()
+            .unwrap()
+            .mirror = Some(proto::MirrorTarget {
+            to: "r.example.com/app".into(),
+            insecure: false,
+        });
+        assert_eq!(field(build), "spec.mirror");
+    }
+
+    #[test]
+    fn a_mirror_rule_reports_whether_its_newest_image_is_there() {
+        let rule = NewTrigger::try_from(mirror_request("r.example.com/app:prod")).unwrap();
+        let mut stored = Trigger {
+            namespace: rule.namespace.clone(),
+            name: rule.name.clone(),
+            uid: "u".into(),
+            creation_timestamp: String::new(),
+            spec: rule.spec.clone(),
+            status: TriggerStatus::default(),
+        };
+        let status = |t: &Trigger, d: Option<&Delivery>| {
+            let c = t.mirrored_condition(d).unwrap();
+            (c.status, c.reason)
+        };
+        assert_eq!(
+            status(&stored, None),
+            ("Unknown".into(), "NothingMirrored".into())
+        );
+        let mut delivery = Delivery {
+            state: DeliveryState::Pending,
+            ..Delivery::default()
+        };
+        assert_eq!(
+            status(&stored, Some(&delivery)),
+            ("Unknown".into(), "Mirroring".into())
+        );
+        delivery.record(DeliveryAttempt {
+            error: "Unauthorized: authentication required".into(),
+            ..DeliveryAttempt::default()
+        });
+        assert_eq!(
+            status(&stored, Some(&delivery)),
+            ("False".into(), "Retrying".into())
+        );
+        delivery.state = DeliveryState::Failed;
+        assert_eq!(
+            status(&stored, Some(&delivery)),
+            ("False".into(), "Failed".into())
+        );
+        delivery.state = DeliveryState::Succeeded;
+        stored.status.last_mirrored_image = "sha256:1".into();
+        let c = stored.mirrored_condition(Some(&delivery)).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.message.as_str()),
+            ("True", "sha256:1 is at r.example.com/app:prod")
+        );
+        stored.spec.kind = TriggerKind::Build;
+        assert!(stored.mirrored_condition(Some(&delivery)).is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use imagestreams_trigger_api::{PendingFiring, TagRef, Trigger};
 use sha2::{Digest as _, Sha256};
 
-/// How many hex digits of the (uid, image) hash a firing id carries (64 bits).
+/// How many hex digits of the (uid, image, revision) hash a firing id carries (64 bits).
 pub const FIRING_ID_HASH_LEN: usize = 16;
 
 /// A change of a tag's current image, from a `TagsChanged` event, a resync
@@ -47,13 +47,17 @@ pub enum Decision {
     Skip(Skip),
 }
 
-/// The firing id of `(trigger uid, image)`: `<trigger name>-<hash>`, the same
-/// on every replica and every retry.
-pub fn firing_id(trigger_name: &str, trigger_uid: &str, image: &str) -> String {
+/// The firing id of `(trigger uid, image, revision)`: `<trigger name>-<hash>`,
+/// the same on every replica and every retry of one change. The revision
+/// tells a tag rolled back to an earlier image (a new firing, as OpenShift's
+/// image change triggers do) from a redelivery of the change that fired it.
+pub fn firing_id(trigger_name: &str, trigger_uid: &str, image: &str, revision: u64) -> String {
     let mut hasher = Sha256::new();
     hasher.update(trigger_uid.as_bytes());
     hasher.update([0]);
     hasher.update(image.as_bytes());
+    hasher.update([0]);
+    hasher.update(revision.to_be_bytes());
     let hash = hex::encode(hasher.finalize());
     format!("{trigger_name}-{}", &hash[..FIRING_ID_HASH_LEN])
 }
@@ -75,7 +79,7 @@ pub fn decide(trigger: &Trigger, change: &SourceChange, now: &str) -> Decision {
     if change.revision != 0 && change.revision <= status.last_source_revision {
         return Decision::Skip(Skip::Stale);
     }
-    let id = firing_id(&trigger.name, &trigger.uid, &change.image);
+    let id = firing_id(&trigger.name, &trigger.uid, &change.image, change.revision);
     if change.image == status.last_triggered_image || status.pending.iter().any(|p| p.id == id) {
         return Decision::Skip(Skip::AlreadyFired);
     }
@@ -123,6 +127,7 @@ mod tests {
                 paused: false,
                 container: String::new(),
                 webhook: None,
+                mirror: None,
             },
             status: TriggerStatus::default(),
         }
@@ -144,7 +149,7 @@ mod tests {
         let Decision::Fire(p) = decide(&t, &change("sha256:a", 5), "now") else {
             panic!("should fire")
         };
-        assert_eq!(p.id, firing_id("t", "uid-1", "sha256:a"));
+        assert_eq!(p.id, firing_id("t", "uid-1", "sha256:a", 5));
         assert_eq!(p.previous_image, "");
         let t = commit(&t, &p, 5);
         assert_eq!(t.status.last_triggered_image, "sha256:a");
@@ -157,6 +162,13 @@ mod tests {
             panic!("a new image fires")
         };
         assert_eq!(p2.previous_image, "sha256:a");
+        // rolled back to the first image: a firing of its own
+        let t = commit(&t, &p2, 7);
+        let Decision::Fire(p3) = decide(&t, &change("sha256:a", 8), "now") else {
+            panic!("a rollback fires")
+        };
+        assert_ne!(p3.id, p.id);
+        assert_eq!(p3.previous_image, "sha256:b");
     }
 
     #[test]
@@ -187,10 +199,11 @@ mod tests {
 
     #[test]
     fn firing_ids_are_deterministic_and_key_safe() {
-        let a = firing_id("t", "uid-1", "sha256:a");
-        assert_eq!(a, firing_id("t", "uid-1", "sha256:a"));
-        assert_ne!(a, firing_id("t", "uid-2", "sha256:a"));
-        assert_ne!(a, firing_id("t", "uid-1", "sha256:b"));
+        let a = firing_id("t", "uid-1", "sha256:a", 3);
+        assert_eq!(a, firing_id("t", "uid-1", "sha256:a", 3));
+        assert_ne!(a, firing_id("t", "uid-2", "sha256:a", 3));
+        assert_ne!(a, firing_id("t", "uid-1", "sha256:b", 3));
+        assert_ne!(a, firing_id("t", "uid-1", "sha256:a", 9));
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         assert_eq!(a.len(), "t-".len() + FIRING_ID_HASH_LEN);
     }

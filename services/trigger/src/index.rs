@@ -131,6 +131,7 @@ mod tests {
                 paused: false,
                 container: String::new(),
                 webhook: None,
+                mirror: None,
             },
             status: TriggerStatus::default(),
         }

@@ -1,5 +1,6 @@
 //! The trigger service: build and deploy triggers that fire on `TagsChanged`,
-//! once per (trigger, image), in every case.
+//! once per change of the tag's image, in every case; and mirror rules, whose
+//! firings are pushes to another registry ([`mirror`]).
 //!
 //! # How a firing happens
 //!
@@ -44,6 +45,7 @@ pub mod error;
 pub mod index;
 pub mod kv;
 pub mod metrics;
+pub mod mirror;
 pub mod reconcile;
 pub mod resync;
 pub mod ssrf;
@@ -63,7 +65,7 @@ use imagestreams_common::{
     store::StreamReader,
     subjects,
 };
-use imagestreams_trigger_api::{Stored, Trigger, TriggerReader};
+use imagestreams_trigger_api::{Stored, Trigger, TriggerKind, TriggerReader};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -122,7 +124,9 @@ pub struct Ctx {
     pub webhooks: Webhooks,
     /// Webhook retries.
     pub retry: RetryPolicy,
-    /// The lease on a firing's side effects.
+    /// Mirror rules' pushes.
+    pub pusher: mirror::Pusher,
+    /// The lease on a firing's side effects (see [`Ctx::lease_for`]).
     pub lease: Duration,
     /// Tasks of this replica.
     pub tracker: TaskTracker,
@@ -162,6 +166,10 @@ impl Ctx {
             active: Mutex::default(),
             webhooks,
             retry,
+            pusher: mirror::Pusher::new(
+                deps.nats.clone(),
+                Duration::from_millis(config.trigger.mirror_timeout_ms),
+            ),
             lease,
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -170,6 +178,19 @@ impl Ctx {
             failpoint: None,
             config,
         })
+    }
+
+    /// The lease on a firing of `kind`: a mirror firing's outlives one push,
+    /// so whoever holds it knows no older push is still running.
+    pub fn lease_for(&self, kind: TriggerKind) -> Duration {
+        match kind {
+            TriggerKind::Mirror => {
+                self.lease
+                    + self.pusher.timeout()
+                    + imagestreams_tag_syncer_api::mirror::DEADLINE_SLACK
+            }
+            TriggerKind::Build | TriggerKind::Deploy => self.lease,
+        }
     }
 
     /// Records a trigger this replica read or wrote in the index.

@@ -1,5 +1,6 @@
 //! The trigger's metrics: `TagsChanged` consumed, `BuildRequested` and
-//! `DeploymentRequested` published, webhook deliveries by outcome, and the
+//! `DeploymentRequested` published, webhook deliveries and mirror rules'
+//! pushes by outcome, and the
 //! lag of the `trigger` consumer, all under `imagestreams_trigger_`.
 
 use async_nats::jetstream;
@@ -26,12 +27,22 @@ struct DeliveryLabels {
     outcome: &'static str,
 }
 
+/// The labels of `mirror_pushes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    /// `pushed`, `unchanged` (already there: nothing written), `superseded`
+    /// (a newer image went instead), or the failure's reason
+    /// (`Unauthorized`, `Timeout`, …).
+    outcome: String,
+}
+
 /// The trigger's counters; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct TriggerMetrics {
     /// Events consumed and published.
     pub events: EventCounters,
     deliveries: Family<DeliveryLabels, Counter>,
+    pushes: Family<PushLabels, Counter>,
     service: ServiceMetrics,
 }
 
@@ -44,9 +55,16 @@ impl TriggerMetrics {
             "Webhook delivery attempts, by outcome (delivered, retry, gave_up, refused)",
             deliveries.clone(),
         );
+        let pushes = Family::<PushLabels, Counter>::default();
+        service.register(
+            "mirror_pushes",
+            "Mirror rules' pushes, by outcome (pushed, unchanged, superseded, or the failure's reason)",
+            pushes.clone(),
+        );
         TriggerMetrics {
             events: EventCounters::new(&service),
             deliveries,
+            pushes,
             service,
         }
     }
@@ -63,13 +81,22 @@ impl TriggerMetrics {
         );
     }
 
+    /// Counts one firing of a mirror rule by `outcome`.
+    pub fn push(&self, outcome: &str) {
+        self.pushes
+            .get_or_create(&PushLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts one delivery attempt that left the delivery in `state`.
     pub fn delivery(&self, attempt: &Attempt, state: DeliveryState) {
         let outcome = match state {
             DeliveryState::Succeeded => "delivered",
             DeliveryState::Pending => "retry",
             _ if attempt.refused => "refused",
-            DeliveryState::Failed | DeliveryState::None => "gave_up",
+            DeliveryState::Failed | DeliveryState::None | DeliveryState::Superseded => "gave_up",
         };
         self.deliveries
             .get_or_create(&DeliveryLabels { outcome })

@@ -12,12 +12,14 @@
 //! 2. **Publish** `BuildRequested`/`DeploymentRequested` with the firing id as
 //!    `Nats-Msg-Id` (a republish is dropped by JetStream), and
 //! 3. **deliver** the webhook (delivery id = firing id), concurrently; a
-//!    failed attempt is retried after a backoff with jitter.
+//!    failed attempt is retried after a backoff with jitter. A mirror rule's
+//!    delivery is its push, one firing at a time ([`crate::mirror`]).
 //! 4. **Write** the progress (compare-and-swap, renewing the lease), and once
 //!    complete, **remove** the firing from the trigger's outbox.
 
 use std::{sync::Arc, time::Duration};
 
+use crate::mirror::{self, Turn};
 use async_nats::HeaderMap;
 use imagestreams_common::{nats::publish_event, subjects, telemetry::propagation};
 use imagestreams_proto::v1 as proto;
@@ -29,7 +31,10 @@ use rand::Rng as _;
 use tracing::{Instrument as _, instrument};
 
 use crate::{
-    Ctx, DEFAULT_RETRY_DELAY, Failpoint, error::Error, kv, now_ms, sleep_or_stop, webhook,
+    Ctx, DEFAULT_RETRY_DELAY, Failpoint,
+    error::Error,
+    kv, now_ms, sleep_or_stop,
+    webhook::{self, Verdict},
 };
 
 /// How long to wait before retrying a step whose stored value is corrupt.
@@ -181,6 +186,11 @@ pub fn error_policy(error: &Error) -> Action {
     }
 }
 
+/// The lease on a firing of `kind`, in milliseconds.
+fn lease_ms(ctx: &Ctx, kind: TriggerKind) -> i64 {
+    i64::try_from(ctx.lease_for(kind).as_millis()).unwrap_or(i64::MAX)
+}
+
 fn until(from_ms: i64, to_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(to_ms - from_ms).unwrap_or(0))
 }
@@ -190,12 +200,11 @@ fn until(from_ms: i64, to_ms: i64) -> Duration {
 pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Error> {
     let key = state.task.firing_key();
     let now = now_ms();
-    let lease_ms = i64::try_from(ctx.lease.as_millis()).unwrap_or(i64::MAX);
 
     // 1. the record: read it, or create it (claiming it)
     let firing = match state.firing.take() {
         Some(firing) => firing,
-        None => match record(state, ctx, &key, now, lease_ms).await? {
+        None => match record(state, ctx, &key, now).await? {
             Step::Next(firing) => firing,
             Step::End(action) => return Ok(action),
         },
@@ -203,29 +212,52 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
 
     // 2. done already?
     if firing.value.is_complete() {
-        remove_from_outbox(ctx, &state.task).await?;
+        remove_from_outbox(ctx, &state.task, &firing.value).await?;
         return Ok(Action::Done);
     }
 
     // 3. the lease: someone else's live lease means wait; a lapsed one is taken over
-    let firing = match claim(ctx, &key, firing, now, lease_ms).await? {
+    let firing = match claim(ctx, &key, firing, now).await? {
         Step::Next(firing) => firing,
         Step::End(action) => return Ok(action),
     };
 
-    // 4. the side effects that are due, concurrently
+    // 4. a mirror rule's turn: the oldest firing pushes, unless newer ones
+    // wait behind it; the others wait
     let mut next = firing.value.clone();
-    let delivery_due =
+    let mut delivery_due =
         next.delivery.state == DeliveryState::Pending && now >= next.delivery.next_attempt_ms;
-    if next.event_published && !delivery_due {
+    let mut settled = false;
+    if next.kind == TriggerKind::Mirror && delivery_due {
+        match mirror_turn(ctx, &state.task).await? {
+            Turn::Push => {}
+            Turn::Wait => {
+                state.firing = Some(firing);
+                return Ok(Action::Requeue(mirror::TURN_POLL));
+            }
+            Turn::Superseded(newest) => {
+                tracing::info!(firing = %next.id, image = %next.image, %newest, "superseded: the newest image goes instead");
+                ctx.metrics.push("superseded");
+                next.delivery.state = DeliveryState::Superseded;
+                (delivery_due, settled) = (false, true);
+            }
+            Turn::Gone => {
+                settle_gone(&mut next, now);
+                (delivery_due, settled) = (false, true);
+            }
+        }
+    }
+
+    // 5. the side effects that are due, concurrently
+    if next.event_published && !delivery_due && !settled {
         let wait = until(now, next.delivery.next_attempt_ms);
         state.firing = Some(firing);
         return Ok(Action::Requeue(wait));
     }
     let failed = side_effects(ctx, &mut next, delivery_due, now).await;
 
-    // 5. the progress, renewing the lease through any backoff
-    let revision = save(ctx, &key, &mut next, firing.revision, lease_ms).await?;
+    // 6. the progress, renewing the lease through any backoff
+    let revision = save(ctx, &key, &mut next, firing.revision).await?;
     let complete = next.is_complete();
     let wait = if next.delivery.state == DeliveryState::Pending {
         until(now_ms(), next.delivery.next_attempt_ms)
@@ -240,10 +272,46 @@ pub async fn reconcile(state: &mut FiringState, ctx: &Ctx) -> Result<Action, Err
         return Err(e);
     }
     if complete {
-        remove_from_outbox(ctx, &state.task).await?;
+        let done = state.firing.as_ref().map(|f| f.value.clone());
+        if let Some(done) = done {
+            remove_from_outbox(ctx, &state.task, &done).await?;
+        }
         return Ok(Action::Done);
     }
     Ok(Action::Requeue(wait))
+}
+
+/// The turn of a mirror firing (see [`crate::mirror`]): by the indexed
+/// outbox, or the stored one when the index does not hold the firing (behind,
+/// or the rule is gone).
+async fn mirror_turn(ctx: &Ctx, task: &Task) -> Result<Turn, Error> {
+    let key = task.trigger_key();
+    if let Some(rule) = ctx
+        .indexed(&key)
+        .filter(|t| t.value.uid == task.trigger_uid)
+    {
+        let turn = mirror::turn(&rule.value.status.pending, &task.pending.id);
+        if turn != Turn::Gone {
+            return Ok(turn);
+        }
+    }
+    Ok(match kv::read::<Trigger>(&ctx.triggers, &key).await? {
+        Some(rule) if rule.value.uid == task.trigger_uid => {
+            ctx.remember(&rule);
+            mirror::turn(&rule.value.status.pending, &task.pending.id)
+        }
+        _ => Turn::Gone,
+    })
+}
+
+/// Ends a firing's delivery for good: its trigger was deleted (or recreated).
+fn settle_gone(next: &mut Firing, now: i64) {
+    next.delivery.record(DeliveryAttempt {
+        time: format_millis(now),
+        error: "the trigger was deleted".into(),
+        ..DeliveryAttempt::default()
+    });
+    next.delivery.state = DeliveryState::Failed;
 }
 
 /// Where a step of [`reconcile`] leaves the pass: on with a value, or ended
@@ -262,7 +330,6 @@ async fn record(
     ctx: &Ctx,
     key: &str,
     now: i64,
-    lease_ms: i64,
 ) -> Result<Step<Stored<Firing>>, Error> {
     if let Some(firing) = kv::read::<Firing>(&ctx.firings, key).await? {
         return Ok(Step::Next(firing));
@@ -286,7 +353,7 @@ async fn record(
     let mut firing = Firing::new(&trigger, &state.task.pending);
     firing.lease = Lease {
         holder: ctx.replica.clone(),
-        expires_ms: now + lease_ms,
+        expires_ms: now + lease_ms(ctx, firing.kind),
     };
     match kv::create(&ctx.firings, key, &firing).await? {
         Some(_) if ctx.failpoint(Failpoint::CrashAfterRecord) => Ok(Step::End(Action::Done)),
@@ -305,8 +372,8 @@ async fn claim(
     key: &str,
     firing: Stored<Firing>,
     now: i64,
-    lease_ms: i64,
 ) -> Result<Step<Stored<Firing>>, Error> {
+    let lease_ms = lease_ms(ctx, firing.value.kind);
     let lease = &firing.value.lease;
     if !lease.available_to(&ctx.replica, now) {
         return Ok(Step::End(Action::Requeue(
@@ -359,21 +426,30 @@ async fn side_effects(ctx: &Ctx, next: &mut Firing, delivery_due: bool, now: i64
         Ok(done) => next.event_published |= done,
         Err(e) => failed = Some(e),
     }
+    let jitter = rand::rng().random::<f64>();
     match delivered {
         Some(Ok(Delivery::Tried(attempt))) => {
-            let jitter = rand::rng().random::<f64>();
             webhook::apply(&mut next.delivery, &attempt, &ctx.retry, jitter);
             ctx.metrics.delivery(&attempt, next.delivery.state);
             log_attempt(next);
         }
-        Some(Ok(Delivery::TriggerGone)) => {
-            next.delivery.record(DeliveryAttempt {
-                time: format_millis(now),
-                error: "the trigger was deleted".into(),
-                ..DeliveryAttempt::default()
-            });
-            next.delivery.state = DeliveryState::Failed;
+        Some(Ok(Delivery::Pushed(pushed))) => {
+            let verdict = if pushed.delivered {
+                Verdict::Delivered
+            } else {
+                Verdict::Retry
+            };
+            webhook::apply_verdict(
+                &mut next.delivery,
+                &pushed.attempt,
+                verdict,
+                &ctx.retry,
+                jitter,
+            );
+            ctx.metrics.push(&pushed.outcome);
+            log_attempt(next);
         }
+        Some(Ok(Delivery::TriggerGone)) => settle_gone(next, now),
         Some(Err(e)) => failed = failed.or(Some(e)),
         None => {}
     }
@@ -382,19 +458,13 @@ async fn side_effects(ctx: &Ctx, next: &mut Firing, delivery_due: bool, now: i64
 
 /// Step 5: writes `next` over `revision`, with the lease renewed through any
 /// backoff (released once complete); its new revision.
-async fn save(
-    ctx: &Ctx,
-    key: &str,
-    next: &mut Firing,
-    revision: u64,
-    lease_ms: i64,
-) -> Result<u64, Error> {
+async fn save(ctx: &Ctx, key: &str, next: &mut Firing, revision: u64) -> Result<u64, Error> {
     next.lease = if next.is_complete() {
         Lease::default()
     } else {
         Lease {
             holder: ctx.replica.clone(),
-            expires_ms: now_ms().max(next.delivery.next_attempt_ms) + lease_ms,
+            expires_ms: now_ms().max(next.delivery.next_attempt_ms) + lease_ms(ctx, next.kind),
         }
     };
     kv::update(&ctx.firings, key, next, revision).await
@@ -403,17 +473,22 @@ async fn save(
 fn log_attempt(firing: &Firing) {
     let d = &firing.delivery;
     let last = d.last().cloned().unwrap_or_default();
+    let what = match firing.kind {
+        TriggerKind::Mirror => "mirror push",
+        TriggerKind::Build | TriggerKind::Deploy => "webhook delivery",
+    };
     match d.state {
-        DeliveryState::Succeeded => {
-            tracing::info!(firing = %firing.id, attempts = d.attempts, status = last.status_code, "webhook delivered")
-        }
+        DeliveryState::Succeeded => tracing::info!(
+            firing = %firing.id, attempts = d.attempts, status = last.status_code, to = %d.url,
+            "{what} done"
+        ),
         DeliveryState::Failed => tracing::warn!(
             firing = %firing.id, attempts = d.attempts, status = last.status_code, error = %last.error,
-            "webhook delivery failed for good"
+            "{what} failed for good"
         ),
         _ => tracing::info!(
             firing = %firing.id, attempts = d.attempts, status = last.status_code, error = %last.error,
-            next = %format_millis(d.next_attempt_ms), "webhook delivery will be retried"
+            next = %format_millis(d.next_attempt_ms), "{what} will be retried"
         ),
     }
 }
@@ -422,10 +497,10 @@ fn log_attempt(firing: &Firing) {
 async fn publish(ctx: &Ctx, firing: &Firing) -> Result<(), Error> {
     let time = imagestreams_common::time::timestamp_of_rfc3339(&firing.time);
     let from = Some((&firing.from).into());
-    let subject = firing
-        .kind
-        .event_kind()
-        .subject(&firing.namespace, &firing.trigger);
+    let Some(event_kind) = firing.kind.event_kind() else {
+        return Ok(());
+    };
+    let subject = event_kind.subject(&firing.namespace, &firing.trigger);
     let mut headers = HeaderMap::new();
     if let Some(tp) = &firing.traceparent {
         headers.insert(propagation::TRACEPARENT, tp.as_str());
@@ -470,6 +545,7 @@ async fn publish(ctx: &Ctx, firing: &Firing) -> Result<(), Error> {
                 publish_event(&ctx.js, subject, &firing.id, &event, headers).await,
             )?;
         }
+        TriggerKind::Mirror => {}
     }
     Ok(())
 }
@@ -486,6 +562,8 @@ fn published<T, E>(ctx: &Ctx, kind: &'static str, result: Result<T, E>) -> Resul
 pub enum Delivery {
     /// The webhook was tried; the attempt says how it went.
     Tried(webhook::Attempt),
+    /// A mirror rule's push was tried.
+    Pushed(mirror::Pushed),
     /// The trigger was deleted (or deleted and recreated): there is no one
     /// left to deliver for, and the delivery fails for good.
     TriggerGone,
@@ -504,6 +582,9 @@ async fn deliver(ctx: &Ctx, firing: &Firing) -> Result<Delivery, Error> {
             _ => return Ok(Delivery::TriggerGone),
         },
     };
+    if let Some(target) = &trigger.spec.mirror {
+        return Ok(Delivery::Pushed(ctx.pusher.push(firing, target).await?));
+    }
     let secret = trigger
         .spec
         .webhook
@@ -517,8 +598,9 @@ async fn deliver(ctx: &Ctx, firing: &Firing) -> Result<Delivery, Error> {
 }
 
 /// Removes a completed firing from its trigger's outbox (compare-and-swap,
-/// trying the indexed copy first).
-async fn remove_from_outbox(ctx: &Ctx, task: &Task) -> Result<(), Error> {
+/// trying the indexed copy first); a mirror rule's status takes the image
+/// it pushed in the same write.
+async fn remove_from_outbox(ctx: &Ctx, task: &Task, done: &Firing) -> Result<(), Error> {
     let key = task.trigger_key();
     let mut current = match ctx.indexed(&key) {
         Some(t) => Some(t),
@@ -538,6 +620,14 @@ async fn remove_from_outbox(ctx: &Ctx, task: &Task) -> Result<(), Error> {
         }
         let mut next = stored.value.clone();
         next.status.pending.retain(|p| p.id != task.pending.id);
+        if done.kind == TriggerKind::Mirror && done.delivery.state == DeliveryState::Succeeded {
+            next.status.last_mirrored_image = done.image.clone();
+            next.status.last_mirror_time = done
+                .delivery
+                .last()
+                .map(|a| a.time.clone())
+                .unwrap_or_default();
+        }
         match kv::update(&ctx.triggers, &key, &next, stored.revision).await {
             Ok(revision) => {
                 ctx.remember(&Stored {

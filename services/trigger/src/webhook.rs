@@ -126,6 +126,21 @@ pub struct Attempt {
     pub retry_after: Option<Duration>,
 }
 
+impl Attempt {
+    /// An attempt with no HTTP status of its own (a mirror rule's push),
+    /// with the error when it failed.
+    pub fn without_status(started_ms: i64, duration: Duration, error: Option<String>) -> Attempt {
+        Attempt {
+            started_ms,
+            duration,
+            status: None,
+            error,
+            refused: false,
+            retry_after: None,
+        }
+    }
+}
+
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -183,10 +198,23 @@ impl RetryPolicy {
     }
 }
 
-/// Records `attempt` in `delivery` and moves it on: `Succeeded`, `Failed`
-/// (final answer or the attempt limit), or `Pending` with the next attempt's
-/// time (`Retry-After` honoured up to the maximum backoff). Pure.
+/// Records `attempt` in `delivery` and moves it on by its [`verdict`]:
+/// `Succeeded`, `Failed` (final answer or the attempt limit), or `Pending`
+/// with the next attempt's time (`Retry-After` honoured up to the maximum
+/// backoff). Pure.
 pub fn apply(delivery: &mut Delivery, attempt: &Attempt, policy: &RetryPolicy, jitter: f64) {
+    apply_verdict(delivery, attempt, verdict(attempt), policy, jitter);
+}
+
+/// [`apply`] with the verdict given: for deliveries other than webhooks
+/// (a mirror rule's pushes).
+pub fn apply_verdict(
+    delivery: &mut Delivery,
+    attempt: &Attempt,
+    verdict: Verdict,
+    policy: &RetryPolicy,
+    jitter: f64,
+) {
     delivery.record(DeliveryAttempt {
         time: format_millis(attempt.started_ms),
         status_code: attempt.status.unwrap_or(0),
@@ -194,7 +222,7 @@ pub fn apply(delivery: &mut Delivery, attempt: &Attempt, policy: &RetryPolicy, j
         duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
     });
     let done_ms = attempt.started_ms + i64::try_from(attempt.duration.as_millis()).unwrap_or(0);
-    match verdict(attempt) {
+    match verdict {
         Verdict::Delivered => {
             delivery.state = DeliveryState::Succeeded;
             delivery.next_attempt_ms = 0;

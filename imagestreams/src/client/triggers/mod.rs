@@ -3,10 +3,11 @@
 //!
 //! - `set triggers NAME --from-image [NS/]STREAM:TAG (--build|--deploy)
 //!   [--webhook URL [--secret-stdin]] [-c CONTAINER] [--paused]
-//!   [--no-fire-existing]` creates a trigger. Created on a tag that already
-//!   holds an image, it fires for that image at once, unless
-//!   `--no-fire-existing`;
-//! - `get triggers|builds|deployments [NAME...] [-A] [-o json|yaml|wide|name]`;
+//!   [--no-fire-existing]` creates a trigger, and `set triggers NAME
+//!   --from-image STREAM:TAG --mirror REPOSITORY[:TAG] [--insecure]` a mirror
+//!   rule. Created on a tag that already holds an image, it fires for that
+//!   image at once, unless `--no-fire-existing`;
+//! - `get triggers|builds|deployments|mirrors [NAME...] [-A] [-o json|yaml|wide|name]`;
 //! - `describe trigger NAME...`: spec, status, and the recent firings with
 //!   their webhook delivery logs;
 //! - `delete trigger NAME...`.
@@ -22,7 +23,7 @@ use std::io::{Read, Write};
 use chrono::Utc;
 use imagestreams_proto::v1::{self as pb, triggers_client::TriggersClient};
 use imagestreams_trigger_api::{
-    NewTrigger, TagRef, TriggerKind, TriggerSpec, Webhook, WebhookSecret,
+    MirrorTarget, NewTrigger, TagRef, TriggerKind, TriggerSpec, Webhook, WebhookSecret,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -49,6 +50,8 @@ pub enum Resource {
     Builds,
     /// Firings of Deploy triggers.
     Deployments,
+    /// Firings of Mirror rules (their pushes).
+    Mirrors,
 }
 
 impl Resource {
@@ -64,6 +67,7 @@ impl Resource {
             }
             "build" | "builds" => Some(Resource::Builds),
             "deployment" | "deployments" | "deploy" => Some(Resource::Deployments),
+            "mirror" | "mirrors" => Some(Resource::Mirrors),
             _ => None,
         }
     }
@@ -73,6 +77,7 @@ impl Resource {
             Resource::Triggers => None,
             Resource::Builds => Some(TriggerKind::Build),
             Resource::Deployments => Some(TriggerKind::Deploy),
+            Resource::Mirrors => Some(TriggerKind::Mirror),
         }
     }
 
@@ -81,6 +86,7 @@ impl Resource {
             Resource::Triggers => "trigger",
             Resource::Builds => "build",
             Resource::Deployments => "deployment",
+            Resource::Mirrors => "mirror",
         }
     }
 }
@@ -221,12 +227,18 @@ pub async fn set(
             from: TagRef::parse(&args.from_image, &namespace)?,
             kind: if args.deploy {
                 TriggerKind::Deploy
+            } else if args.mirror.is_some() {
+                TriggerKind::Mirror
             } else {
                 TriggerKind::Build
             },
             paused: args.paused,
             container: args.container.clone().unwrap_or_default(),
             webhook: args.webhook.clone().map(|url| Webhook { url, secret }),
+            mirror: args.mirror.clone().map(|to| MirrorTarget {
+                to,
+                insecure: args.insecure,
+            }),
         },
         fire_existing: !args.no_fire_existing,
     };
@@ -299,7 +311,7 @@ pub async fn get(
                 )?,
             }
         }
-        Resource::Builds | Resource::Deployments => {
+        Resource::Builds | Resource::Deployments | Resource::Mirrors => {
             let mut items = triggers.firings(&scope, "", resource.kind()).await?;
             if !names.is_empty() {
                 items.retain(|f| names.contains(&f.id));

@@ -7,6 +7,7 @@ pub(super) fn kind_name(kind: i32) -> &'static str {
     match pb::TriggerKind::try_from(kind) {
         Ok(pb::TriggerKind::Build) => "Build",
         Ok(pb::TriggerKind::Deploy) => "Deploy",
+        Ok(pb::TriggerKind::Mirror) => "Mirror",
         _ => "Unknown",
     }
 }
@@ -16,6 +17,7 @@ pub(super) fn delivery_state(delivery: Option<&pb::Delivery>) -> &'static str {
         Some(Ok(pb::DeliveryState::Pending)) => "Pending",
         Some(Ok(pb::DeliveryState::Succeeded)) => "Succeeded",
         Some(Ok(pb::DeliveryState::Failed)) => "Failed",
+        Some(Ok(pb::DeliveryState::Superseded)) => "Superseded",
         Some(Ok(pb::DeliveryState::None)) => "<none>",
         _ => "<none>",
     }
@@ -63,7 +65,7 @@ pub(super) fn trigger_table(
         header.insert(0, "NAMESPACE");
     }
     if wide {
-        header.extend(["WEBHOOK", "SUBJECT"]);
+        header.extend(["WEBHOOK/TO", "SUBJECT"]);
     }
     table.row(&header);
     for t in items {
@@ -82,8 +84,14 @@ pub(super) fn trigger_table(
             row.insert(0, t.namespace.clone());
         }
         if wide {
-            row.push(or_none(&spec.webhook.map(|w| w.url).unwrap_or_default()).to_owned());
-            row.push(t.subject.clone());
+            // a mirror rule's target is its destination
+            let target = match (spec.webhook, spec.mirror) {
+                (Some(w), _) => w.url,
+                (None, Some(m)) => m.to,
+                (None, None) => String::new(),
+            };
+            row.push(or_none(&target).to_owned());
+            row.push(or_none(&t.subject).to_owned());
         }
         table.row(&row);
     }
@@ -154,16 +162,34 @@ pub(super) fn describe_trigger(
     if !spec.container.is_empty() {
         d.row(&["Container:", &spec.container]);
     }
-    d.row(&["Event subject:", &t.subject]);
-    match &spec.webhook {
-        Some(w) => {
-            d.row(&["Webhook:", &w.url]);
-            d.row(&[
-                "Webhook secret:",
-                if w.has_secret { "<set>" } else { "<none>" },
-            ]);
+    match &spec.mirror {
+        Some(m) => {
+            d.row(&["Mirror to:", &m.to]);
+            if m.insecure {
+                d.row(&["Insecure:", "true"]);
+            }
+            d.row(&["Last mirrored image:", or_none(&status.last_mirrored_image)]);
+            for c in &status.conditions {
+                let mut line = format!("{}={}", c.status, c.reason);
+                if !c.message.is_empty() {
+                    line.push_str(&format!(": {}", c.message));
+                }
+                d.row(&[&format!("Condition {}:", c.r#type), &line]);
+            }
         }
-        None => d.row(&["Webhook:", "<none>"]),
+        None => {
+            d.row(&["Event subject:", &t.subject]);
+            match &spec.webhook {
+                Some(w) => {
+                    d.row(&["Webhook:", &w.url]);
+                    d.row(&[
+                        "Webhook secret:",
+                        if w.has_secret { "<set>" } else { "<none>" },
+                    ]);
+                }
+                None => d.row(&["Webhook:", "<none>"]),
+            }
+        }
     }
     d.row(&[
         "Last triggered image:",
@@ -194,15 +220,20 @@ pub(super) fn describe_trigger(
     out.push_str(&format!(
         "Firings ({} {}, newest first):\n",
         firings.len(),
-        if kind_name(spec.kind) == "Deploy" {
-            "deployments"
-        } else {
-            "builds"
+        match kind_name(spec.kind) {
+            "Deploy" => "deployments",
+            "Mirror" => "mirrors",
+            _ => "builds",
         }
     ));
     let mut table = TabWriter::table();
+    let delivery = if spec.mirror.is_some() {
+        "PUSH"
+    } else {
+        "WEBHOOK"
+    };
     table.row(&[
-        "  NAME", "IMAGE", "AGE", "EVENT", "WEBHOOK", "ATTEMPTS", "LAST",
+        "  NAME", "IMAGE", "AGE", "EVENT", delivery, "ATTEMPTS", "LAST",
     ]);
     for f in firings.iter().take(DESCRIBE_FIRINGS) {
         let delivery = f.delivery.clone().unwrap_or_default();
@@ -210,10 +241,10 @@ pub(super) fn describe_trigger(
             format!("  {}", f.id),
             short_digest(&f.image),
             ago_str(&f.time, now).trim_end_matches(" ago").to_owned(),
-            if f.event_published {
-                "published"
-            } else {
-                "pending"
+            match (spec.mirror.is_some(), f.event_published) {
+                (true, _) => "<none>",
+                (false, true) => "published",
+                (false, false) => "pending",
             }
             .to_owned(),
             delivery_state(f.delivery.as_ref()).to_owned(),

@@ -48,6 +48,29 @@ pub(super) struct TriggerSpecView {
     pub(super) container: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) webhook: Option<WebhookView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) mirror: Option<MirrorView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct MirrorView {
+    pub(super) to: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(super) insecure: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ConditionView {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    pub(super) status: String,
+    pub(super) reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) last_transition_time: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +93,12 @@ pub(super) struct TriggerStatusView {
     pub(super) last_delivery: Option<DeliveryView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) pending_firings: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) last_mirrored_image: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) last_mirror_time: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) conditions: Vec<ConditionView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,6 +167,10 @@ impl From<&pb::Trigger> for TriggerView {
                     url: w.url,
                     has_secret: w.has_secret,
                 }),
+                mirror: spec.mirror.map(|m| MirrorView {
+                    to: m.to,
+                    insecure: m.insecure,
+                }),
             },
             status: TriggerStatusView {
                 last_triggered_image: status.last_triggered_image,
@@ -145,6 +178,19 @@ impl From<&pb::Trigger> for TriggerView {
                 last_firing: status.last_firing,
                 last_delivery: status.last_delivery.as_ref().map(Into::into),
                 pending_firings: status.pending_firings,
+                last_mirrored_image: status.last_mirrored_image,
+                last_mirror_time: status.last_mirror_time,
+                conditions: status
+                    .conditions
+                    .into_iter()
+                    .map(|c| ConditionView {
+                        kind: c.r#type,
+                        status: c.status,
+                        reason: c.reason,
+                        message: c.message,
+                        last_transition_time: c.last_transition_time,
+                    })
+                    .collect(),
             },
         }
     }
@@ -176,10 +222,10 @@ impl From<&pb::Firing> for FiringView {
     fn from(f: &pb::Firing) -> Self {
         FiringView {
             api_version: API_VERSION,
-            kind: if kind_name(f.kind) == "Deploy" {
-                "Deployment"
-            } else {
-                "Build"
+            kind: match kind_name(f.kind) {
+                "Deploy" => "Deployment",
+                "Mirror" => "Mirror",
+                _ => "Build",
             },
             metadata: Metadata {
                 name: f.id.clone(),
