@@ -25,6 +25,7 @@ mod events;
 mod history;
 mod receivers;
 mod subscribers;
+mod triggers;
 
 /// How long `up` may take to come up.
 const START: Duration = Duration::from_secs(30);

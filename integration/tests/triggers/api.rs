@@ -1,5 +1,5 @@
 //! The public `Triggers` gRPC service, served here by the gateway's own
-//! implementation (`services/gateway/src/triggers.rs`) over a real trigger
+//! implementation (`imagestreams_gateway::triggers`) over a real trigger
 //! replica: create, get, list, delete, list firings, and no secret leaks.
 
 use imagestreams_common::runtime::{Deps, Health};
@@ -8,9 +8,7 @@ use tonic::{Code, transport::Channel};
 
 use crate::kit::{Env, Receiver, SECRET, digest};
 
-#[path = "../../../services/gateway/src/triggers.rs"]
-#[allow(dead_code)]
-mod gateway_triggers;
+use imagestreams_gateway::triggers as gateway_triggers;
 
 /// Serves the gateway's `Triggers` implementation on a free port.
 pub async fn serve_grpc(env: &Env) -> anyhow::Result<std::net::SocketAddr> {

@@ -372,7 +372,11 @@ impl GatewayService {
         };
         tracing::info!(addr = %self.addr, tls = self.tls.is_some(), "gRPC listening");
         let kube = self.kube.map(|port| {
-            let mut router = rest::router(self.streams.clone(), self.receivers.client());
+            let mut router = rest::router(
+                self.streams.clone(),
+                self.receivers.client(),
+                self.triggers.clone(),
+            );
             if let Some(config) = port.request_header {
                 // inside the bearer-token layer: it overrides that caller
                 let state = kube::request_header::RequestHeader::new(config, self.identities.clone());
@@ -450,8 +454,12 @@ impl Service for GatewayService {
     }
 
     fn routes(&self) -> Router {
-        let rest = rest::router(self.streams.clone(), self.receivers.client())
-            .layer(auth::AuthLayer::new(self.identities.clone()));
+        let rest = rest::router(
+            self.streams.clone(),
+            self.receivers.client(),
+            self.triggers.clone(),
+        )
+        .layer(auth::AuthLayer::new(self.identities.clone()));
         match &self.registry_tokens {
             // its own authentication: Basic, and anonymous callers get a token
             Some(tokens) => rest.merge(registry_token::router(tokens.clone())),

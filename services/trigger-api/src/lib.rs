@@ -40,6 +40,7 @@ use imagestreams_common::{
 
 mod client;
 mod firing;
+pub mod object;
 mod reader;
 
 pub use client::*;

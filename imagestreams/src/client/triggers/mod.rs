@@ -16,7 +16,7 @@ mod print;
 mod views;
 
 use print::{describe_trigger, firing_table, trigger_table};
-use views::{FiringView, TriggerView, write_document};
+use views::{FiringView, TriggerObject, write_document};
 
 use std::io::{Read, Write};
 
@@ -36,8 +36,8 @@ use super::{
 };
 use crate::cli::{DeleteArgs, DescribeArgs, GetArgs, GetOutput, SetTriggersArgs};
 
-/// The apiVersion of triggers in `-o json|yaml`.
-pub const API_VERSION: &str = "imagestreams.io/v1";
+/// The apiVersion of triggers and firings in `-o json|yaml`.
+pub const API_VERSION: &str = imagestreams_trigger_api::object::API_VERSION;
 /// How many firings `describe trigger` shows.
 pub const DESCRIBE_FIRINGS: usize = 10;
 
@@ -290,7 +290,7 @@ pub async fn get(
                 }
                 items
             };
-            let views: Vec<TriggerView> = items.iter().map(TriggerView::from).collect();
+            let views: Vec<TriggerObject> = items.iter().map(TriggerObject::from_proto).collect();
             match args.output {
                 Some(GetOutput::Json) => write_document(out, &views, names.len() == 1, false)?,
                 Some(GetOutput::Yaml) => write_document(out, &views, names.len() == 1, true)?,
@@ -481,7 +481,13 @@ mod tests {
         assert!(table.contains("sha256:abababababab"));
         assert!(table.contains("Succeeded"));
         let mut json = Vec::new();
-        write_document(&mut json, &[TriggerView::from(&trigger)], true, false).unwrap();
+        write_document(
+            &mut json,
+            &[TriggerObject::from_proto(&trigger)],
+            true,
+            false,
+        )
+        .unwrap();
         let json = String::from_utf8(json).unwrap();
         assert!(json.contains("\"hasSecret\": true"), "{json}");
         let described = describe_trigger(&trigger, &[], Utc::now());

@@ -1,26 +1,14 @@
 //! How triggers and firings print: the `get` tables (OpenShift-like columns)
 //! and the `describe` text with each firing's webhook delivery log.
 
+use imagestreams_trigger_api::object::delivery_state_label;
+
 use super::*;
 
-pub(super) fn kind_name(kind: i32) -> &'static str {
-    match pb::TriggerKind::try_from(kind) {
-        Ok(pb::TriggerKind::Build) => "Build",
-        Ok(pb::TriggerKind::Deploy) => "Deploy",
-        Ok(pb::TriggerKind::Mirror) => "Mirror",
-        _ => "Unknown",
-    }
-}
+pub(super) use imagestreams_trigger_api::object::kind_label as kind_name;
 
 pub(super) fn delivery_state(delivery: Option<&pb::Delivery>) -> &'static str {
-    match delivery.map(|d| pb::DeliveryState::try_from(d.state)) {
-        Some(Ok(pb::DeliveryState::Pending)) => "Pending",
-        Some(Ok(pb::DeliveryState::Succeeded)) => "Succeeded",
-        Some(Ok(pb::DeliveryState::Failed)) => "Failed",
-        Some(Ok(pb::DeliveryState::Superseded)) => "Superseded",
-        Some(Ok(pb::DeliveryState::None)) => "<none>",
-        _ => "<none>",
-    }
+    delivery.map_or("<none>", |d| delivery_state_label(d.state))
 }
 
 pub(super) fn from_string(from: Option<&pb::ImageStreamTagReference>, namespace: &str) -> String {

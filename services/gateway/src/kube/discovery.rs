@@ -88,14 +88,24 @@ pub(crate) const RESOURCES: [Resource; 3] = [
 
 /// Every resource served under our own group, `imagestreams.io/v1`: the
 /// kinds OpenShift has none for.
-pub(crate) const OWN_RESOURCES: [Resource; 1] = [Resource {
-    name: "receivers",
-    singular: "receiver",
-    kind: "Receiver",
-    short_names: &[],
-    categories: &[],
-    verbs: &["create", "delete", "get", "list"],
-}];
+pub(crate) const OWN_RESOURCES: [Resource; 2] = [
+    Resource {
+        name: "receivers",
+        singular: "receiver",
+        kind: "Receiver",
+        short_names: &[],
+        categories: &[],
+        verbs: &["create", "delete", "get", "list"],
+    },
+    Resource {
+        name: "triggers",
+        singular: "trigger",
+        kind: "Trigger",
+        short_names: &[],
+        categories: &[],
+        verbs: &["create", "delete", "get", "list"],
+    },
+];
 
 /// `GET /version`.
 pub(crate) async fn version() -> Json<Value> {

@@ -11,7 +11,7 @@
 //! Two groups are served: OpenShift's `image.openshift.io/v1` (and the
 //! legacy `v1`) with its image kinds, and our own `imagestreams.io/v1` with
 //! the kinds OpenShift has none for (`Receiver`, see
-//! [`crate::receivers::rest`]).
+//! [`crate::receivers::rest`]; `Trigger`, see [`crate::triggers::rest`]).
 //!
 //! Every request's query is read once into [`Ask`]: the apiVersion objects
 //! come back with (that of the path asked: `image.openshift.io/v1` under
@@ -43,7 +43,7 @@ pub const GROUP: &str = "image.openshift.io";
 pub const VERSION: &str = "v1";
 /// `image.openshift.io/v1`.
 pub const GROUP_VERSION: &str = model::API_VERSION;
-/// Our own API group: the kinds OpenShift has none for (receivers).
+/// Our own API group: the kinds OpenShift has none for (receivers, triggers).
 pub const OWN_GROUP: &str = "imagestreams.io";
 /// `imagestreams.io/v1`.
 pub const OWN_GROUP_VERSION: &str = "imagestreams.io/v1";

@@ -9,7 +9,7 @@
 //! - `GET /openapi/v3/apis/image.openshift.io/v1`: the document, and
 //!   `GET /openapi/v3/api/v1` the same for the legacy `v1` (see
 //!   [`discovery`](super::discovery)); `GET /openapi/v3/apis/imagestreams.io/v1`
-//!   that of our own group (receivers).
+//!   that of our own group (receivers, triggers).
 //!
 //! Strategic merge patch is deliberately not advertised on PATCH: kubectl
 //! then computes JSON merge patches for `apply`, which need no schema
@@ -35,6 +35,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{VERSION, discovery::Api};
 use crate::receivers::rest::ReceiverObject;
+use imagestreams_trigger_api::object::TriggerObject;
 
 /// The group-version document's path.
 pub const DOCUMENT_PATH: &str = "/openapi/v3/apis/image.openshift.io/v1";
@@ -246,7 +247,10 @@ fn document(api: Api) -> Value {
             add_kind::<ImageStreamTag>(&mut generator, &mut schemas, api, "ImageStreamTag");
             add_kind::<ImageStreamImage>(&mut generator, &mut schemas, api, "ImageStreamImage");
         }
-        Api::Own => add_kind::<ReceiverObject>(&mut generator, &mut schemas, api, "Receiver"),
+        Api::Own => {
+            add_kind::<ReceiverObject>(&mut generator, &mut schemas, api, "Receiver");
+            add_kind::<TriggerObject>(&mut generator, &mut schemas, api, "Trigger");
+        }
     }
     let prefix = api.path_prefix();
     let mut paths = Map::new();

@@ -39,14 +39,14 @@ use axum::{
     Extension, Json, Router,
     body::Body,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
 };
 use chrono::{DateTime, Utc};
 use imagestreams_common::{
     auth::{Authenticated, Verb},
-    error::{ApiError, KubeStatus, StatusCause, StatusDetails},
+    error::{ApiError, KubeStatus, StatusDetails},
     model::ObjectMeta,
 };
 use imagestreams_proto::v1 as proto;
@@ -58,8 +58,10 @@ use tracing::instrument;
 
 use super::ReceiversClient;
 use crate::{
-    kube::{Ask, FieldValidation, OWN_GROUP, OWN_GROUP_VERSION, patch, table::Printable},
-    rest::{ObjectPath, RestError, list_response, object_response, read_body, written_response},
+    kube::{Ask, OWN_GROUP, OWN_GROUP_VERSION, table::Printable},
+    rest::{
+        ObjectPath, RestError, list_response, object_response, read_document, written_response,
+    },
 };
 
 /// The resource name, as paths and `Status.details.kind` spell it.
@@ -362,7 +364,9 @@ async fn create(
 ) -> Result<Response, RestError> {
     auth.authorize(Some(&path.namespace), Verb::Secrets)
         .map_err(about(""))?;
-    let (object, dropped) = read_receiver(&headers, body, ask.field_validation).await?;
+    let (object, dropped) =
+        read_document::<ReceiverObject>(&headers, body, KIND, ask.field_validation, &about(""))
+            .await?;
     let name = object.metadata.name.clone();
     let about = about(&name);
     if !object.metadata.namespace.is_empty() && object.metadata.namespace != path.namespace {
@@ -422,40 +426,10 @@ async fn delete(
     .into_response())
 }
 
-/// Reads a Receiver from JSON or YAML: strictly, or dropping unknown fields
-/// as `validation` says (returned, to be sent as warnings).
-async fn read_receiver(
-    headers: &HeaderMap,
-    body: Body,
-    validation: FieldValidation,
-) -> Result<(ReceiverObject, Vec<String>), RestError> {
-    let about = about("");
-    let bytes = read_body(headers, body).await.map_err(&about)?;
-    let yaml = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.to_ascii_lowercase().contains("yaml"))
-        || !bytes.trim_ascii_start().starts_with(b"{");
-    let value: Value = match yaml {
-        true => std::str::from_utf8(&bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_norway::from_str(text).map_err(|e| e.to_string())),
-        false => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
-    }
-    .map_err(|e| about(ApiError::invalid("", format!("malformed document: {e}"))))?;
-    if value.get("kind").and_then(Value::as_str).unwrap_or(KIND) != KIND {
-        return Err(about(ApiError::invalid(
-            "kind",
-            format!("kind: Invalid value: {:?}: must be {KIND}", value["kind"]),
-        )));
-    }
-    patch::decode_as::<ReceiverObject>(value, validation)
-        .map_err(|(error, causes): (ApiError, Vec<StatusCause>)| about(error).with_causes(causes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::{FieldValidation, patch};
 
     #[test]
     fn the_secret_goes_in_and_never_comes_out() {

@@ -12,6 +12,7 @@
 //! | the same | under `/osapi/v1/…` (the seed's `selfLink` prefix) and `/api/v1/…` (the legacy `v1` kubectl maps `apiVersion: v1` to) |
 //! | GET | `/version`, `/api`, `/apis`, `/apis/image.openshift.io[/v1]`, `/apis/imagestreams.io[/v1]`, `/api/v1/namespaces/{ns}`, `/openapi/v3[/apis/image.openshift.io/v1]` |
 //! | GET (list), POST; GET, DELETE | `/apis/imagestreams.io/v1/namespaces/{ns}/receivers[/{name}]` (see [`crate::receivers::rest`]) |
+//! | GET (list), POST; GET, DELETE | `/apis/imagestreams.io/v1/namespaces/{ns}/triggers[/{name}]` (see [`crate::triggers::rest`]) |
 //!
 //! Bodies are JSON or YAML (by `Content-Type`, else by their first
 //! character), at most [`MAX_DOCUMENT_BYTES`], parsed strictly by the model:
@@ -69,9 +70,13 @@ pub const LIST_KIND: &str = "ImageStreamList";
 /// How often a PATCH is retried when a concurrent write moved the object.
 const PATCH_ATTEMPTS: usize = 5;
 
-/// The routes of the REST API and the Kubernetes face over `streams` and
-/// the tag-syncer's `receivers`.
-pub(crate) fn router(streams: Arc<Streams>, receivers: ReceiversClient) -> Router {
+/// The routes of the REST API and the Kubernetes face over `streams`, the
+/// tag-syncer's `receivers` and the `triggers`.
+pub(crate) fn router(
+    streams: Arc<Streams>,
+    receivers: ReceiversClient,
+    triggers: crate::triggers::TriggersApi,
+) -> Router {
     let collection = get(list_namespace).post(create);
     let object = get(get_one).put(replace).patch(patch).delete(delete);
     let mut router = Router::new()
@@ -120,6 +125,7 @@ pub(crate) fn router(streams: Arc<Streams>, receivers: ReceiversClient) -> Route
     router
         .with_state(streams)
         .merge(crate::receivers::rest::router(receivers))
+        .merge(crate::triggers::rest::router(triggers))
 }
 
 /// A REST failure: the error and what it is about, sent as a Kubernetes `Status`.
@@ -567,4 +573,42 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// Reads a document of `kind` of our own group from JSON or YAML: strictly,
+/// or dropping unknown fields as `validation` says (returned, to be sent as
+/// warnings). Failures are about what `about` names.
+pub(crate) async fn read_document<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    kind: &str,
+    validation: crate::kube::FieldValidation,
+    about: &(dyn Fn(ApiError) -> RestError + Sync),
+) -> Result<(T, Vec<String>), RestError> {
+    let bytes = read_body(headers, body).await.map_err(about)?;
+    let yaml = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().contains("yaml"))
+        || !bytes.trim_ascii_start().starts_with(b"{");
+    let value: serde_json::Value = match yaml {
+        true => std::str::from_utf8(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_norway::from_str(text).map_err(|e| e.to_string())),
+        false => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+    }
+    .map_err(|e| about(ApiError::invalid("", format!("malformed document: {e}"))))?;
+    if value
+        .get("kind")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(kind)
+        != kind
+    {
+        return Err(about(ApiError::invalid(
+            "kind",
+            format!("kind: Invalid value: {:?}: must be {kind}", value["kind"]),
+        )));
+    }
+    crate::kube::patch::decode_as::<T>(value, validation)
+        .map_err(|(error, causes): (ApiError, Vec<StatusCause>)| about(error).with_causes(causes))
 }

@@ -11,6 +11,8 @@
 //! The gateway serves it with
 //! `.add_service(triggers::TriggersApi::new(&deps).into_server())`.
 
+pub mod rest;
+
 use imagestreams_common::{
     auth::{Verb, authorize_request},
     error::ApiError,
@@ -49,6 +51,17 @@ impl TriggersApi {
     }
 }
 
+/// The rights creating a trigger of `kind` (the wire's) takes: `triggers`,
+/// and `import` as well for a mirror rule, which pushes with the namespace's
+/// registry secrets as `mirror` does.
+pub(crate) fn create_verbs(kind: i32) -> &'static [Verb] {
+    if kind == proto::TriggerKind::Mirror as i32 {
+        &[Verb::Triggers, Verb::Import]
+    } else {
+        &[Verb::Triggers]
+    }
+}
+
 fn optional(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
@@ -65,16 +78,14 @@ impl Triggers for TriggersApi {
         request: Request<proto::CreateTriggerRequest>,
     ) -> Result<Response<proto::Trigger>, Status> {
         let namespace = request.get_ref().namespace.clone();
-        authorize_request(&request, Some(&namespace), Verb::Triggers)?;
         let kind = request
             .get_ref()
             .trigger
             .as_ref()
             .and_then(|t| t.spec.as_ref())
-            .map(|s| s.kind);
-        if kind == Some(proto::TriggerKind::Mirror as i32) {
-            // a mirror rule pushes with the namespace's registry secrets, as `mirror` does
-            authorize_request(&request, Some(&namespace), Verb::Import)?;
+            .map_or(0, |s| s.kind);
+        for verb in create_verbs(kind) {
+            authorize_request(&request, Some(&namespace), *verb)?;
         }
         let trigger = NewTrigger::try_from(request.into_inner())?;
         Ok(Response::new(self.client.create(&trigger).await?))
