@@ -151,3 +151,98 @@ async fn images_cross_byte_for_byte_once_and_never_half_tagged() -> anyhow::Resu
     assert_eq!(raw_digest(&at("team/other:1"), creds).await?, single);
     Ok(())
 }
+
+/// Random bytes: a layer gzip cannot shrink.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Requests of `log` (a docker-registry log) with `method` on a path starting
+/// `prefix` that were answered `status`.
+fn requests(log: &std::path::Path, method: &str, prefix: &str, status: &str) -> usize {
+    let request = format!("\"{method} {prefix}");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(&request) && line.contains(&format!("\" {status} ")))
+        .count()
+}
+
+#[tokio::test]
+async fn blobs_larger_than_a_chunk_cross_by_range_and_chunked_upload() -> anyhow::Result<()> {
+    let source = Registry::start(RegistryOptions::default()).await?;
+    let destination = Registry::start(RegistryOptions {
+        htpasswd: Some((USER.into(), PASSWORD.into())),
+        ..RegistryOptions::default()
+    })
+    .await?;
+    // a 700 KiB layer, 64 KiB chunks: eleven of them
+    let image = imagestreams_integration::ImageBuilder::new()
+        .layer("blob.bin", incompressible(700 << 10))
+        .build()
+        .await?;
+    let digest = image.push(&source.image_ref("big/app:1"), None).await?;
+    let mut keyring = Keyring::new();
+    keyring.insert(&destination.host(), Credential::basic(USER, PASSWORD))?;
+    let c = client(fast_limits());
+    let from = repo(&c, &source.host(), "big/app", &Keyring::new());
+    let to = repo(&c, &destination.host(), "team/big", &keyring);
+    let options = CopyOptions {
+        chunk_bytes: 64 << 10,
+        ..CopyOptions::default()
+    };
+    let report = c.copy_image(&from, "1", &to, "1", &options).await?;
+    assert_eq!(report.digest, digest);
+    assert_eq!(report.uploaded, report.blobs, "{report:?}");
+    let creds = Some((USER, PASSWORD));
+    assert_eq!(
+        raw_digest(&destination.image_ref("team/big:1"), creds).await?,
+        digest
+    );
+
+    // read by range from the source, sent in PATCHes, closed by one PUT each
+    let ranged = requests(source.log_path(), "GET", "/v2/big/app/blobs/", "206");
+    let patches = requests(
+        destination.log_path(),
+        "PATCH",
+        "/v2/team/big/blobs/uploads/",
+        "202",
+    );
+    assert!(ranged >= 11, "{ranged} range reads");
+    assert!(
+        patches >= 10,
+        "{patches} chunks sent before the closing PUT"
+    );
+    assert_eq!(
+        blob_uploads(destination.log_path(), "team/big"),
+        report.blobs,
+        "one closing PUT per blob"
+    );
+
+    // the layer at the destination is the source's, byte for byte (a read
+    // checks the bytes against the digest)
+    let manifest =
+        imagestreams_integration::image::inspect(&source.image_ref("big/app:1"), &["--raw"])
+            .await?;
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    let layer = layers
+        .iter()
+        .max_by_key(|l| l["size"].as_u64())
+        .expect("layers");
+    let (layer_digest, size) = (
+        layer["digest"].as_str().unwrap_or_default(),
+        layer["size"].as_u64().unwrap_or_default(),
+    );
+    assert!(size > 600 << 10, "{manifest}");
+    let at_destination = c.blob_of_size(&to, layer_digest, size).await?;
+    assert_eq!(at_destination.len() as u64, size);
+    Ok(())
+}

@@ -45,7 +45,7 @@ pub mod mirror;
 mod rules;
 
 pub use auth::{Challenge, Scheme, parse_www_authenticate};
-pub use client::{BlobOutcome, RegistryClient, Repository, USER_AGENT};
+pub use client::{BlobOutcome, RegistryClient, Repository, USER_AGENT, Upload};
 pub use config::{limits, rules};
 pub use error::RegistryError;
 pub use imagestreams_formats::credentials::{

@@ -11,9 +11,16 @@
 //! - **Blobs** already in the destination (`HEAD`) are skipped; within one
 //!   registry they are mounted from the source repository; otherwise they are
 //!   read from the source, checked against their digest, and uploaded, up to
-//!   [`CopyOptions::parallel_blobs`] at a time. A blob is held in memory while
-//!   it crosses, so one larger than [`CopyOptions::max_blob_bytes`] is
-//!   refused.
+//!   [`CopyOptions::parallel_blobs`] at a time.
+//! - **Bounded memory.** A blob up to [`CopyOptions::chunk_bytes`] crosses
+//!   whole (one `GET`, one `PUT`). A larger one crosses a chunk at a time:
+//!   each chunk read with a `Range` request and sent as a chunked upload
+//!   (`PATCH` with its `Content-Range`, the last one with the closing `PUT`),
+//!   the digest computed on the way and checked before the `PUT` that commits
+//!   the blob (the registry checks it again). At most `parallel_blobs`
+//!   chunks are held at once, whatever the layers' sizes. A registry's
+//!   `OCI-Chunk-Min-Length` raises the chunk size. A source that ignores
+//!   `Range` is read whole instead, up to [`CopyOptions::max_blob_bytes`].
 //! - **Platforms.** By default an index is copied whole, so its digest is the
 //!   source's; with [`CopyOptions::platform`] only that platform's manifest is
 //!   copied and tagged (it is the image's digest then, as `skopeo copy`
@@ -24,6 +31,7 @@
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::manifest::{
     MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_SCHEMA2, MEDIA_TYPE_OCI_INDEX,
@@ -40,9 +48,14 @@ pub struct CopyOptions {
     pub dry_run: bool,
     /// How many blobs cross at once.
     pub parallel_blobs: usize,
-    /// The largest blob copied.
+    /// Blobs larger than this cross in chunks of this size.
+    pub chunk_bytes: u64,
+    /// The largest blob read whole from a source that ignores `Range`.
     pub max_blob_bytes: u64,
 }
+
+/// The default chunk of a blob crossing: 32 MiB.
+pub const DEFAULT_CHUNK_BYTES: u64 = 32 << 20;
 
 impl Default for CopyOptions {
     fn default() -> Self {
@@ -50,6 +63,7 @@ impl Default for CopyOptions {
             platform: None,
             dry_run: false,
             parallel_blobs: 4,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
             max_blob_bytes: 2 << 30,
         }
     }
@@ -287,6 +301,11 @@ impl RegistryClient {
         {
             return Ok(Crossed::Mounted);
         }
+        if blob.size > options.chunk_bytes.max(1)
+            && self.copy_in_chunks(from, to, &blob, options).await?
+        {
+            return Ok(Crossed::Uploaded(blob.size));
+        }
         if blob.size > options.max_blob_bytes {
             return Err(RegistryError::TooLarge {
                 registry: source.registry(),
@@ -298,6 +317,60 @@ impl RegistryClient {
         let size = bytes.len() as u64;
         self.upload_blob(to, &blob.digest, bytes).await?;
         Ok(Crossed::Uploaded(size))
+    }
+}
+
+impl RegistryClient {
+    /// Copies `blob` a chunk at a time (see the module docs); `false` when
+    /// the source ignores `Range`, before anything is sent but the opening
+    /// of an upload (left to the registry's clean-up).
+    async fn copy_in_chunks(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        blob: &Descriptor,
+        options: &CopyOptions,
+    ) -> Result<bool, RegistryError> {
+        let Some(expected) = blob.digest.strip_prefix("sha256:") else {
+            // only sha256 is checked on the way; others cross whole
+            return Ok(false);
+        };
+        let mut upload = self.open_upload(to, &blob.digest).await?;
+        let chunk = options
+            .chunk_bytes
+            .max(upload.min_chunk.unwrap_or(0))
+            .max(1);
+        let mut hasher = Sha256::new();
+        let mut offset = 0;
+        loop {
+            let len = chunk.min(blob.size - offset);
+            let bytes = match self.blob_range(from, &blob.digest, offset, len).await {
+                Ok(bytes) => bytes,
+                Err(RegistryError::TooLarge { .. } | RegistryError::InvalidResponse { .. })
+                    if offset == 0 =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            };
+            hasher.update(&bytes);
+            offset += len;
+            if offset < blob.size {
+                self.upload_chunk(to, &mut upload, bytes).await?;
+                continue;
+            }
+            let actual = hex::encode(hasher.finalize());
+            if actual != expected {
+                return Err(RegistryError::DigestMismatch {
+                    registry: from.primary().registry(),
+                    what: format!("blob {}", blob.digest),
+                    expected: blob.digest.clone(),
+                    actual: format!("sha256:{actual}"),
+                });
+            }
+            self.finish_upload(to, upload, bytes).await?;
+            return Ok(true);
+        }
     }
 }
 

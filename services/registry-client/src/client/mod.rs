@@ -11,7 +11,7 @@ mod auth;
 mod operations;
 mod push;
 
-pub use push::BlobOutcome;
+pub use push::{BlobOutcome, Upload};
 mod transport;
 
 use std::collections::{HashMap, HashSet};

@@ -242,6 +242,60 @@ impl RegistryClient {
             .await
     }
 
+    /// Reads `len` bytes of the blob `digest` of `repo` from `offset` (a
+    /// `Range` request), from its first source that answers. A source that
+    /// ignores the range (a `200` with the whole blob) fails it: a blob
+    /// larger than `len` is then `TooLarge`, another answer
+    /// `InvalidResponse`; the caller reads the blob whole instead. The bytes
+    /// are not checked: only the whole blob has a digest.
+    pub async fn blob_range(
+        &self,
+        repo: &Repository,
+        digest: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, RegistryError> {
+        validate_digest(digest).map_err(|e| RegistryError::InvalidReference {
+            input: digest.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let timeout = Some(self.transfer_timeout(len));
+        let last = offset + len.max(1) - 1;
+        self.each_source(repo, |source| async move {
+            let what = format!(
+                "bytes {offset}-{last} of blob {}@{digest}",
+                source.endpoint.repository
+            );
+            let url = source.api_url(&format!("blobs/{digest}"))?;
+            let request = Request {
+                max_body: Some(len),
+                follow_redirect: true,
+                timeout,
+                headers: vec![("range", format!("bytes={offset}-{last}"))],
+                ..Request::new(Method::GET, url, &what)
+            };
+            let resp = self
+                .send(source, Some(source.pull_scope()), request)
+                .await?;
+            let whole = offset == 0 && resp.status == StatusCode::OK;
+            if (resp.status != StatusCode::PARTIAL_CONTENT && !whole)
+                || resp.body.len() as u64 != len
+            {
+                return Err(RegistryError::InvalidResponse {
+                    registry: source.registry(),
+                    what,
+                    detail: format!(
+                        "a {} of {} bytes to a range request",
+                        resp.status,
+                        resp.body.len()
+                    ),
+                });
+            }
+            Ok(resp.body)
+        })
+        .await
+    }
+
     pub(super) async fn blob_at(
         &self,
         source: Source<'_>,
@@ -290,6 +344,8 @@ impl RegistryClient {
             accept: req.accept,
             max_body: req.max_body,
             timeout: req.timeout,
+            // a blob's Range goes on to its storage
+            headers: req.headers.clone(),
             ..Request::new(Method::GET, location, req.what)
         };
         self.execute(&redirected, None).await

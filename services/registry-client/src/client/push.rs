@@ -1,6 +1,7 @@
 //! What the client writes to a registry (distribution spec "push"): blobs,
 //! checked with `HEAD`, mounted from another repository of the same registry
-//! or uploaded, and manifests. Writes go to a repository's primary location
+//! or uploaded (whole, or in chunks: `POST`, `PATCH`es, `PUT`), and
+//! manifests. Writes go to a repository's primary location
 //! only: mirrors are for pulls. Every request asks for `pull,push` scope.
 
 use super::transport::{Request, Response};
@@ -22,6 +23,32 @@ pub enum BlobOutcome {
     Mounted,
     /// The registry answered the mount with an upload: the blob must be sent.
     NotMounted,
+}
+
+/// A blob upload in progress ([`RegistryClient::open_upload`]).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    location: Url,
+    digest: String,
+    offset: u64,
+    /// The smallest chunk the registry takes, when it says
+    /// (`OCI-Chunk-Min-Length`).
+    pub min_chunk: Option<u64>,
+}
+
+/// Where an upload goes on: the `Location` of the registry's answer,
+/// resolved against the registry.
+fn upload_location(source: Source<'_>, resp: &Response, what: &str) -> Result<Url, RegistryError> {
+    resp.headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| source.endpoint.origin.join(l).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| RegistryError::InvalidResponse {
+            registry: source.registry(),
+            what: what.to_owned(),
+            detail: format!("a {} without a usable Location", resp.status),
+        })
 }
 
 /// The slowest transfer a blob crossing is given time for: 1 MiB/s.
@@ -81,24 +108,92 @@ impl RegistryClient {
         digest: &str,
         bytes: Bytes,
     ) -> Result<(), RegistryError> {
+        let upload = self.open_upload(repo, digest).await?;
+        self.finish_upload(repo, upload, bytes).await
+    }
+
+    /// Opens an upload of the blob `digest` to `repo` (`POST`): where its
+    /// chunks go, and the smallest chunk the registry takes
+    /// (`OCI-Chunk-Min-Length`).
+    pub async fn open_upload(
+        &self,
+        repo: &Repository,
+        digest: &str,
+    ) -> Result<Upload, RegistryError> {
         let source = repo.primary_source();
         let what = format!("an upload of {}@{digest}", source.endpoint.repository);
         let opened = self.post(source, self.uploads_url(source)?, &what).await?;
-        let mut location = opened
+        let min_chunk = opened
             .headers
-            .get(LOCATION)
+            .get("oci-chunk-min-length")
             .and_then(|v| v.to_str().ok())
-            .and_then(|l| source.endpoint.origin.join(l).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| RegistryError::InvalidResponse {
-                registry: source.registry(),
-                what: what.clone(),
-                detail: format!("a {} without a usable Location", opened.status),
-            })?;
-        location.query_pairs_mut().append_pair("digest", digest);
-        let timeout = Some(self.transfer_timeout(bytes.len() as u64));
+            .and_then(|v| v.trim().parse().ok());
+        Ok(Upload {
+            location: upload_location(source, &opened, &what)?,
+            digest: digest.to_owned(),
+            offset: 0,
+            min_chunk,
+        })
+    }
+
+    /// Sends the next chunk of `upload` (`PATCH` with its `Content-Range`),
+    /// and moves the upload on to the location the registry answers.
+    pub async fn upload_chunk(
+        &self,
+        repo: &Repository,
+        upload: &mut Upload,
+        bytes: Bytes,
+    ) -> Result<(), RegistryError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let source = repo.primary_source();
+        let len = bytes.len() as u64;
+        let what = format!(
+            "bytes {}-{} of an upload of {}@{}",
+            upload.offset,
+            upload.offset + len - 1,
+            source.endpoint.repository,
+            upload.digest
+        );
         let request = Request {
             upload: Some((OCTET_STREAM, bytes)),
+            max_body: Some(MAX_ERROR_BODY_BYTES),
+            timeout: Some(self.transfer_timeout(len)),
+            headers: vec![(
+                "content-range",
+                format!("{}-{}", upload.offset, upload.offset + len - 1),
+            )],
+            ..Request::new(Method::PATCH, upload.location.clone(), &what)
+        };
+        let resp = self
+            .send(source, Some(source.push_scope()), request)
+            .await?;
+        upload.location = upload_location(source, &resp, &what)?;
+        upload.offset += len;
+        Ok(())
+    }
+
+    /// Closes `upload` with its last bytes (possibly none): a `PUT` naming
+    /// the digest, which the registry checks before it keeps the blob.
+    pub async fn finish_upload(
+        &self,
+        repo: &Repository,
+        upload: Upload,
+        last: Bytes,
+    ) -> Result<(), RegistryError> {
+        let source = repo.primary_source();
+        let what = format!(
+            "an upload of {}@{}",
+            source.endpoint.repository, upload.digest
+        );
+        let mut location = upload.location;
+        location
+            .query_pairs_mut()
+            .append_pair("digest", &upload.digest);
+        let timeout = Some(self.transfer_timeout(last.len() as u64));
+        let request = Request {
+            upload: Some((OCTET_STREAM, last)),
             max_body: Some(MAX_ERROR_BODY_BYTES),
             timeout,
             ..Request::new(Method::PUT, location, &what)

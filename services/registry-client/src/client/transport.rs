@@ -21,6 +21,8 @@ pub(super) struct Request<'a> {
     /// How long one attempt may take, when not [`Limits::request_timeout`]:
     /// a blob crossing takes longer ([`RegistryClient::transfer_timeout`]).
     pub(super) timeout: Option<Duration>,
+    /// Other headers: a blob's `Range`, an upload chunk's `Content-Range`.
+    pub(super) headers: Vec<(&'static str, String)>,
 }
 
 impl<'a> Request<'a> {
@@ -38,6 +40,7 @@ impl<'a> Request<'a> {
             max_body: None,
             follow_redirect: false,
             timeout: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -321,6 +324,9 @@ impl RegistryClient {
         }
         if let Some(auth) = auth {
             builder = builder.header(AUTHORIZATION, auth.clone());
+        }
+        for (name, value) in &req.headers {
+            builder = builder.header(*name, value.as_str());
         }
         if let Some(form) = &req.form {
             builder = builder
