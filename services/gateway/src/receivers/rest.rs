@@ -33,35 +33,25 @@
 //! create answer's `status.generatedSecret` and nowhere else afterwards (as
 //! Kubernetes' TokenRequest answers its token once). A receiver is not
 //! changed in place: delete and create it again. Every call needs the
-//! `secrets` right in the namespace, as the gRPC service does.
+//! `secrets` right in the namespace, as the gRPC service does. The handlers
+//! are those of every resource of our group ([`own`]).
 
-use axum::{
-    Extension, Json, Router,
-    body::Body,
-    extract::{Path, State},
-    http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
-    routing::get,
-};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use imagestreams_common::{
     auth::{Authenticated, Verb},
-    error::{ApiError, KubeStatus, StatusDetails},
+    error::ApiError,
     model::ObjectMeta,
 };
 use imagestreams_proto::v1 as proto;
-use imagestreams_tag_syncer_api::check_names;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tracing::instrument;
 
 use super::ReceiversClient;
 use crate::{
-    kube::{Ask, OWN_GROUP, OWN_GROUP_VERSION, table::Printable},
-    rest::{
-        ObjectPath, RestError, list_response, object_response, read_document, written_response,
-    },
+    kube::{OWN_GROUP_VERSION, table::Printable},
+    rest::own::{self, OwnResource},
 };
 
 /// The resource name, as paths and `Status.details.kind` spell it.
@@ -267,163 +257,49 @@ impl Printable for ReceiverObject {
     }
 }
 
-/// The routes of receivers over `client`.
+/// The routes of receivers over `client` (see [`own`]).
 pub(crate) fn router(client: ReceiversClient) -> Router {
-    let prefix = "/apis/imagestreams.io/v1/namespaces/{namespace}/receivers";
-    Router::new()
-        .route("/apis/imagestreams.io/v1/receivers", get(list_all))
-        .route(prefix, get(list).post(create))
-        .route(&format!("{prefix}/{{name}}"), get(get_one).delete(delete))
-        .with_state(client)
+    own::router(client)
 }
 
-fn about(name: &str) -> impl Fn(ApiError) -> RestError + '_ {
-    move |error| RestError::about_in(error, OWN_GROUP, RESOURCE, name)
-}
+impl OwnResource for ReceiversClient {
+    type Object = ReceiverObject;
+    const RESOURCE: &'static str = RESOURCE;
+    const KIND: &'static str = KIND;
+    const LIST_KIND: &'static str = LIST_KIND;
+    // a receiver's URL is itself a secret for senders that cannot sign
+    const READ: Verb = Verb::Secrets;
+    const WRITE: Verb = Verb::Secrets;
 
-/// Checks an object path's names, and that the caller has the `secrets`
-/// right in its namespace.
-fn admit(auth: &Authenticated, path: &ObjectPath) -> Result<(), ApiError> {
-    check_names(&path.namespace, &path.name)?;
-    auth.authorize(Some(&path.namespace), Verb::Secrets)
-}
-
-/// `{namespace}` of the collection path.
-#[derive(Debug, Deserialize)]
-struct CollectionPath {
-    namespace: String,
-}
-
-/// `kubectl get receivers -A`: needs the `secrets` right in every namespace.
-#[instrument(skip_all, err(level = "debug"))]
-async fn list_all(
-    State(client): State<ReceiversClient>,
-    Extension(auth): Extension<Authenticated>,
-    ask: Ask,
-) -> Result<Response, RestError> {
-    auth.authorize(None, Verb::Secrets).map_err(about(""))?;
-    list_of(&client, "", &ask).await
-}
-
-#[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
-async fn list(
-    State(client): State<ReceiversClient>,
-    Extension(auth): Extension<Authenticated>,
-    Path(path): Path<CollectionPath>,
-    ask: Ask,
-) -> Result<Response, RestError> {
-    let about = about("");
-    crate::query::namespace(&path.namespace, "namespace").map_err(&about)?;
-    auth.authorize(Some(&path.namespace), Verb::Secrets)
-        .map_err(&about)?;
-    list_of(&client, &path.namespace, &ask).await
-}
-
-/// The receivers of `namespace` (of every namespace when empty), as a
-/// `ReceiverList` or a Table.
-async fn list_of(
-    client: &ReceiversClient,
-    namespace: &str,
-    ask: &Ask,
-) -> Result<Response, RestError> {
-    let about = about("");
-    let items = client
-        .list(namespace)
-        .await
-        .map_err(&about)?
-        .into_iter()
-        .map(ReceiverObject::from_proto)
-        .collect();
-    list_response(LIST_KIND, items, ask, String::new(), String::new()).map_err(&about)
-}
-
-#[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
-async fn get_one(
-    State(client): State<ReceiversClient>,
-    Extension(auth): Extension<Authenticated>,
-    Path(path): Path<ObjectPath>,
-    ask: Ask,
-) -> Result<Response, RestError> {
-    let about = about(&path.name);
-    admit(&auth, &path).map_err(&about)?;
-    let receiver = client
-        .get(&path.namespace, &path.name)
-        .await
-        .map_err(&about)?;
-    object_response(ReceiverObject::from_proto(receiver), &ask, StatusCode::OK).map_err(&about)
-}
-
-#[instrument(skip_all, fields(namespace = %path.namespace), err(level = "debug"))]
-async fn create(
-    State(client): State<ReceiversClient>,
-    Extension(auth): Extension<Authenticated>,
-    Path(path): Path<CollectionPath>,
-    ask: Ask,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, RestError> {
-    auth.authorize(Some(&path.namespace), Verb::Secrets)
-        .map_err(about(""))?;
-    let (object, dropped) =
-        read_document::<ReceiverObject>(&headers, body, KIND, ask.field_validation, &about(""))
-            .await?;
-    let name = object.metadata.name.clone();
-    let about = about(&name);
-    if !object.metadata.namespace.is_empty() && object.metadata.namespace != path.namespace {
-        return Err(about(ApiError::invalid(
-            "metadata.namespace",
-            format!(
-                "the namespace of the object ({}) does not match the namespace of the request ({})",
-                object.metadata.namespace, path.namespace
-            ),
-        )));
+    async fn list(&self, namespace: Option<&str>) -> Result<Vec<ReceiverObject>, ApiError> {
+        let items = ReceiversClient::list(self, namespace.unwrap_or_default()).await?;
+        Ok(items.into_iter().map(ReceiverObject::from_proto).collect())
     }
-    check_names(&path.namespace, &name).map_err(&about)?;
-    if ask.dry_run {
-        return Err(about(ApiError::invalid(
-            "dryRun",
-            "dryRun: Unsupported value: receivers are not created in a dry run",
-        )));
-    }
-    let created = client
-        .create(&object.into_request(&path.namespace))
-        .await
-        .map_err(&about)?;
-    let mut object = ReceiverObject::from_proto(created.receiver.unwrap_or_default());
-    if let Some(status) = &mut object.status {
-        status.generated_secret = created.generated_secret;
-    }
-    written_response(object, &ask, StatusCode::CREATED, &dropped).map_err(&about)
-}
 
-#[instrument(skip_all, fields(namespace = %path.namespace, name = %path.name), err(level = "debug"))]
-async fn delete(
-    State(client): State<ReceiversClient>,
-    Extension(auth): Extension<Authenticated>,
-    Path(path): Path<ObjectPath>,
-    ask: Ask,
-) -> Result<Response, RestError> {
-    let about = about(&path.name);
-    admit(&auth, &path).map_err(&about)?;
-    if ask.dry_run {
-        // checked, not deleted
-        client
-            .get(&path.namespace, &path.name)
-            .await
-            .map_err(&about)?;
-    } else {
-        client
-            .delete(&path.namespace, &path.name)
-            .await
-            .map_err(&about)?;
+    async fn get(&self, namespace: &str, name: &str) -> Result<ReceiverObject, ApiError> {
+        Ok(ReceiverObject::from_proto(
+            ReceiversClient::get(self, namespace, name).await?,
+        ))
     }
-    Ok(Json(KubeStatus::success(StatusDetails {
-        name: path.name.clone(),
-        group: OWN_GROUP.to_owned(),
-        kind: RESOURCE.to_owned(),
-        ..StatusDetails::default()
-    }))
-    .into_response())
+
+    /// The create answer carries a generated secret, this once.
+    async fn create(
+        &self,
+        _auth: &Authenticated,
+        namespace: &str,
+        object: ReceiverObject,
+    ) -> Result<ReceiverObject, ApiError> {
+        let created = ReceiversClient::create(self, &object.into_request(namespace)).await?;
+        let mut object = ReceiverObject::from_proto(created.receiver.unwrap_or_default());
+        if let Some(status) = &mut object.status {
+            status.generated_secret = created.generated_secret;
+        }
+        Ok(object)
+    }
+
+    async fn delete(&self, namespace: &str, name: &str) -> Result<(), ApiError> {
+        ReceiversClient::delete(self, namespace, name).await
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ use imagestreams_common::{
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
+pub(crate) mod own;
 mod writes;
 
 use writes::{create, delete, patch, replace};
