@@ -506,8 +506,33 @@ pub async fn replay(
     Ok((kept, messages))
 }
 
+/// Whether a message of a KV bucket's stream with these headers removes its
+/// key (a delete or a purge: the `KV-Operation` header, which a put does not
+/// carry), as read straight from the stream rather than through the KV API.
+pub fn is_kv_removal(headers: Option<&HeaderMap>) -> bool {
+    headers
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE")
+}
+
+/// [`is_kv_removal`] of a consumed message.
+pub fn removes_key(message: &jetstream::Message) -> bool {
+    is_kv_removal(message.headers.as_ref())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kv_removals_are_deletes_and_purges() {
+        let mut headers = async_nats::HeaderMap::new();
+        assert!(!super::is_kv_removal(None));
+        assert!(!super::is_kv_removal(Some(&headers)));
+        for (op, removes) in [("DEL", true), ("PURGE", true), ("PUT", false)] {
+            headers.insert("KV-Operation", op);
+            assert_eq!(super::is_kv_removal(Some(&headers)), removes, "{op}");
+        }
+    }
+
     #[test]
     fn redeliveries_back_off_to_thirty_seconds() {
         let delays: Vec<u64> = [0, 1, 2, 3, 5, 6, 100]

@@ -132,21 +132,13 @@ pub async fn declare(kv: &jetstream::kv::Store) -> Result<PullConsumer, Changefe
         .map_err(|e| ChangefeedError::Declare(Box::new(e)))
 }
 
-fn is_delete(message: &jetstream::Message) -> bool {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("KV-Operation"))
-        .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE")
-}
-
 /// Sends the `TagsChanged` of one bucket message, if it carries a change,
 /// without waiting for JetStream's acknowledgement.
 pub async fn send(
     js: &jetstream::Context,
     message: &jetstream::Message,
 ) -> Result<Option<PendingAck>, ChangefeedError> {
-    if is_delete(message) || !store::is_header(message) {
+    if nats::removes_key(message) || !store::is_header(message) {
         // a tag record's change is in the header its write ends with
         return Ok(None);
     }

@@ -66,11 +66,7 @@ pub async fn entries(
             Ok(Some(message)) => message.map_err(|e| unavailable(&e))?,
         };
         let pending = message.info().map_err(|e| unavailable(&e))?.pending;
-        let deleted = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .is_some();
+        let deleted = imagestreams_common::nats::removes_key(&message);
         if let Some(key) = message
             .subject
             .as_str()

@@ -187,14 +187,6 @@ pub async fn declare(kv: &kv::Store, ack_wait: Duration) -> anyhow::Result<PullC
         })
 }
 
-fn is_delete(message: &jetstream::Message) -> bool {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("KV-Operation"))
-        .is_some()
-}
-
 async fn settle(message: &jetstream::Message) {
     if let Err(error) = message.ack_with(AckKind::Ack).await {
         tracing::debug!(
@@ -246,7 +238,7 @@ pub async fn run(
                     break;
                 }
             };
-            if is_delete(&message) || !store::is_header(&message) {
+            if imagestreams_common::nats::removes_key(&message) || !store::is_header(&message) {
                 // a tag record: its write ends with its stream's header
                 settle(&message).await;
                 continue;

@@ -21,7 +21,6 @@
 use std::{fmt, time::Duration};
 
 use async_nats::jetstream::{
-    self,
     consumer::{DeliverPolicy, pull::OrderedConfig},
     kv,
 };

@@ -174,7 +174,7 @@ pub async fn scan<T: DeserializeOwned>(
         let message = message.map_err(unavailable)?;
         let info = message.info().map_err(unavailable)?;
         let (pending, revision) = (info.pending, info.stream_sequence);
-        if !is_delete(&message) {
+        if !imagestreams_common::nats::removes_key(&message) {
             items.push(Stored {
                 value: decode(&message.payload)?,
                 revision,
@@ -185,12 +185,4 @@ pub async fn scan<T: DeserializeOwned>(
         }
     }
     Ok(items)
-}
-
-pub(crate) fn is_delete(message: &jetstream::Message) -> bool {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("KV-Operation"))
-        .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE")
 }

@@ -156,8 +156,7 @@ impl DirectGet {
                 .ok_or_else(|| {
                     Failure::Other(unavailable("a direct get answer without Nats-Sequence"))
                 })?;
-            let deleted =
-                header(&headers, "KV-Operation").is_some_and(|op| op == "DEL" || op == "PURGE");
+            let deleted = crate::nats::is_kv_removal(Some(&headers));
             found.push(Found {
                 subject,
                 sequence,

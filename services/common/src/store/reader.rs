@@ -362,7 +362,8 @@ impl StreamReader {
                     .strip_prefix(&prefix)
                     .and_then(subjects::parse_bucket_key);
                 if let Some(key) = key {
-                    let value = (!is_delete(&message)).then(|| message.payload.clone());
+                    let value =
+                        (!crate::nats::removes_key(&message)).then(|| message.payload.clone());
                     state.apply(key, value, sequence);
                 }
                 if pending == 0 {
@@ -536,7 +537,8 @@ impl StreamReader {
                     else {
                         return Ok(None);
                     };
-                    let value = (!is_delete(&message)).then(|| message.payload.clone());
+                    let value =
+                        (!crate::nats::removes_key(&message)).then(|| message.payload.clone());
                     let mut assembly = assembly.lock().await;
                     reader.assemble(&mut assembly, key, value, sequence).await
                 }
@@ -714,12 +716,4 @@ pub fn is_header(message: &jetstream::Message) -> bool {
         key.and_then(subjects::parse_bucket_key),
         Some(subjects::BucketKey::Stream(..))
     )
-}
-
-pub(super) fn is_delete(message: &jetstream::Message) -> bool {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("KV-Operation"))
-        .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE")
 }
