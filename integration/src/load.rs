@@ -210,6 +210,112 @@ fn expected(pushes: &[Push]) -> BTreeMap<(String, String), Vec<String>> {
     expected
 }
 
+/// What went wrong with each tag whose history is not its pushes, for a
+/// failed audit to print: the push numbers missing from the history, the
+/// tag's `TagsChanged` chain (revision: old → new push number, `GAP` where a
+/// change does not start where the one before ended), and the revisions its
+/// tag key and its stream's header went through in the bucket (each tag
+/// record's newest push number and length): where a record went back.
+pub async fn explain(js: &jetstream::Context, pushes: &[Push]) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let kv = js.get_key_value(subjects::BUCKET_STREAMS).await?;
+    let reader = StreamReader::new(kv.clone(), js.client());
+    let expected = expected(pushes);
+    let found = histories(&reader, pushes).await;
+    let (moved, _) = changes(js, pushes).await?;
+    let index_of: HashMap<&str, usize> = pushes
+        .iter()
+        .map(|p| (p.digest.as_str(), p.index))
+        .collect();
+    let number = |digest: &str| {
+        index_of.get(digest).map_or_else(
+            || format!("?{}", digest.get(..19).unwrap_or(digest)),
+            |i| i.to_string(),
+        )
+    };
+    let namespace = pushes
+        .first()
+        .map(|p| p.namespace.clone())
+        .unwrap_or_default();
+    let mut out = String::new();
+    for ((stream, tag), want) in &expected {
+        let got = found
+            .get(&(stream.clone(), tag.clone()))
+            .cloned()
+            .unwrap_or_default();
+        if &got == want {
+            continue;
+        }
+        let missing: Vec<String> = want
+            .iter()
+            .filter(|d| !got.contains(d))
+            .map(|d| number(d))
+            .collect();
+        writeln!(out, "{stream}:{tag}: missing pushes {missing:?}")?;
+        writeln!(
+            out,
+            "  history (newest first): {:?}",
+            got.iter().map(|d| number(d)).collect::<Vec<_>>()
+        )?;
+        let mut chain = moved
+            .get(&(stream.clone(), tag.clone()))
+            .cloned()
+            .unwrap_or_default();
+        chain.sort();
+        let mut previous: Option<String> = None;
+        for (revision, old, new) in &chain {
+            let gap = previous.as_ref().is_some_and(|p| p != old);
+            writeln!(
+                out,
+                "  TagsChanged @{revision}: {} -> {}{}",
+                if old.is_empty() {
+                    "-".into()
+                } else {
+                    number(old)
+                },
+                number(new),
+                if gap { "  GAP" } else { "" }
+            )?;
+            previous = Some(new.clone());
+        }
+        for (what, key) in [
+            ("tag key", subjects::tag_key(&namespace, stream, tag)),
+            ("header", subjects::stream_key(&namespace, stream)),
+        ] {
+            let mut history = kv.history(&key).await?;
+            while let Some(entry) = history.next().await {
+                let entry = entry?;
+                let value: serde_json::Value =
+                    serde_json::from_slice(&entry.value).unwrap_or_default();
+                let items = if what == "header" {
+                    value["inline"][tag]["list"]["items"].as_array().cloned()
+                } else {
+                    value["list"]["items"].as_array().cloned()
+                };
+                let summary = items.map_or_else(
+                    || "-".to_owned(),
+                    |items| {
+                        format!(
+                            "{} items, newest {}",
+                            items.len(),
+                            items
+                                .first()
+                                .and_then(|i| i["image"].as_str())
+                                .map_or_else(|| "-".into(), number)
+                        )
+                    },
+                );
+                writeln!(
+                    out,
+                    "  {what} @{} {:?}: {summary}",
+                    entry.revision, entry.operation
+                )?;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The stored histories of the streams `pushes` went to.
 async fn histories(
     reader: &StreamReader,

@@ -321,6 +321,13 @@ async fn chaos() -> anyhow::Result<()> {
         real.len(),
         kills.load(Ordering::SeqCst)
     );
+    if !audit.is_clean() {
+        // what a failure needs to be understood, from the bucket's own history
+        match load::explain(&js, &pushed).await {
+            Ok(explained) => eprintln!("chaos: the tags that went wrong:\n{explained}"),
+            Err(error) => eprintln!("chaos: cannot explain the audit: {error}"),
+        }
+    }
     assert!(audit.is_clean(), "{audit} (seed {seed})");
     assert!(fired.is_clean(), "{fired} (seed {seed})");
     Ok(())
