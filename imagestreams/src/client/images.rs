@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{
     ClientError, Context,
     humanize::{ago, parse_time},
+    output,
     tabwriter::TabWriter,
 };
 use crate::cli::{GetArgs, GetOutput};
@@ -109,8 +110,9 @@ pub async fn get(
         });
     }
     let text = match args.output {
-        Some(GetOutput::Json) => json(&objects)?,
-        Some(GetOutput::Yaml) => yaml(&objects)?,
+        // one object as itself; several as a `List`, as `oc get` prints them
+        Some(GetOutput::Json) => output::objects(&objects, true, output::Format::Json)?,
+        Some(GetOutput::Yaml) => output::objects(&objects, true, output::Format::Yaml)?,
         Some(GetOutput::Name) => objects.iter().map(|o| o.name_line() + "\n").collect(),
         _ => table(&objects, args.output == Some(GetOutput::Wide)),
     };
@@ -146,28 +148,6 @@ impl Object {
             Object::Tag(o) => format!("imagestreamtag.image.openshift.io/{}", o.metadata.name),
         }
     }
-}
-
-/// One object as itself; several as a `List`, as `oc get` prints them.
-fn json(objects: &[Object]) -> Result<String, ClientError> {
-    let text = match objects {
-        [one] => serde_json::to_string_pretty(one),
-        many => serde_json::to_string_pretty(&list(many)),
-    };
-    text.map(|s| s + "\n")
-        .map_err(|e| ClientError::BadResponse(format!("cannot write JSON: {e}")))
-}
-
-fn yaml(objects: &[Object]) -> Result<String, ClientError> {
-    match objects {
-        [one] => serde_norway::to_string(one),
-        many => serde_norway::to_string(&list(many)),
-    }
-    .map_err(|e| ClientError::BadResponse(format!("cannot write YAML: {e}")))
-}
-
-fn list(items: &[Object]) -> serde_json::Value {
-    serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items, "metadata": {} })
 }
 
 /// `NAME  IMAGE REFERENCE  PLATFORMS  SIZE  CREATED` (`-o wide` adds the layer count and the media type).

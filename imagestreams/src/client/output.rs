@@ -17,25 +17,28 @@ pub fn name_line(stream: &ImageStream) -> String {
     format!("{RESOURCE}/{}", stream.metadata.name)
 }
 
-/// A `List` of streams, as `oc get is -o json` prints one.
+/// A `List` of objects, as `oc get … -o json|yaml` prints one: `{"apiVersion":
+/// "v1","kind":"List","items":[…],"metadata":{…}}`, each item in its own
+/// shape (the model's for streams, the views' for the rest).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListDocument<'a> {
+pub struct ListDocument<'a, T> {
     api_version: &'static str,
     kind: &'static str,
-    items: &'a [ImageStream],
+    items: &'a [T],
     metadata: ListMeta,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ListMeta {
+    #[serde(skip_serializing_if = "String::is_empty")]
     resource_version: String,
 }
 
-impl<'a> ListDocument<'a> {
-    /// `{"apiVersion":"v1","kind":"List","items":[…],"metadata":{"resourceVersion":…}}`.
-    pub fn new(items: &'a [ImageStream], resource_version: &str) -> Self {
+impl<'a, T: Serialize> ListDocument<'a, T> {
+    /// A `List` of `items` at `resource_version` (empty: none).
+    pub fn new(items: &'a [T], resource_version: &str) -> Self {
         Self {
             api_version: "v1",
             kind: "List",
@@ -46,17 +49,47 @@ impl<'a> ListDocument<'a> {
         }
     }
 
-    /// Indented JSON with a final newline; each item in the model's shape.
+    /// Indented JSON with a final newline.
     pub fn to_json_pretty(&self) -> Result<String, ClientError> {
-        serde_json::to_string_pretty(self)
-            .map(|s| s + "\n")
-            .map_err(|e| ClientError::BadResponse(format!("cannot write JSON: {e}")))
+        to_text(self, Format::Json)
     }
 
     /// YAML.
     pub fn to_yaml(&self) -> Result<String, ClientError> {
-        serde_norway::to_string(self)
-            .map_err(|e| ClientError::BadResponse(format!("cannot write YAML: {e}")))
+        to_text(self, Format::Yaml)
+    }
+}
+
+/// A machine-readable format of `-o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Indented JSON with a final newline.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// `value` in `format`.
+pub fn to_text<T: Serialize + ?Sized>(value: &T, format: Format) -> Result<String, ClientError> {
+    match format {
+        Format::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| ClientError::BadResponse(format!("cannot write JSON: {e}"))),
+        Format::Yaml => serde_norway::to_string(value)
+            .map_err(|e| ClientError::BadResponse(format!("cannot write YAML: {e}"))),
+    }
+}
+
+/// What `get … -o json|yaml` prints of `items`: the object alone when one
+/// was asked for by name (`single`), else a `List` of them (none included).
+pub fn objects<T: Serialize>(
+    items: &[T],
+    single: bool,
+    format: Format,
+) -> Result<String, ClientError> {
+    match (single, items) {
+        (true, [one]) => to_text(one, format),
+        _ => to_text(&ListDocument::new(items, ""), format),
     }
 }
 

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::{
     ClientError, Context,
     connection::{self, DEFAULT_CALL_TIMEOUT, Session},
+    output,
     secrets::read_password,
     tabwriter,
 };
@@ -198,21 +199,14 @@ pub async fn get(
         }
     }
     match args.output {
-        Some(GetOutput::Json | GetOutput::Yaml) => {
-            let value = match (wanted.len(), items.as_slice()) {
-                (1, [one]) => as_json(one),
-                _ => json!({
-                    "apiVersion": "v1",
-                    "kind": "List",
-                    "items": items.iter().map(as_json).collect::<Vec<_>>(),
-                }),
-            };
-            let text = if args.output == Some(GetOutput::Json) {
-                serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?
+        Some(output @ (GetOutput::Json | GetOutput::Yaml)) => {
+            let format = if output == GetOutput::Json {
+                output::Format::Json
             } else {
-                serde_norway::to_string(&value).map_err(std::io::Error::other)?
+                output::Format::Yaml
             };
-            writeln!(out, "{}", text.trim_end())?;
+            let values: Vec<Value> = items.iter().map(as_json).collect();
+            out.write_all(output::objects(&values, wanted.len() == 1, format)?.as_bytes())?;
         }
         Some(GetOutput::Name) => {
             for r in &items {

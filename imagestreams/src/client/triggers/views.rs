@@ -8,6 +8,7 @@ pub(super) use imagestreams_trigger_api::object::TriggerObject;
 use imagestreams_trigger_api::object::{DeliveryObject, FromReference, kind_label};
 
 use super::*;
+use crate::client::output;
 
 /// A Build, Deployment or Mirror as `-o json|yaml` shows it.
 #[derive(Debug, Serialize)]
@@ -68,37 +69,11 @@ pub(super) fn write_document<T: Serialize>(
     single: bool,
     yaml: bool,
 ) -> Result<(), ClientError> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct List<'a, T> {
-        api_version: &'static str,
-        kind: &'static str,
-        items: &'a [T],
-    }
-    let text = match (single, items.first()) {
-        (true, Some(item)) => render(item, yaml)?,
-        _ => render(
-            &List {
-                api_version: "v1",
-                kind: "List",
-                items,
-            },
-            yaml,
-        )?,
-    };
-    out.write_all(text.as_bytes())?;
-    Ok(())
-}
-
-pub(super) fn render<T: Serialize>(value: &T, yaml: bool) -> Result<String, ClientError> {
-    if yaml {
-        serde_norway::to_string(value).map_err(|e| ClientError::BadResponse(e.to_string()))
+    let format = if yaml {
+        output::Format::Yaml
     } else {
-        serde_json::to_string_pretty(value)
-            .map(|mut s| {
-                s.push('\n');
-                s
-            })
-            .map_err(|e| ClientError::BadResponse(e.to_string()))
-    }
+        output::Format::Json
+    };
+    out.write_all(output::objects(items, single, format)?.as_bytes())?;
+    Ok(())
 }
