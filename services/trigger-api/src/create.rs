@@ -239,6 +239,19 @@ pub fn check_webhook_url_shape(url: &str) -> Result<(), ApiError> {
 mod tests {
     use super::*;
 
+    /// The spec of a request's trigger.
+    fn spec(r: &mut proto::CreateTriggerRequest) -> &mut proto::TriggerSpec {
+        r.trigger.as_mut().unwrap().spec.as_mut().unwrap()
+    }
+
+    /// The field an invalid request is refused for.
+    fn refused_field(r: proto::CreateTriggerRequest) -> String {
+        match NewTrigger::try_from(r) {
+            Err(ApiError::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
     fn request() -> proto::CreateTriggerRequest {
         proto::CreateTriggerRequest {
             namespace: "ns1".into(),
@@ -276,53 +289,31 @@ mod tests {
     }
 
     #[test]
-    fn invalid_requests_name_the_field() {
-        let field = |r: proto::CreateTriggerRequest| match NewTrigger::try_from(r) {
-            Err(ApiError::Invalid { field, .. }) => field,
-            other => panic!("expected Invalid, got {other:?}"),
-        };
+    fn invalid_requests_name_the_refused_field() {
         let mut r = request();
-        r.trigger.as_mut().unwrap().spec.as_mut().unwrap().kind = 0;
-        assert_eq!(field(r), "spec.kind");
+        spec(&mut r).kind = 0;
+        assert_eq!(refused_field(r), "spec.kind");
         let mut r = request();
         r.trigger.as_mut().unwrap().name = "Bad_Name".into();
-        assert_eq!(field(r), "name");
+        assert_eq!(refused_field(r), "name");
         let mut r = request();
-        r.trigger
-            .as_mut()
-            .unwrap()
-            .spec
-            .as_mut()
-            .unwrap()
-            .from
-            .as_mut()
-            .unwrap()
-            .tag = "bad tag".into();
-        assert_eq!(field(r), "spec.from.tag");
+        spec(&mut r).from.as_mut().unwrap().tag = "bad tag".into();
+        assert_eq!(refused_field(r), "spec.from.tag");
         let mut r = request();
-        r.trigger.as_mut().unwrap().spec.as_mut().unwrap().container = "web".into();
-        assert_eq!(field(r), "spec.container");
+        spec(&mut r).container = "web".into();
+        assert_eq!(refused_field(r), "spec.container");
         let mut r = request();
-        r.trigger
-            .as_mut()
-            .unwrap()
-            .spec
-            .as_mut()
-            .unwrap()
-            .webhook
-            .as_mut()
-            .unwrap()
-            .url = "ftp://x/".into();
-        assert_eq!(field(r), "spec.webhook.url");
+        spec(&mut r).webhook.as_mut().unwrap().url = "ftp://x/".into();
+        assert_eq!(refused_field(r), "spec.webhook.url");
         let mut r = request();
         r.namespace = "other".into();
         r.trigger.as_mut().unwrap().namespace = "ns1".into();
-        assert_eq!(field(r), "namespace");
+        assert_eq!(refused_field(r), "namespace");
     }
 
     fn mirror_request(to: &str) -> proto::CreateTriggerRequest {
         let mut r = request();
-        let spec = r.trigger.as_mut().unwrap().spec.as_mut().unwrap();
+        let spec = spec(&mut r);
         spec.kind = proto::TriggerKind::Mirror as i32;
         spec.webhook = None;
         spec.mirror = Some(proto::MirrorTarget {
@@ -344,21 +335,17 @@ mod tests {
         let kept = NewTrigger::try_from(mirror_request("r.example.com/app:prod")).unwrap();
         assert_eq!(kept.spec.mirror.unwrap().to, "r.example.com/app:prod");
 
-        let field = |r: proto::CreateTriggerRequest| match NewTrigger::try_from(r) {
-            Err(ApiError::Invalid { field, .. }) => field,
-            other => panic!("expected Invalid, got {other:?}"),
-        };
-        assert_eq!(field(mirror_request("")), "spec.mirror.to");
+        assert_eq!(refused_field(mirror_request("")), "spec.mirror.to");
         assert_eq!(
-            field(mirror_request("r.example.com/App:x")),
+            refused_field(mirror_request("r.example.com/App:x")),
             "spec.mirror.to"
         );
         let digest = format!("r.example.com/app@sha256:{}", "a".repeat(64));
-        assert_eq!(field(mirror_request(&digest)), "spec.mirror.to");
+        assert_eq!(refused_field(mirror_request(&digest)), "spec.mirror.to");
         let mut foreign = mirror_request("r.example.com/app");
-        let spec = foreign.trigger.as_mut().unwrap().spec.as_mut().unwrap();
+        let spec = spec(&mut foreign);
         spec.from.as_mut().unwrap().namespace = "other".into();
-        assert_eq!(field(foreign), "spec.from.namespace");
+        assert_eq!(refused_field(foreign), "spec.from.namespace");
         let mut hooked = mirror_request("r.example.com/app");
         hooked
             .trigger
@@ -371,7 +358,7 @@ mod tests {
             url: "https://ci.example.com/".into(),
             ..Default::default()
         });
-        assert_eq!(field(hooked), "spec.webhook");
+        assert_eq!(refused_field(hooked), "spec.webhook");
         let mut build = request();
         build
             .trigger
@@ -384,7 +371,7 @@ mod tests {
             to: "r.example.com/app".into(),
             insecure: false,
         });
-        assert_eq!(field(build), "spec.mirror");
+        assert_eq!(refused_field(build), "spec.mirror");
     }
 
     #[test]
