@@ -10,8 +10,9 @@ use std::{
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use futures::StreamExt as _;
-use imagestreams_common::{store::StreamReader, subjects};
+use imagestreams_common::subjects;
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::StreamReader;
 use prost::Message as _;
 
 /// The registry time of push 0, in unix milliseconds; pushes are 1 ms apart.

@@ -7,8 +7,8 @@
 use std::io::Write;
 
 use chrono::Utc;
-use imagestreams_common::history::{ChangeView, HistoryView, timestamp};
 use imagestreams_proto::v1 as pb;
+use imagestreams_stream_store_api::history::{ChangeView, HistoryView, timestamp};
 
 use super::{
     ClientError, Context, humanize::parse_since, resource::RESOURCE_NAMES, tabwriter::TabWriter,

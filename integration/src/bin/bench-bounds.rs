@@ -153,7 +153,7 @@ impl Pusher {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let last = pushes.last().expect("count > 0");
         let reader =
-            imagestreams_common::store::StreamReader::new(self.kv.clone(), self.nats.clone());
+            imagestreams_stream_store_api::StreamReader::new(self.kv.clone(), self.nats.clone());
         wait_for(
             || async {
                 reader.get(NAMESPACE, stream).await.is_ok_and(|s| {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use imagestreams::cli::ServiceName;
-use imagestreams_common::{config::Secret, history::timestamp};
+use imagestreams_common::config::Secret;
 use imagestreams_integration::{
     NatsServer, TestApp,
     bench::{Summary, print_summary, summarize},
@@ -35,6 +35,7 @@ use imagestreams_integration::{
     wait_for,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::history::timestamp;
 
 const TOKEN: &str = "bench-history-token";
 const NAMESPACE: &str = "history";

@@ -33,12 +33,7 @@ use clap::Parser;
 use futures::StreamExt as _;
 use hmac::{Hmac, Mac as _};
 use imagestreams::cli::ServiceName;
-use imagestreams_common::{
-    config::RegistryRuleConfig,
-    model::ImageStream,
-    store::{StoreClient, StreamReader},
-    subjects::Kind,
-};
+use imagestreams_common::{config::RegistryRuleConfig, model::ImageStream, subjects::Kind};
 use imagestreams_gateway::receivers::ReceiversClient;
 use imagestreams_integration::{
     NatsServer, Registry, RegistryOptions, TestApp,
@@ -46,6 +41,7 @@ use imagestreams_integration::{
     wait_for,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::{StoreClient, StreamReader};
 use prost::Message as _;
 use sha2::Sha256;
 

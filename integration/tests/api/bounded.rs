@@ -16,11 +16,11 @@ use imagestreams_common::{
     config::{Config, DEFAULT_HISTORY_LIMIT, Secret},
     deadletter,
     model::ImageStream,
-    store::{StoreClient, StreamReader},
     subjects::{self, Kind},
 };
 use imagestreams_integration::{NatsServer, TestApp, bench, load, wait_for};
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::{StoreClient, StreamReader};
 use prost::Message as _;
 
 const TOKEN: &str = "bounded-token";

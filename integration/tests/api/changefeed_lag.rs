@@ -9,10 +9,11 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use futures::StreamExt as _;
 use imagestreams::cli::ServiceName;
-use imagestreams_common::{nats as topology, store::StreamReader, subjects};
+use imagestreams_common::{nats as topology, subjects};
 use imagestreams_integration::{NatsServer, TestApp, load, wait_for};
 use imagestreams_proto::v1 as proto;
 use imagestreams_stream_store::{changefeed, pushes};
+use imagestreams_stream_store_api::StreamReader;
 
 const WAIT: Duration = Duration::from_secs(30);
 const NS: &str = "lag";
@@ -93,7 +94,7 @@ async fn a_change_held_by_a_dead_replica_keeps_its_tags_changed() -> anyhow::Res
     let mut held = None;
     while let Some(message) = fetched.next().await {
         let message = message.map_err(|e| anyhow::anyhow!("{e}"))?;
-        if imagestreams_common::store::is_header(&message) {
+        if imagestreams_stream_store_api::is_header(&message) {
             held = Some(message);
         }
     }

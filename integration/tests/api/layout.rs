@@ -5,15 +5,14 @@
 
 use imagestreams_common::{
     model::{ImageStream, TagEvent},
-    nats as topology,
-    store::{Record, StreamReader, layout},
-    subjects,
+    nats as topology, subjects,
 };
 use imagestreams_integration::NatsServer;
 use imagestreams_stream_store::{
     bucket::{Bucket, Limits, Plan, Scope, next_record},
     history,
 };
+use imagestreams_stream_store_api::{Record, StreamReader, layout};
 
 fn event(n: u8) -> TagEvent {
     let digest = format!("sha256:{}", format!("{n:02x}").repeat(32));

@@ -5,12 +5,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use imagestreams_common::{
-    model::ImageStream,
-    store::{Freshness, ListQuery, Mirror, StreamReader},
-    subjects,
-};
+use imagestreams_common::{model::ImageStream, subjects};
 use imagestreams_integration::{NatsServer, wait_for};
+use imagestreams_stream_store_api::{Freshness, ListQuery, Mirror, StreamReader};
 use tokio_util::sync::CancellationToken;
 
 const BUCKET: &str = "read-cache-test";

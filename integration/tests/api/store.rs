@@ -27,12 +27,12 @@ use imagestreams_common::{
     },
     nats as topology,
     runtime::{Deps, Health, Service as _},
-    store::{Record, StoreClient, StreamReader},
     subjects::{self, Kind},
 };
 use imagestreams_integration::{NatsServer, TestApp, wait_for};
 use imagestreams_proto::v1 as proto;
 use imagestreams_stream_store::{Options, StreamStoreService, changefeed, pushes};
+use imagestreams_stream_store_api::{Record, StoreClient, StreamReader};
 use prost::Message as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -1274,7 +1274,7 @@ async fn a_push_redelivered_after_hundreds_of_newer_ones_changes_nothing() -> an
     let collector = Collector::start(&h.js, ns).await?;
     let app = h.spawn_store_keeping_history().await?;
     // more pushes to one tag than the record remembers event ids of
-    let count = imagestreams_common::store::APPLIED_EVENTS_KEPT + 44;
+    let count = imagestreams_stream_store_api::APPLIED_EVENTS_KEPT + 44;
     let events: Vec<_> = (0..count)
         .map(|n| {
             let event = pushed(

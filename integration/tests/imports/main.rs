@@ -40,13 +40,13 @@ use imagestreams_common::{
     error::ApiError,
     model::{ANNOTATION_DOCKER_REPOSITORY_CHECK, IMPORT_SUCCESS, ImageStream},
     nats::Topology,
-    store::{StoreClient, StreamReader},
 };
 use imagestreams_integration::{
     NatsServer, Registry, RegistryOptions, TestApp, TestDir, binaries, fake_registry::FakeRegistry,
     push_unique_image, wait_for_some,
 };
 use imagestreams_proto::v1::{self as proto, image_streams_server::ImageStreams};
+use imagestreams_stream_store_api::{StoreClient, StreamReader};
 use imagestreams_tag_syncer_api::{
     ImportClient, STATUS_FAILURE, STATUS_SUCCESS, STATUS_UNCHANGED, SecretsClient,
 };

@@ -3,10 +3,10 @@
 use futures::StreamExt as _;
 use imagestreams_common::{
     model::{ImageStream, TagEvent},
-    store::Record,
     subjects::{self, Kind},
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::Record;
 use imagestreams_trigger_api::{CAUSE_IMAGE_CHANGE, DeliveryState, TriggerKind};
 use prost::Message as _;
 

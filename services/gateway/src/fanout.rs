@@ -18,10 +18,8 @@
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
-use imagestreams_common::{
-    error::ApiError,
-    store::{StreamReader, WatchStream},
-};
+use imagestreams_common::error::ApiError;
+use imagestreams_stream_store_api::{StreamReader, WatchStream};
 use tokio::sync::{Semaphore, broadcast};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use tokio_util::sync::CancellationToken;

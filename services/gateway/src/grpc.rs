@@ -9,9 +9,9 @@ use imagestreams_common::{
     auth::{Verb, authorize_request},
     error::ApiError,
     model::ImageStream,
-    store::Freshness,
 };
 use imagestreams_proto::v1::{self as proto, image_streams_server::ImageStreams};
+use imagestreams_stream_store_api::Freshness;
 use imagestreams_tag_syncer_api::{ImportClient, MirrorClient, import_image};
 use tonic::{Request, Response, Status};
 use tracing::instrument;

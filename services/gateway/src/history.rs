@@ -29,13 +29,15 @@ use chrono::{DateTime, Timelike as _, Utc};
 use imagestreams_common::{
     auth::{Authenticated, Verb},
     error::ApiError,
-    history::{HistoryView, time_of, timestamp},
     model::ImageStream,
     nats,
-    store::{Cause, StreamReader},
     subjects::Kind,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::{
+    Cause, StreamReader,
+    history::{HistoryView, time_of, timestamp},
+};
 use imagestreams_trigger_api::{Firing, TriggerReader};
 use prost::Message as _;
 
@@ -500,10 +502,8 @@ pub(crate) async fn rest(
 
 #[cfg(test)]
 mod tests {
-    use imagestreams_common::{
-        model::{NamedTagEventList, TagEvent},
-        store::CauseKind,
-    };
+    use imagestreams_common::model::{NamedTagEventList, TagEvent};
+    use imagestreams_stream_store_api::CauseKind;
     use imagestreams_trigger_api::{TagRef, TriggerKind};
 
     use super::*;

@@ -17,8 +17,8 @@ use imagestreams_common::{
         },
     },
     model::{API_VERSION, ImageStream, ObjectMeta, TagEvent},
-    store::Freshness,
 };
+use imagestreams_stream_store_api::Freshness;
 
 use crate::streams::Streams;
 

@@ -52,11 +52,11 @@ use imagestreams_common::{
     config::Config,
     image::ImageCatalog,
     runtime::{Deps, Service},
-    store::StreamReader,
     telemetry::propagation,
     tls::{ServerTls, TlsError, TlsListener},
 };
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
+use imagestreams_stream_store_api::StreamReader;
 use imagestreams_tag_syncer_api::{ImportClient, MirrorClient};
 use imagestreams_trigger_api::TriggerReader;
 use tokio::net::TcpListener;

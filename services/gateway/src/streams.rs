@@ -12,9 +12,11 @@ use imagestreams_common::{
     model::{self, ImageStream},
     requests,
     selector::Selector,
-    store::{Freshness, ListPage, ListQuery, Mirror, StoreClient, StreamReader},
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::{
+    Freshness, ListPage, ListQuery, Mirror, StoreClient, StreamReader,
+};
 use imagestreams_trigger_api::TriggerReader;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 

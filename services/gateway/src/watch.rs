@@ -51,9 +51,9 @@ use imagestreams_common::{
     error::ApiError,
     model::{ImageStream, ObjectMeta},
     selector::Selector,
-    store::{StreamReader, WatchEvent},
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::{StreamReader, WatchEvent};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;

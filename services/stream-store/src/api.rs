@@ -18,11 +18,10 @@ use imagestreams_common::{
         FROM_DOCKER_IMAGE, FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG, ImageStream,
         ObjectReference, TagEvent, TagImportPolicy, TagReference, TagReferencePolicy,
     },
-    requests,
-    store::{Cause, CauseKind},
-    subjects,
+    requests, subjects,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::{Cause, CauseKind};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;

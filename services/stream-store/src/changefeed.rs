@@ -5,14 +5,14 @@
 //! A durable pull consumer [`CONSUMER_NAME`] reads the bucket's stream
 //! (`KV_imagestreams`, subjects `$KV.imagestreams.>`) in order. For every put
 //! whose [`Record::change`] is set it publishes
-//! [`Change::to_event`](imagestreams_common::store::Change::to_event) at the
+//! [`Change::to_event`](imagestreams_stream_store_api::Change::to_event) at the
 //! message's stream sequence (the revision) to
 //! `imagestreams.tags.changed.<ns>.<name>` with `Nats-Msg-Id: <uid>:<revision>`,
 //! and acks the bucket message once JetStream has acknowledged the event;
 //! up to [`DEFAULT_WINDOW`] events are in flight at once (see [`run`]).
 //! Deletes and writes without a change are acked in their turn. The event
 //! is sent in a `tags_changed_publish` span, the child of the writer's span
-//! ([`Change::traceparent`](imagestreams_common::store::Change::traceparent)),
+//! ([`Change::traceparent`](imagestreams_stream_store_api::Change::traceparent)),
 //! so the trace of a push goes on through the KV write.
 //!
 //! - **Crash between commit and publish:** the put is unacked; the durable
@@ -55,10 +55,10 @@ use imagestreams_common::{
     error::ApiError,
     metrics::EventCounters,
     nats::{self, NatsError, PendingAck},
-    store::{self, Record},
     subjects::{self, Kind},
     telemetry::propagation,
 };
+use imagestreams_stream_store_api::{self as store, Record};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;

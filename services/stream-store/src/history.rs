@@ -22,10 +22,10 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use imagestreams_common::{
-    model::{FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG, ImageStream, TagEvent, TagReference},
-    store::TagChange,
+use imagestreams_common::model::{
+    FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG, ImageStream, TagEvent, TagReference,
 };
+use imagestreams_stream_store_api::TagChange;
 
 /// What adding one event did to one tag's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,9 +37,9 @@ use imagestreams_common::{
         TagEventCondition, TagReference, is_dns1123_label, is_valid_stream_name,
     },
     reference, requests,
-    store::{Cause, CauseKind},
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::{Cause, CauseKind};
 use imagestreams_tag_syncer_api::{STATUS_FAILURE, STATUS_SUCCESS, STATUS_UNCHANGED};
 use prost::Message as _;
 use tracing::instrument;

@@ -5,7 +5,7 @@
 //! # Design
 //!
 //! Three loops share one [`Bucket`]: one
-//! [`Record`](imagestreams_common::store::Record) per stream under the key
+//! [`Record`](imagestreams_stream_store_api::Record) per stream under the key
 //! `<ns>.<name>`, whose KV revision is the stream's `resourceVersion`.
 //!
 //! - **Write API** ([`api`]): create, update, delete and tag over NATS
@@ -28,7 +28,7 @@
 //!   none when nothing changed.
 //! - **Changefeed** ([`changefeed`]): `TagsChanged` is not published by the
 //!   writers. Each write stores the tag changes it made in
-//!   [`Record::change`](imagestreams_common::store::Record::change); the
+//!   [`Record::change`](imagestreams_stream_store_api::Record::change); the
 //!   durable consumer `stream-store-changefeed` on the bucket's own stream
 //!   publishes them, after the commit, with message id `<uid>:<revision>`,
 //!   then acks. A crash anywhere loses nothing (the put stays unacked) and
@@ -60,7 +60,7 @@
 //!   followed by a restart within the 10-minute duplicate window, or the
 //!   event is published twice.
 //! - A record remembers the last
-//!   [`APPLIED_EVENTS_KEPT`](imagestreams_common::store::APPLIED_EVENTS_KEPT)
+//!   [`APPLIED_EVENTS_KEPT`](imagestreams_stream_store_api::APPLIED_EVENTS_KEPT)
 //!   (256) event ids of its stream: an event redelivered after more than 256
 //!   newer events of the same stream would be applied again.
 //! - Deleting a stream forgets its event ids: a registry notification

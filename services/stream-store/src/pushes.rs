@@ -22,7 +22,7 @@
 //!   Every applied event is remembered, no-ops included, so that a late
 //!   redelivery of an old event cannot add it on top of newer ones. The
 //!   record keeps the last
-//!   [`APPLIED_EVENTS_KEPT`](imagestreams_common::store::APPLIED_EVENTS_KEPT) ids per stream;
+//!   [`APPLIED_EVENTS_KEPT`](imagestreams_stream_store_api::APPLIED_EVENTS_KEPT) ids per stream;
 //!   beyond them, a registry push is also recognised by its trace in the
 //!   tag's history (the same image at the same registry time, to the
 //!   nanosecond: [`history::holds`]), so a redelivery that arrives after
@@ -60,7 +60,7 @@
 //!   wait, behind newer events of the same streams.
 //!   Replicas share the consumer, so two pushes of one tag may be applied in
 //!   either order; the registry's event time decides: a push older than the
-//!   newest one applied to its tag ([`Record::pushed_at`](imagestreams_common::store::Record::pushed_at),
+//!   newest one applied to its tag ([`Record::pushed_at`](imagestreams_stream_store_api::Record::pushed_at),
 //!   nanoseconds) goes into the history behind the current image and changes
 //!   nothing current, so no `TagsChanged` and no trigger fires for it. The
 //!   later push wins, as long as the registry's clock (one clock for a single
@@ -91,11 +91,11 @@ use imagestreams_common::{
     model::{ImageStream, TagEvent, is_dns1123_label, is_valid_stream_name},
     nats,
     reference::{self, Reference},
-    store::{Cause, CauseKind},
     subjects::{self, Kind},
     telemetry::propagation,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::{Cause, CauseKind};
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use async_nats::Subscriber;
-use imagestreams_common::{error::ApiError, requests, store::StreamReader, subjects};
+use imagestreams_common::{error::ApiError, requests, subjects};
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::StreamReader;
 use imagestreams_tag_syncer_api::STATUS_FAILURE;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;

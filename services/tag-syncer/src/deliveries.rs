@@ -48,8 +48,9 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
 };
 use futures::StreamExt as _;
-use imagestreams_common::{error::ApiError, requests, store::StreamReader, subjects};
+use imagestreams_common::{error::ApiError, requests, subjects};
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::StreamReader;
 use imagestreams_tag_syncer_api::STATUS_FAILURE;
 use prost::Message as _;
 use tokio::sync::Semaphore;

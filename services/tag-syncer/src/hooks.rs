@@ -364,7 +364,7 @@ async fn deliver(hooks: &Hooks, found: &Found, headers: &HeaderMap, body: &Bytes
             tags: hint.tags.clone(),
             digest: hint.digest.clone().unwrap_or_default(),
             delivery_id: delivery_id.clone(),
-            time: Some(imagestreams_common::history::timestamp(received)),
+            time: Some(imagestreams_stream_store_api::history::timestamp(received)),
         };
         let subject = Subject::ImportsRequested.subject(&found.namespace, &found.name);
         let mut headers = async_nats::HeaderMap::new();

@@ -20,13 +20,12 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use imagestreams_common::{
-    error::ApiError, metrics::ServiceMetrics, reference::Reference, store::StoreClient,
-};
+use imagestreams_common::{error::ApiError, metrics::ServiceMetrics, reference::Reference};
 use imagestreams_proto::v1 as proto;
 use imagestreams_registry_client::{
     Keyring, RegistryClient, RegistryError, Repository, image::Inspector, select_tags,
 };
+use imagestreams_stream_store_api::StoreClient;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{

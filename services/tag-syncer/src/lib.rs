@@ -52,9 +52,9 @@ use imagestreams_common::{
     image::ImageCatalog,
     metrics,
     runtime::{Deps, Service},
-    store::{StoreClient, StreamReader},
     subjects,
 };
+use imagestreams_stream_store_api::{StoreClient, StreamReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -27,13 +27,13 @@ use imagestreams_common::{
     metrics::ServiceMetrics,
     model::ImageStream,
     reference::Reference,
-    store::StreamReader,
 };
 use imagestreams_proto::v1 as proto;
 use imagestreams_registry_client::{
     RegistryError,
     mirror::{CopyOptions, CopyReport},
 };
+use imagestreams_stream_store_api::StreamReader;
 use imagestreams_tag_syncer_api::{STATUS_FAILURE, STATUS_SUCCESS};
 use prometheus_client::{
     encoding::EncodeLabelSet,

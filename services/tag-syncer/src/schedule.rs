@@ -23,7 +23,8 @@ use std::{
 };
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use imagestreams_common::{error::ApiError, store::StreamReader, subjects};
+use imagestreams_common::{error::ApiError, subjects};
+use imagestreams_stream_store_api::StreamReader;
 use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;

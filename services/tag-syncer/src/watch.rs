@@ -30,12 +30,8 @@ use async_nats::jetstream::{
     kv,
 };
 use futures::StreamExt as _;
-use imagestreams_common::{
-    error::ApiError,
-    model::ImageStream,
-    store::{self, Record, StreamReader},
-    subjects,
-};
+use imagestreams_common::{error::ApiError, model::ImageStream, subjects};
+use imagestreams_stream_store_api::{self as store, Record, StreamReader};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 

@@ -62,9 +62,9 @@ use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
     runtime::{Deps, Service},
-    store::StreamReader,
     subjects,
 };
+use imagestreams_stream_store_api::StreamReader;
 use imagestreams_trigger_api::{Stored, Trigger, TriggerKind, TriggerReader};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 

@@ -29,8 +29,8 @@ use futures::StreamExt as _;
 use imagestreams_common::{
     error::{ApiError, KubeStatus, StatusDetails},
     model::ImageStream,
-    store::WatchEvent,
 };
+use imagestreams_stream_store_api::WatchEvent;
 use serde_json::json;
 use tokio::time::Instant;
 

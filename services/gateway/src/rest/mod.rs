@@ -40,8 +40,8 @@ use imagestreams_common::{
     auth::{Authenticated, Verb},
     error::{ApiError, KubeStatus, StatusCause, StatusDetails},
     model::{DocumentFormat, ImageStream, MAX_DOCUMENT_BYTES, ModelError, TagReference},
-    store::Freshness,
 };
+use imagestreams_stream_store_api::Freshness;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 

@@ -4,7 +4,7 @@
 //! shares.
 //!
 //! A record is stored as a header and one tag record per tag (see
-//! [`imagestreams_common::store::layout`]). A write is a compare-and-swap of
+//! [`imagestreams_stream_store_api::layout`]). A write is a compare-and-swap of
 //! the header carrying the tag records it changed; they are written to
 //! their keys after it, or by the next write before its own header. A write
 //! whose changes do not fit one header (an import of a big repository)
@@ -22,12 +22,10 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use imagestreams_common::{
-    error::ApiError,
-    model::ImageStream,
-    requests,
-    store::{Record, RecordOp, StoredEntry, StreamReader, TagRecord, layout},
-    subjects,
-    telemetry::propagation,
+    error::ApiError, model::ImageStream, requests, subjects, telemetry::propagation,
+};
+use imagestreams_stream_store_api::{
+    Record, RecordOp, StoredEntry, StreamReader, TagRecord, layout,
 };
 
 use crate::{history, lag::LagGuard, policies, writes};
@@ -633,7 +631,7 @@ pub fn next_record(before: Option<&Record>, mut after: ImageStream) -> Record {
         },
         applied: before.map(|r| r.applied.clone()).unwrap_or_default(),
         pushed_at: before.map(|r| r.pushed_at.clone()).unwrap_or_default(),
-        change: (!tags.is_empty()).then(|| imagestreams_common::store::Change {
+        change: (!tags.is_empty()).then(|| imagestreams_stream_store_api::Change {
             // to the microsecond, unlike the model's times (`now`): changes
             // within one second keep their order in time (`history --at`)
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -647,7 +645,8 @@ pub fn next_record(before: Option<&Record>, mut after: ImageStream) -> Record {
 
 #[cfg(test)]
 mod tests {
-    use imagestreams_common::{model::TagEvent, store::APPLIED_EVENTS_KEPT};
+    use imagestreams_common::model::TagEvent;
+    use imagestreams_stream_store_api::APPLIED_EVENTS_KEPT;
 
     use super::*;
 

@@ -155,7 +155,7 @@ impl Change {
     /// The `TagsChanged` event of this change, committed at `revision`.
     /// Its id `<uid>:<revision>` is deterministic, so a republish dedupes.
     pub fn to_event(&self, stream: &ImageStream, revision: u64) -> proto::TagsChanged {
-        let time = imagestreams_formats::time::timestamp_of_rfc3339(&self.time);
+        let time = imagestreams_common::time::timestamp_of_rfc3339(&self.time);
         proto::TagsChanged {
             event_id: format!("{}:{revision}", stream.metadata.uid),
             namespace: stream.metadata.namespace.clone(),

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use serde::Serialize;
 
-use crate::error::ApiError;
+use imagestreams_common::error::ApiError;
 
 /// How long a batch direct get waits for each of its answers.
 pub const DEFAULT_DIRECT_GET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,7 +156,7 @@ impl DirectGet {
                 .ok_or_else(|| {
                     Failure::Other(unavailable("a direct get answer without Nats-Sequence"))
                 })?;
-            let deleted = crate::nats::is_kv_removal(Some(&headers));
+            let deleted = imagestreams_common::nats::is_kv_removal(Some(&headers));
             found.push(Found {
                 subject,
                 sequence,

@@ -362,8 +362,8 @@ impl StreamReader {
                     .strip_prefix(&prefix)
                     .and_then(subjects::parse_bucket_key);
                 if let Some(key) = key {
-                    let value =
-                        (!crate::nats::removes_key(&message)).then(|| message.payload.clone());
+                    let value = (!imagestreams_common::nats::removes_key(&message))
+                        .then(|| message.payload.clone());
                     state.apply(key, value, sequence);
                 }
                 if pending == 0 {
@@ -372,7 +372,7 @@ impl StreamReader {
             }
         }
         if let Err(error) = stream.delete_consumer(&name).await {
-            tracing::debug!(error = crate::error::chain(&error), consumer = %name, "cannot delete a listing's consumer; it expires");
+            tracing::debug!(error = imagestreams_common::error::chain(&error), consumer = %name, "cannot delete a listing's consumer; it expires");
         }
         Ok(Snapshot {
             entries: state.into_entries(),
@@ -537,8 +537,8 @@ impl StreamReader {
                     else {
                         return Ok(None);
                     };
-                    let value =
-                        (!crate::nats::removes_key(&message)).then(|| message.payload.clone());
+                    let value = (!imagestreams_common::nats::removes_key(&message))
+                        .then(|| message.payload.clone());
                     let mut assembly = assembly.lock().await;
                     reader.assemble(&mut assembly, key, value, sequence).await
                 }

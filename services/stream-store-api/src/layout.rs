@@ -1,7 +1,7 @@
 //! How one stream is laid out in the bucket: a **header** under
-//! [`subjects::stream_key`] (`<ns>.<name>`: metadata, spec, the status
+//! [`subjects::stream_key`](imagestreams_common::subjects::stream_key) (`<ns>.<name>`: metadata, spec, the status
 //! without its tags, the applied-event ids and the change of the revision)
-//! and one **tag record** per status tag under [`subjects::tag_key`]
+//! and one **tag record** per status tag under [`subjects::tag_key`](imagestreams_common::subjects::tag_key)
 //! (`<ns>.<name>.<tag>`: that tag's history and conditions, and the registry
 //! time of its newest push).
 //!
@@ -25,7 +25,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{Record, RecordOp};
-use crate::{
+use imagestreams_common::{
     error::ApiError,
     model::{ImageStream, NamedTagEventList},
 };
@@ -285,7 +285,7 @@ pub fn split(record: &Record) -> (Record, BTreeMap<String, TagRecord>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::TagEvent;
+    use imagestreams_common::model::TagEvent;
 
     fn record_with_tags(tags: &[&str]) -> Record {
         let mut stream = ImageStream::new("ns1", "app");

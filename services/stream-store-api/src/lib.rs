@@ -1,7 +1,9 @@
-//! The stored form of an ImageStream (a header plus one KV entry per tag, see
-//! [`layout`]), the read side every service may use (get, list, watch), and
-//! the client of the stream-store's write API. Only stream-store writes the
-//! bucket.
+//! The stream-store's contract, for every service that reads image streams
+//! or asks for a write: the stored form of an ImageStream (a header plus one
+//! KV entry per tag, see [`layout`]), the read side (get, list, watch, the
+//! read cache [`Mirror`]), the [`history`] view, and the client of the
+//! stream-store's write API ([`StoreClient`]). No I/O loops: only the
+//! stream-store writes the bucket.
 //!
 //! `metadata.resourceVersion` is the KV revision of the stream's header (the
 //! sequence of its message in the bucket's stream); it is never stored
@@ -24,9 +26,12 @@ use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use imagestreams_proto::v1 as proto;
 use serde::{Deserialize, Serialize};
 
-use crate::{error::ApiError, model::ImageStream, requests, selector::Selector, subjects};
+use imagestreams_common::{
+    error::ApiError, model::ImageStream, requests, selector::Selector, subjects,
+};
 
 pub mod direct;
+pub mod history;
 pub mod layout;
 mod mirror;
 mod reader;

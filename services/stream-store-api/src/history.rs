@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::API_VERSION;
+use imagestreams_common::model::API_VERSION;
 use imagestreams_proto::v1 as proto;
 
 /// The kind of a history answer.
@@ -106,7 +106,7 @@ pub struct TagAtView {
     pub since: String,
 }
 
-pub use imagestreams_formats::time::{time_of, timestamp};
+pub use imagestreams_common::time::{time_of, timestamp};
 
 /// RFC 3339 (UTC, seconds or finer as stored) of a protobuf time; empty when unset.
 pub fn rfc3339(time: Option<&prost_types::Timestamp>) -> String {

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Assembly, Freshness, ListPage, ListQuery, StreamReader, page_of, unavailable};
-use crate::{error::ApiError, metrics::ServiceMetrics, model::ImageStream, subjects};
+use imagestreams_common::{error::ApiError, metrics::ServiceMetrics, model::ImageStream, subjects};
 
 /// How long a read waits for the cache to apply a revision before it reads
 /// the bucket directly.
@@ -358,7 +358,7 @@ async fn follow(inner: Arc<Inner>, shutdown: CancellationToken) {
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!(
-                    error = crate::error::chain(&error),
+                    error = imagestreams_common::error::chain(&error),
                     "the read cache lost the bucket; reads go to the bucket until it reloads"
                 );
             }
