@@ -6,7 +6,6 @@ use imagestreams_proto::v1 as proto;
 use serde::Serialize;
 
 use crate::model::{FieldErrorKind, ModelError, ValidationErrors};
-use crate::selector::SelectorError;
 
 /// An error a caller sees. Callers' mistakes are never `Internal`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,13 +156,6 @@ impl From<ModelError> for ApiError {
                 message: other.to_string(),
             },
         }
-    }
-}
-
-impl From<SelectorError> for ApiError {
-    /// Always `Invalid`, naming the `labelSelector` parameter.
-    fn from(error: SelectorError) -> Self {
-        ApiError::invalid("labelSelector", format!("labelSelector: {error}"))
     }
 }
 
@@ -493,7 +485,5 @@ mod tests {
         );
         assert_eq!(plain.details, None);
         assert_eq!((plain.code, plain.reason), (503, "ServiceUnavailable"));
-        let selector = ApiError::from(crate::selector::Selector::parse("a in (").unwrap_err());
-        assert!(matches!(&selector, ApiError::Invalid { field, .. } if field == "labelSelector"));
     }
 }

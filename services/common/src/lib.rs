@@ -17,6 +17,5 @@ pub mod metrics;
 pub mod nats;
 pub mod requests;
 pub mod runtime;
-pub mod selector;
 pub mod telemetry;
 pub mod tls;

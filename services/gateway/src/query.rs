@@ -3,7 +3,8 @@
 //! parser names the parameter it rejects, in the caller's spelling.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use imagestreams_common::{error::ApiError, model, selector::Selector};
+use imagestreams_common::{error::ApiError, model};
+use imagestreams_stream_store_api::selector::Selector;
 
 /// A required namespace: a DNS-1123 label.
 pub(crate) fn namespace(value: &str, field: &str) -> Result<(), ApiError> {

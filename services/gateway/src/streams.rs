@@ -11,9 +11,9 @@ use imagestreams_common::{
     image::ImageCatalog,
     model::{self, ImageStream},
     requests,
-    selector::Selector,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::selector::Selector;
 use imagestreams_stream_store_api::{
     Freshness, ListPage, ListQuery, Mirror, StoreClient, StreamReader,
 };

@@ -50,9 +50,9 @@ use futures::{StreamExt as _, stream::BoxStream};
 use imagestreams_common::{
     error::ApiError,
     model::{ImageStream, ObjectMeta},
-    selector::Selector,
 };
 use imagestreams_proto::v1 as proto;
+use imagestreams_stream_store_api::selector::Selector;
 use imagestreams_stream_store_api::{StreamReader, WatchEvent};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -26,9 +26,8 @@ use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use imagestreams_proto::v1 as proto;
 use serde::{Deserialize, Serialize};
 
-use imagestreams_common::{
-    error::ApiError, model::ImageStream, requests, selector::Selector, subjects,
-};
+use crate::selector::Selector;
+use imagestreams_common::{error::ApiError, model::ImageStream, requests, subjects};
 
 pub mod direct;
 pub mod history;
@@ -36,6 +35,7 @@ pub mod layout;
 mod mirror;
 mod reader;
 mod record;
+pub mod selector;
 
 pub use direct::DirectGet;
 pub use layout::{StoredEntry, TagRecord};

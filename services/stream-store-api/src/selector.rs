@@ -23,6 +23,8 @@
 
 use std::{collections::BTreeMap, fmt};
 
+use imagestreams_common::error::ApiError;
+
 /// The longest label name (the part after the optional prefix) and label value.
 pub const MAX_LABEL_NAME_LENGTH: usize = 63;
 /// The longest label key prefix (a DNS-1123 subdomain).
@@ -449,6 +451,13 @@ fn check_value(value: &str) -> Result<(), String> {
     }
 }
 
+impl From<SelectorError> for ApiError {
+    /// Always `Invalid`, naming the `labelSelector` parameter.
+    fn from(error: SelectorError) -> Self {
+        ApiError::invalid("labelSelector", format!("labelSelector: {error}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,5 +557,11 @@ mod tests {
         let long = "v".repeat(64);
         let err = Selector::parse(&format!("a={long}")).unwrap_err();
         assert!(err.message.contains("no more than 63"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_selector_is_an_invalid_label_selector() {
+        let error = ApiError::from(Selector::parse("a in (").unwrap_err());
+        assert!(matches!(&error, ApiError::Invalid { field, .. } if field == "labelSelector"));
     }
 }
