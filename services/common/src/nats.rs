@@ -228,90 +228,25 @@ pub async fn provision_with(
             tracing::info!(stream = name, max_age = ?retention.max_age, max_bytes, "event retention changed");
         }
     }
-    let streams = get_or_create_bucket(
-        &js,
-        kv::Config {
-            bucket: subjects::BUCKET_STREAMS.to_owned(),
-            description: "ImageStreams: a header per key <namespace>.<name>, a tag per key \
-                          <namespace>.<name>.<tag>"
-                .to_owned(),
-            history: DEFAULT_KV_HISTORY,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        },
+    // every bucket at once: a fresh cluster is provisioned in one round
+    let opened = futures::future::try_join_all(
+        BUCKETS
+            .iter()
+            .map(|bucket| get_or_create_bucket(&js, bucket.config(replicas))),
     )
     .await?;
-    let triggers = get_or_create_bucket(
-        &js,
-        kv::Config {
-            bucket: subjects::BUCKET_TRIGGERS.to_owned(),
-            description: "Build and deploy triggers, one per key <namespace>.<name>".to_owned(),
-            history: DEFAULT_TRIGGER_KV_HISTORY,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        },
-    )
-    .await?;
-    let firings = get_or_create_bucket(
-        &js,
-        one_value_per_key(
-            subjects::BUCKET_FIRINGS,
-            "Trigger firings (Builds, Deployments), one per key <namespace>.<trigger>.<id>",
-            replicas,
-        ),
-    )
-    .await?;
-    let registry_secrets = get_or_create_bucket(
-        &js,
-        one_value_per_key(
-            subjects::BUCKET_REGISTRY_SECRETS,
-            "Registry secrets, encrypted, one per key <namespace>.<name>",
-            replicas,
-        ),
-    )
-    .await?;
-    let import_schedule = get_or_create_bucket(
-        &js,
-        one_value_per_key(
-            subjects::BUCKET_IMPORT_SCHEDULE,
-            "Next scheduled import, one per key <namespace>.<name>",
-            replicas,
-        ),
-    )
-    .await?;
-    let import_rate = get_or_create_bucket(
-        &js,
-        kv::Config {
-            max_age: DEFAULT_IMPORT_RATE_MAX_AGE,
-            ..one_value_per_key(
-                subjects::BUCKET_IMPORT_RATE,
-                "Scheduled imports started, one counter per minute",
-                replicas,
-            )
-        },
-    )
-    .await?;
-    let images = get_or_create_bucket(
-        &js,
-        one_value_per_key(
-            subjects::BUCKET_IMAGES,
-            "Image metadata, one immutable record per key <algorithm>.<hex digest>",
-            replicas,
-        ),
-    )
-    .await?;
-    let receivers = get_or_create_bucket(
-        &js,
-        one_value_per_key(
-            subjects::BUCKET_RECEIVERS,
-            "Webhook receivers, secrets encrypted, one per key <namespace>.<name>; \
-                          their URL ids under _ids.<id>",
-            replicas,
-        ),
-    )
-    .await?;
+    let [
+        streams,
+        triggers,
+        firings,
+        registry_secrets,
+        import_schedule,
+        import_rate,
+        images,
+        receivers,
+    ] = <[kv::Store; BUCKETS.len()]>::try_from(opened)
+        // can't fail: try_join_all answers one store per bucket, in order
+        .unwrap_or_else(|_| unreachable!("one store per bucket"));
     if js
         .get_object_store(subjects::BUCKET_PAYLOADS)
         .await
@@ -346,18 +281,84 @@ pub async fn provision_with(
     })
 }
 
-/// The configuration of a bucket that keeps one value per key (no history),
-/// on file, with `replicas`.
-fn one_value_per_key(bucket: &str, description: &str, replicas: usize) -> kv::Config {
-    kv::Config {
-        bucket: bucket.to_owned(),
-        description: description.to_owned(),
-        history: 1,
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        ..Default::default()
+/// One KV bucket of the topology: its name, what it holds (its
+/// description), how many revisions of a key it keeps, and how long a value
+/// lives (zero: for ever). On file, with the topology's replicas.
+struct Bucket {
+    name: &'static str,
+    holds: &'static str,
+    history: i64,
+    max_age: Duration,
+}
+
+impl Bucket {
+    /// A bucket that keeps one value per key, for ever.
+    const fn one_value_per_key(name: &'static str, holds: &'static str) -> Bucket {
+        Bucket {
+            name,
+            holds,
+            history: 1,
+            max_age: Duration::ZERO,
+        }
+    }
+
+    fn config(&self, replicas: usize) -> kv::Config {
+        kv::Config {
+            bucket: self.name.to_owned(),
+            description: self.holds.to_owned(),
+            history: self.history,
+            max_age: self.max_age,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        }
     }
 }
+
+/// Every KV bucket, in the order of [`Topology`]'s fields.
+const BUCKETS: [Bucket; 8] = [
+    Bucket {
+        name: subjects::BUCKET_STREAMS,
+        holds: "ImageStreams: a header per key <namespace>.<name>, a tag per key \
+                <namespace>.<name>.<tag>",
+        history: DEFAULT_KV_HISTORY,
+        max_age: Duration::ZERO,
+    },
+    Bucket {
+        name: subjects::BUCKET_TRIGGERS,
+        holds: "Build and deploy triggers, one per key <namespace>.<name>",
+        history: DEFAULT_TRIGGER_KV_HISTORY,
+        max_age: Duration::ZERO,
+    },
+    Bucket::one_value_per_key(
+        subjects::BUCKET_FIRINGS,
+        "Trigger firings (Builds, Deployments), one per key <namespace>.<trigger>.<id>",
+    ),
+    Bucket::one_value_per_key(
+        subjects::BUCKET_REGISTRY_SECRETS,
+        "Registry secrets, encrypted, one per key <namespace>.<name>",
+    ),
+    Bucket::one_value_per_key(
+        subjects::BUCKET_IMPORT_SCHEDULE,
+        "Next scheduled import, one per key <namespace>.<name>",
+    ),
+    Bucket {
+        max_age: DEFAULT_IMPORT_RATE_MAX_AGE,
+        ..Bucket::one_value_per_key(
+            subjects::BUCKET_IMPORT_RATE,
+            "Scheduled imports started, one counter per minute",
+        )
+    },
+    Bucket::one_value_per_key(
+        subjects::BUCKET_IMAGES,
+        "Image metadata, one immutable record per key <algorithm>.<hex digest>",
+    ),
+    Bucket::one_value_per_key(
+        subjects::BUCKET_RECEIVERS,
+        "Webhook receivers, secrets encrypted, one per key <namespace>.<name>; \
+         their URL ids under _ids.<id>",
+    ),
+];
 
 /// Opens a KV bucket, creating it when it does not exist.
 pub async fn get_or_create_bucket(
