@@ -134,7 +134,10 @@ impl TriggerReader {
     }
 }
 
-pub(crate) async fn read_entry<T: DeserializeOwned>(
+/// One entry of `kv`, decoded with its revision; `None` when absent or
+/// deleted. A read that fails is `Unavailable` (to retry), never taken for
+/// an absent entry.
+pub async fn read_entry<T: DeserializeOwned>(
     kv: &kv::Store,
     key: String,
 ) -> Result<Option<Stored<T>>, ApiError> {

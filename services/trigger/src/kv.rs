@@ -1,27 +1,17 @@
 //! Typed compare-and-swap access to the trigger service's KV buckets.
 
 use async_nats::jetstream::kv;
-use imagestreams_trigger_api::{Stored, decode, encode};
+use imagestreams_trigger_api::{Stored, encode, read_entry};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Error;
 
-/// Reads one entry; `None` when absent or deleted.
+/// Reads one entry; `None` when absent or deleted (the readers' own read).
 pub async fn read<T: DeserializeOwned>(
     store: &kv::Store,
     key: &str,
 ) -> Result<Option<Stored<T>>, Error> {
-    match store
-        .entry(key)
-        .await
-        .map_err(|e| Error::unavailable(format!("cannot read {key}"), e))?
-    {
-        Some(e) if e.operation == kv::Operation::Put => Ok(Some(Stored {
-            value: decode(&e.value)?,
-            revision: e.revision,
-        })),
-        _ => Ok(None),
-    }
+    Ok(read_entry(store, key.to_owned()).await?)
 }
 
 /// Writes `value` only if the entry is still at `revision`; `Conflict` otherwise.
