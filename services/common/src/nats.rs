@@ -235,18 +235,6 @@ pub async fn provision_with(
             .map(|bucket| get_or_create_bucket(&js, bucket.config(replicas))),
     )
     .await?;
-    let [
-        streams,
-        triggers,
-        firings,
-        registry_secrets,
-        import_schedule,
-        import_rate,
-        images,
-        receivers,
-    ] = <[kv::Store; BUCKETS.len()]>::try_from(opened)
-        // can't fail: try_join_all answers one store per bucket, in order
-        .unwrap_or_else(|_| unreachable!("one store per bucket"));
     if js
         .get_object_store(subjects::BUCKET_PAYLOADS)
         .await
@@ -268,16 +256,25 @@ pub async fn provision_with(
             source: Box::new(e),
         })?;
     }
+    // the fields in the order of BUCKETS (a struct expression evaluates its
+    // fields in the order written)
+    let mut opened = opened.into_iter();
+    let mut next = || {
+        opened
+            .next()
+            // can't fail: try_join_all answers one store per bucket, in order
+            .unwrap_or_else(|| unreachable!("one store per bucket"))
+    };
     Ok(Topology {
         js,
-        streams,
-        triggers,
-        firings,
-        registry_secrets,
-        import_schedule,
-        import_rate,
-        images,
-        receivers,
+        streams: next(),
+        triggers: next(),
+        firings: next(),
+        registry_secrets: next(),
+        import_schedule: next(),
+        import_rate: next(),
+        images: next(),
+        receivers: next(),
     })
 }
 
