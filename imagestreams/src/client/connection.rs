@@ -6,11 +6,8 @@
 
 use std::{path::Path, time::Duration};
 
-use imagestreams_common::{
-    image::view::{ImageStreamImage, ImageStreamTag},
-    model::ImageStream,
-    telemetry::propagation,
-};
+use imagestreams_common::{model::ImageStream, telemetry::propagation};
+use imagestreams_images_api::view::{ImageStreamImage, ImageStreamTag};
 use imagestreams_proto::v1::{self as pb, image_streams_client::ImageStreamsClient};
 use tonic::{
     Streaming,

@@ -10,7 +10,6 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use imagestreams_common::{
-    image::{human_size, view::Image},
     model::{
         CONDITION_FALSE, FROM_DOCKER_IMAGE, FROM_IMAGE_STREAM_IMAGE, FROM_IMAGE_STREAM_TAG,
         IMPORT_SUCCESS, ImageStream, NamedTagEventList, REFERENCE_POLICY_LOCAL, TagReference,
@@ -18,6 +17,7 @@ use imagestreams_common::{
     },
     reference::Reference,
 };
+use imagestreams_images_api::{human_size, view::Image};
 
 use super::{
     Client, ClientError, Context,

@@ -4,7 +4,7 @@
 use std::{fmt::Write as _, io::Write};
 
 use chrono::Utc;
-use imagestreams_common::image::{
+use imagestreams_images_api::{
     human_size,
     view::{Image, ImageStreamImage, ImageStreamTag},
 };

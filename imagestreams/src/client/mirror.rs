@@ -13,7 +13,8 @@
 
 use std::io::Write;
 
-use imagestreams_common::{error::ApiError, image::human_size};
+use imagestreams_common::error::ApiError;
+use imagestreams_images_api::human_size;
 use imagestreams_proto::v1::{self as pb, image_streams_client::ImageStreamsClient};
 use imagestreams_tag_syncer_api::STATUS_FAILURE;
 

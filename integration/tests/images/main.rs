@@ -16,10 +16,10 @@ use imagestreams::{
 };
 use imagestreams_common::{
     config::Secret,
-    image::view::{ANNOTATION_METADATA_ERROR, ImageStreamImage, ImageStreamTag},
     model::ImageStream,
     subjects::{self, Kind},
 };
+use imagestreams_images_api::view::{ANNOTATION_METADATA_ERROR, ImageStreamImage, ImageStreamTag};
 use imagestreams_integration::{
     ImageBuilder, NatsServer, Registry, RegistryOptions, TestApp,
     fake_registry::FakeRegistry,

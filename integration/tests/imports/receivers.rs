@@ -217,7 +217,7 @@ async fn a_ghcr_delivery_imports_the_following_tags_from_the_registry() -> anyho
     let cause = event.cause.clone().unwrap_or_default();
     assert_eq!(cause.actor, "system:receiver:ns1:hook", "{cause:?}");
     // the image's metadata is read after the tag moved, not lost
-    let catalog = imagestreams_common::image::ImageCatalog::new(env.topology.images.clone());
+    let catalog = imagestreams_images_api::ImageCatalog::new(env.topology.images.clone());
     let record = imagestreams_integration::wait_for_some(
         || async { catalog.get(&second).await.ok().flatten() },
         WAIT,

@@ -12,7 +12,6 @@ pub mod bounded;
 pub mod config;
 pub mod deadletter;
 pub mod error;
-pub mod image;
 pub mod metrics;
 pub mod nats;
 pub mod requests;

@@ -9,14 +9,13 @@
 
 use imagestreams_common::{
     error::ApiError,
-    image::{
-        ImageCatalog, ImageRecord, catalog_key,
-        view::{
-            ANNOTATION_METADATA_ERROR, Image, ImageStreamImage, ImageStreamTag,
-            KIND_IMAGE_STREAM_TAG,
-        },
-    },
     model::{API_VERSION, ImageStream, ObjectMeta, TagEvent},
+};
+use imagestreams_images_api::{
+    ImageCatalog, ImageRecord, catalog_key,
+    view::{
+        ANNOTATION_METADATA_ERROR, Image, ImageStreamImage, ImageStreamTag, KIND_IMAGE_STREAM_TAG,
+    },
 };
 use imagestreams_stream_store_api::Freshness;
 

@@ -50,11 +50,11 @@ use futures::future::BoxFuture;
 use imagestreams_common::{
     auth::store::{AuthStoreError, IdentityStore},
     config::Config,
-    image::ImageCatalog,
     runtime::{Deps, Service},
     telemetry::propagation,
     tls::{ServerTls, TlsError, TlsListener},
 };
+use imagestreams_images_api::ImageCatalog;
 use imagestreams_proto::v1::image_streams_server::ImageStreamsServer;
 use imagestreams_stream_store_api::StreamReader;
 use imagestreams_tag_syncer_api::{ImportClient, MirrorClient};

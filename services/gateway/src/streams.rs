@@ -8,10 +8,10 @@ use std::{future::Future, time::Duration};
 
 use imagestreams_common::{
     error::ApiError,
-    image::ImageCatalog,
     model::{self, ImageStream},
     requests,
 };
+use imagestreams_images_api::ImageCatalog;
 use imagestreams_proto::v1 as proto;
 use imagestreams_stream_store_api::selector::Selector;
 use imagestreams_stream_store_api::{

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use imagestreams_common::error::ApiError;
-use imagestreams_common::image::{ImageCatalog, ImageConfig, ImageRecord, Layer, PlatformImage};
 use imagestreams_common::model::format_timestamp;
+use imagestreams_images_api::{ImageCatalog, ImageConfig, ImageRecord, Layer, PlatformImage};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde::Deserialize;

@@ -62,10 +62,10 @@ use anyhow::Context as _;
 use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
-    image::ImageCatalog,
     metrics::ConsumerLag,
     runtime::{self, Deps, Service},
 };
+use imagestreams_images_api::ImageCatalog;
 use imagestreams_registry_client::IntegratedRegistry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -40,12 +40,12 @@ use async_nats::{
 };
 use futures::StreamExt as _;
 use imagestreams_common::{
-    image::{ImageCatalog, ImageRecord},
     metrics::{EventCounters, ServiceMetrics},
     nats,
     subjects::Kind,
     telemetry::propagation,
 };
+use imagestreams_images_api::{ImageCatalog, ImageRecord};
 use imagestreams_proto::v1 as proto;
 use imagestreams_registry_client::{
     IntegratedRegistry, RegistryError,

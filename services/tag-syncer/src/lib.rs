@@ -49,11 +49,11 @@ use async_nats::jetstream::consumer::PullConsumer;
 use futures::future::BoxFuture;
 use imagestreams_common::{
     config::Config,
-    image::ImageCatalog,
     metrics,
     runtime::{Deps, Service},
     subjects,
 };
+use imagestreams_images_api::ImageCatalog;
 use imagestreams_stream_store_api::{StoreClient, StreamReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -24,11 +24,8 @@
 use std::sync::LazyLock;
 
 use axum::{Extension, response::Response};
-use imagestreams_common::{
-    auth::Authenticated,
-    image::view::{ImageStreamImage, ImageStreamTag},
-    model::ImageStream,
-};
+use imagestreams_common::{auth::Authenticated, model::ImageStream};
+use imagestreams_images_api::view::{ImageStreamImage, ImageStreamTag};
 use schemars::{JsonSchema, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};

@@ -10,9 +10,9 @@
 use chrono::{DateTime, Utc};
 use imagestreams_common::{
     error::ApiError,
-    image::view::{ImageStreamImage, ImageStreamTag},
     model::{ImageStream, ObjectMeta},
 };
+use imagestreams_images_api::view::{ImageStreamImage, ImageStreamTag};
 use serde::Serialize;
 use serde_json::{Value, json};
 

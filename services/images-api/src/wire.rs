@@ -200,7 +200,7 @@ impl From<ImageSummary> for pb::ImageSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{ImageConfig, ImageRecord, Layer, PlatformImage};
+    use crate::{ImageConfig, ImageRecord, Layer, PlatformImage};
 
     #[test]
     fn an_image_stream_image_survives_the_wire() {

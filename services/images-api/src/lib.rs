@@ -1,4 +1,7 @@
-//! Image metadata: one immutable record per manifest digest, read from the registry once.
+//! The image catalog's contract: image metadata, one immutable record per
+//! manifest digest, read from the registry once (by the registry-watcher
+//! after a push, by the tag-syncer after an import) and served by the
+//! gateway. No I/O loops.
 //!
 //! - [`ImageRecord`] is what the registry says an image is: its manifest (media type, size, layers; for an
 //!   index, each platform's manifest) and its config blob (os, architecture, created, author, labels, env,
@@ -6,11 +9,11 @@
 //!   (malformed, over the size limit, missing) is recorded with [`ImageRecord::error`], so that it is not
 //!   fetched again and the error can be shown; a passing failure (timeout, 5xx) records nothing.
 //! - [`ImageSummary`] is the part every `ImagePushed` carries.
-//! - [`ImageCatalog`] keeps the records in the [`subjects::BUCKET_IMAGES`](crate::subjects::BUCKET_IMAGES) KV
+//! - [`ImageCatalog`] keeps the records in the [`subjects::BUCKET_IMAGES`](imagestreams_common::subjects::BUCKET_IMAGES) KV
 //!   bucket, written with create-only semantics: the first record of a digest wins, as a digest names one
 //!   content forever.
 //! - [`view`] renders a record as OpenShift's `Image` and `ImageStreamImage` (`dockerImageMetadata`,
-//!   `dockerImageLayers`, `dockerImageManifests`, …), and [`wire`](crate::image::wire) converts that to the
+//!   `dockerImageLayers`, `dockerImageManifests`, …), and [`wire`] converts that to the
 //!   protobuf types.
 
 mod catalog;

@@ -3,7 +3,7 @@
 use async_nats::jetstream::kv;
 
 use super::ImageRecord;
-use crate::{error::ApiError, reference::validate_digest};
+use imagestreams_common::{error::ApiError, reference::validate_digest};
 
 /// The image records bucket.
 #[derive(Clone, Debug)]

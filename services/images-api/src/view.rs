@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ImageRecord;
-use crate::model::{API_VERSION, ObjectMeta, TagReference};
+use imagestreams_common::model::{API_VERSION, ObjectMeta, TagReference};
 
 /// The kind of a `STREAM@DIGEST` object.
 pub const KIND_IMAGE_STREAM_IMAGE: &str = "ImageStreamImage";
@@ -303,7 +303,7 @@ impl ImageStreamImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{ImageConfig, Layer};
+    use crate::{ImageConfig, Layer};
 
     #[test]
     fn an_image_reads_like_openshifts() {
