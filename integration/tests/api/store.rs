@@ -1248,6 +1248,7 @@ async fn a_restart_mid_stream_loses_and_repeats_nothing() -> anyhow::Result<()> 
         })
     };
     first.stop().await?;
+    let stop_took = started.elapsed();
     let stopped_at = collector.len();
     let second = h.spawn_store_keeping_history().await?;
     publisher.await??;
@@ -1256,7 +1257,7 @@ async fn a_restart_mid_stream_loses_and_repeats_nothing() -> anyhow::Result<()> 
     // lands in the history only, as designed (see pushes.rs, Order)
     let late = collector.expect_current(&events).await?;
     eprintln!(
-        "restarted with {stopped_at} of {} TagsChanged out; the rest took {:?}; {late} applied late",
+        "restarted with {stopped_at} of {} TagsChanged out; the stop took {stop_took:?}, the rest {:?}; {late} applied late",
         events.len(),
         started.elapsed()
     );

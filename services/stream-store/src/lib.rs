@@ -301,6 +301,11 @@ impl Service for StreamStoreService {
                 }
                 anyhow::Ok(())
             };
+            // the changefeed stops last: the writers finish the work in hand
+            // on shutdown, and their writes are admitted only while the
+            // changefeed keeps up (the lag guard); stopped with them, it would
+            // hold each of their last writes back for the guard's whole wait
+            let feed_stop = CancellationToken::new();
             let changefeed = async {
                 if let Some((consumer, guard)) = changefeed {
                     changefeed::run(
@@ -308,19 +313,21 @@ impl Service for StreamStoreService {
                         consumer,
                         guard,
                         events,
-                        token.clone(),
+                        feed_stop.clone(),
                     )
                     .await
                     .context("changefeed")?;
                 }
                 anyhow::Ok(())
             };
-            let (a, b, c) = tokio::join!(
-                guarded(api, token.clone()),
-                guarded(pushes, token.clone()),
-                guarded(changefeed, token.clone()),
-            );
-            a.and(b).and(c)
+            let writers = async {
+                let (a, b) =
+                    tokio::join!(guarded(api, token.clone()), guarded(pushes, token.clone()),);
+                feed_stop.cancel();
+                a.and(b)
+            };
+            let (writers, feed) = tokio::join!(writers, guarded(changefeed, token.clone()));
+            writers.and(feed)
         })
     }
 }
