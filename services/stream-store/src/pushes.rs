@@ -67,7 +67,9 @@
 //!   registry; registry replicas need synchronised clocks) orders the pushes.
 //! - **Shutdown.** Events are pulled in bounded batches and the batch in hand
 //!   is applied to the end, so a restart neither waits for redeliveries nor
-//!   applies events out of order.
+//!   applies events out of order. The changefeed stops after this consumer
+//!   (see the service's `run`), so those last writes are not held back by
+//!   the lag guard.
 
 use std::{
     collections::VecDeque,
