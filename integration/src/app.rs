@@ -91,6 +91,16 @@ impl TestApp {
         format!("http://{}", self.addr("http"))
     }
 
+    /// What `GET /metrics` answers now, as Prometheus would scrape it.
+    pub async fn scrape(&self) -> anyhow::Result<Scraped> {
+        let text = reqwest::get(format!("{}/metrics", self.http_url()))
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(Scraped(text))
+    }
+
     /// A gRPC client of the gateway.
     pub async fn client(&self) -> anyhow::Result<ImageStreamsClient<Channel>> {
         Ok(ImageStreamsClient::connect(self.grpc_url()).await?)
@@ -126,5 +136,39 @@ impl Interceptor for Bearer {
             request.metadata_mut().insert("authorization", value);
         }
         Ok(request)
+    }
+}
+
+/// One scrape of `/metrics` (OpenMetrics text).
+#[derive(Debug, Clone)]
+pub struct Scraped(pub String);
+
+impl Scraped {
+    /// The value of `series` (its name and labels, as exposed), if exposed.
+    pub fn get(&self, series: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// The value of `series`; panics, showing the scrape, when it is not exposed.
+    #[track_caller]
+    pub fn value(&self, series: &str) -> f64 {
+        self.get(series)
+            .unwrap_or_else(|| panic!("no {series} in\n{}", self.0))
+    }
+}
+
+impl std::ops::Deref for Scraped {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Scraped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }

@@ -18,7 +18,7 @@ pub mod registry;
 pub mod registry_proxy;
 pub mod util;
 
-pub use app::{Bearer, TestApp};
+pub use app::{Bearer, Scraped, TestApp};
 pub use binaries::require;
 pub use image::{
     ImageBuilder, OciImage, blob_uploads, pull, push_index, push_unique_image, raw_digest,

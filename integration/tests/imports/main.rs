@@ -582,16 +582,8 @@ async fn the_seed_stream_imports_on_create_and_import_image_is_idempotent() -> a
     assert_eq!(images(&ruby, "v0.4"), [newer, v04], "history left alone");
 
     // the imports as the tag-syncer's metrics show them
-    let metrics = reqwest::get(format!("{}/metrics", app.http_url()))
-        .await?
-        .text()
-        .await?;
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-    };
+    let metrics = app.scrape().await?;
+    let value = |series: &str| metrics.value(series);
     assert!(
         value(r#"imagestreams_tag_syncer_imported_tags_total{registry="docker.io",outcome="ok"}"#)
             >= 2.0

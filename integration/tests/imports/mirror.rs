@@ -136,16 +136,8 @@ async fn mirror_copies_a_streams_images_with_the_namespace_secret() -> anyhow::R
 
     // what an operator's Prometheus sees: three images sent (one, then two),
     // two found already there, one refused; the dry run is not counted
-    let metrics = reqwest::get(format!("{}/metrics", app.http_url()))
-        .await?
-        .text()
-        .await?;
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_default()
-    };
+    let metrics = app.scrape().await?;
+    let value = |series: &str| metrics.get(series).unwrap_or_default();
     let images = "imagestreams_tag_syncer_mirrored_images_total";
     assert_eq!(
         value(&format!("{images}{{outcome=\"ok\"}}")),

@@ -109,17 +109,8 @@ async fn a_push_fires_a_signed_webhook_an_event_and_a_build() -> anyhow::Result<
         })
         .await;
     assert_eq!(missing.unwrap_err().code(), tonic::Code::NotFound);
-    let metrics = reqwest::get(format!("{}/metrics", app.http_url()))
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-    };
+    let metrics = app.scrape().await?;
+    let value = |series: &str| metrics.value(series);
     assert!(value(r#"imagestreams_registry_watcher_envelopes_total{code="200"}"#) >= 2.0);
     assert_eq!(
         value(r#"imagestreams_registry_watcher_events_total{outcome="pushed"}"#),
